@@ -1,0 +1,156 @@
+//! The Media API as the rest of the program sees it: one trait, [`MediaApi`], with the four
+//! operations Bandwidth offers (list one page, get, put, delete), and one error type, [`ApiError`].
+//!
+//! Two implementations exist: [`http::HttpApi`] talks to the real service (or the emulator) over
+//! HTTP, and [`crate::emulator::store::Store`] answers in-process for fast unit tests of the core.
+//! The hard parts live below this trait: retries ([`retry`]), tokens ([`auth`]) and the mapping of
+//! media ids with `/` to URL paths ([`path`]).
+
+pub mod auth;
+pub mod http;
+pub mod path;
+pub mod retry;
+
+use bytes::Bytes;
+
+/// Bandwidth's documented per-file limit: 3.75 MB (3.75 × 1024 × 1024 bytes).
+pub const MAX_MEDIA_SIZE: u64 = 3_932_160;
+
+/// Pages a full listing may take before it is judged endless (100 million media at 1000 a page).
+pub const MAX_LIST_PAGES: usize = 100_000;
+
+/// One item of a listing page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaInfo {
+    /// The media id: everything after `media/` in its URL; may contain `/`.
+    pub name: String,
+    /// Its size in bytes.
+    pub content_length: u64,
+}
+
+/// One page of a listing, and the token that fetches the next (absent on the last page).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    pub items: Vec<MediaInfo>,
+    pub next: Option<String>,
+}
+
+/// A downloaded media: its bytes and the headers stored with it at upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Media {
+    pub body: Bytes,
+    pub content_type: Option<String>,
+    pub cache_control: Option<String>,
+}
+
+/// Why a call failed. Each variant is one row of the design's error table; the core maps them to
+/// errno in exactly one place (`fs::error`). Messages never contain credentials.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// 401: the credentials were refused.
+    #[error("authentication failed (HTTP 401): {0}")]
+    Unauthorized(String),
+    /// 403: the credentials are good but not for this account.
+    #[error("access denied (HTTP 403): {0}")]
+    Forbidden(String),
+    /// 404: no such media.
+    #[error("no such media")]
+    NotFound,
+    /// The upload is over the size limit (413, or any 4xx on an upload larger than the limit).
+    #[error("media too large: {size} bytes, the limit is {limit} bytes")]
+    TooLarge { size: u64, limit: u64 },
+    /// 415: the server refused the content type.
+    #[error("content type {0:?} refused by the server (HTTP 415)")]
+    UnsupportedType(String),
+    /// Any other HTTP status, after the retries it deserved.
+    #[error("HTTP {status} from the server{}{}", .kind.as_deref().map(|k| format!(" ({k})")).unwrap_or_default(), .description.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Status {
+        status: u16,
+        kind: Option<String>,
+        description: Option<String>,
+    },
+    /// No answer: connection refused or reset, timeout, DNS (after all retries).
+    #[error("network error: {0}")]
+    Transport(String),
+    /// An answer that does not follow the API: bad JSON, wrong types, a short body, endless pages.
+    #[error("malformed answer from the server: {0}")]
+    Malformed(String),
+    /// A local problem that no retry can fix (bad configuration).
+    #[error("{0}")]
+    Config(String),
+}
+
+impl ApiError {
+    /// Whether a retry may succeed: 429, 5xx and network failures.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ApiError::Status { status, .. } => *status == 429 || *status >= 500,
+            ApiError::Transport(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// The four operations of Bandwidth's Media API for one account.
+pub trait MediaApi: Send + Sync {
+    /// One page of the listing; `token` is the previous page's `next`.
+    fn list_page(&self, token: Option<&str>) -> Result<ListPage, ApiError>;
+    /// The whole media (the API has no ranges).
+    fn get(&self, name: &str) -> Result<Media, ApiError>;
+    /// Store `body` under `name`, replacing any media of that name.
+    fn put(
+        &self,
+        name: &str,
+        body: Bytes,
+        content_type: &str,
+        cache_control: Option<&str>,
+    ) -> Result<(), ApiError>;
+    /// Remove `name`; removing a missing name succeeds (as production does).
+    fn delete(&self, name: &str) -> Result<(), ApiError>;
+    /// The URL of a media, as one would put it in an MMS.
+    fn media_url(&self, name: &str) -> String;
+}
+
+/// Walk every page of the listing, calling `on_page` for each as it arrives (so a reader can
+/// stream entries). Stops with [`ApiError::Malformed`] when a continuation token repeats or the
+/// walk passes [`MAX_LIST_PAGES`]: a server that never ends its listing must not hang us.
+pub fn walk_pages(
+    api: &dyn MediaApi,
+    mut on_page: impl FnMut(&ListPage),
+) -> Result<usize, ApiError> {
+    let mut token: Option<String> = None;
+    let mut seen = std::collections::HashSet::new();
+    for pages in 1..=MAX_LIST_PAGES {
+        let page = api.list_page(token.as_deref())?;
+        on_page(&page);
+        match page.next {
+            None => return Ok(pages),
+            Some(next) => {
+                if !seen.insert(next.clone()) {
+                    return Err(ApiError::Malformed(format!(
+                        "the listing repeats a continuation token after {pages} pages"
+                    )));
+                }
+                token = Some(next);
+            }
+        }
+    }
+    Err(ApiError::Malformed(format!(
+        "the listing did not end after {MAX_LIST_PAGES} pages"
+    )))
+}
+
+/// Every media of the account, all pages walked.
+pub fn list_all(api: &dyn MediaApi) -> Result<Vec<MediaInfo>, ApiError> {
+    let mut all = Vec::new();
+    walk_pages(api, |page| all.extend(page.items.iter().cloned()))?;
+    Ok(all)
+}
+
+/// The content type to upload a media with, guessed from its name's extension.
+pub fn content_type_for(name: &str) -> String {
+    mime_guess::from_path(name)
+        .first()
+        .map(|m| m.essence_str().to_string())
+        .unwrap_or_else(|| "application/octet-stream".to_string())
+}

@@ -1,0 +1,59 @@
+//! Media id <-> URL path. A media id may contain `/` (inbound MMS media are
+//! `{messageId}/{index}/{filename}`); production wants those slashes literal, so each
+//! `/`-separated segment is percent-encoded on its own and the segments are joined with `/`.
+
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+/// Everything but RFC 3986's unreserved characters is encoded inside a segment.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The URL path form of a media id: `a b/c#d.png` -> `a%20b/c%23d.png`.
+pub fn encode_media_id(name: &str) -> String {
+    name.split('/')
+        .map(|seg| utf8_percent_encode(seg, SEGMENT).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The media id a URL path names: percent-decoded once, so `a/0/x.png` and `a%2F0%2Fx.png`
+/// are the same id. `None` when the bytes are not UTF-8.
+pub fn decode_media_id(path: &str) -> Option<String> {
+    percent_decode_str(path)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slashes_stay_literal_and_segments_are_encoded() {
+        assert_eq!(encode_media_id("a b/0/c#d?.png"), "a%20b/0/c%23d%3F.png");
+        assert_eq!(encode_media_id("100%+x"), "100%25%2Bx");
+    }
+
+    #[test]
+    fn encoded_and_literal_slashes_decode_alike() {
+        assert_eq!(
+            decode_media_id("a%2F0%2Fx.png").as_deref(),
+            Some("a/0/x.png")
+        );
+        assert_eq!(decode_media_id("a/0/x.png").as_deref(), Some("a/0/x.png"));
+    }
+
+    #[test]
+    fn round_trip_of_awkward_names() {
+        for name in ["é/ü 😀", "a+b", "%41", "x/y/z", " lead", "q?x#y"] {
+            assert_eq!(
+                decode_media_id(&encode_media_id(name)).as_deref(),
+                Some(name)
+            );
+        }
+    }
+}

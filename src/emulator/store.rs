@@ -1,0 +1,398 @@
+//! The emulator's media store: media held in memory as shared [`Bytes`] (served without copying),
+//! sorted by name, with Bandwidth's size limit and retention, and request counters.
+//!
+//! The HTTP server answers from it; it also implements [`MediaApi`] directly so the filesystem
+//! core can be unit-tested in-process, with the same listing pages and tokens as over HTTP.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use bytes::Bytes;
+use parking_lot::RwLock;
+use serde::Serialize;
+
+use crate::api::{ApiError, ListPage, Media, MediaApi, MediaInfo, MAX_MEDIA_SIZE};
+
+/// How the store behaves; the defaults are production's.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Items per listing page (production: 1000).
+    pub page_size: usize,
+    /// Largest media accepted, in bytes (production: 3.75 MB).
+    pub max_size: u64,
+    /// How long a media lives after its last upload (production: 48 hours).
+    pub retention: Duration,
+    /// Base of the URLs reported in listings and by `media_url`, e.g.
+    /// `http://127.0.0.1:8080/api/v2/users/9900000/media`.
+    pub media_url_base: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            page_size: 1000,
+            max_size: MAX_MEDIA_SIZE,
+            retention: Duration::from_secs(48 * 3600),
+            media_url_base: "http://127.0.0.1/api/v2/users/9900000/media".to_string(),
+        }
+    }
+}
+
+/// One stored media.
+#[derive(Debug, Clone)]
+pub struct StoredMedia {
+    pub body: Bytes,
+    pub content_type: String,
+    pub cache_control: Option<String>,
+    pub stored_at: Instant,
+}
+
+/// Requests served, per operation, failures included.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub list: AtomicU64,
+    pub get: AtomicU64,
+    pub put: AtomicU64,
+    pub delete: AtomicU64,
+    pub token: AtomicU64,
+}
+
+/// A copy of [`Stats`] at one moment, as `GET /_emulator/stats` answers it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct StatsSnapshot {
+    pub list: u64,
+    pub get: u64,
+    pub put: u64,
+    pub delete: u64,
+    pub token: u64,
+}
+
+impl Stats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            list: self.list.load(Ordering::Relaxed),
+            get: self.get.load(Ordering::Relaxed),
+            put: self.put.load(Ordering::Relaxed),
+            delete: self.delete.load(Ordering::Relaxed),
+            token: self.token.load(Ordering::Relaxed),
+        }
+    }
+    pub fn reset(&self) {
+        for c in [&self.list, &self.get, &self.put, &self.delete, &self.token] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Why the store refused a call; the server turns these into Bandwidth's statuses and bodies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// 404
+    NotFound,
+    /// 413
+    TooLarge { size: u64, limit: u64 },
+    /// 400: the continuation token is not one this store made.
+    BadToken,
+}
+
+/// The media of one account, in memory.
+#[derive(Debug)]
+pub struct Store {
+    config: RwLock<StoreConfig>,
+    media: RwLock<BTreeMap<String, StoredMedia>>,
+    pub stats: Stats,
+}
+
+const TOKEN_PREFIX: &str = "bwemu1:";
+
+impl Store {
+    pub fn new(config: StoreConfig) -> Store {
+        Store {
+            config: RwLock::new(config),
+            media: RwLock::new(BTreeMap::new()),
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn config(&self) -> StoreConfig {
+        self.config.read().clone()
+    }
+
+    /// Change the settings at run time (tests shrink the page size, say).
+    pub fn set_config(&self, config: StoreConfig) {
+        *self.config.write() = config;
+    }
+
+    fn alive(&self, m: &StoredMedia, now: Instant) -> bool {
+        now.duration_since(m.stored_at) < self.config.read().retention
+    }
+
+    /// One page of names after the position `token` encodes (all names sorted, as Bandwidth's
+    /// order is unknown). Tokens are opaque to clients: base64 of the last name served, so they
+    /// contain `+` and `/` like production's.
+    pub fn list_page(
+        &self,
+        token: Option<&str>,
+    ) -> Result<(Vec<MediaInfo>, Option<String>), StoreError> {
+        let after = match token {
+            None => None,
+            Some(t) => Some(decode_token(t).ok_or(StoreError::BadToken)?),
+        };
+        let page_size = self.config.read().page_size.max(1);
+        let now = Instant::now();
+        let media = self.media.read();
+        let range = match &after {
+            None => media.range::<String, _>(..),
+            Some(a) => media.range::<String, _>((Bound::Excluded(a.clone()), Bound::Unbounded)),
+        };
+        let mut items = Vec::with_capacity(page_size.min(media.len()));
+        let mut more = false;
+        for (name, m) in range.filter(|(_, m)| self.alive(m, now)) {
+            if items.len() == page_size {
+                more = true;
+                break;
+            }
+            items.push(MediaInfo {
+                name: name.clone(),
+                content_length: m.body.len() as u64,
+            });
+        }
+        let next = if more {
+            items.last().map(|last| encode_token(&last.name))
+        } else {
+            None
+        };
+        Ok((items, next))
+    }
+
+    pub fn get(&self, name: &str) -> Result<StoredMedia, StoreError> {
+        let media = self.media.read();
+        match media.get(name) {
+            Some(m) if self.alive(m, Instant::now()) => Ok(m.clone()),
+            _ => Err(StoreError::NotFound),
+        }
+    }
+
+    pub fn put(
+        &self,
+        name: &str,
+        body: Bytes,
+        content_type: &str,
+        cache_control: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let limit = self.config.read().max_size;
+        let size = body.len() as u64;
+        if size > limit {
+            return Err(StoreError::TooLarge { size, limit });
+        }
+        self.media.write().insert(
+            name.to_string(),
+            StoredMedia {
+                body,
+                content_type: content_type.to_string(),
+                cache_control: cache_control.map(str::to_string),
+                stored_at: Instant::now(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Remove a media; a missing one is not an error (production answers 204).
+    pub fn delete(&self, name: &str) {
+        self.media.write().remove(name);
+    }
+
+    /// Number of live media.
+    pub fn len(&self) -> usize {
+        let now = Instant::now();
+        self.media
+            .read()
+            .values()
+            .filter(|m| self.alive(m, now))
+            .count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Names of all live media, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let now = Instant::now();
+        let media = self.media.read();
+        media
+            .iter()
+            .filter(|(_, m)| self.alive(m, now))
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Load every file below `dir` (recursively); the path relative to `dir` becomes the name.
+    pub fn seed_from_dir(&self, dir: &std::path::Path) -> std::io::Result<usize> {
+        let mut count = 0;
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d)? {
+                let entry = entry?;
+                let path = entry.path();
+                let ft = entry.file_type()?;
+                if ft.is_dir() {
+                    stack.push(path);
+                } else if ft.is_file() {
+                    let rel = path.strip_prefix(dir).unwrap_or(&path);
+                    let name = rel
+                        .components()
+                        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                        .collect::<Vec<_>>()
+                        .join("/");
+                    let body = Bytes::from(std::fs::read(&path)?);
+                    let ct = crate::api::content_type_for(&name);
+                    self.put(&name, body, &ct, None).map_err(|e| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!("{}: {e:?}", path.display()),
+                        )
+                    })?;
+                    count += 1;
+                }
+            }
+        }
+        Ok(count)
+    }
+}
+
+fn encode_token(last_name: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{TOKEN_PREFIX}{last_name}"))
+}
+
+fn decode_token(token: &str) -> Option<String> {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .ok()?;
+    let s = String::from_utf8(raw).ok()?;
+    s.strip_prefix(TOKEN_PREFIX).map(str::to_string)
+}
+
+fn store_error_to_api(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound => ApiError::NotFound,
+        StoreError::TooLarge { size, limit } => ApiError::TooLarge { size, limit },
+        StoreError::BadToken => ApiError::Status {
+            status: 400,
+            kind: Some("request-validation".into()),
+            description: Some("invalid continuation token".into()),
+        },
+    }
+}
+
+/// The store answers the API in-process, counting requests as the server would.
+impl MediaApi for Store {
+    fn list_page(&self, token: Option<&str>) -> Result<ListPage, ApiError> {
+        self.stats.list.fetch_add(1, Ordering::Relaxed);
+        let (items, next) = Store::list_page(self, token).map_err(store_error_to_api)?;
+        Ok(ListPage { items, next })
+    }
+
+    fn get(&self, name: &str) -> Result<Media, ApiError> {
+        self.stats.get.fetch_add(1, Ordering::Relaxed);
+        let m = Store::get(self, name).map_err(store_error_to_api)?;
+        Ok(Media {
+            body: m.body,
+            content_type: Some(m.content_type),
+            cache_control: m.cache_control,
+        })
+    }
+
+    fn put(
+        &self,
+        name: &str,
+        body: Bytes,
+        content_type: &str,
+        cache_control: Option<&str>,
+    ) -> Result<(), ApiError> {
+        self.stats.put.fetch_add(1, Ordering::Relaxed);
+        Store::put(self, name, body, content_type, cache_control).map_err(store_error_to_api)
+    }
+
+    fn delete(&self, name: &str) -> Result<(), ApiError> {
+        self.stats.delete.fetch_add(1, Ordering::Relaxed);
+        Store::delete(self, name);
+        Ok(())
+    }
+
+    fn media_url(&self, name: &str) -> String {
+        format!(
+            "{}/{}",
+            self.config.read().media_url_base,
+            crate::api::path::encode_media_id(name)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(page_size: usize) -> Store {
+        Store::new(StoreConfig {
+            page_size,
+            ..StoreConfig::default()
+        })
+    }
+
+    #[test]
+    fn pages_cover_every_name_once_in_order() {
+        let s = store(7);
+        for i in 0..50 {
+            Store::put(
+                &s,
+                &format!("m{i:03}"),
+                Bytes::from_static(b"x"),
+                "text/plain",
+                None,
+            )
+            .unwrap();
+        }
+        let all = crate::api::list_all(&s).unwrap();
+        let names: Vec<_> = all.iter().map(|m| m.name.clone()).collect();
+        assert_eq!(names, s.names());
+        assert_eq!(names.len(), 50);
+        assert_eq!(s.stats.snapshot().list, 8); // ceil(50/7)
+    }
+
+    #[test]
+    fn bad_token_is_refused() {
+        let s = store(2);
+        assert_eq!(
+            Store::list_page(&s, Some("not a token")),
+            Err(StoreError::BadToken)
+        );
+    }
+
+    #[test]
+    fn oversize_put_is_refused_and_stores_nothing() {
+        let s = store(10);
+        let big = Bytes::from(vec![0u8; MAX_MEDIA_SIZE as usize + 1]);
+        assert!(matches!(
+            Store::put(&s, "big", big, "image/png", None),
+            Err(StoreError::TooLarge { .. })
+        ));
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn expired_media_vanish() {
+        let s = Store::new(StoreConfig {
+            retention: Duration::from_millis(50),
+            ..StoreConfig::default()
+        });
+        Store::put(&s, "a", Bytes::from_static(b"x"), "text/plain", None).unwrap();
+        assert_eq!(s.len(), 1);
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(Store::get(&s, "a").unwrap_err(), StoreError::NotFound);
+        assert!(Store::list_page(&s, None).unwrap().0.is_empty());
+    }
+}
