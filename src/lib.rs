@@ -7,4 +7,5 @@
 //! - [`emulator`]: the local API server, whose store also serves `MediaApi` in-process.
 
 pub mod api;
+pub mod cli;
 pub mod emulator;

@@ -1,1 +1,222 @@
-fn main() {}
+//! `bwmediafs MOUNTPOINT`: the command-line front end. It checks what it can before going to the
+//! background (mountpoint, credentials, URLs), forks while it still has one thread, then in the
+//! child connects (one list call checks the credentials), mounts, and tells the parent. SIGINT,
+//! SIGTERM and SIGHUP upload what is dirty, then unmount; `umount` ends it the same way.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Parser;
+
+use bwmediafs::api::http::{HttpApi, HttpConfig, DEFAULT_BASE_URL, DEFAULT_TOKEN_URL};
+use bwmediafs::api::retry::RetryPolicy;
+use bwmediafs::cli::credentials::{self, Account};
+use bwmediafs::cli::daemon::{self, Readiness};
+use bwmediafs::cli::options::{check_url, parse_mount_flags, Args, MountFlags};
+use bwmediafs::cli::{demo, mountpoint};
+use bwmediafs::fs::{FsOptions, MediaFs};
+use bwmediafs::fuse::{self, MountOptions};
+
+fn main() {
+    let args = Args::parse();
+    if let Err(message) = init_logging(&args) {
+        eprintln!("bwmediafs: {message}");
+        std::process::exit(1);
+    }
+    let mut readiness = Readiness::foreground();
+    let code = match run(&args, &mut readiness) {
+        Ok(()) => 0,
+        Err(message) => {
+            if args.log_file.is_some() {
+                log::error!("{message}");
+            }
+            if readiness.is_background() {
+                readiness.failed(&message); // the waiting parent prints it
+            } else {
+                eprintln!("bwmediafs: {message}");
+            }
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(args: &Args, readiness: &mut Readiness) -> Result<(), String> {
+    // Everything that can be checked without threads happens before the fork, so its errors
+    // come straight back to the user.
+    let flags = parse_mount_flags(&args.options)?;
+    let mountpoint = mountpoint::prepare(&args.mountpoint)?;
+    let account = if args.demo {
+        None
+    } else {
+        Some(credentials::resolve(args.credentials.as_deref())?)
+    };
+    let http = account
+        .map(|account| http_config(args, account))
+        .transpose()?;
+
+    if !args.foreground {
+        *readiness = daemon::background().map_err(|e| format!("cannot fork: {e}"))?;
+    }
+    // From here on every thread inherits these.
+    daemon::block_exit_signals();
+    daemon::make_non_dumpable();
+
+    // Kept alive for the life of the mount in demo mode.
+    let (_emulator, http) = match http {
+        Some(http) => (None, http),
+        None => {
+            let (emulator, mut http) =
+                demo::start().map_err(|e| format!("cannot start the demo emulator: {e}"))?;
+            http.retry = retry_policy(args);
+            http.request_timeout = args.timeout;
+            log::info!("demo: emulator with sample media at {}", emulator.base_url());
+            (Some(emulator), http)
+        }
+    };
+    let source = if args.demo {
+        "the demo media store".to_string()
+    } else {
+        format!("the media of account {}", http.account_id)
+    };
+    let api = HttpApi::new(http).map_err(|e| e.to_string())?;
+    let fs = MediaFs::connect(Arc::new(api), fs_options(args, &flags))
+        .map(Arc::new)
+        .map_err(|e| format!("cannot reach the media store: {e}"))?;
+    let mount_options = MountOptions {
+        allow_other: flags.allow_other,
+        allow_root: flags.allow_root,
+        read_only: flags.read_only,
+        fsname: "bwmediafs".to_string(),
+    };
+    let mounted = fuse::mount(fs.clone(), &mountpoint, &mount_options)
+        .map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
+    log::info!("mounted {source} on {}", mountpoint.display());
+    let hint = if args.demo {
+        format!(
+            "bwmediafs: demo media store mounted on {0}; try `ls -lR {0}`, unmount with `umount {0}`",
+            mountpoint.display()
+        )
+    } else {
+        String::new()
+    };
+    if args.foreground && !hint.is_empty() {
+        eprintln!("{hint}");
+    }
+    readiness.ready(&hint);
+
+    spawn_signal_handler(fs.clone(), mountpoint.clone());
+    mounted.wait();
+    // Normally every file was uploaded at its close; this catches what a lazy unmount left.
+    if let Err(e) = fs.flush_all() {
+        log::error!("some files could not be uploaded at unmount: {e}");
+        return Err(format!("unmounted, but some files could not be uploaded: {e}"));
+    }
+    log::info!("unmounted {}", mountpoint.display());
+    Ok(())
+}
+
+/// On SIGINT/SIGTERM/SIGHUP: upload dirty files, then unmount, which ends `mounted.wait()`.
+fn spawn_signal_handler(fs: Arc<MediaFs>, mountpoint: PathBuf) {
+    let spawned = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || loop {
+            let signal = daemon::wait_for_signal();
+            log::info!("{signal}: uploading open files, then unmounting");
+            if let Err(e) = fs.flush_all() {
+                log::error!("{e}");
+            }
+            if let Err(e) = unmount(&mountpoint) {
+                log::error!(
+                    "cannot unmount {}: {e}; run `umount -l {}`",
+                    mountpoint.display(),
+                    mountpoint.display()
+                );
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn!("no signal handler ({e}): unmount with umount instead of a signal");
+    }
+}
+
+fn unmount(mountpoint: &Path) -> Result<(), String> {
+    mountpoint::unmount(mountpoint, false).or_else(|e| {
+        log::warn!("unmount failed ({e}); detaching lazily");
+        mountpoint::unmount(mountpoint, true)
+    })
+}
+
+fn http_config(args: &Args, account: Account) -> Result<HttpConfig, String> {
+    let base_url = args
+        .base_url
+        .clone()
+        .or(account.base_url)
+        .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
+    let token_url = args
+        .token_url
+        .clone()
+        .or(account.token_url)
+        .unwrap_or_else(|| DEFAULT_TOKEN_URL.to_string());
+    check_url(&base_url, args.allow_insecure_http)?;
+    check_url(&token_url, args.allow_insecure_http)?;
+    let mut http = HttpConfig::new(account.account_id, account.credentials);
+    http.base_url = base_url;
+    http.token_url = token_url;
+    http.request_timeout = args.timeout;
+    http.retry = retry_policy(args);
+    Ok(http)
+}
+
+fn retry_policy(args: &Args) -> RetryPolicy {
+    RetryPolicy {
+        max_total: args.retry_time,
+        ..RetryPolicy::default()
+    }
+}
+
+fn fs_options(args: &Args, flags: &MountFlags) -> FsOptions {
+    let defaults = FsOptions::default();
+    let umask = flags.umask;
+    FsOptions {
+        metadata_ttl: args.metadata_ttl,
+        cache_size: args.cache_size,
+        uid: flags.uid.unwrap_or(defaults.uid),
+        gid: flags.gid.unwrap_or(defaults.gid),
+        file_mode: args
+            .file_mode
+            .or(umask.map(|u| 0o666 & !u))
+            .unwrap_or(defaults.file_mode),
+        dir_mode: args
+            .dir_mode
+            .or(umask.map(|u| 0o777 & !u))
+            .unwrap_or(defaults.dir_mode),
+        read_only: flags.read_only,
+        recovery_dir: args
+            .recovery_dir
+            .clone()
+            .unwrap_or(defaults.recovery_dir),
+        ..defaults
+    }
+}
+
+fn init_logging(args: &Args) -> Result<(), String> {
+    let default_filter = match args.verbose {
+        0 => "warn,bwmediafs=info",
+        1 => "info,bwmediafs=debug",
+        _ => "trace",
+    };
+    let mut builder =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter));
+    builder.format_timestamp_millis();
+    if let Some(path) = &args.log_file {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("cannot open the log file {}: {e}", path.display()))?;
+        builder.target(env_logger::Target::Pipe(Box::new(file)));
+    }
+    builder
+        .try_init()
+        .map_err(|e| format!("cannot start logging: {e}"))
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# What a fresh Debian or Ubuntu machine lacks to mount bwmediafs and run its tests:
+# fuse3 (fusermount3 for unprivileged mounts and unmounts), rsync and attr (tools the tests use).
+set -euo pipefail
+need=()
+for pkg in fuse3 rsync attr; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+[ -e /dev/fuse ] || { [ "$(id -u)" -eq 0 ] && modprobe fuse; } || {
+  echo "install-deps: /dev/fuse is missing; load the fuse kernel module (modprobe fuse)" >&2
+  exit 1
+}

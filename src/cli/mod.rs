@@ -1,0 +1,8 @@
+//! The pieces of the `bwmediafs` command line that are worth testing on their own: credentials,
+//! mountpoint checks, going to the background, mount options, the demo.
+
+pub mod credentials;
+pub mod daemon;
+pub mod demo;
+pub mod mountpoint;
+pub mod options;

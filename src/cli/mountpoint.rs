@@ -1,0 +1,129 @@
+//! Checks on the mountpoint before mounting, and unmounting by path.
+//!
+//! The awkward case is a dead mount: after `kill -9` the kernel keeps the FUSE mount, and every
+//! access to it fails with "Transport endpoint is not connected" (ENOTCONN). We recognise it,
+//! clear it (a lazy unmount) and go on, or say exactly which command clears it.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Make sure `path` can be mounted on; returns its canonical form.
+pub fn prepare(path: &Path) -> Result<PathBuf, String> {
+    let shown = path.display();
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_dir() => {
+            return Err(format!("the mountpoint {shown} is not a directory"));
+        }
+        Ok(_) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            log::warn!("{shown} is a dead mount left by a bwmediafs that was killed; clearing it");
+            if unmount(path, true).is_err() || std::fs::metadata(path).is_err() {
+                return Err(format!(
+                    "{shown} is a dead mount (its bwmediafs process was killed) and could not be \
+                     cleared; run `fusermount3 -uz {shown}` (or `umount -l {shown}` as root) and \
+                     try again"
+                ));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "the mountpoint {shown} does not exist; create it with `mkdir -p {shown}`"
+            ));
+        }
+        Err(e) => return Err(format!("cannot use the mountpoint {shown}: {e}")),
+    }
+    let canonical = std::fs::canonicalize(path)
+        .map_err(|e| format!("cannot use the mountpoint {shown}: {e}"))?;
+    if let Some(fstype) = mounted_type(&canonical) {
+        return Err(format!(
+            "{shown} is already a mount point ({fstype}); unmount it first with `umount {shown}`"
+        ));
+    }
+    Ok(canonical)
+}
+
+/// The filesystem type mounted at `path`, if `path` is a mount point.
+pub fn mounted_type(path: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = path.as_os_str().as_bytes();
+    info.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let mount_point = unescape(fields.get(4)?);
+        if mount_point != want {
+            return None;
+        }
+        let sep = fields.iter().position(|f| *f == "-")?;
+        fields.get(sep + 1).map(|t| t.to_string())
+    })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(field: &str) -> Vec<u8> {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
+            let oct = std::str::from_utf8(&bytes[i + 1..i + 4]).ok();
+            if let Some(v) = oct.and_then(|o| u8::from_str_radix(o, 8).ok()) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Unmount `path`: directly as root, else with `fusermount3 -u`. `lazy` detaches even when busy.
+pub fn unmount(path: &Path, lazy: bool) -> Result<(), String> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+    let flags = if lazy { libc::MNT_DETACH } else { 0 };
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::umount2(c.as_ptr(), flags) } == 0 {
+        return Ok(());
+    }
+    let direct = std::io::Error::last_os_error();
+    let flag = if lazy { "-uz" } else { "-u" };
+    match Command::new("fusermount3").arg(flag).arg(path).output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(format!(
+            "{direct}; fusermount3: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Err(format!("{direct}; fusermount3: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_decoded() {
+        assert_eq!(unescape(r"/mnt/my\040media"), b"/mnt/my media".to_vec());
+        assert_eq!(unescape("/plain"), b"/plain".to_vec());
+    }
+
+    #[test]
+    fn missing_and_non_directory_mountpoints_are_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let e = prepare(&missing).unwrap_err();
+        assert!(e.contains("mkdir -p"), "{e}");
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(prepare(&file).unwrap_err().contains("not a directory"));
+        assert_eq!(prepare(dir.path()).unwrap(), std::fs::canonicalize(dir.path()).unwrap());
+    }
+
+    #[test]
+    fn the_root_is_recognised_as_a_mount_point() {
+        assert!(mounted_type(Path::new("/")).is_some());
+        assert!(mounted_type(Path::new("/definitely/not/mounted")).is_none());
+    }
+}

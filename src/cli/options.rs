@@ -1,0 +1,266 @@
+//! The command line of `bwmediafs`: flags, `-o` mount options as `mount` users know them, sizes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Mount a Bandwidth account's media store as a directory.
+///
+/// Every media of the account appears as a file (names with `/` as directories); ls, cp, rm, mv,
+/// editors and rsync work on them. Reads fetch a media once and keep it in memory; writes are
+/// uploaded when the file is closed, and close reports a failed upload.
+///
+/// Credentials come from the environment (never from flags, which other users see in `ps`):
+///   BW_ACCOUNT_ID                       your account id
+///   BW_CLIENT_ID + BW_CLIENT_SECRET     OAuth2 client credentials (preferred)
+///   BW_USERNAME  + BW_PASSWORD          or an API user (legacy)
+/// or from a file given with --credentials holding the same KEY=VALUE lines (mode 600).
+///
+/// Try it without an account:   bwmediafs --demo /tmp/media
+/// Unmount with:                umount /tmp/media   (or fusermount3 -u /tmp/media)
+#[derive(Debug, Parser)]
+#[command(name = "bwmediafs", version, verbatim_doc_comment)]
+pub struct Args {
+    /// The empty directory to mount the media store on.
+    pub mountpoint: PathBuf,
+
+    /// Serve a built-in emulator with sample media instead of a real account (no credentials).
+    #[arg(long)]
+    pub demo: bool,
+
+    /// Read BW_* credentials from this file (must not be readable by group or others).
+    #[arg(long, value_name = "FILE")]
+    pub credentials: Option<PathBuf>,
+
+    /// Messaging API base URL.
+    #[arg(long, env = "BW_BASE_URL", value_name = "URL")]
+    pub base_url: Option<String>,
+
+    /// OAuth2 token URL.
+    #[arg(long, env = "BW_TOKEN_URL", value_name = "URL")]
+    pub token_url: Option<String>,
+
+    /// Allow a plain-http base or token URL to a host other than loopback. Credentials then cross
+    /// the network unencrypted.
+    #[arg(long)]
+    pub allow_insecure_http: bool,
+
+    /// Stay in the foreground (logs to standard error) instead of returning once mounted.
+    #[arg(short, long)]
+    pub foreground: bool,
+
+    /// Mount options, comma-separated: ro, rw, allow_other, allow_root, uid=N, gid=N, umask=OCTAL.
+    #[arg(short = 'o', value_name = "OPTIONS", action = clap::ArgAction::Append)]
+    pub options: Vec<String>,
+
+    /// Permission bits of files (octal; default 644 less the umask).
+    #[arg(long, value_name = "OCTAL", value_parser = parse_octal)]
+    pub file_mode: Option<u16>,
+
+    /// Permission bits of directories (octal; default 755 less the umask).
+    #[arg(long, value_name = "OCTAL", value_parser = parse_octal)]
+    pub dir_mode: Option<u16>,
+
+    /// Memory for downloaded media (e.g. 64M, 1G).
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_size)]
+    pub cache_size: u64,
+
+    /// How long a listing is reused before the store is asked again; changes made elsewhere
+    /// show up after this.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub metadata_ttl: Duration,
+
+    /// Where the bytes of a file whose upload failed for good are kept, to re-upload later.
+    /// Default: $XDG_STATE_HOME/bwmediafs/recovery (~/.local/state/bwmediafs/recovery).
+    #[arg(long, value_name = "DIR")]
+    pub recovery_dir: Option<PathBuf>,
+
+    /// Timeout of one HTTP request.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+
+    /// How long one operation keeps retrying a failing server before it fails with EIO.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub retry_time: Duration,
+
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Write the log to this file (useful in the background, where standard error is closed).
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+}
+
+/// What `-o` said.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MountFlags {
+    pub read_only: bool,
+    pub allow_other: bool,
+    pub allow_root: bool,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub umask: Option<u16>,
+}
+
+/// Parse every `-o` argument. Options that only matter to `mount` itself (`rw`, `dev`, `suid`,
+/// `noatime`, `_netdev`, ...) are accepted and ignored, so fstab lines work.
+pub fn parse_mount_flags(options: &[String]) -> Result<MountFlags, String> {
+    let mut flags = MountFlags::default();
+    for opt in options.iter().flat_map(|o| o.split(',')).filter(|o| !o.is_empty()) {
+        let (key, value) = match opt.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (opt, None),
+        };
+        let number = |v: Option<&str>| -> Result<u32, String> {
+            v.and_then(|v| v.parse().ok())
+                .ok_or_else(|| format!("-o {key} needs a number, as in {key}=1000"))
+        };
+        match key {
+            "ro" => flags.read_only = true,
+            "rw" => flags.read_only = false,
+            "allow_other" => flags.allow_other = true,
+            "allow_root" => flags.allow_root = true,
+            "uid" => flags.uid = Some(number(value)?),
+            "gid" => flags.gid = Some(number(value)?),
+            "umask" => {
+                flags.umask = Some(
+                    value
+                        .ok_or_else(|| "-o umask needs an octal value, as in umask=022".to_string())
+                        .and_then(parse_octal)?,
+                )
+            }
+            "dev" | "nodev" | "suid" | "nosuid" | "exec" | "noexec" | "atime" | "noatime"
+            | "relatime" | "auto" | "noauto" | "user" | "nouser" | "users" | "_netdev"
+            | "nofail" | "default_permissions" | "async" => {}
+            _ => {
+                return Err(format!(
+                    "unknown mount option -o {opt}; known: ro, rw, allow_other, allow_root, \
+                     uid=N, gid=N, umask=OCTAL"
+                ))
+            }
+        }
+    }
+    if flags.allow_other && flags.allow_root {
+        return Err("-o allow_other and -o allow_root exclude each other; pick one".to_string());
+    }
+    Ok(flags)
+}
+
+/// `644`, `0644` or `0o644`.
+pub fn parse_octal(s: &str) -> Result<u16, String> {
+    let digits = s.trim_start_matches("0o");
+    u16::from_str_radix(digits, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("{s:?} is not an octal mode such as 644"))
+}
+
+/// A byte count: `1048576`, `512K`, `64M`, `1G` (powers of 1024; a trailing `iB` or `B` is allowed).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("{s:?}: unknown unit; use K, M or G")),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    digits
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1u64 << shift))
+        .ok_or_else(|| format!("{s:?} is not a size such as 64M or 1G"))
+}
+
+/// Refuse plain http to anything but loopback unless the user asked for it.
+pub fn check_url(url: &str, allow_insecure_http: bool) -> Result<(), String> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return if url.starts_with("https://") {
+            Ok(())
+        } else {
+            Err(format!("{url:?} is not an http(s) URL"))
+        };
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority)
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false);
+    if loopback || allow_insecure_http {
+        Ok(())
+    } else {
+        Err(format!(
+            "refusing plain-http URL {url}: credentials would cross the network unencrypted; \
+             use https, or pass --allow-insecure-http if you really mean it"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_options_parse_as_mount_users_expect() {
+        let f = parse_mount_flags(&["ro,allow_other".into(), "uid=1000,gid=100,umask=027".into()])
+            .unwrap();
+        assert_eq!(
+            f,
+            MountFlags {
+                read_only: true,
+                allow_other: true,
+                allow_root: false,
+                uid: Some(1000),
+                gid: Some(100),
+                umask: Some(0o027)
+            }
+        );
+        assert!(parse_mount_flags(&["noatime,_netdev".into()]).is_ok());
+        assert!(parse_mount_flags(&["bogus".into()]).unwrap_err().contains("unknown"));
+        assert!(parse_mount_flags(&["uid=me".into()]).unwrap_err().contains("number"));
+        assert!(parse_mount_flags(&["allow_other,allow_root".into()]).is_err());
+    }
+
+    #[test]
+    fn sizes_and_modes() {
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("lots").is_err());
+        assert_eq!(parse_octal("0644"), Ok(0o644));
+        assert!(parse_octal("9").is_err());
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback_unless_allowed() {
+        assert!(check_url("http://127.0.0.1:8080/api/v2", false).is_ok());
+        assert!(check_url("http://localhost/api", false).is_ok());
+        assert!(check_url("http://[::1]:80/x", false).is_ok());
+        assert!(check_url("https://messaging.bandwidth.com/api/v2", false).is_ok());
+        let e = check_url("http://10.1.2.3/api", false).unwrap_err();
+        assert!(e.contains("--allow-insecure-http"), "{e}");
+        assert!(check_url("http://example.com/api", true).is_ok());
+        assert!(check_url("ftp://x", true).is_err());
+    }
+}

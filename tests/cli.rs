@@ -1,0 +1,187 @@
+//! The `bwmediafs` command line: what a user sees when something is wrong before mounting, and
+//! the demo. Failures must end with one clear sentence, a non-zero exit and no mount left.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use bwmediafs::cli::mountpoint;
+use common::*;
+
+/// Run bwmediafs to completion (background mode, as users do) with a timeout; (status, stderr).
+fn run_to_end(args: &[&str], env: &[(String, String)]) -> (std::process::ExitStatus, String) {
+    let mut cmd = command(env);
+    cmd.args(args).stdin(Stdio::null());
+    let out = timed("bwmediafs", move || cmd.output().expect("run bwmediafs"));
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn mountpoint_dir() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    (dir, mnt)
+}
+
+/// Unmounts in Drop whatever ended up mounted on the path (a test that fails must not leak).
+struct Unmount(std::path::PathBuf);
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        if mountpoint::mounted_type(&self.0).is_some() {
+            let _ = mountpoint::unmount(&self.0, true);
+        }
+    }
+}
+
+#[test]
+fn bad_credentials_end_with_a_clear_message_and_no_mount() {
+    let emulator = start_emulator(emulator_config());
+    let (_dir, mnt) = mountpoint_dir();
+    let _guard = Unmount(mnt.clone());
+    let mut env = oauth_env(&emulator);
+    env.retain(|(k, _)| k != "BW_CLIENT_SECRET");
+    env.push(("BW_CLIENT_SECRET".into(), "wrong-secret".into()));
+    let (status, err) = run_to_end(&[mnt.to_str().unwrap()], &env);
+    assert!(!status.success());
+    assert!(err.contains("BW_CLIENT_SECRET"), "should name the variable to fix: {err}");
+    assert!(!err.contains("wrong-secret"), "the secret was printed: {err}");
+    assert!(mountpoint::mounted_type(&mnt).is_none());
+}
+
+#[test]
+fn missing_mountpoint_ends_with_a_clear_message() {
+    let emulator = start_emulator(emulator_config());
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nowhere");
+    let (status, err) = run_to_end(&[missing.to_str().unwrap()], &oauth_env(&emulator));
+    assert!(!status.success());
+    assert!(err.contains("does not exist") && err.contains("mkdir -p"), "{err}");
+    assert_eq!(emulator.stats().list, 0, "nothing should be asked of the server");
+}
+
+#[test]
+fn unreachable_server_ends_with_a_clear_message_and_no_mount() {
+    // A port that nothing listens on: bind one, note it, close it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (_dir, mnt) = mountpoint_dir();
+    let _guard = Unmount(mnt.clone());
+    let env = vec![
+        ("BW_ACCOUNT_ID".to_string(), "9900000".to_string()),
+        ("BW_USERNAME".to_string(), "u".to_string()),
+        ("BW_PASSWORD".to_string(), PASSWORD.to_string()),
+        ("BW_BASE_URL".to_string(), format!("http://127.0.0.1:{port}/api/v2")),
+    ];
+    let (status, err) = run_to_end(&["--retry-time", "1s", mnt.to_str().unwrap()], &env);
+    assert!(!status.success());
+    assert!(err.contains("cannot reach the media store"), "{err}");
+    assert!(!err.contains(PASSWORD));
+    assert!(mountpoint::mounted_type(&mnt).is_none());
+}
+
+#[test]
+fn missing_credentials_say_which_variables_to_set() {
+    let (_dir, mnt) = mountpoint_dir();
+    let (status, err) = run_to_end(&[mnt.to_str().unwrap()], &[]);
+    assert!(!status.success());
+    assert!(err.contains("BW_ACCOUNT_ID") && err.contains("--demo"), "{err}");
+}
+
+#[test]
+fn plain_http_to_another_host_is_refused() {
+    let (_dir, mnt) = mountpoint_dir();
+    let env = vec![
+        ("BW_ACCOUNT_ID".to_string(), "9900000".to_string()),
+        ("BW_USERNAME".to_string(), "u".to_string()),
+        ("BW_PASSWORD".to_string(), PASSWORD.to_string()),
+        ("BW_BASE_URL".to_string(), "http://192.0.2.1/api/v2".to_string()),
+    ];
+    let (status, err) = run_to_end(&[mnt.to_str().unwrap()], &env);
+    assert!(!status.success());
+    assert!(err.contains("--allow-insecure-http"), "{err}");
+}
+
+#[test]
+fn demo_mounts_in_the_background_serves_its_samples_and_umount_ends_it() {
+    let (_dir, mnt) = mountpoint_dir();
+    let _guard = Unmount(mnt.clone());
+    let mnt_s = mnt.to_str().unwrap().to_string();
+    let mut cmd = command(&[]);
+    cmd.args(["--demo", &mnt_s]).stdin(Stdio::null());
+    let out = timed("bwmediafs --demo", move || cmd.output().unwrap());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("umount"));
+    // It returned once mounted: the samples are there at once.
+    for (name, body) in bwmediafs::cli::demo::SAMPLES {
+        let got = std::fs::read(mnt.join(name)).unwrap();
+        assert!(&got[..] == *body, "{name} differs");
+    }
+    let pid = daemon_pid(&mnt_s).expect("the background bwmediafs process");
+    sh_ok(&format!("umount {}", q(&mnt)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid) {
+        assert!(std::time::Instant::now() < deadline, "bwmediafs still running after umount");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn demo_in_the_foreground_ends_cleanly_on_sigterm() {
+    let (_dir, mnt) = mountpoint_dir();
+    let _guard = Unmount(mnt.clone());
+    let mut child = command(&[])
+        .args(["--demo", "-f", mnt.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while mountpoint::mounted_type(&mnt).is_none() {
+        assert!(std::time::Instant::now() < deadline, "demo did not mount");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(mnt.join("hello.txt").exists());
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = timed("exit after SIGTERM", move || child.wait().unwrap());
+    assert!(status.success(), "{status}");
+    assert!(mountpoint::mounted_type(&mnt).is_none());
+}
+
+#[test]
+fn secrets_never_appear_in_the_trace_log() {
+    let m = Mount::new();
+    sh_ok(&format!("echo x > {} && cat {} >/dev/null", q(&m.path("a")), q(&m.path("a"))));
+    sh_ok(&format!("ls -l {}", q(&m.mnt)));
+    let log = m.log_text();
+    assert!(log.contains("TRACE") || log.contains("DEBUG"), "the log is not at trace level");
+    assert!(!log.contains(CLIENT_SECRET), "the client secret is in the log");
+    assert!(!log.contains(PASSWORD));
+}
+
+/// The pid of the bwmediafs process whose command line names `mountpoint`.
+fn daemon_pid(mountpoint: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_ours = args.first()?.ends_with(b"bwmediafs")
+            && args.iter().any(|a| *a == mountpoint.as_bytes());
+        is_ours.then_some(pid)
+    })
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.split(") ").nth(1).is_some_and(|r| r.starts_with('Z')))
+        .unwrap_or(true)
+}

@@ -1,0 +1,258 @@
+//! The harness of the mount tests: an emulator on loopback (port 0), the built `bwmediafs`
+//! binary mounted in the foreground against it in a temp dir, and a guard whose `Drop` always
+//! unmounts and reaps the process, even when the test fails. Every operation on the mount runs
+//! with a timeout, so a hang fails the test instead of hanging CI.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bwmediafs::cli::mountpoint;
+use bwmediafs::emulator::store::StatsSnapshot;
+use bwmediafs::emulator::{Emulator, EmulatorConfig};
+
+/// How long any single operation on the mount may take before the test fails.
+pub const OP_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub const PASSWORD: &str = "pw-Zq8x-never-logged";
+pub const CLIENT_SECRET: &str = "cs-Jm4t-never-logged";
+
+/// An emulator whose credentials are distinctive strings, so tests can grep logs for them.
+pub fn emulator_config() -> EmulatorConfig {
+    EmulatorConfig {
+        basic: Some(("test-user".into(), PASSWORD.into())),
+        oauth: Some(("test-client".into(), CLIENT_SECRET.into())),
+        ..EmulatorConfig::default()
+    }
+}
+
+pub fn start_emulator(config: EmulatorConfig) -> Emulator {
+    Emulator::start(config).expect("start the emulator")
+}
+
+/// A running `bwmediafs -f` on a temp dir.
+pub struct Mount {
+    pub emulator: Emulator,
+    pub dir: tempfile::TempDir,
+    pub mnt: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+/// The environment that gives the binary the emulator's OAuth2 client.
+pub fn oauth_env(emulator: &Emulator) -> Vec<(String, String)> {
+    let account = "9900000".to_string();
+    vec![
+        ("BW_ACCOUNT_ID".into(), account),
+        ("BW_CLIENT_ID".into(), "test-client".into()),
+        ("BW_CLIENT_SECRET".into(), CLIENT_SECRET.into()),
+        ("BW_BASE_URL".into(), emulator.base_url()),
+        ("BW_TOKEN_URL".into(), emulator.token_url()),
+    ]
+}
+
+/// The `bwmediafs` command with a clean environment (no BW_* of the caller's) plus `env`.
+pub fn command(env: &[(String, String)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bwmediafs"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("BW_") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    cmd
+}
+
+impl Mount {
+    /// Mount with default settings on a fresh emulator.
+    pub fn new() -> Mount {
+        Mount::with(start_emulator(emulator_config()), &[])
+    }
+
+    /// Mount `emulator` with extra command-line arguments.
+    pub fn with(emulator: Emulator, args: &[&str]) -> Mount {
+        let env = oauth_env(&emulator);
+        Mount::with_env(emulator, args, &env)
+    }
+
+    pub fn with_env(emulator: Emulator, args: &[&str], env: &[(String, String)]) -> Mount {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).expect("mountpoint");
+        let mnt = std::fs::canonicalize(&mnt).expect("canonical mountpoint");
+        let log = dir.path().join("bwmediafs.log");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = command(env)
+            .arg("-f")
+            .arg("-vv")
+            .arg("--recovery-dir")
+            .arg(dir.path().join("recovery"))
+            .args(args)
+            .arg(&mnt)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log file"))
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn bwmediafs");
+        let mut mount = Mount {
+            emulator,
+            dir,
+            mnt,
+            log,
+            child: Some(child),
+        };
+        mount.wait_mounted();
+        mount
+    }
+
+    fn wait_mounted(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while mountpoint::mounted_type(&self.mnt).is_none() {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("bwmediafs exited with {status} before mounting:\n{}", self.log_text());
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not mounted after 30 s:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A path inside the mount.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.emulator.stats()
+    }
+
+    pub fn reset_stats(&self) {
+        self.emulator.reset_stats();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Send a signal to the bwmediafs process.
+    pub fn signal(&self, signal: i32) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: a signal to our own child.
+            unsafe { libc::kill(pid as i32, signal) };
+        }
+    }
+
+    /// Wait for the process to end (after umount or a signal); its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn is_mounted(&self) -> bool {
+        mountpoint::mounted_type(&self.mnt).is_some()
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if self.is_mounted() {
+            let _ = mountpoint::unmount(&self.mnt, false);
+            if self.is_mounted() {
+                let _ = mountpoint::unmount(&self.mnt, true);
+            }
+        }
+        if let Some(mut child) = self.child.take() {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    _ => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                }
+            }
+        }
+        if self.is_mounted() {
+            let _ = mountpoint::unmount(&self.mnt, true);
+        }
+    }
+}
+
+/// Run `f` on another thread; fail the test if it takes longer than [`OP_TIMEOUT`].
+pub fn timed<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(OP_TIMEOUT) {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: no answer after {OP_TIMEOUT:?} (hung)"),
+    }
+}
+
+/// Run a shell command line with a timeout; its output.
+pub fn sh(script: &str) -> Output {
+    Command::new("timeout")
+        .arg(OP_TIMEOUT.as_secs().to_string())
+        .arg("bash")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("run bash")
+}
+
+/// Run a shell command line that must succeed; its standard output.
+pub fn sh_ok(script: &str) -> String {
+    let out = sh(script);
+    assert!(
+        out.status.success(),
+        "`{script}` failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Quote a path for a shell command line.
+pub fn q(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}

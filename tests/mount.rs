@@ -1,0 +1,351 @@
+//! The filesystem through a real mount: the built `bwmediafs` binary, mounted in the foreground
+//! against the emulator on loopback HTTP, used with `std::fs` and real tools. The API's view
+//! (the emulator's store) is checked after every action.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+
+fn put(m: &Mount, name: &str, body: &[u8]) {
+    m.emulator
+        .store()
+        .put(name, Bytes::copy_from_slice(body), "application/octet-stream", None)
+        .expect("store put");
+}
+
+fn stored(m: &Mount, name: &str) -> Option<Vec<u8>> {
+    m.emulator.store().get(name).ok().map(|s| s.body.to_vec())
+}
+
+/// Every regular file under `root` with its size, as `find` sees it.
+fn find_files(root: &std::path::Path) -> BTreeMap<String, u64> {
+    let out = sh_ok(&format!("cd {} && find . -type f -printf '%P\\t%s\\n'", q(root)));
+    out.lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(n, s)| (n.to_string(), s.parse().unwrap_or(u64::MAX)))
+        .collect()
+}
+
+#[test]
+fn ls_matches_the_listing_over_several_pages_with_slash_names() {
+    let emulator = start_emulator(emulator_config());
+    let mut expected = BTreeMap::new();
+    for i in 0..2500u64 {
+        let name = match i % 3 {
+            0 => format!("flat-{i:04}.bin"),
+            1 => format!("msg{}/0/part-{i:04}.jpg", i % 40),
+            _ => format!("deep/a/b/{i:04}.txt"),
+        };
+        let len = (i % 17) as usize;
+        emulator
+            .store()
+            .put(&name, Bytes::from(bytes(len, i)), "text/plain", None)
+            .unwrap();
+        expected.insert(name, len as u64);
+    }
+    let m = Mount::with(emulator, &[]);
+    let seen = timed("find", {
+        let mnt = m.mnt.clone();
+        move || find_files(&mnt)
+    });
+    assert_eq!(seen, expected);
+    let ls = sh_ok(&format!("ls -l {}", q(&m.path("deep/a/b"))));
+    assert_eq!(ls.lines().filter(|l| l.starts_with('-')).count(), 833);
+    let top = sh_ok(&format!("ls {}", q(&m.mnt)));
+    assert!(top.lines().any(|l| l == "msg0"), "{top}");
+}
+
+#[test]
+fn reads_return_exactly_the_stored_bytes() {
+    let m = Mount::new();
+    let big = bytes(3_000_000, 7);
+    put(&m, "big.bin", &big);
+    put(&m, "in/0/photo.jpg", b"jpeg bytes");
+    let read = timed("read big", {
+        let p = m.path("big.bin");
+        move || std::fs::read(p).unwrap()
+    });
+    assert!(read == big, "cat returned different bytes");
+    let out = m.dir.path().join("copy.jpg");
+    sh_ok(&format!("cp {} {}", q(&m.path("in/0/photo.jpg")), q(&out)));
+    assert_eq!(std::fs::read(&out).unwrap(), b"jpeg bytes");
+    let md = std::fs::metadata(m.path("big.bin")).unwrap();
+    assert_eq!(md.len(), 3_000_000);
+    assert!(md.is_file());
+}
+
+#[test]
+fn shell_tools_write_and_the_api_sees_it() {
+    let m = Mount::new();
+    let src = m.dir.path().join("src.bin");
+    let data = bytes(200_000, 1);
+    std::fs::write(&src, &data).unwrap();
+
+    // cp in
+    sh_ok(&format!("cp {} {}", q(&src), q(&m.path("copied.bin"))));
+    assert_eq!(stored(&m, "copied.bin").unwrap(), data);
+    // > and >>
+    sh_ok(&format!("echo hello > {}", q(&m.path("note.txt"))));
+    sh_ok(&format!("echo world >> {}", q(&m.path("note.txt"))));
+    assert_eq!(stored(&m, "note.txt").unwrap(), b"hello\nworld\n");
+    // dd conv=notrunc overwrites in the middle
+    sh_ok(&format!(
+        "printf XY | dd of={} bs=1 seek=2 conv=notrunc status=none",
+        q(&m.path("note.txt"))
+    ));
+    assert_eq!(stored(&m, "note.txt").unwrap(), b"heXYo\nworld\n");
+    // truncate shrinks and grows
+    sh_ok(&format!("truncate -s 3 {}", q(&m.path("note.txt"))));
+    assert_eq!(stored(&m, "note.txt").unwrap(), b"heX");
+    sh_ok(&format!("truncate -s 5 {}", q(&m.path("note.txt"))));
+    assert_eq!(stored(&m, "note.txt").unwrap(), b"heX\0\0");
+    // touch creates an empty media
+    sh_ok(&format!("touch {}", q(&m.path("empty"))));
+    assert_eq!(stored(&m, "empty").unwrap(), b"");
+    // mv onto a new name, then over an existing one
+    sh_ok(&format!("mv {} {}", q(&m.path("copied.bin")), q(&m.path("moved.bin"))));
+    assert_eq!(stored(&m, "copied.bin"), None);
+    assert_eq!(stored(&m, "moved.bin").unwrap(), data);
+    sh_ok(&format!("mv {} {}", q(&m.path("note.txt")), q(&m.path("moved.bin"))));
+    assert_eq!(stored(&m, "moved.bin").unwrap(), b"heX\0\0");
+    assert_eq!(stored(&m, "note.txt"), None);
+    // mkdir -p, cp into it, rmdir
+    sh_ok(&format!("mkdir -p {}", q(&m.path("a/b"))));
+    sh_ok(&format!("cp {} {}", q(&src), q(&m.path("a/b/"))));
+    assert_eq!(stored(&m, "a/b/src.bin").unwrap(), data);
+    sh_ok(&format!("mkdir {}", q(&m.path("a/empty"))));
+    sh_ok(&format!("rmdir {}", q(&m.path("a/empty"))));
+    let busy = sh(&format!("rmdir {}", q(&m.path("a/b"))));
+    assert!(!busy.status.success(), "rmdir of a non-empty directory succeeded");
+    // rm
+    sh_ok(&format!("rm {}", q(&m.path("a/b/src.bin"))));
+    assert_eq!(stored(&m, "a/b/src.bin"), None);
+    // cp -p keeps the mode and mtime it was given, for the life of the mount
+    std::fs::set_permissions(&src, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    sh_ok(&format!("touch -d '2020-01-02 03:04:05' {}", q(&src)));
+    sh_ok(&format!("cp -p {} {}", q(&src), q(&m.path("kept.bin"))));
+    let md = std::fs::metadata(m.path("kept.bin")).unwrap();
+    assert_eq!(md.mode() & 0o777, 0o600);
+    assert_eq!(md.mtime(), std::fs::metadata(&src).unwrap().mtime());
+    assert_eq!(stored(&m, "kept.bin").unwrap(), data);
+
+    let names = m.emulator.store().names();
+    assert_eq!(names, vec!["empty", "kept.bin", "moved.bin"]);
+}
+
+#[test]
+fn rsync_into_and_out_of_the_mount() {
+    let m = Mount::new();
+    let tree = m.dir.path().join("tree");
+    for (i, rel) in ["a.txt", "sub/b.bin", "sub/deeper/c.png"].iter().enumerate() {
+        let p = tree.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, bytes(1000 * (i + 1), i as u64)).unwrap();
+    }
+    sh_ok(&format!("rsync -a {}/ {}/", q(&tree), q(&m.mnt)));
+    assert_eq!(
+        m.emulator.store().names(),
+        vec!["a.txt", "sub/b.bin", "sub/deeper/c.png"]
+    );
+    assert_eq!(stored(&m, "sub/b.bin").unwrap(), bytes(2000, 1));
+    let back = m.dir.path().join("back");
+    sh_ok(&format!("rsync -a {}/ {}/", q(&m.mnt), q(&back)));
+    sh_ok(&format!("diff -r {} {}", q(&tree), q(&back)));
+}
+
+#[test]
+fn oversize_copy_fails_with_file_too_large_and_stores_nothing() {
+    let m = Mount::new();
+    let src = m.dir.path().join("big");
+    std::fs::write(&src, bytes(4_000_000, 3)).unwrap();
+    let out = sh(&format!("cp {} {}", q(&src), q(&m.path("big"))));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("File too large"), "{err}");
+    assert_eq!(stored(&m, "big"), None);
+    assert!(m.log_text().contains("3932160"), "the log should state the limit");
+}
+
+#[test]
+fn an_upload_the_server_refuses_makes_close_fail() {
+    let m = Mount::new();
+    // The server now takes at most 1000 bytes: a 2000-byte upload is refused with 413.
+    let mut config = m.emulator.store().config();
+    config.max_size = 1000;
+    m.emulator.store().set_config(config);
+    let p = m.path("refused.bin");
+    let result = timed("write+close", move || {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&p)?;
+        f.write_all(&bytes(2000, 9))?;
+        f.sync_all()
+    });
+    assert!(result.is_err(), "fsync/close of a refused upload succeeded");
+    assert_eq!(stored(&m, "refused.bin"), None);
+}
+
+#[test]
+fn round_trip_budget_of_common_actions() {
+    let emulator = start_emulator(emulator_config());
+    for i in 0..10 {
+        emulator
+            .store()
+            .put(&format!("f{i}"), Bytes::from(bytes(100, i)), "text/plain", None)
+            .unwrap();
+    }
+    let m = Mount::with(emulator, &["--metadata-ttl", "1h"]);
+    // mount: 1 list page (the credential check)
+    let s = m.stats();
+    assert_eq!((s.list, s.get, s.put, s.delete), (1, 0, 0, 0), "mount");
+    m.reset_stats();
+    sh_ok(&format!("ls -l {}", q(&m.mnt)));
+    let s = m.stats();
+    assert_eq!((s.list, s.get, s.put, s.delete), (0, 0, 0, 0), "ls -l of a listing the mount already has");
+    sh_ok(&format!("ls -l {}", q(&m.mnt)));
+    assert_eq!(m.stats().list, 0, "ls -l again within the TTL");
+    sh_ok(&format!("cat {} >/dev/null", q(&m.path("f3"))));
+    let s = m.stats();
+    assert_eq!((s.list, s.get), (0, 1), "cat after ls");
+    sh_ok(&format!("cat {} >/dev/null", q(&m.path("f3"))));
+    assert_eq!(m.stats().get, 1, "cat again");
+    m.reset_stats();
+    let src = m.dir.path().join("new");
+    std::fs::write(&src, b"new media").unwrap();
+    sh_ok(&format!("cp {} {}", q(&src), q(&m.path("new"))));
+    let s = m.stats();
+    assert_eq!(s.put, 1, "cp new: one PUT");
+    assert!(s.list + s.get <= 1, "cp new: at most one lookup request, got {s:?}");
+    m.reset_stats();
+    sh_ok(&format!("rm {}", q(&m.path("f1"))));
+    let s = m.stats();
+    assert_eq!((s.list, s.get, s.put, s.delete), (0, 0, 0, 1), "rm");
+    m.reset_stats();
+    sh_ok(&format!("mv {} {}", q(&m.path("f3"), ), q(&m.path("g3"))));
+    let s = m.stats();
+    assert_eq!((s.list, s.get, s.put, s.delete), (0, 0, 1, 1), "mv of a cached file");
+    assert_eq!(stored(&m, "g3").unwrap(), bytes(100, 3));
+}
+
+#[test]
+fn a_cold_stat_of_an_unlisted_name_costs_one_get() {
+    let emulator = start_emulator(emulator_config());
+    for i in 0..1500 {
+        emulator
+            .store()
+            .put(&format!("m{i:05}"), Bytes::from(bytes(10, i)), "text/plain", None)
+            .unwrap();
+    }
+    let m = Mount::with(emulator, &[]);
+    m.reset_stats();
+    // m01400 is on the second page, which the mount did not fetch.
+    let md = std::fs::metadata(m.path("m01400")).unwrap();
+    assert_eq!(md.len(), 10);
+    let body = std::fs::read(m.path("m01400")).unwrap();
+    assert_eq!(body, bytes(10, 1400));
+    let s = m.stats();
+    assert_eq!((s.list, s.get), (0, 1), "stat + cat of a name never listed");
+}
+
+#[test]
+fn changes_made_through_the_api_show_up_after_the_ttl() {
+    let m = Mount::with(start_emulator(emulator_config()), &["--metadata-ttl", "1s"]);
+    put(&m, "before", b"1");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(sh_ok(&format!("ls {}", q(&m.mnt))).contains("before"));
+    put(&m, "added", b"22");
+    put(&m, "before", b"333");
+    m.emulator.store().delete("before");
+    put(&m, "changed", b"1");
+    sh_ok(&format!("ls {}", q(&m.mnt)));
+    put(&m, "changed", b"4444");
+    std::thread::sleep(Duration::from_millis(1200));
+    let files = find_files(&m.mnt);
+    assert_eq!(
+        files,
+        BTreeMap::from([("added".to_string(), 2), ("changed".to_string(), 4)])
+    );
+}
+
+#[test]
+fn an_open_file_stays_readable_after_rm() {
+    let m = Mount::new();
+    put(&m, "doomed", b"still here");
+    let p = m.path("doomed");
+    let (before, after) = timed("read after unlink", move || {
+        use std::io::{Read, Seek};
+        let mut f = std::fs::File::open(&p).unwrap();
+        let mut a = Vec::new();
+        f.read_to_end(&mut a).unwrap();
+        std::fs::remove_file(&p).unwrap();
+        f.rewind().unwrap();
+        let mut b = Vec::new();
+        f.read_to_end(&mut b).unwrap();
+        (a, b)
+    });
+    assert_eq!(before, b"still here");
+    assert_eq!(after, b"still here");
+    assert_eq!(stored(&m, "doomed"), None);
+}
+
+#[test]
+fn xattrs_give_the_media_url_and_content_type() {
+    let m = Mount::new();
+    m.emulator
+        .store()
+        .put("pic.png", Bytes::from_static(b"png"), "image/png", Some("no-cache"))
+        .unwrap();
+    let out = sh_ok(&format!("getfattr -d -m - {}", q(&m.path("pic.png"))));
+    assert!(
+        out.contains(&format!("user.bandwidth.url=\"{}/users/9900000/media/pic.png\"", m.emulator.base_url())),
+        "{out}"
+    );
+    assert!(out.contains("user.bandwidth.content_type=\"image/png\""), "{out}");
+    assert!(out.contains("user.bandwidth.cache_control=\"no-cache\""), "{out}");
+}
+
+#[test]
+fn df_works() {
+    let m = Mount::new();
+    let out = sh_ok(&format!("df {}", q(&m.mnt)));
+    assert!(out.contains("bwmediafs"), "{out}");
+}
+
+#[test]
+fn umount_ends_the_process_cleanly() {
+    let mut m = Mount::new();
+    sh_ok(&format!("umount {}", q(&m.mnt)));
+    let status = m.wait_exit(Duration::from_secs(20)).expect("bwmediafs still running after umount");
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn sigterm_uploads_open_dirty_files_then_unmounts() {
+    let mut m = Mount::new();
+    let p = m.path("open-dirty.bin");
+    let data = bytes(5000, 5);
+    let mut f = timed("create", {
+        let p = p.clone();
+        move || std::fs::File::create(p).unwrap()
+    });
+    {
+        use std::io::Write;
+        f.write_all(&data).unwrap();
+    }
+    assert_eq!(stored(&m, "open-dirty.bin").map(|b| b.len()).unwrap_or(0), 0);
+    m.signal(libc::SIGTERM);
+    // The process uploads, then unmounts; our handle is left dangling and closing it may fail.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while stored(&m, "open-dirty.bin").as_deref() != Some(&data[..]) {
+        assert!(std::time::Instant::now() < deadline, "dirty file not uploaded on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(f);
+    let status = m.wait_exit(Duration::from_secs(20)).expect("bwmediafs still running after SIGTERM");
+    assert!(status.success(), "exit status {status}:\n{}", m.log_text());
+    assert!(!m.is_mounted());
+}
