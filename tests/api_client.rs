@@ -8,6 +8,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -34,12 +35,7 @@ impl log::Log for Recorder {
         true
     }
     fn log(&self, record: &log::Record<'_>) {
-        let line = format!(
-            "{} {} {}",
-            record.level(),
-            record.target(),
-            record.args()
-        );
+        let line = format!("{} {} {}", record.level(), record.target(), record.args());
         if let Ok(mut r) = self.records.lock() {
             r.push(line);
         }
@@ -64,7 +60,11 @@ fn init_log() {
 }
 
 fn records() -> Vec<String> {
-    recorder().records.lock().map(|r| r.clone()).unwrap_or_default()
+    recorder()
+        .records
+        .lock()
+        .map(|r| r.clone())
+        .unwrap_or_default()
 }
 
 fn assert_no_secret_logged(secrets: &[&str]) {
@@ -199,7 +199,11 @@ fn every_operation_round_trips() {
     // Deleting a missing name succeeds, as in production.
     api.delete("cat.png").unwrap();
     assert_eq!(
-        list_all(&api).unwrap().iter().map(|i| &i.name[..]).collect::<Vec<_>>(),
+        list_all(&api)
+            .unwrap()
+            .iter()
+            .map(|i| &i.name[..])
+            .collect::<Vec<_>>(),
         ["empty"]
     );
 
@@ -208,7 +212,11 @@ fn every_operation_round_trips() {
     assert_eq!(api.requests_sent(), 11);
     assert_eq!(
         api.media_url("a b/c.png"),
-        format!("{}/users/{}/media/a%20b/c.png", emu.base_url(), emu.account())
+        format!(
+            "{}/users/{}/media/a%20b/c.png",
+            emu.base_url(),
+            emu.account()
+        )
     );
     assert_no_secret_logged(&[PASSWORD, SECRET]);
 }
@@ -240,19 +248,50 @@ fn oversize_upload_is_too_large() {
     let emu = emulator();
     let api = client(&emu, basic());
     let size = MAX_MEDIA_SIZE as usize + 1;
-    match api.put("big.bin", content(3, size), "application/octet-stream", None) {
+    match api.put(
+        "big.bin",
+        content(3, size),
+        "application/octet-stream",
+        None,
+    ) {
         Err(ApiError::TooLarge { size: s, limit }) => {
             assert_eq!(s, size as u64);
             assert_eq!(limit, MAX_MEDIA_SIZE);
         }
         other => panic!("{other:?}"),
     }
+    // Refused before sending: a doomed upload costs no request.
+    assert_eq!((emu.stats().put, api.requests_sent()), (0, 0));
     assert_eq!(api.get("big.bin"), Err(ApiError::NotFound));
     // Exactly at the limit is fine.
     let at = content(4, MAX_MEDIA_SIZE as usize);
     api.put("max.bin", at.clone(), "application/octet-stream", None)
         .unwrap();
     assert_eq!(api.get("max.bin").unwrap().body, at);
+}
+
+#[test]
+fn a_413_from_the_server_is_too_large() {
+    // A server with a lower limit than Bandwidth's documented one.
+    let emu = start(EmulatorConfig {
+        store: StoreConfig {
+            max_size: 1000,
+            ..StoreConfig::default()
+        },
+        ..EmulatorConfig::default()
+    });
+    let api = client(&emu, basic());
+    assert_eq!(
+        api.put("b.bin", content(5, 1001), "application/octet-stream", None),
+        Err(ApiError::TooLarge {
+            size: 1001,
+            limit: MAX_MEDIA_SIZE
+        })
+    );
+    // Not retried.
+    assert_eq!(emu.stats().put, 1);
+    api.put("b.bin", content(5, 1000), "application/octet-stream", None)
+        .unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -327,7 +366,11 @@ fn awkward_names_round_trip() {
         api.put(name, content(i, 100 + i), "application/octet-stream", None)
             .unwrap_or_else(|e| panic!("put {name:?}: {e}"));
     }
-    let mut listed: Vec<_> = list_all(&api).unwrap().into_iter().map(|i| i.name).collect();
+    let mut listed: Vec<_> = list_all(&api)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
     listed.sort();
     let mut want: Vec<_> = names.iter().map(|n| n.to_string()).collect();
     want.sort();
@@ -335,7 +378,9 @@ fn awkward_names_round_trip() {
     // The emulator stored them under exactly those names.
     assert_eq!(emu.store().names(), want);
     for (i, name) in names.iter().enumerate() {
-        let got = api.get(name).unwrap_or_else(|e| panic!("get {name:?}: {e}"));
+        let got = api
+            .get(name)
+            .unwrap_or_else(|e| panic!("get {name:?}: {e}"));
         assert_eq!(got.body, content(i, 100 + i), "{name:?}");
     }
     for name in names {
@@ -560,6 +605,42 @@ fn retry_after_is_capped_by_the_total_time() {
 }
 
 #[test]
+fn slow_answers_time_out_and_are_retried() {
+    let emu = emulator();
+    store_directly(&emu, "slow", Bytes::from_static(b"zzz"));
+    emu.set_faults(Faults {
+        latency_ms: 1500,
+        ..Faults::default()
+    });
+    let api = HttpApi::new(HttpConfig {
+        request_timeout: Duration::from_millis(300),
+        retry: quick_retry(2),
+        ..config(&emu, basic())
+    })
+    .unwrap();
+    let start = Instant::now();
+    match api.get("slow") {
+        Err(ApiError::Transport(m)) => {
+            assert!(
+                m.contains("timed out") && m.contains("gave up after 2 tries"),
+                "{m}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        start.elapsed() < Duration::from_millis(1400),
+        "{:?}",
+        start.elapsed()
+    );
+    emu.set_faults(Faults {
+        latency_ms: 50,
+        ..Faults::default()
+    });
+    assert_eq!(&api.get("slow").unwrap().body[..], b"zzz");
+}
+
+#[test]
 fn cut_and_truncated_bodies_are_never_returned() {
     let emu = emulator();
     let body = content(9, 200_000);
@@ -627,27 +708,107 @@ fn under_random_cuts_every_successful_get_is_exact() {
     for i in 0..20 {
         let name = format!("w{i}");
         if api
-            .put(&name, content(100 + i, 30_000), "application/octet-stream", None)
+            .put(
+                &name,
+                content(100 + i, 30_000),
+                "application/octet-stream",
+                None,
+            )
             .is_ok()
         {
-            assert_eq!(emu.store().get(&name).unwrap().body, content(100 + i, 30_000));
+            assert_eq!(
+                emu.store().get(&name).unwrap().body,
+                content(100 + i, 30_000)
+            );
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connections and threads
+
+#[test]
+fn connections_are_kept_alive_and_reused() {
+    let emu = emulator();
+    let relay = recording_relay(emu.addr());
+    let api = HttpApi::new(HttpConfig {
+        base_url: via(&emu, &relay, &emu.base_url()),
+        ..config(&emu, basic())
+    })
+    .unwrap();
+    for i in 0..30 {
+        let name = format!("k{i}");
+        api.put(&name, content(i, 3000), "image/png", None).unwrap();
+        assert_eq!(api.get(&name).unwrap().body, content(i, 3000));
+    }
+    assert_eq!(list_all(&api).unwrap().len(), 30);
+    api.delete("k0").unwrap();
+    assert_eq!(api.get("k0"), Err(ApiError::NotFound));
+    assert_eq!(api.requests_sent(), 63);
+    // One connection carries them all (a second may open if the first is not yet back in the
+    // pool when the next request starts).
+    let conns = relay.connections.load(Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&conns),
+        "{conns} connections for 63 requests"
+    );
+}
+
+#[test]
+fn one_client_serves_many_threads_with_one_token() {
+    let emu = emulator();
+    let relay = recording_relay(emu.addr());
+    let api = Arc::new(
+        HttpApi::new(HttpConfig {
+            base_url: via(&emu, &relay, &emu.base_url()),
+            ..config(&emu, oauth())
+        })
+        .unwrap(),
+    );
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let api = api.clone();
+            thread::spawn(move || {
+                for i in 0..10 {
+                    let name = format!("t{t}/m{i}");
+                    let body = content(t * 100 + i, 500 + i);
+                    api.put(&name, body.clone(), "text/plain", None).unwrap();
+                    assert_eq!(api.get(&name).unwrap().body, body);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(list_all(&*api).unwrap().len(), 80);
+    let s = emu.stats();
+    assert_eq!((s.token, s.put, s.get), (1, 80, 80), "{s:?}");
+    let conns = relay.connections.load(Ordering::SeqCst);
+    // About one per thread; a few more when a request starts before a finished connection is
+    // back in the pool. Never one per request.
+    assert!(
+        (1..=16).contains(&conns),
+        "{conns} connections for 161 requests"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
 // Secrets
 
 /// A TCP relay to `target` that records what the server sends back (to learn the access token
-/// the client was given). Serves connections until the test ends.
-fn recording_relay(target: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
+/// the client was given) and counts connections. Serves connections until the test ends.
+fn recording_relay(target: SocketAddr) -> Relay {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
+    let connections = Arc::new(AtomicU64::new(0));
     let seen2 = seen.clone();
+    let connections2 = connections.clone();
     thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut client) = conn else { return };
+            connections2.fetch_add(1, Ordering::SeqCst);
             let Ok(mut server) = TcpStream::connect(target) else {
                 return;
             };
@@ -679,7 +840,25 @@ fn recording_relay(target: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
             });
         }
     });
-    (addr, seen)
+    Relay {
+        addr,
+        seen,
+        connections,
+    }
+}
+
+/// A relay's address, what the server sent through it, and how many connections it accepted.
+struct Relay {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<u8>>>,
+    connections: Arc<AtomicU64>,
+}
+
+/// `url` (of `emu`) through `relay`.
+fn via(emu: &Emulator, relay: &Relay, url: &str) -> String {
+    let through = url.replace(&emu.addr().to_string(), &relay.addr.to_string());
+    assert_ne!(through, url);
+    through
 }
 
 fn access_tokens_in(bytes: &[u8]) -> Vec<String> {
@@ -702,9 +881,8 @@ fn secrets_never_reach_logs_or_errors() {
         token_ttl: Duration::from_secs(2),
         ..EmulatorConfig::default()
     });
-    let (relay, seen) = recording_relay(emu.addr());
-    let token_url = emu.token_url().replace(&emu.addr().to_string(), &relay.to_string());
-    assert_ne!(token_url, emu.token_url());
+    let relay = recording_relay(emu.addr());
+    let token_url = via(&emu, &relay, &emu.token_url());
 
     let mut errors: Vec<ApiError> = Vec::new();
     let oauth_api = HttpApi::new(HttpConfig {
@@ -714,7 +892,12 @@ fn secrets_never_reach_logs_or_errors() {
     .unwrap();
     let basic_api = client(&emu, basic());
     oauth_api
-        .put("s/a.txt", Bytes::from_static(b"a"), "text/plain", Some("no-cache"))
+        .put(
+            "s/a.txt",
+            Bytes::from_static(b"a"),
+            "text/plain",
+            Some("no-cache"),
+        )
         .unwrap();
     basic_api.get("s/a.txt").unwrap();
     errors.extend(oauth_api.get("missing").err());
@@ -763,7 +946,7 @@ fn secrets_never_reach_logs_or_errors() {
     emu.set_faults(Faults::default());
     assert!(errors.len() >= 7, "{errors:?}");
 
-    let tokens = access_tokens_in(&seen.lock().unwrap());
+    let tokens = access_tokens_in(&relay.seen.lock().unwrap());
     assert!(tokens.len() >= 2, "the relay saw the token answers");
     let mut secrets: Vec<&str> = vec![PASSWORD, SECRET, "bad-pass-789", "bad-secret-789"];
     secrets.extend(tokens.iter().map(String::as_str));

@@ -230,37 +230,9 @@ impl HttpApi {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
         let body = read_limited(resp, MAX_ERROR_BODY).unwrap_or_default();
-        let (kind, description) = parse_error_body(&body);
-        let said = description
-            .as_deref()
-            .map(|d| format!(" (server: {d})"))
-            .unwrap_or_default();
-        let error = match (status, op) {
-            (401, _) => {
-                ApiError::Unauthorized(format!("{}{said}", self.auth.refused_message(renewed)))
-            }
-            (403, _) => ApiError::Forbidden(format!(
-                "the credentials give no access to account {}{said}",
-                self.account_id
-            )),
-            (404, _) => ApiError::NotFound,
-            (413, Op::Put { size, .. }) => ApiError::TooLarge {
-                size: *size,
-                limit: MAX_MEDIA_SIZE,
-            },
-            (400..=499, Op::Put { size, .. }) if *size > MAX_MEDIA_SIZE => ApiError::TooLarge {
-                size: *size,
-                limit: MAX_MEDIA_SIZE,
-            },
-            (415, Op::Put { content_type, .. }) => {
-                ApiError::UnsupportedType(content_type.to_string())
-            }
-            _ => ApiError::Status {
-                status,
-                kind,
-                description,
-            },
-        };
+        let error = status_error(status, &body, op, || {
+            (self.auth.refused_message(renewed), self.account_id.clone())
+        });
         let mut failure = Failure::from(error);
         if failure.retryable {
             failure.retry_after = retry_after;
@@ -331,6 +303,43 @@ enum Op<'a> {
     Other,
 }
 
+/// The error an answer with a non-success `status` and error `body` stands for. `who` gives the
+/// message of a 401 and the account id (for a 403).
+fn status_error(
+    status: u16,
+    body: &[u8],
+    op: &Op<'_>,
+    who: impl FnOnce() -> (String, String),
+) -> ApiError {
+    let (kind, description) = parse_error_body(body);
+    let said = description
+        .as_deref()
+        .map(|d| format!(" (server: {d})"))
+        .unwrap_or_default();
+    match (status, op) {
+        (401, _) => ApiError::Unauthorized(format!("{}{said}", who().0)),
+        (403, _) => ApiError::Forbidden(format!(
+            "the credentials give no access to account {}{said}",
+            who().1
+        )),
+        (404, _) => ApiError::NotFound,
+        (413, Op::Put { size, .. }) => ApiError::TooLarge {
+            size: *size,
+            limit: MAX_MEDIA_SIZE,
+        },
+        (400..=499, Op::Put { size, .. }) if *size > MAX_MEDIA_SIZE => ApiError::TooLarge {
+            size: *size,
+            limit: MAX_MEDIA_SIZE,
+        },
+        (415, Op::Put { content_type, .. }) => ApiError::UnsupportedType(content_type.to_string()),
+        _ => ApiError::Status {
+            status,
+            kind,
+            description,
+        },
+    }
+}
+
 impl MediaApi for HttpApi {
     fn list_page(&self, token: Option<&str>) -> Result<ListPage, ApiError> {
         let token = token
@@ -376,6 +385,16 @@ impl MediaApi for HttpApi {
     ) -> Result<(), ApiError> {
         let url = self.media_url(name);
         let what = format!("put {name:?}");
+        let size = body.len() as u64;
+        if size > MAX_MEDIA_SIZE {
+            // Refused here, not sent: the upload is doomed, and a server that refuses it before
+            // reading the body and closes may reset the connection before its 413 is read.
+            log::debug!("{what}: {size} bytes is over the {MAX_MEDIA_SIZE} byte limit; not sent");
+            return Err(ApiError::TooLarge {
+                size,
+                limit: MAX_MEDIA_SIZE,
+            });
+        }
         let ct = HeaderValue::from_str(content_type)
             .map_err(|_| ApiError::UnsupportedType(content_type.to_string()))?;
         let cc = cache_control
@@ -385,10 +404,7 @@ impl MediaApi for HttpApi {
                 })
             })
             .transpose()?;
-        let op = Op::Put {
-            size: body.len() as u64,
-            content_type,
-        };
+        let op = Op::Put { size, content_type };
         let mut renewed = false;
         retry::run(&self.retry, &what, |_| {
             let resp = self.send(&what, &mut renewed, || {
@@ -752,6 +768,107 @@ mod tests {
         assert!(d.chars().count() <= MAX_DESCRIPTION + 3 && d.ends_with("..."));
         let (_, d) = parse_error_body(br#"{"description":"a\nb\u0000c"}"#);
         assert_eq!(d.as_deref(), Some("a b c"));
+    }
+
+    #[test]
+    fn statuses_map_to_errors() {
+        let who = || {
+            (
+                "the API user \"u\" and its password were refused".to_string(),
+                "9900000".to_string(),
+            )
+        };
+        let small = Op::Put {
+            size: 10,
+            content_type: "image/png",
+        };
+        let big = Op::Put {
+            size: MAX_MEDIA_SIZE + 1,
+            content_type: "image/png",
+        };
+        let bw = |t: &str, d: &str| format!(r#"{{"type":"{t}","description":"{d}"}}"#).into_bytes();
+
+        match status_error(
+            401,
+            &bw("unauthorized", "Authentication Failed"),
+            &Op::Other,
+            who,
+        ) {
+            ApiError::Unauthorized(m) => {
+                assert!(
+                    m.contains("\"u\"") && m.contains("Authentication Failed"),
+                    "{m}"
+                )
+            }
+            e => panic!("{e:?}"),
+        }
+        match status_error(403, &bw("forbidden", "Access Denied"), &Op::Other, who) {
+            ApiError::Forbidden(m) => assert!(m.contains("9900000") && m.contains("Access Denied")),
+            e => panic!("{e:?}"),
+        }
+        let spring = br#"{"timestamp":"x","status":404,"error":"Not Found","path":"/p"}"#;
+        assert_eq!(
+            status_error(404, spring, &Op::Other, who),
+            ApiError::NotFound
+        );
+        assert_eq!(status_error(404, b"", &small, who), ApiError::NotFound);
+        let too_large = |size| ApiError::TooLarge {
+            size,
+            limit: MAX_MEDIA_SIZE,
+        };
+        assert_eq!(status_error(413, b"", &small, who), too_large(10));
+        assert_eq!(
+            status_error(400, b"junk", &big, who),
+            too_large(MAX_MEDIA_SIZE + 1)
+        );
+        assert_eq!(
+            status_error(422, b"", &big, who),
+            too_large(MAX_MEDIA_SIZE + 1)
+        );
+        assert_eq!(
+            status_error(400, &bw("request-validation", "bad"), &small, who),
+            ApiError::Status {
+                status: 400,
+                kind: Some("request-validation".into()),
+                description: Some("bad".into())
+            }
+        );
+        assert_eq!(
+            status_error(415, b"", &small, who),
+            ApiError::UnsupportedType("image/png".into())
+        );
+        // 413 and 415 mean nothing special outside an upload.
+        assert!(matches!(
+            status_error(415, b"", &Op::Other, who),
+            ApiError::Status { status: 415, .. }
+        ));
+        for s in [429, 500, 502, 503, 504] {
+            let e = status_error(s, b"<html>busy</html>", &Op::Other, who);
+            assert!(e.is_transient(), "{s}: {e:?}");
+            assert!(e.to_string().contains(&s.to_string()));
+        }
+        for s in [400, 405, 409, 501] {
+            let e = status_error(s, b"", &Op::Other, who);
+            assert_eq!(e.is_transient(), s >= 500, "{s}");
+        }
+    }
+
+    #[test]
+    fn oversize_uploads_are_refused_without_a_request() {
+        let api = HttpApi::new(HttpConfig {
+            base_url: "http://127.0.0.1:9/api/v2".into(),
+            ..HttpConfig::new("9900000", basic())
+        })
+        .unwrap();
+        let body = Bytes::from(vec![0u8; MAX_MEDIA_SIZE as usize + 1]);
+        assert_eq!(
+            api.put("big", body, "image/png", None),
+            Err(ApiError::TooLarge {
+                size: MAX_MEDIA_SIZE + 1,
+                limit: MAX_MEDIA_SIZE
+            })
+        );
+        assert_eq!(api.requests_sent(), 0);
     }
 
     #[test]
