@@ -103,7 +103,9 @@ pub struct Emulator {
 
 impl std::fmt::Debug for Emulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Emulator").field("addr", &self.addr).finish()
+        f.debug_struct("Emulator")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 

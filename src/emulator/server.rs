@@ -10,7 +10,10 @@
 //!   so `Continuation-Token` goes out exactly so capitalised as clients (and SDKs) read it, and
 //!   with each socket wrapped in [`FaultIo`] so a fault can abort it (see [`super::faults`]).
 //! - **Uploads are read under a limit.** A declared `Content-Length` over the limit is refused
-//!   before any byte of the body is read; without one, the read stops one byte past the limit.
+//!   before any byte of the body is buffered; without one, buffering stops one byte past the
+//!   limit. Either way the rest of a refused body is read and discarded (up to 64 MiB, unless
+//!   the client sent `Expect: 100-continue`): a client still writing its upload would otherwise
+//!   get a broken pipe instead of the 413.
 //!
 //! Every API request is counted in `store.stats` by operation before anything can fail, so
 //! tests can assert exact round trips, failures included.
@@ -56,6 +59,10 @@ const CONTINUATION_TOKEN: HeaderName = HeaderName::from_static("continuation-tok
 const TOKEN_BODY_LIMIT: u64 = 64 * 1024;
 /// How long an upload body may take to arrive.
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// How much of a refused (oversize) upload is read and discarded, and for how long, so the
+/// client reads the 413 (see [`drain`]).
+const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The API operations, as counted in the stats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,11 +178,7 @@ impl Reply {
     }
 
     fn bad_request(description: impl Into<String>) -> Reply {
-        Reply::error(
-            StatusCode::BAD_REQUEST,
-            "request-validation",
-            description,
-        )
+        Reply::error(StatusCode::BAD_REQUEST, "request-validation", description)
     }
 
     fn too_large(size: u64, limit: u64) -> Reply {
@@ -244,11 +247,7 @@ fn injected_error(status: u16, retry_after_secs: u64) -> Reply {
             .to_ascii_lowercase()
             .replace(' ', "-"),
     };
-    let mut reply = Reply::error(
-        status,
-        &kind,
-        "Injected by the emulator (fault injection)",
-    );
+    let mut reply = Reply::error(status, &kind, "Injected by the emulator (fault injection)");
     if status == StatusCode::TOO_MANY_REQUESTS {
         reply
             .headers
@@ -293,7 +292,11 @@ async fn api_entry(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     };
     counter.fetch_add(1, Ordering::Relaxed);
 
-    let ctl = req.extensions().get::<ConnCtl>().cloned().unwrap_or_default();
+    let ctl = req
+        .extensions()
+        .get::<ConnCtl>()
+        .cloned()
+        .unwrap_or_default();
     let faults = sh.faults.read().clone();
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
@@ -429,8 +432,8 @@ fn get_media(sh: &Shared, id: &str) -> Reply {
 }
 
 enum ReadError {
-    /// More than the limit arrived; how much had been seen.
-    TooLarge(u64),
+    /// More than the limit arrived: how much had been seen, and the unread rest.
+    TooLarge(u64, Body),
     /// The client went away or sent a broken body.
     Broken(String),
 }
@@ -445,7 +448,7 @@ async fn read_limited(body: Body, limit: u64, capacity_hint: u64) -> Result<Byte
         if let Ok(data) = frame.into_data() {
             let seen = buf.len() as u64 + data.len() as u64;
             if seen > limit {
-                return Err(ReadError::TooLarge(seen));
+                return Err(ReadError::TooLarge(seen, body));
             }
             buf.extend_from_slice(&data);
         }
@@ -454,6 +457,31 @@ async fn read_limited(body: Body, limit: u64, capacity_hint: u64) -> Result<Byte
 }
 
 use http_body::Body as _;
+
+/// Read and discard up to `budget` bytes of a refused upload, so that a client still sending
+/// it reads the refusal instead of failing on a broken pipe when the connection closes under
+/// its unsent bytes. Memory stays constant; a longer or slower body is left to be cut.
+async fn drain(mut body: Body, budget: u64) {
+    let discard = async {
+        let mut seen = 0u64;
+        while let Some(Ok(frame)) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+            seen += frame.data_ref().map(|d| d.len() as u64).unwrap_or(0);
+            if seen > budget {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, discard).await;
+}
+
+/// Whether the client waits for `100 Continue` before sending its body (then it sends
+/// nothing once refused, and there is nothing to drain).
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"))
+}
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers
@@ -465,14 +493,13 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-fn header_text(headers: &HeaderMap, name: HeaderName) -> Result<Option<String>, Reply> {
+/// A header as trimmed text (`None` when absent or blank); the error says which is unreadable.
+fn header_text(headers: &HeaderMap, name: HeaderName) -> Result<Option<String>, String> {
     match headers.get(&name).map(|v| v.to_str()) {
         None => Ok(None),
         Some(Ok(v)) if v.trim().is_empty() => Ok(None),
         Some(Ok(v)) => Ok(Some(v.trim().to_string())),
-        Some(Err(_)) => Err(Reply::bad_request(format!(
-            "The {name} header is not valid text"
-        ))),
+        Some(Err(_)) => Err(format!("The {name} header is not valid text")),
     }
 }
 
@@ -481,17 +508,20 @@ async fn put_media(sh: &Shared, id: &str, req: Request, cut: bool) -> Reply {
     let declared = declared_length(req.headers());
     if let Some(size) = declared {
         if size > limit {
-            // Refused before a byte of the body is read; hyper drops the rest.
+            // Refused on the declared length: nothing is buffered or stored.
+            if size <= DRAIN_LIMIT && !expects_continue(req.headers()) {
+                drain(req.into_body(), DRAIN_LIMIT).await;
+            }
             return Reply::too_large(size, limit);
         }
     }
     let content_type = match header_text(req.headers(), header::CONTENT_TYPE) {
         Ok(ct) => ct.unwrap_or_else(|| "application/octet-stream".to_string()),
-        Err(reply) => return reply,
+        Err(e) => return Reply::bad_request(e),
     };
     let cache_control = match header_text(req.headers(), header::CACHE_CONTROL) {
         Ok(cc) => cc,
-        Err(reply) => return reply,
+        Err(e) => return Reply::bad_request(e),
     };
     let mut body = req.into_body();
     if cut {
@@ -520,7 +550,10 @@ async fn put_media(sh: &Shared, id: &str, req: Request, cut: bool) -> Reply {
     .await;
     let bytes = match read {
         Ok(Ok(bytes)) => bytes,
-        Ok(Err(ReadError::TooLarge(seen))) => return Reply::too_large(seen, limit),
+        Ok(Err(ReadError::TooLarge(seen, rest))) => {
+            drain(rest, DRAIN_LIMIT.saturating_sub(seen)).await;
+            return Reply::too_large(seen, limit);
+        }
         Ok(Err(ReadError::Broken(e))) => {
             return Reply::bad_request(format!("The upload body could not be read: {e}"))
         }
@@ -560,7 +593,7 @@ async fn token(sh: &Shared, req: Request) -> Reply {
     .await
     {
         Ok(Ok(form)) => form,
-        Ok(Err(ReadError::TooLarge(_))) => {
+        Ok(Err(ReadError::TooLarge(..))) => {
             return Reply::json(
                 StatusCode::BAD_REQUEST,
                 &OAuthError {
@@ -672,15 +705,16 @@ pub(crate) async fn serve(
         let io = TokioIo::new(FaultIo::new(stream, ctl.clone()));
         let router = router.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ctl.clone());
-                let mut router = router.clone();
-                async move {
-                    let resp: Result<Response, Infallible> =
-                        tower_service::Service::call(&mut router, req).await;
-                    resp
-                }
-            });
+            let service =
+                hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ctl.clone());
+                    let mut router = router.clone();
+                    async move {
+                        let resp: Result<Response, Infallible> =
+                            tower_service::Service::call(&mut router, req).await;
+                        resp
+                    }
+                });
             let result = hyper::server::conn::http1::Builder::new()
                 .title_case_headers(true)
                 .timer(TokioTimer::new())
