@@ -215,6 +215,7 @@ impl HttpApi {
             if resp.status().as_u16() == 401 && self.auth.renewable() && !*renewed {
                 *renewed = true;
                 self.auth.refused(&authorization);
+                drain(resp);
                 continue;
             }
             return Ok(resp);
