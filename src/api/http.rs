@@ -1,1 +1,901 @@
-//! (being written)
+//! [`HttpApi`]: the Media API over HTTP, with one pooled blocking reqwest client (keep-alive,
+//! connections reused across calls and threads).
+//!
+//! The hard parts:
+//! - **Never short data.** A body is accepted only when it has exactly the bytes its
+//!   `Content-Length` announced; a cut or short body is a transient failure (retried), and if it
+//!   persists the call fails. A reader never sees a prefix passed off as the whole media.
+//! - **Strict listings.** A page must be a JSON array of objects with a string `mediaName` and a
+//!   non-negative integer `contentLength` (other fields ignored); anything else is
+//!   [`ApiError::Malformed`], never a panic and never a guess.
+//! - **Tolerant errors.** Error answers carry `{type, description}` in production, a Spring-style
+//!   body on unknown paths, or anything else: all are accepted, and their status decides.
+//! - **Secrets.** The `Authorization` value is built in `auth`, marked sensitive, and never
+//!   logged; reqwest logs raw connection bytes only with `connection_verbose`, which stays off,
+//!   and hyper logs through `tracing` (not `log`), without header values.
+//!
+//! Every call goes through [`retry::run`]: 429, 5xx, network failures and short bodies are
+//! retried with backoff; a 401 under OAuth2 renews the token once and repeats the request once.
+
+use std::error::Error as StdError;
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::header::{
+    HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE,
+    RETRY_AFTER,
+};
+use serde::Deserialize;
+
+use super::auth::{Auth, Credentials, TokenHttp};
+use super::path::encode_media_id;
+use super::retry::{self, parse_retry_after, Failure, RetryPolicy};
+use super::{ApiError, ListPage, Media, MediaApi, MediaInfo, MAX_MEDIA_SIZE};
+
+/// Production's Messaging API base.
+pub const DEFAULT_BASE_URL: &str = "https://messaging.bandwidth.com/api/v2";
+/// Production's OAuth2 token endpoint.
+pub const DEFAULT_TOKEN_URL: &str = "https://api.bandwidth.com/api/v1/oauth2/token";
+
+/// The request and response header that carries the listing's continuation token.
+const CONTINUATION_TOKEN: HeaderName = HeaderName::from_static("continuation-token");
+
+/// The most of an error (or token) body we read.
+pub(crate) const MAX_ERROR_BODY: u64 = 64 * 1024;
+/// The most of a listing page we accept (1000 items are ~100 KB).
+const MAX_LIST_BODY: u64 = 32 * 1024 * 1024;
+/// The most of a media we accept: well above the 3.75 MB limit, low enough to bound memory.
+const MAX_GET_BODY: u64 = 64 * 1024 * 1024;
+/// Longest server text we keep in an error message.
+const MAX_DESCRIPTION: usize = 300;
+
+/// Where and how to reach the Media API.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// The Messaging API base, e.g. [`DEFAULT_BASE_URL`]; with or without a trailing `/`.
+    pub base_url: String,
+    /// The OAuth2 token endpoint (unused with Basic credentials).
+    pub token_url: String,
+    /// The account whose media we see.
+    pub account_id: String,
+    pub credentials: Credentials,
+    /// Limit on establishing a connection.
+    pub connect_timeout: Duration,
+    /// Limit on one request (per read once the answer has begun).
+    pub request_timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl HttpConfig {
+    /// Production's URLs, 5 s to connect, 30 s a request, the default retry policy.
+    pub fn new(account_id: impl Into<String>, credentials: Credentials) -> HttpConfig {
+        HttpConfig {
+            base_url: DEFAULT_BASE_URL.to_string(),
+            token_url: DEFAULT_TOKEN_URL.to_string(),
+            account_id: account_id.into(),
+            credentials,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// The Media API of one account over HTTP.
+pub struct HttpApi {
+    client: Client,
+    /// `{base_url}/users/{account}/media`
+    media_base: String,
+    account_id: String,
+    auth: Auth,
+    retry: RetryPolicy,
+    sent: AtomicU64,
+}
+
+impl std::fmt::Debug for HttpApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpApi")
+            .field("media_base", &self.media_base)
+            .field("auth", &self.auth)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Check that `url` is an http(s) URL without credentials in it; `what` names it in errors.
+fn check_url(url: &str, what: &str) -> Result<(), ApiError> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| ApiError::Config(format!("the {what} {url:?} is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(ApiError::Config(format!(
+            "the {what} must be http or https, not {:?}",
+            parsed.scheme()
+        )));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(ApiError::Config(format!(
+            "the {what} may not contain credentials; give them separately"
+        )));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(ApiError::Config(format!(
+            "the {what} may not have a query or fragment"
+        )));
+    }
+    Ok(())
+}
+
+impl HttpApi {
+    /// A client for `config`: checks the URLs and account id, and builds the connection pool.
+    /// No request is made (the first call fetches the OAuth2 token).
+    pub fn new(config: HttpConfig) -> Result<HttpApi, ApiError> {
+        let base = config.base_url.trim().trim_end_matches('/');
+        check_url(base, "base URL")?;
+        if matches!(config.credentials, Credentials::OAuth2 { .. }) {
+            check_url(config.token_url.trim(), "token URL")?;
+        }
+        let account = config.account_id.trim();
+        if account.is_empty()
+            || !account
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(ApiError::Config(format!(
+                "the account id {account:?} is not valid (Bandwidth's are 7 digits)"
+            )));
+        }
+        let auth = Auth::new(&config.credentials, config.token_url.trim())?;
+        let client = Client::builder()
+            .user_agent(concat!("bwmediafs/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(32)
+            .tcp_nodelay(true)
+            // A redirect is not part of the API; following one could carry credentials away.
+            .redirect(reqwest::redirect::Policy::none())
+            // Raw connection bytes (headers included) are logged only when this is on.
+            .connection_verbose(false)
+            .build()
+            .map_err(|e| {
+                ApiError::Config(format!("cannot build the HTTP client: {}", chain(&e)))
+            })?;
+        Ok(HttpApi {
+            client,
+            media_base: format!("{base}/users/{account}/media"),
+            account_id: account.to_string(),
+            auth,
+            retry: config.retry,
+            sent: AtomicU64::new(0),
+        })
+    }
+
+    /// HTTP requests sent so far (every attempt, token requests included).
+    pub fn requests_sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// The account this client works on.
+    pub fn account_id(&self) -> &str {
+        &self.account_id
+    }
+
+    fn token_http(&self) -> TokenHttp<'_> {
+        TokenHttp {
+            client: &self.client,
+            retry: &self.retry,
+            sent: &self.sent,
+        }
+    }
+
+    /// Send one request built by `build`, with authorization; under OAuth2 a 401 renews the token
+    /// and repeats the request, once per call (`renewed` spans the call's attempts). Answers with
+    /// any status are returned; only a failure to get an answer is an error.
+    fn send(
+        &self,
+        what: &str,
+        renewed: &mut bool,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<Response, Failure> {
+        loop {
+            // Token failures have had their own retries: do not multiply them.
+            let authorization = self
+                .auth
+                .header(&self.token_http())
+                .map_err(Failure::fatal)?;
+            self.sent.fetch_add(1, Ordering::Relaxed);
+            let resp = build()
+                .header(AUTHORIZATION, authorization.clone())
+                .send()
+                .map_err(|e| transport_failure(what, &e))?;
+            log::trace!("{what}: HTTP {}", resp.status().as_u16());
+            if resp.status().as_u16() == 401 && self.auth.renewable() && !*renewed {
+                *renewed = true;
+                self.auth.refused(&authorization);
+                drain(resp);
+                continue;
+            }
+            return Ok(resp);
+        }
+    }
+
+    /// The failure an answer with a non-success status stands for.
+    fn status_failure(&self, resp: Response, op: &Op<'_>, renewed: bool) -> Failure {
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let body = read_limited(resp, MAX_ERROR_BODY).unwrap_or_default();
+        let error = status_error(status, &body, op, || {
+            (self.auth.refused_message(renewed), self.account_id.clone())
+        });
+        let mut failure = Failure::from(error);
+        if failure.retryable {
+            failure.retry_after = retry_after;
+        }
+        failure
+    }
+
+    fn list_once(
+        &self,
+        token: Option<&HeaderValue>,
+        renewed: &mut bool,
+    ) -> Result<ListPage, Failure> {
+        let resp = self.send("list", renewed, || {
+            let req = self
+                .client
+                .get(&self.media_base)
+                .header(ACCEPT, "application/json");
+            match token {
+                Some(t) => req.header(CONTINUATION_TOKEN, t.clone()),
+                None => req,
+            }
+        })?;
+        if !resp.status().is_success() {
+            return Err(self.status_failure(resp, &Op::Other, *renewed));
+        }
+        let next = match resp.headers().get(CONTINUATION_TOKEN) {
+            None => None,
+            Some(v) => match v.to_str() {
+                Ok(s) if s.trim().is_empty() => None,
+                Ok(s) => Some(s.trim().to_string()),
+                Err(_) => {
+                    return Err(Failure::fatal(ApiError::Malformed(
+                        "the listing's Continuation-Token header is not visible ASCII".into(),
+                    )))
+                }
+            },
+        };
+        let body = read_body(resp, MAX_LIST_BODY, "listing page")?;
+        let items = parse_list(&body).map_err(Failure::fatal)?;
+        Ok(ListPage { items, next })
+    }
+
+    fn get_once(&self, url: &str, what: &str, renewed: &mut bool) -> Result<Media, Failure> {
+        let resp = self.send(what, renewed, || self.client.get(url).header(ACCEPT, "*/*"))?;
+        if !resp.status().is_success() {
+            return Err(self.status_failure(resp, &Op::Other, *renewed));
+        }
+        let header = |name| {
+            resp.headers()
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let content_type = header(CONTENT_TYPE);
+        let cache_control = header(CACHE_CONTROL);
+        let body = read_body(resp, MAX_GET_BODY, "media")?;
+        Ok(Media {
+            body,
+            content_type,
+            cache_control,
+        })
+    }
+}
+
+/// What a call does, for the statuses whose meaning depends on it.
+enum Op<'a> {
+    Put { size: u64, content_type: &'a str },
+    Other,
+}
+
+/// The error an answer with a non-success `status` and error `body` stands for. `who` gives the
+/// message of a 401 and the account id (for a 403).
+fn status_error(
+    status: u16,
+    body: &[u8],
+    op: &Op<'_>,
+    who: impl FnOnce() -> (String, String),
+) -> ApiError {
+    let (kind, description) = parse_error_body(body);
+    let said = description
+        .as_deref()
+        .map(|d| format!(" (server: {d})"))
+        .unwrap_or_default();
+    match (status, op) {
+        (401, _) => ApiError::Unauthorized(format!("{}{said}", who().0)),
+        (403, _) => ApiError::Forbidden(format!(
+            "the credentials give no access to account {}{said}",
+            who().1
+        )),
+        (404, _) => ApiError::NotFound,
+        (413, Op::Put { size, .. }) => ApiError::TooLarge {
+            size: *size,
+            limit: MAX_MEDIA_SIZE,
+        },
+        (400..=499, Op::Put { size, .. }) if *size > MAX_MEDIA_SIZE => ApiError::TooLarge {
+            size: *size,
+            limit: MAX_MEDIA_SIZE,
+        },
+        (415, Op::Put { content_type, .. }) => ApiError::UnsupportedType(content_type.to_string()),
+        _ => ApiError::Status {
+            status,
+            kind,
+            description,
+        },
+    }
+}
+
+impl MediaApi for HttpApi {
+    fn list_page(&self, token: Option<&str>) -> Result<ListPage, ApiError> {
+        let token = token
+            .map(|t| {
+                HeaderValue::from_str(t).map_err(|_| {
+                    ApiError::Config("a continuation token must be visible ASCII".into())
+                })
+            })
+            .transpose()?;
+        let mut renewed = false;
+        let page = retry::run(&self.retry, "list", |_| {
+            self.list_once(token.as_ref(), &mut renewed)
+        })?;
+        log::debug!(
+            "listed {} media{}",
+            page.items.len(),
+            if page.next.is_some() {
+                ", more to come"
+            } else {
+                ""
+            }
+        );
+        Ok(page)
+    }
+
+    fn get(&self, name: &str) -> Result<Media, ApiError> {
+        let url = self.media_url(name);
+        let what = format!("get {name:?}");
+        let mut renewed = false;
+        let media = retry::run(&self.retry, &what, |_| {
+            self.get_once(&url, &what, &mut renewed)
+        })?;
+        log::debug!("{what}: {} bytes", media.body.len());
+        Ok(media)
+    }
+
+    fn put(
+        &self,
+        name: &str,
+        body: Bytes,
+        content_type: &str,
+        cache_control: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let url = self.media_url(name);
+        let what = format!("put {name:?}");
+        let size = body.len() as u64;
+        if size > MAX_MEDIA_SIZE {
+            // Refused here, not sent: the upload is doomed, and a server that refuses it before
+            // reading the body and closes may reset the connection before its 413 is read.
+            log::debug!("{what}: {size} bytes is over the {MAX_MEDIA_SIZE} byte limit; not sent");
+            return Err(ApiError::TooLarge {
+                size,
+                limit: MAX_MEDIA_SIZE,
+            });
+        }
+        let ct = HeaderValue::from_str(content_type)
+            .map_err(|_| ApiError::UnsupportedType(content_type.to_string()))?;
+        let cc = cache_control
+            .map(|c| {
+                HeaderValue::from_str(c).map_err(|_| {
+                    ApiError::Config(format!("the cache control {c:?} cannot be sent"))
+                })
+            })
+            .transpose()?;
+        let op = Op::Put { size, content_type };
+        let mut renewed = false;
+        retry::run(&self.retry, &what, |_| {
+            let resp = self.send(&what, &mut renewed, || {
+                let req = self
+                    .client
+                    .put(&url)
+                    .header(ACCEPT, "application/json")
+                    .header(CONTENT_TYPE, ct.clone())
+                    .body(body.clone());
+                match &cc {
+                    Some(cc) => req.header(CACHE_CONTROL, cc.clone()),
+                    None => req,
+                }
+            })?;
+            if !resp.status().is_success() {
+                return Err(self.status_failure(resp, &op, renewed));
+            }
+            drain(resp);
+            Ok(())
+        })?;
+        log::debug!("{what}: stored {} bytes", body.len());
+        Ok(())
+    }
+
+    fn delete(&self, name: &str) -> Result<(), ApiError> {
+        let url = self.media_url(name);
+        let what = format!("delete {name:?}");
+        let mut renewed = false;
+        let result = retry::run(&self.retry, &what, |_| {
+            let resp = self.send(&what, &mut renewed, || {
+                self.client.delete(&url).header(ACCEPT, "application/json")
+            })?;
+            if !resp.status().is_success() {
+                return Err(self.status_failure(resp, &Op::Other, renewed));
+            }
+            drain(resp);
+            Ok(())
+        });
+        match result {
+            // Production answers 204 for a missing name; a 404 means the same.
+            Ok(()) | Err(ApiError::NotFound) => {
+                log::debug!("{what}: done");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn media_url(&self, name: &str) -> String {
+        format!("{}/{}", self.media_base, encode_media_id(name))
+    }
+}
+
+/// An error and its causes, one line: reqwest's own message hides the useful part in `source`.
+fn chain(e: &(dyn StdError + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cause = c.source();
+    }
+    out
+}
+
+/// A request that got no answer: connection refused or reset, timeout, DNS. All transient.
+pub(crate) fn transport_failure(what: &str, e: &reqwest::Error) -> Failure {
+    if e.is_builder() {
+        return Failure::fatal(ApiError::Config(format!("{what}: {}", chain(e))));
+    }
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "failed"
+    };
+    Failure::transient(ApiError::Transport(format!("{what} {kind}: {}", chain(e))))
+}
+
+/// Up to `cap` bytes of a body (the rest is not read): for error and token answers.
+pub(crate) fn read_limited(resp: Response, cap: u64) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    resp.take(cap).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// Read a small success body to its end so the connection goes back to the pool.
+fn drain(resp: Response) {
+    let _ = read_limited(resp, MAX_ERROR_BODY);
+}
+
+/// A whole body, exactly as long as announced. Cut or short: transient. Over `cap`: malformed.
+fn read_body(mut resp: Response, cap: u64, what: &str) -> Result<Bytes, Failure> {
+    let announced = resp
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    if let Some(n) = announced {
+        if n > cap {
+            return Err(Failure::fatal(ApiError::Malformed(format!(
+                "the {what} announces {n} bytes, more than the {cap} accepted"
+            ))));
+        }
+    }
+    let of = announced.map(|n| format!(" of {n}")).unwrap_or_default();
+    let mut buf = Vec::with_capacity(announced.unwrap_or(0) as usize);
+    if let Err(e) = (&mut resp).take(cap + 1).read_to_end(&mut buf) {
+        return Err(Failure::transient(ApiError::Transport(format!(
+            "the {what} was cut after {}{of} bytes: {}",
+            buf.len(),
+            chain(&e)
+        ))));
+    }
+    let got = buf.len() as u64;
+    if got > cap {
+        return Err(Failure::fatal(ApiError::Malformed(format!(
+            "the {what} is larger than the {cap} bytes accepted"
+        ))));
+    }
+    if let Some(n) = announced {
+        if got != n {
+            return Err(Failure::transient(ApiError::Malformed(format!(
+                "the {what} has {got} bytes where {n} were announced"
+            ))));
+        }
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// One item of a listing, as the API sends it (other fields are ignored).
+#[derive(Deserialize)]
+struct WireItem {
+    #[serde(rename = "mediaName")]
+    media_name: String,
+    #[serde(rename = "contentLength")]
+    content_length: u64,
+}
+
+/// A listing page's body: a JSON array of `{mediaName: string, contentLength: integer >= 0}`.
+pub fn parse_list(body: &[u8]) -> Result<Vec<MediaInfo>, ApiError> {
+    let items: Vec<WireItem> = serde_json::from_slice(body).map_err(|e| {
+        ApiError::Malformed(format!(
+            "the listing page is not a JSON array of {{mediaName, contentLength}}: {e}"
+        ))
+    })?;
+    Ok(items
+        .into_iter()
+        .map(|i| MediaInfo {
+            name: i.media_name,
+            content_length: i.content_length,
+        })
+        .collect())
+}
+
+/// `(type, description)` of an error body, when it has them. Bandwidth sends
+/// `{"type", "description"}`; OAuth2 `{"error", "error_description"}`; Spring
+/// `{"error", "message"}`. Any other body (or none) gives `(None, None)`. Texts are shortened
+/// and stripped of control characters.
+pub fn parse_error_body(body: &[u8]) -> (Option<String>, Option<String>) {
+    let Ok(serde_json::Value::Object(obj)) = serde_json::from_slice::<serde_json::Value>(body)
+    else {
+        return (None, None);
+    };
+    let text = |keys: &[&str]| {
+        keys.iter().find_map(|k| match obj.get(*k) {
+            Some(serde_json::Value::String(s)) if !s.trim().is_empty() => Some(clean(s)),
+            _ => None,
+        })
+    };
+    (
+        text(&["type", "error"]),
+        text(&["description", "error_description", "message"]),
+    )
+}
+
+fn clean(s: &str) -> String {
+    let s: String = s
+        .trim()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    match s.char_indices().nth(MAX_DESCRIPTION) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn basic() -> Credentials {
+        Credentials::Basic {
+            username: "u".into(),
+            password: "pw-secret".into(),
+        }
+    }
+
+    #[test]
+    fn config_defaults() {
+        let c = HttpConfig::new("9900000", basic());
+        assert_eq!(c.base_url, DEFAULT_BASE_URL);
+        assert_eq!(c.token_url, DEFAULT_TOKEN_URL);
+        assert_eq!(c.connect_timeout, Duration::from_secs(5));
+        assert_eq!(c.request_timeout, Duration::from_secs(30));
+        assert_eq!(c.retry, RetryPolicy::default());
+        assert!(!format!("{c:?}").contains("pw-secret"));
+    }
+
+    #[test]
+    fn media_urls_with_and_without_trailing_slash() {
+        for base in ["http://127.0.0.1:9/api/v2", "http://127.0.0.1:9/api/v2/"] {
+            let api = HttpApi::new(HttpConfig {
+                base_url: base.into(),
+                ..HttpConfig::new("9900000", basic())
+            })
+            .unwrap();
+            assert_eq!(
+                api.media_url("a b/0/c#d?.png"),
+                "http://127.0.0.1:9/api/v2/users/9900000/media/a%20b/0/c%23d%3F.png"
+            );
+            assert_eq!(api.requests_sent(), 0);
+            assert!(!format!("{api:?}").contains("pw-secret"));
+        }
+        let api = HttpApi::new(HttpConfig::new("9900000", basic())).unwrap();
+        assert_eq!(
+            api.media_url("x.png"),
+            "https://messaging.bandwidth.com/api/v2/users/9900000/media/x.png"
+        );
+    }
+
+    #[test]
+    fn bad_configs_are_refused() {
+        let with = |base: &str, account: &str| {
+            HttpApi::new(HttpConfig {
+                base_url: base.into(),
+                ..HttpConfig::new(account, basic())
+            })
+        };
+        for (base, account) in [
+            ("not a url", "9900000"),
+            ("ftp://h/api/v2", "9900000"),
+            ("http://user:pw@h/api/v2", "9900000"),
+            ("http://h/api/v2?x=1", "9900000"),
+            ("http://h/api/v2", ""),
+            ("http://h/api/v2", "99/00"),
+            ("http://h/api/v2", "99 00"),
+        ] {
+            let e = with(base, account).unwrap_err();
+            assert!(matches!(e, ApiError::Config(_)), "{base} {account}: {e:?}");
+            assert!(!e.to_string().contains("pw"), "{e}");
+        }
+    }
+
+    #[test]
+    fn list_pages_parse() {
+        assert_eq!(parse_list(b"[]").unwrap(), vec![]);
+        let items = parse_list(
+            br#"[{"mediaName":"a/0/b.png","contentLength":12,"content":"http://x/a/0/b.png"},
+                 {"contentLength":0,"mediaName":"z","extra":{"nested":[1,2]}},
+                 {"mediaName":"big","contentLength":18446744073709551615}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            items,
+            vec![
+                MediaInfo {
+                    name: "a/0/b.png".into(),
+                    content_length: 12
+                },
+                MediaInfo {
+                    name: "z".into(),
+                    content_length: 0
+                },
+                MediaInfo {
+                    name: "big".into(),
+                    content_length: u64::MAX
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_list_pages_are_errors() {
+        for bad in [
+            &b""[..],
+            b"null",
+            b"{}",
+            b"{\"items\":[]}",
+            b"[1]",
+            b"[null]",
+            b"[[]]",
+            br#"[{"mediaName":"a"}]"#,
+            br#"[{"contentLength":1}]"#,
+            br#"[{"mediaName":"a","contentLength":"12"}]"#,
+            br#"[{"mediaName":"a","contentLength":-1}]"#,
+            br#"[{"mediaName":"a","contentLength":1.5}]"#,
+            br#"[{"mediaName":"a","contentLength":1e3}]"#,
+            br#"[{"mediaName":"a","contentLength":null}]"#,
+            br#"[{"mediaName":"a","contentLength":18446744073709551616}]"#,
+            br#"[{"mediaName":7,"contentLength":1}]"#,
+            br#"[{"mediaName":null,"contentLength":1}]"#,
+            br#"[{"mediaName":"a","contentLength":1,"mediaName":"b"}]"#,
+            br#"[{"mediaName":"a","contentLength":1}"#,
+            br#"[{"mediaName":"a","contentLength":1}] trailing"#,
+            b"<html>503</html>",
+            b"\xff\xfe[]",
+        ] {
+            match parse_list(bad) {
+                Err(ApiError::Malformed(m)) => assert!(!m.is_empty()),
+                other => panic!("{:?}: {other:?}", String::from_utf8_lossy(bad)),
+            }
+        }
+    }
+
+    #[test]
+    fn error_bodies_of_all_kinds() {
+        assert_eq!(
+            parse_error_body(br#"{"type":"forbidden","description":"Access Denied"}"#),
+            (Some("forbidden".into()), Some("Access Denied".into()))
+        );
+        assert_eq!(
+            parse_error_body(
+                br#"{"timestamp":"2024-01-01T00:00:00.000+00:00","status":404,"error":"Not Found","path":"/x"}"#
+            ),
+            (Some("Not Found".into()), None)
+        );
+        assert_eq!(
+            parse_error_body(br#"{"timestamp":1,"status":500,"error":"Internal Server Error","message":"boom","path":"/x"}"#),
+            (Some("Internal Server Error".into()), Some("boom".into()))
+        );
+        assert_eq!(
+            parse_error_body(br#"{"error":"invalid_client","error_description":"bad secret"}"#),
+            (Some("invalid_client".into()), Some("bad secret".into()))
+        );
+        for junk in [
+            &b""[..],
+            b"Not Found",
+            b"<html><body>502 Bad Gateway</body></html>",
+            b"[]",
+            b"null",
+            b"\"text\"",
+            br#"{"type":5,"description":["x"]}"#,
+            br#"{"type":"  ","description":""}"#,
+            b"\xff\xff",
+            b"{\"type\":\"x\"",
+        ] {
+            assert_eq!(parse_error_body(junk), (None, None), "{junk:?}");
+        }
+        let long = format!(
+            r#"{{"type":"t","description":"{}\u0007end"}}"#,
+            "é".repeat(1000)
+        );
+        let (_, d) = parse_error_body(long.as_bytes());
+        let d = d.unwrap();
+        assert!(d.chars().count() <= MAX_DESCRIPTION + 3 && d.ends_with("..."));
+        let (_, d) = parse_error_body(br#"{"description":"a\nb\u0000c"}"#);
+        assert_eq!(d.as_deref(), Some("a b c"));
+    }
+
+    #[test]
+    fn statuses_map_to_errors() {
+        let who = || {
+            (
+                "the API user \"u\" and its password were refused".to_string(),
+                "9900000".to_string(),
+            )
+        };
+        let small = Op::Put {
+            size: 10,
+            content_type: "image/png",
+        };
+        let big = Op::Put {
+            size: MAX_MEDIA_SIZE + 1,
+            content_type: "image/png",
+        };
+        let bw = |t: &str, d: &str| format!(r#"{{"type":"{t}","description":"{d}"}}"#).into_bytes();
+
+        match status_error(
+            401,
+            &bw("unauthorized", "Authentication Failed"),
+            &Op::Other,
+            who,
+        ) {
+            ApiError::Unauthorized(m) => {
+                assert!(
+                    m.contains("\"u\"") && m.contains("Authentication Failed"),
+                    "{m}"
+                )
+            }
+            e => panic!("{e:?}"),
+        }
+        match status_error(403, &bw("forbidden", "Access Denied"), &Op::Other, who) {
+            ApiError::Forbidden(m) => assert!(m.contains("9900000") && m.contains("Access Denied")),
+            e => panic!("{e:?}"),
+        }
+        let spring = br#"{"timestamp":"x","status":404,"error":"Not Found","path":"/p"}"#;
+        assert_eq!(
+            status_error(404, spring, &Op::Other, who),
+            ApiError::NotFound
+        );
+        assert_eq!(status_error(404, b"", &small, who), ApiError::NotFound);
+        let too_large = |size| ApiError::TooLarge {
+            size,
+            limit: MAX_MEDIA_SIZE,
+        };
+        assert_eq!(status_error(413, b"", &small, who), too_large(10));
+        assert_eq!(
+            status_error(400, b"junk", &big, who),
+            too_large(MAX_MEDIA_SIZE + 1)
+        );
+        assert_eq!(
+            status_error(422, b"", &big, who),
+            too_large(MAX_MEDIA_SIZE + 1)
+        );
+        assert_eq!(
+            status_error(400, &bw("request-validation", "bad"), &small, who),
+            ApiError::Status {
+                status: 400,
+                kind: Some("request-validation".into()),
+                description: Some("bad".into())
+            }
+        );
+        assert_eq!(
+            status_error(415, b"", &small, who),
+            ApiError::UnsupportedType("image/png".into())
+        );
+        // 413 and 415 mean nothing special outside an upload.
+        assert!(matches!(
+            status_error(415, b"", &Op::Other, who),
+            ApiError::Status { status: 415, .. }
+        ));
+        for s in [429, 500, 502, 503, 504] {
+            let e = status_error(s, b"<html>busy</html>", &Op::Other, who);
+            assert!(e.is_transient(), "{s}: {e:?}");
+            assert!(e.to_string().contains(&s.to_string()));
+        }
+        for s in [400, 405, 409, 501] {
+            let e = status_error(s, b"", &Op::Other, who);
+            assert_eq!(e.is_transient(), s >= 500, "{s}");
+        }
+    }
+
+    #[test]
+    fn oversize_uploads_are_refused_without_a_request() {
+        let api = HttpApi::new(HttpConfig {
+            base_url: "http://127.0.0.1:9/api/v2".into(),
+            ..HttpConfig::new("9900000", basic())
+        })
+        .unwrap();
+        let body = Bytes::from(vec![0u8; MAX_MEDIA_SIZE as usize + 1]);
+        assert_eq!(
+            api.put("big", body, "image/png", None),
+            Err(ApiError::TooLarge {
+                size: MAX_MEDIA_SIZE + 1,
+                limit: MAX_MEDIA_SIZE
+            })
+        );
+        assert_eq!(api.requests_sent(), 0);
+    }
+
+    #[test]
+    fn nothing_listens_is_a_transport_error_after_retries() {
+        // A port just released: nothing listens there, so the connection is refused.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let api = HttpApi::new(HttpConfig {
+            base_url: format!("http://127.0.0.1:{port}/api/v2"),
+            retry: RetryPolicy {
+                max_attempts: 3,
+                initial_backoff: Duration::from_millis(1),
+                max_backoff: Duration::from_millis(2),
+                max_total: Duration::from_secs(5),
+            },
+            ..HttpConfig::new("9900000", basic())
+        })
+        .unwrap();
+        match api.get("x.png") {
+            Err(ApiError::Transport(m)) => {
+                assert!(m.contains("gave up after 3 tries"), "{m}");
+                assert!(m.contains("could not connect"), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(api.requests_sent(), 3);
+    }
+}
