@@ -1,0 +1,459 @@
+#!/usr/bin/env python3
+"""bwmediafs beside curl, against the same emulator on loopback.
+
+Each figure is the median of --runs runs. "Cold" means a fresh mount (nothing cached in the
+process) and a dropped kernel page cache; "warm" means the same mount again. curl is the
+physical limit: one process on one keep-alive connection, and one process per file.
+The table goes to standard output and to BENCHMARKS.md.
+"""
+
+import argparse
+import http.client
+import os
+import platform
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+USER, PASSWORD = "bench", "bench-password"
+ACCOUNT = "9900000"
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+class Emulator:
+    def __init__(self, bindir, latency_ms=0, page_size=1000):
+        self.proc = subprocess.Popen(
+            [f"{bindir}/bwmedia-emulator", "--listen", "127.0.0.1:0", "--account", ACCOUNT,
+             "--username", USER, "--password", PASSWORD, "--latency-ms", str(latency_ms),
+             "--page-size", str(page_size)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("listening on http://"):
+            raise RuntimeError(f"emulator did not start: {line!r}")
+        self.root = line.split("listening on ", 1)[1]
+        self.host, port = self.root[len("http://"):].split(":")
+        self.port = int(port)
+        self.base = f"{self.root}/api/v2"
+        self.media = f"{self.base}/users/{ACCOUNT}/media"
+
+    def set_latency(self, ms):
+        body = ('{"latency_ms": %d}' % ms).encode()
+        c = http.client.HTTPConnection(self.host, self.port)
+        c.request("PUT", "/_emulator/faults", body, {"Content-Type": "application/json"})
+        c.getresponse().read()
+
+    def load(self, items):
+        """PUT (name, bytes) pairs over one keep-alive connection."""
+        import base64
+        auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        c = http.client.HTTPConnection(self.host, self.port)
+        for name, body in items:
+            c.request("PUT", f"/api/v2/users/{ACCOUNT}/media/{name}", body,
+                      {"Authorization": auth, "Content-Type": "application/octet-stream"})
+            r = c.getresponse()
+            r.read()
+            if r.status != 204:
+                raise RuntimeError(f"load {name}: HTTP {r.status}")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+class Mount:
+    def __init__(self, bindir, emulator, workdir, *extra):
+        self.mnt = tempfile.mkdtemp(dir=workdir, prefix="mnt-")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BW_")}
+        env.update(BW_ACCOUNT_ID=ACCOUNT, BW_USERNAME=USER, BW_PASSWORD=PASSWORD,
+                   BW_BASE_URL=emulator.base, RUST_LOG="warn")
+        self.proc = subprocess.Popen([f"{bindir}/bwmediafs", "-f", *extra, self.mnt], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while not self.mounted():
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("bwmediafs did not mount")
+            time.sleep(0.01)
+
+    def mounted(self):
+        with open("/proc/self/mountinfo") as f:
+            return any(line.split(" ")[4] == self.mnt for line in f)
+
+    def rss_kib(self, field="VmRSS"):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        return 0
+
+    def close(self):
+        subprocess.run(["umount", self.mnt], check=False)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            subprocess.run(["umount", "-l", self.mnt], check=False)
+            self.proc.kill()
+            self.proc.wait()
+        os.rmdir(self.mnt)
+
+
+def drop_caches():
+    subprocess.run(["sync"])
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+    except OSError:
+        pass
+
+
+def timed(cmd, **kw):
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, **kw)
+    return time.perf_counter() - t
+
+
+def sh(script):
+    return timed(["bash", "-c", script])
+
+
+def curl_auth():
+    return ["-u", f"{USER}:{PASSWORD}"]
+
+
+def curl_keepalive_get(emu, names):
+    args = ["curl", "-sf", *curl_auth()]
+    for n in names:
+        args += [f"{emu.media}/{n}", "-o", "/dev/null"]
+    return timed(args)
+
+
+def curl_per_file_get(emu, names):
+    t = time.perf_counter()
+    for n in names:
+        subprocess.run(["curl", "-sf", *curl_auth(), f"{emu.media}/{n}", "-o", "/dev/null"],
+                       check=True)
+    return time.perf_counter() - t
+
+
+def curl_parallel_get(emu, names, k):
+    groups = [names[i::k] for i in range(k)]
+    t = time.perf_counter()
+    procs = []
+    for g in groups:
+        args = ["curl", "-sf", *curl_auth()]
+        for n in g:
+            args += [f"{emu.media}/{n}", "-o", "/dev/null"]
+        procs.append(subprocess.Popen(args))
+    for p in procs:
+        if p.wait() != 0:
+            raise RuntimeError("curl failed")
+    return time.perf_counter() - t
+
+
+def curl_list_pages(emu):
+    """All list pages over one connection (the continuation token forces one curl per page, so
+    this uses Python's keep-alive client, which is at least as fast)."""
+    import base64
+    auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    t = time.perf_counter()
+    c = http.client.HTTPConnection(emu.host, emu.port)
+    token, pages = None, 0
+    while True:
+        headers = {"Authorization": auth}
+        if token:
+            headers["Continuation-Token"] = token
+        c.request("GET", f"/api/v2/users/{ACCOUNT}/media", headers=headers)
+        r = c.getresponse()
+        r.read()
+        pages += 1
+        token = r.getheader("Continuation-Token")
+        if not token:
+            break
+    return time.perf_counter() - t, pages
+
+
+def median(runs, f):
+    vals = []
+    for _ in range(runs):
+        vals.append(f())
+    return statistics.median(vals)
+
+
+def mib(n):
+    return n / (1 << 20)
+
+
+class Table:
+    def __init__(self):
+        self.rows = []
+
+    def add(self, figure, ours, reference, ratio, target, ok):
+        self.rows.append((figure, ours, reference, ratio, target, "yes" if ok else "**no**"))
+        log(f"{figure}: {ours} | {reference} | {ratio} | {target} | {'met' if ok else 'MISSED'}")
+
+    def markdown(self):
+        out = ["| figure | bwmediafs | reference | ratio | target | met |",
+               "|---|---|---|---|---|---|"]
+        out += ["| " + " | ".join(r) + " |" for r in self.rows]
+        return "\n".join(out)
+
+
+def bench_reads(args, table, work, latency):
+    emu = Emulator(args.bin, latency_ms=0)
+    try:
+        rng = random.Random(1)
+        names = [f"large/{i:03d}.bin" for i in range(args.large)]
+        sizes = [rng.randint(1 << 20, 3 << 20) for _ in names]
+        emu.load((n, os.urandom(s)) for n, s in zip(names, sizes))
+        emu.set_latency(latency)
+        total = sum(sizes)
+        tag = f", {latency} ms" if latency else ""
+
+        def cold():
+            m = Mount(args.bin, emu, work)
+            try:
+                drop_caches()
+                return sh(f"cd {m.mnt}/large && cat * > /dev/null")
+            finally:
+                m.close()
+
+        cold_t = median(args.runs, cold)
+        curl_t = median(args.runs, lambda: curl_keepalive_get(emu, names))
+        ratio = curl_t / cold_t
+        table.add(f"cold sequential cat, {len(names)} media{tag}",
+                  f"{mib(total) / cold_t:.0f} MiB/s", f"{mib(total) / curl_t:.0f} MiB/s (curl keep-alive)",
+                  f"{ratio:.0%}", ">= 70%", ratio >= 0.70)
+        if not latency:
+            per_t = median(max(1, args.runs // 2), lambda: curl_per_file_get(emu, names))
+            table.add("  (curl, one process per file)", "", f"{mib(total) / per_t:.0f} MiB/s",
+                      f"{per_t / cold_t:.0%}", "", True)
+
+            m = Mount(args.bin, emu, work)
+            try:
+                sh(f"cd {m.mnt}/large && cat * > /dev/null")
+                warm_t = median(args.runs, lambda: sh(f"cd {m.mnt}/large && cat * > /dev/null"))
+            finally:
+                m.close()
+            table.add("warm re-read", f"{mib(total) / warm_t:.0f} MiB/s",
+                      f"{mib(total) / cold_t:.0f} MiB/s (cold)", f"{cold_t / warm_t:.1f}x",
+                      ">= 4x", cold_t / warm_t >= 4)
+        else:
+            def parallel():
+                m = Mount(args.bin, emu, work)
+                try:
+                    drop_caches()
+                    groups = [" ".join(f"'{n}'" for n in names[i::8]) for i in range(8)]
+                    script = f"cd {m.mnt} && " + " ".join(f"(cat {g} > /dev/null) &" for g in groups) + " wait"
+                    return sh(script)
+                finally:
+                    m.close()
+
+            par_t = median(args.runs, parallel)
+            cpar_t = median(args.runs, lambda: curl_parallel_get(emu, names, 8))
+            table.add(f"8 parallel cold readers{tag}", f"{mib(total) / par_t:.0f} MiB/s",
+                      f"{mib(total) / cold_t:.0f} MiB/s (1 reader); curl x8: {mib(total) / cpar_t:.0f} MiB/s",
+                      f"{cold_t / par_t:.1f}x", ">= 5x", cold_t / par_t >= 5)
+    finally:
+        emu.stop()
+
+
+def bench_listing(args, table, work, latency):
+    emu = Emulator(args.bin, latency_ms=0)
+    try:
+        emu.load((f"small/{i:05d}.txt", b"x" * 100) for i in range(args.small))
+        emu.set_latency(latency)
+        tag = f", {latency} ms" if latency else ""
+
+        def cold():
+            m = Mount(args.bin, emu, work, "--metadata-ttl", "1s")
+            try:
+                time.sleep(1.1)  # past the TTL: the mount's first page is stale, the walk is whole
+                return sh(f"ls -l {m.mnt}/small > /dev/null")
+            finally:
+                m.close()
+
+        cold_t = median(args.runs, cold)
+        curl_t = median(args.runs, lambda: curl_list_pages(emu)[0])
+        pages = curl_list_pages(emu)[1]
+        table.add(f"ls -l of {args.small} media, cold{tag}", f"{cold_t * 1000:.0f} ms",
+                  f"{curl_t * 1000:.0f} ms ({pages} list pages, keep-alive)",
+                  f"{cold_t / curl_t:.2f}x", "<= 1.25x", cold_t <= 1.25 * curl_t)
+        if not latency:
+            m = Mount(args.bin, emu, work)
+            try:
+                sh(f"ls -l {m.mnt}/small > /dev/null")
+                warm_t = median(args.runs, lambda: sh(f"ls -l {m.mnt}/small > /dev/null"))
+            finally:
+                m.close()
+            table.add("ls -l warm", f"{warm_t * 1000:.0f} ms", "", "", "<= 50 ms", warm_t <= 0.050)
+    finally:
+        emu.stop()
+
+
+def bench_first_entry(args, table, work):
+    emu = Emulator(args.bin, latency_ms=0)
+    try:
+        emu.load((f"{i:06d}", b"") for i in range(args.huge))
+        emu.set_latency(20)
+        page_t = median(args.runs, lambda: timed(
+            ["curl", "-sf", *curl_auth(), emu.media, "-o", "/dev/null"]))
+
+        def first():
+            m = Mount(args.bin, emu, work, "--metadata-ttl", "1s")
+            try:
+                time.sleep(1.1)
+                return sh(f"ls -f {m.mnt} | head -1 > /dev/null")
+            finally:
+                m.close()
+
+        first_t = median(args.runs, first)
+        table.add(f"first entry of {args.huge} media (ls -f | head -1), 20 ms", f"{first_t * 1000:.0f} ms",
+                  f"{page_t * 1000:.0f} ms (1 list page, curl)", f"{first_t / page_t:.1f} pages",
+                  "<= 3 pages", first_t <= 3 * page_t)
+
+        emu.set_latency(0)
+        m = Mount(args.bin, emu, work)
+        try:
+            sh(f"ls -l {m.mnt} > /dev/null")
+            rss = m.rss_kib() / 1024
+        finally:
+            m.close()
+        table.add(f"RSS after listing {args.huge} media", f"{rss:.0f} MiB", "", "", "<= 64 MiB", rss <= 64)
+    finally:
+        emu.stop()
+
+
+def bench_writes(args, table, work, latency):
+    emu = Emulator(args.bin, latency_ms=latency)
+    src = tempfile.mkdtemp(dir=work, prefix="src-")
+    try:
+        names = [f"up{i:02d}.bin" for i in range(args.uploads)]
+        for n in names:
+            with open(os.path.join(src, n), "wb") as f:
+                f.write(os.urandom(3 * 1000 * 1000))
+        total = 3 * 1000 * 1000 * len(names)
+        tag = f", {latency} ms" if latency else ""
+
+        def ours():
+            m = Mount(args.bin, emu, work)
+            try:
+                t = sh(f"cp {src}/* {m.mnt}/")
+                rm = sh(f"rm {m.mnt}/*")
+                return t, rm
+            finally:
+                m.close()
+
+        results = [ours() for _ in range(args.runs)]
+        cp_t = statistics.median(r[0] for r in results)
+        rm_t = statistics.median(r[1] for r in results)
+
+        def curl_up():
+            a = ["curl", "-sf", *curl_auth()]
+            for n in names:
+                a += ["-T", os.path.join(src, n), f"{emu.media}/{n}"]
+            return timed(a)
+
+        def curl_rm():
+            a = ["curl", "-sf", *curl_auth(), "-X", "DELETE"]
+            for n in names:
+                a += [f"{emu.media}/{n}"]
+            return timed(a)
+
+        cu = []
+        cr = []
+        for _ in range(args.runs):
+            cu.append(curl_up())
+            cr.append(curl_rm())
+        cu_t, cr_t = statistics.median(cu), statistics.median(cr)
+        table.add(f"cp in of {len(names)} x 3 MB{tag}", f"{mib(total) / cp_t:.0f} MiB/s",
+                  f"{mib(total) / cu_t:.0f} MiB/s (curl keep-alive)", f"{cu_t / cp_t:.0%}",
+                  ">= 70%", cu_t / cp_t >= 0.70)
+        table.add(f"rm of them{tag}", f"{rm_t * 1000:.0f} ms", f"{cr_t * 1000:.0f} ms (curl keep-alive)",
+                  f"{cr_t / rm_t:.0%}", "", True)
+    finally:
+        shutil.rmtree(src, ignore_errors=True)
+        emu.stop()
+
+
+def bench_memory(args, table, work):
+    emu = Emulator(args.bin)
+    try:
+        count = (1 << 30) // (3 << 20) + 1
+        emu.load((f"gib/{i:04d}.bin", os.urandom(3 << 20)) for i in range(count))
+        m = Mount(args.bin, emu, work, "--cache-size", "64M")
+        try:
+            sh(f"cd {m.mnt}/gib && cat * > /dev/null")
+            peak = m.rss_kib("VmHWM") / 1024
+        finally:
+            m.close()
+        table.add("peak RSS, cat of 1 GiB with --cache-size 64M", f"{peak:.0f} MiB", "", "",
+                  "<= 104 MiB", peak <= 104)
+    finally:
+        emu.stop()
+
+
+def machine():
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30)
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Linux {platform.release()}"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bin", default="target/release")
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--quick", action="store_true", help="small data sets and 1 run (a smoke test)")
+    p.add_argument("--out", default="BENCHMARKS.md")
+    args = p.parse_args()
+    args.large, args.small, args.huge, args.uploads = 200, 10_000, 100_000, 50
+    if args.quick:
+        args.runs, args.large, args.small, args.huge, args.uploads = 1, 20, 2000, 5000, 5
+    if os.geteuid() != 0:
+        log("not root: the page cache cannot be dropped; cold figures may be warm")
+    work = tempfile.mkdtemp(prefix="bwmediafs-bench-")
+    table = Table()
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    try:
+        bench_reads(args, table, work, 0)
+        bench_listing(args, table, work, 0)
+        bench_writes(args, table, work, 0)
+        bench_reads(args, table, work, 20)
+        bench_listing(args, table, work, 20)
+        bench_writes(args, table, work, 20)
+        bench_first_entry(args, table, work)
+        bench_memory(args, table, work)
+    finally:
+        for line in open("/proc/self/mountinfo"):
+            mp = line.split(" ")[4]
+            if mp.startswith(work):
+                subprocess.run(["umount", "-l", mp], check=False)
+        shutil.rmtree(work, ignore_errors=True)
+    text = (f"# Benchmarks\n\nLatest run of `scripts/bench.sh` ({started}; medians of {args.runs} runs"
+            f"{'; --quick data sets' if args.quick else ''}), on {machine()}.\n"
+            "Everything runs on loopback against `bwmedia-emulator`; \"20 ms\" adds that much "
+            "emulator latency to every request, like a real network.\n\n" + table.markdown() + "\n")
+    print(text)
+    if not args.quick:
+        with open(args.out, "w") as f:
+            f.write(text)
+        log(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    main()
