@@ -7,14 +7,14 @@
 //! The hard part is making the two body faults look different on the wire, as they do in life:
 //! - **truncate**: the response announces its full `Content-Length`, sends about half the bytes,
 //!   then ends the connection cleanly (FIN). The client sees an early end of file.
-//! - **cut**: the same half is sent, then the connection is *aborted*: [`FaultIo`] (the wrapper
-//!   of every accepted socket) is told through its [`ConnCtl`], fails every later read and
+//! - **cut**: the same half is sent, then the connection is *aborted*: `FaultIo` (the wrapper
+//!   of every accepted socket) is told through its `ConnCtl`, fails every later read and
 //!   write, and sets `SO_LINGER` to zero so that closing the socket sends a TCP reset. The client
 //!   sees "connection reset" (possibly before it has read the bytes already sent). A reply
 //!   without a body (204 of put/delete) is cut before its head is written; a put is cut while
 //!   its body is being received, and nothing is stored.
 //!
-//! Between the half body and the end, [`FaultBody`] pauses briefly so hyper flushes the half
+//! Between the half body and the end, `FaultBody` pauses briefly so hyper flushes the half
 //! to the socket first: otherwise the bytes would die in hyper's write buffer with the
 //! connection and both faults would degrade to "no response at all".
 

@@ -8,7 +8,7 @@
 //! own threads; dropping the [`Emulator`] stops the server and its runtime. Media live in the
 //! [`store::Store`], which also answers [`crate::api::MediaApi`] in-process.
 //!
-//! Submodules: [`server`] (routes and HTTP details), [`auth`] (Basic and tokens), [`faults`]
+//! Submodules: `server` (routes and HTTP details), `auth` (Basic and tokens), [`faults`]
 //! (fault draws and how a connection is cut), [`store`] (media, pages, stats).
 
 pub(crate) mod auth;
@@ -92,6 +92,15 @@ struct Stopped {
     cond: Condvar,
 }
 
+struct MarkStopped(Arc<Stopped>);
+
+impl Drop for MarkStopped {
+    fn drop(&mut self) {
+        *self.0.done.lock() = true;
+        self.0.cond.notify_all();
+    }
+}
+
 /// A running emulator. Dropping it stops the server.
 pub struct Emulator {
     addr: SocketAddr,
@@ -126,6 +135,9 @@ impl Emulator {
     /// Bind, load the seed, and serve on a runtime of its own (two worker threads). Returns
     /// once the socket accepts connections.
     pub fn start(config: EmulatorConfig) -> std::io::Result<Emulator> {
+        if let Err(e) = config.faults.validate() {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e));
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("bwmedia-emulator")
@@ -154,9 +166,6 @@ impl Emulator {
             let n = store.seed_from_dir(dir)?;
             log::info!("seeded {n} media from {}", dir.display());
         }
-        if let Err(e) = config.faults.validate() {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e));
-        }
         let shared = Arc::new(server::Shared {
             account: config.account.clone(),
             auth: auth::Auth::new(config.basic.clone(), config.oauth.clone(), config.token_ttl),
@@ -172,11 +181,12 @@ impl Emulator {
             std::thread::Builder::new()
                 .name("bwmedia-emulator-main".to_string())
                 .spawn(move || {
+                    // Marks the server stopped on the way out, even by a panic, so `wait`
+                    // never hangs.
+                    let _mark = MarkStopped(stopped);
                     runtime.block_on(server::serve(listener, router, shutdown_rx));
                     // Connections still open are dropped with their tasks.
                     runtime.shutdown_timeout(Duration::from_secs(1));
-                    *stopped.done.lock() = true;
-                    stopped.cond.notify_all();
                 })?
         };
         Ok(Emulator {
@@ -283,5 +293,40 @@ mod tests {
         drop(emu);
         assert!(std::net::TcpStream::connect(addr).is_err());
         assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn wait_returns_after_shutdown() {
+        let emu = Emulator::start(EmulatorConfig::default()).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(50));
+                emu.shutdown();
+            });
+            emu.wait();
+        });
+        assert!(std::net::TcpStream::connect(emu.addr()).is_err());
+    }
+
+    #[test]
+    fn bad_faults_refuse_to_start() {
+        let config = EmulatorConfig {
+            faults: Faults {
+                error_rate: 3.0,
+                ..Faults::default()
+            },
+            ..EmulatorConfig::default()
+        };
+        assert!(Emulator::start(config).is_err());
+    }
+
+    #[test]
+    fn a_taken_port_is_an_error() {
+        let first = Emulator::start(EmulatorConfig::default()).unwrap();
+        let second = Emulator::start(EmulatorConfig {
+            listen: first.addr(),
+            ..EmulatorConfig::default()
+        });
+        assert!(second.is_err());
     }
 }

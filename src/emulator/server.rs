@@ -32,6 +32,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::{Bytes, BytesMut};
+use http_body::Body as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use log::{debug, warn};
 use parking_lot::RwLock;
@@ -440,23 +441,35 @@ enum ReadError {
 
 /// Read a request body, stopping as soon as it passes `limit` bytes (so memory stays bounded
 /// whatever the client sends or declares).
-async fn read_limited(body: Body, limit: u64, capacity_hint: u64) -> Result<Bytes, ReadError> {
+async fn read_limited(body: Body, limit: u64) -> Result<Bytes, ReadError> {
     let mut body = body;
-    let mut buf = BytesMut::with_capacity(capacity_hint.min(limit) as usize);
+    // Frames are kept as they come (no copy); one arriving alone is stored as is.
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut seen = 0u64;
     while let Some(frame) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
         let frame = frame.map_err(|e| ReadError::Broken(e.to_string()))?;
         if let Ok(data) = frame.into_data() {
-            let seen = buf.len() as u64 + data.len() as u64;
+            seen += data.len() as u64;
             if seen > limit {
                 return Err(ReadError::TooLarge(seen, body));
             }
-            buf.extend_from_slice(&data);
+            if !data.is_empty() {
+                chunks.push(data);
+            }
         }
     }
-    Ok(buf.freeze())
+    Ok(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.swap_remove(0),
+        _ => {
+            let mut all = BytesMut::with_capacity(seen as usize);
+            for c in &chunks {
+                all.extend_from_slice(c);
+            }
+            all.freeze()
+        }
+    })
 }
-
-use http_body::Body as _;
 
 /// Read and discard up to `budget` bytes of a refused upload, so that a client still sending
 /// it reads the refusal instead of failing on a broken pipe when the connection closes under
@@ -543,11 +556,7 @@ async fn put_media(sh: &Shared, id: &str, req: Request, cut: bool) -> Reply {
         }
         return Reply::empty(StatusCode::NO_CONTENT);
     }
-    let read = tokio::time::timeout(
-        BODY_READ_TIMEOUT,
-        read_limited(body, limit, declared.unwrap_or(0)),
-    )
-    .await;
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, read_limited(body, limit)).await;
     let bytes = match read {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(ReadError::TooLarge(seen, rest))) => {
@@ -588,7 +597,7 @@ async fn token(sh: &Shared, req: Request) -> Reply {
     let headers = req.headers().clone();
     let form = match tokio::time::timeout(
         BODY_READ_TIMEOUT,
-        read_limited(req.into_body(), TOKEN_BODY_LIMIT, 256),
+        read_limited(req.into_body(), TOKEN_BODY_LIMIT),
     )
     .await
     {
