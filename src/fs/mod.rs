@@ -545,6 +545,15 @@ impl MediaFs {
         self.attr_of(ino)
     }
 
+    /// `access(2)`: the node exists (permission is the kernel's or FUSE's business).
+    pub fn access(&self, ino: Ino) -> Result<(), FsError> {
+        self.ns
+            .lock()
+            .node(ino)
+            .map(|_| ())
+            .ok_or(FsError::NotFound)
+    }
+
     /// chmod, chown, utimens, truncate.
     pub fn setattr(&self, ino: Ino, sa: SetAttr) -> Result<Attr, FsError> {
         let changes = sa.mode.is_some()
