@@ -121,9 +121,18 @@ impl Mounted {
     }
 
     /// Unmount cleanly and wait for the session to end. If the file system is busy the error
-    /// is returned and the mount is detached lazily (as `umount -l`).
+    /// is returned and the mount is detached lazily (as `umount -l`): it disappears from the
+    /// tree at once and the session ends when its last user leaves.
     pub fn unmount(mut self) -> io::Result<()> {
-        self.unmounter.lock().unmount()?;
+        if let Err(e) = self.unmounter.lock().unmount() {
+            log::warn!(
+                "unmounting {} failed ({e}); detaching it lazily",
+                self.mountpoint.display()
+            );
+            lazy_unmount(&self.mountpoint);
+            self.thread = None;
+            return Err(e);
+        }
         self.wait();
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(r)) => r,

@@ -116,6 +116,19 @@ fn store_with(page_size: usize, media: &[(&str, &[u8])]) -> Arc<Store> {
     store
 }
 
+/// Whether this machine can mount FUSE file systems at all (else the tests say so and pass).
+fn fuse_available() -> bool {
+    let ok = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+        .is_ok();
+    if !ok {
+        eprintln!("SKIPPED: /dev/fuse cannot be opened here; these tests need FUSE");
+    }
+    ok
+}
+
 fn setup(store: Arc<Store>, configure: impl FnOnce(&mut FsOptions, &mut MountOptions)) -> Mnt {
     let _ = env_logger::builder().is_test(true).try_init();
     let tmp = tempfile::tempdir().unwrap();
@@ -215,6 +228,9 @@ fn mounted_here(path: &Path) -> bool {
 
 #[test]
 fn reading_tools_see_files_and_directories() {
+    if !fuse_available() {
+        return;
+    }
     let m = setup(
         store_with(
             1000,
@@ -254,6 +270,9 @@ fn reading_tools_see_files_and_directories() {
 
 #[test]
 fn the_round_trip_budget_holds_through_the_kernel() {
+    if !fuse_available() {
+        return;
+    }
     let names: Vec<String> = (0..1500).map(|i| format!("f{i:05}.txt")).collect();
     let media: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"data"[..])).collect();
     let m = setup(store_with(1000, &media), |_, _| {});
@@ -297,6 +316,9 @@ fn the_round_trip_budget_holds_through_the_kernel() {
 
 #[test]
 fn writing_tools_work() {
+    if !fuse_available() {
+        return;
+    }
     let m = setup(store_with(1000, &[("f", b"abcdefgh")]), |_, _| {});
     // Random write into an existing file.
     ok(&format!(
@@ -359,6 +381,9 @@ fn writing_tools_work() {
 
 #[test]
 fn moving_removing_and_directories() {
+    if !fuse_available() {
+        return;
+    }
     let m = setup(store_with(1000, &[("keep.txt", b"k")]), |_, _| {});
     std::fs::write(m.t("src.txt"), b"payload").unwrap();
     ok(&format!("mkdir -p {}", m.p("a/b/c")));
@@ -403,6 +428,9 @@ fn moving_removing_and_directories() {
 
 #[test]
 fn cp_p_rsync_and_tar_preserve_what_they_set() {
+    if !fuse_available() {
+        return;
+    }
     let m = setup(store_with(1000, &[]), |_, _| {});
     let src = m.t("src");
     std::fs::create_dir_all(src.join("sub")).unwrap();
@@ -447,6 +475,9 @@ fn cp_p_rsync_and_tar_preserve_what_they_set() {
 
 #[test]
 fn a_failed_upload_fails_close_and_keeps_the_bytes() {
+    if !fuse_available() {
+        return;
+    }
     let m = setup(store_with(1000, &[]), |_, _| {});
     *m.faults.put.lock().unwrap() = Some(ApiError::Status {
         status: 503,
@@ -474,6 +505,9 @@ fn a_failed_upload_fails_close_and_keeps_the_bytes() {
 
 #[test]
 fn xattrs_through_the_mount() {
+    if !fuse_available() {
+        return;
+    }
     if !have("getfattr") {
         eprintln!("getfattr not installed: skipped");
         return;
@@ -502,6 +536,9 @@ fn xattrs_through_the_mount() {
 
 #[test]
 fn a_read_only_mount_refuses_changes() {
+    if !fuse_available() {
+        return;
+    }
     let m = setup(store_with(1000, &[("r.txt", b"read me")]), |o, mo| {
         o.read_only = true;
         mo.read_only = true;
@@ -516,6 +553,9 @@ fn a_read_only_mount_refuses_changes() {
 
 #[test]
 fn a_slow_download_does_not_block_other_operations() {
+    if !fuse_available() {
+        return;
+    }
     let m = setup(
         store_with(1000, &[("slow.bin", b"slow"), ("fast.txt", b"fast")]),
         |_, _| {},
@@ -541,6 +581,9 @@ fn a_slow_download_does_not_block_other_operations() {
 
 #[test]
 fn unmount_is_clean_and_leaves_nothing_mounted() {
+    if !fuse_available() {
+        return;
+    }
     let mut m = setup(store_with(1000, &[("x", b"1")]), |_, _| {});
     let path = m.path.clone();
     assert!(mounted_here(&path));
@@ -551,6 +594,9 @@ fn unmount_is_clean_and_leaves_nothing_mounted() {
 
 #[test]
 fn wait_returns_after_an_external_umount() {
+    if !fuse_available() {
+        return;
+    }
     let mut m = setup(store_with(1000, &[]), |_, _| {});
     let mounted = m.mounted.take().unwrap();
     let (tx, rx) = mpsc::channel();

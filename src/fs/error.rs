@@ -19,9 +19,9 @@ use crate::api::ApiError;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FsError {
     /// A call to the Media API failed (after the retries it deserved).
-    #[error("{op} of {name:?} failed: {source}{}", auth_hint(.source))]
+    #[error("{}: {source}{}", what(.op, .name), auth_hint(.source))]
     Api {
-        /// What we were doing: "list", "download", "upload", "delete".
+        /// What we were doing: "listing the media", "download", "upload", "delete".
         op: &'static str,
         /// The media name (empty for a listing).
         name: String,
@@ -57,6 +57,15 @@ pub enum FsError {
     Invalid(String),
     #[error("local I/O error: {0}")]
     Io(String),
+}
+
+/// "listing the media failed", "download of \"a/b.png\" failed", ...
+fn what(op: &str, name: &str) -> String {
+    if name.is_empty() {
+        format!("{op} failed")
+    } else {
+        format!("{op} of {name:?} failed")
+    }
 }
 
 /// The sentence that tells a user what to fix when the server refuses the credentials.
@@ -155,11 +164,15 @@ mod tests {
     #[test]
     fn auth_errors_say_which_variables_to_check() {
         let e = FsError::api(
-            "list",
+            "listing the media",
             "",
             ApiError::Unauthorized("Authentication Failed".into()),
         );
         let s = e.to_string();
+        assert!(
+            s.starts_with("listing the media failed: authentication failed"),
+            "{s}"
+        );
         assert!(s.contains("BW_CLIENT_ID/BW_CLIENT_SECRET"), "{s}");
         assert!(s.contains("BW_USERNAME/BW_PASSWORD"), "{s}");
         let e = FsError::api("list", "", ApiError::Forbidden("Access Denied".into()));

@@ -347,7 +347,7 @@ impl MediaFs {
                     if ns.walk.as_ref().is_some_and(|w| w.id == id) {
                         ns.walk = None;
                     }
-                    return Err(self.api_error("list", "", e));
+                    return Err(self.api_error("listing the media", "", e));
                 }
             };
             let pinned = self.pinned();
@@ -401,7 +401,7 @@ impl MediaFs {
                 self.content.remove(path);
             }
             if let Some(f) = failure {
-                return Err(self.api_error("list", "", ApiError::Malformed(f)));
+                return Err(self.api_error("listing the media", "", ApiError::Malformed(f)));
             }
         }
     }
@@ -523,11 +523,16 @@ impl MediaFs {
         self.content.remove(path);
     }
 
-    /// Attributes of `ino` (revalidated like a lookup when stale).
+    /// Attributes of `ino` (revalidated like a lookup when stale). A removed file still has
+    /// attributes (with no links) while a handle keeps it open.
     pub fn getattr(&self, ino: Ino) -> Result<Attr, FsError> {
+        let open = self.handles.lock().values().any(|h| h.ino == ino);
         let stale = {
             let ns = self.ns.lock();
             let n = ns.node(ino).ok_or(FsError::NotFound)?;
+            if n.removed && !open {
+                return Err(FsError::NotFound);
+            }
             (n.kind == Kind::File
                 && !n.removed
                 && n.remote
@@ -742,8 +747,7 @@ impl MediaFs {
                     d.eof = true;
                     return Ok(());
                 };
-                let children: Vec<(String, Ino)> =
-                    dir.children.iter().map(|(k, v)| (k.clone(), *v)).collect();
+                let children = &dir.children;
                 let push = |d: &mut DirHandle, name: &str, c: Ino| {
                     if d.emitted.insert(c) {
                         if let Some(n) = ns.node(c) {
@@ -752,7 +756,7 @@ impl MediaFs {
                     }
                 };
                 if d.walk.is_none() && self.listing_fresh(&ns) {
-                    for (name, c) in &children {
+                    for (name, c) in children {
                         push(&mut d, name, *c);
                     }
                     d.eof = true;
@@ -769,8 +773,8 @@ impl MediaFs {
                     {
                         d.walk = Some(w.id);
                         let before = d.entries.len();
-                        for (name, c) in &children {
-                            if w.done || ns.confirmed(*c, w, &pinned) {
+                        for (name, c) in children {
+                            if !d.emitted.contains(c) && (w.done || ns.confirmed(*c, w, &pinned)) {
                                 push(&mut d, name, *c);
                             }
                         }
@@ -1680,9 +1684,6 @@ impl MediaFs {
                     let old_parent = ns.node(src).map(|n| n.parent);
                     ns.move_node(src, newparent, newname);
                     ns.local_change(src);
-                    if let Some(n) = ns.node_mut(src) {
-                        n.explicit = true;
-                    }
                     for (ino, old, media) in &moved {
                         ns.local_change_path(old);
                         if let Some(m) = media {

@@ -1303,3 +1303,87 @@ fn a_listing_does_not_undo_a_racing_upload() {
     t.fs.releasedir(fh);
     assert_eq!(t.cat("0first").unwrap(), b"mine");
 }
+
+#[test]
+fn media_fs_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<MediaFs>();
+}
+
+#[test]
+fn concurrent_cold_listings_share_the_pages() {
+    let store = new_store(10);
+    for i in 0..95 {
+        seed(&store, &format!("c{i:03}"), b"1");
+    }
+    let t = Arc::new(mount_ttl(store, Duration::from_millis(50)));
+    t.ls("").unwrap();
+    std::thread::sleep(Duration::from_millis(80));
+    t.reset();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let t = t.clone();
+            std::thread::spawn(move || t.ls("").unwrap().len())
+        })
+        .collect();
+    for th in threads {
+        assert_eq!(th.join().unwrap(), 95);
+    }
+    // One walk of 10 pages, whatever the interleaving (a second one only if the TTL ran out).
+    let lists = t.stats().list;
+    assert!(lists == 10 || lists == 20, "{lists}");
+}
+
+#[test]
+fn a_zero_ttl_always_asks_and_never_loops() {
+    let store = new_store(2);
+    for n in ["a", "b", "c/d", "e"] {
+        seed(&store, n, b"1");
+    }
+    let t = mount_ttl(store, Duration::ZERO);
+    assert_eq!(t.ls("").unwrap(), vec!["a", "b", "c", "e"]);
+    assert_eq!(t.ls("c").unwrap(), vec!["d"]);
+    assert_eq!(t.cat("c/d").unwrap(), b"1");
+    assert_eq!(errno_of(t.resolve("zz")), libc::ENOENT);
+    t.write_file("new", b"n").unwrap();
+    assert_eq!(t.ls("").unwrap(), vec!["a", "b", "c", "e", "new"]);
+}
+
+#[test]
+fn directories_emptied_elsewhere_vanish_and_removed_files_have_no_attributes() {
+    let store = new_store(1000);
+    seed(&store, "d/x", b"1");
+    seed(&store, "y", b"1");
+    let t = mount_ttl(store.clone(), Duration::from_millis(50));
+    let d = t.resolve("d").unwrap().ino;
+    let y = t.resolve("y").unwrap().ino;
+    store.delete("d/x");
+    store.delete("y");
+    std::thread::sleep(Duration::from_millis(80));
+    assert_eq!(t.ls("").unwrap(), Vec::<String>::new());
+    assert_eq!(errno_of(t.fs.getattr(y)), libc::ENOENT);
+    assert_eq!(errno_of(t.fs.opendir(d)), libc::ENOENT);
+}
+
+#[test]
+fn a_directory_rename_that_fails_midway_loses_nothing() {
+    let store = new_store(1000);
+    seed(&store, "src/a", b"1");
+    seed(&store, "src/b", b"2");
+    let t = mount(store);
+    *t.faults.delete.lock() = Some(ApiError::Transport("reset".into()));
+    assert_eq!(errno_of(t.mv("src", "dst")), libc::EIO);
+    // The first copy was made, its delete failed: both names exist, on the server and here.
+    let names = t.store.names();
+    assert!(names.contains(&"src/a".to_string()) && names.contains(&"src/b".to_string()));
+    let copies: Vec<&String> = names.iter().filter(|n| n.starts_with("dst/")).collect();
+    assert_eq!(copies.len(), 1, "{names:?}");
+    let base = &copies[0]["dst/".len()..];
+    assert_eq!(
+        t.cat(copies[0]).unwrap(),
+        t.cat(&format!("src/{base}")).unwrap()
+    );
+    *t.faults.delete.lock() = None;
+    t.mv("src", "dst2").unwrap();
+    assert_eq!(t.ls("dst2").unwrap(), vec!["a", "b"]);
+}
