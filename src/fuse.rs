@@ -120,16 +120,26 @@ impl Mounted {
         &self.mountpoint
     }
 
-    /// Unmount cleanly and wait for the session to end. If the file system is busy the error
-    /// is returned and the mount is detached lazily (as `umount -l`): it disappears from the
-    /// tree at once and the session ends when its last user leaves.
-    pub fn unmount(mut self) -> io::Result<()> {
-        if let Err(e) = self.unmounter.lock().unmount() {
+    /// Ask for the unmount without waiting (for a signal handler while another thread is in
+    /// [`Mounted::wait`]). If the file system is busy the error is returned and the mount is
+    /// detached lazily (as `umount -l`): it leaves the tree at once and the session ends when
+    /// its last user leaves.
+    pub fn request_unmount(&self) -> io::Result<()> {
+        let r = self.unmounter.lock().unmount();
+        if let Err(e) = &r {
             log::warn!(
                 "unmounting {} failed ({e}); detaching it lazily",
                 self.mountpoint.display()
             );
             lazy_unmount(&self.mountpoint);
+        }
+        r
+    }
+
+    /// Unmount cleanly and wait for the session to end (see [`Mounted::request_unmount`] for
+    /// a busy file system).
+    pub fn unmount(mut self) -> io::Result<()> {
+        if let Err(e) = self.request_unmount() {
             self.thread = None;
             return Err(e);
         }
@@ -147,13 +157,7 @@ impl Drop for Mounted {
         if self.thread.is_none() || *self.done.0.lock() {
             return;
         }
-        if let Err(e) = self.unmounter.lock().unmount() {
-            log::warn!(
-                "unmounting {} failed ({e}); detaching it lazily",
-                self.mountpoint.display()
-            );
-            lazy_unmount(&self.mountpoint);
-        }
+        let _ = self.request_unmount();
     }
 }
 

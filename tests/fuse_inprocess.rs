@@ -611,3 +611,43 @@ fn wait_returns_after_an_external_umount() {
         .expect("wait did not return after umount");
     assert!(!mounted_here(&m.path));
 }
+
+#[test]
+fn a_busy_unmount_fails_and_detaches_lazily() {
+    if !fuse_available() {
+        return;
+    }
+    let mut m = setup(store_with(1000, &[("held.txt", b"held")]), |_, _| {});
+    let p = m.path.join("held.txt");
+    let held = within("open", move || std::fs::File::open(p).unwrap());
+    let mounted = m.mounted.take().unwrap();
+    let r = within("busy unmount", move || mounted.unmount());
+    assert!(r.is_err(), "unmount of a busy file system must report it");
+    assert!(!mounted_here(&m.path), "detached lazily");
+    let body = within("read after detach", move || {
+        use std::io::Read;
+        let mut held = held;
+        let mut s = String::new();
+        held.read_to_string(&mut s).unwrap();
+        s
+    });
+    assert_eq!(body, "held");
+}
+
+#[test]
+fn request_unmount_ends_wait_on_another_thread() {
+    if !fuse_available() {
+        return;
+    }
+    let mut m = setup(store_with(1000, &[]), |_, _| {});
+    let mounted = Arc::new(m.mounted.take().unwrap());
+    let waiter = mounted.clone();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        waiter.wait();
+        let _ = tx.send(());
+    });
+    within("request_unmount", move || mounted.request_unmount()).unwrap();
+    rx.recv_timeout(TIMEOUT).expect("wait did not return");
+    assert!(!mounted_here(&m.path));
+}
