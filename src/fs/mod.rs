@@ -31,6 +31,14 @@
 //!   `FOPEN_KEEP_CACHE` is granted when the content version is the one the kernel last cached.
 //! - **Writes** go to a per-inode buffer and are uploaded with one PUT on flush/fsync when
 //!   dirty. Our own PUT/DELETE update the cache locally (no list request).
+//! - **Removing a directory, renaming a directory** need every media under it, so they first
+//!   make sure the listing is complete and fresh (free when it is, the listing's pages if not).
+//! - **`rm` of a file someone still has open but never read** downloads it first (one GET), so
+//!   the reader keeps its bytes.
+//!
+//! Timestamps: a name's times are when this mount first saw it; `mtime` changes on our own
+//! writes and when the server shows different content (a new size in a listing, other bytes
+//! from a GET); chmod/chown/utimens values are kept for the life of the mount.
 //!
 //! Locks (never held across a network call, except the per-media download flight, the
 //! per-media upload lock and the listing walk lock, which are the single-flight points). Order:
