@@ -9,3 +9,5 @@
 pub mod api;
 pub mod cli;
 pub mod emulator;
+pub mod fs;
+pub mod fuse;

@@ -1,0 +1,181 @@
+//! The filesystem's one error type, and the one place where errors become errno values.
+//!
+//! Every failure the core can report is an [`FsError`]; failures of the Media API travel inside
+//! [`FsError::Api`] with the operation and the media name, so that a log line or the message
+//! `bwmediafs` prints says what failed. [`errno`] maps both the local variants and every
+//! [`ApiError`] to the errno the kernel hands to the program, following the design's error table:
+//!
+//! | API answer | errno |
+//! |---|---|
+//! | 401, 403 | EACCES |
+//! | 404 | ENOENT |
+//! | oversize (413, or 400 on a too-large upload) | EFBIG |
+//! | 415 | EINVAL |
+//! | 429, 5xx, timeouts, resets, malformed answers | EIO |
+
+use crate::api::ApiError;
+
+/// Why a filesystem operation failed. `Display` gives one clear sentence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FsError {
+    /// A call to the Media API failed (after the retries it deserved).
+    #[error("{}: {source}{}", what(.op, .name), auth_hint(.source))]
+    Api {
+        /// What we were doing: "listing the media", "download", "upload", "delete".
+        op: &'static str,
+        /// The media name (empty for a listing).
+        name: String,
+        source: ApiError,
+    },
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("file exists")]
+    Exists,
+    #[error("not a directory")]
+    NotDir,
+    #[error("is a directory")]
+    IsDir,
+    #[error("directory not empty")]
+    NotEmpty,
+    #[error("a file name component is longer than 255 bytes")]
+    NameTooLong,
+    #[error("invalid file name: {0}")]
+    InvalidName(String),
+    #[error("file too large: {size} bytes, the limit is {limit} bytes")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("the file system is mounted read-only")]
+    ReadOnly,
+    #[error("bad file handle")]
+    BadHandle,
+    #[error("no such extended attribute")]
+    NoAttr,
+    #[error("operation not supported")]
+    NotSupported,
+    #[error("operation not permitted")]
+    NotPermitted,
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+    #[error("local I/O error: {0}")]
+    Io(String),
+}
+
+/// "listing the media failed", "download of \"a/b.png\" failed", ...
+fn what(op: &str, name: &str) -> String {
+    if name.is_empty() {
+        format!("{op} failed")
+    } else {
+        format!("{op} of {name:?} failed")
+    }
+}
+
+/// The sentence that tells a user what to fix when the server refuses the credentials.
+pub(crate) fn auth_hint(e: &ApiError) -> &'static str {
+    match e {
+        ApiError::Unauthorized(_) => {
+            "; the credentials were refused: check BW_CLIENT_ID/BW_CLIENT_SECRET (OAuth2 client \
+             credentials) or BW_USERNAME/BW_PASSWORD (API user), whichever you use"
+        }
+        ApiError::Forbidden(_) => {
+            "; the credentials are valid but not for this account: check BW_ACCOUNT_ID, and that \
+             the client (BW_CLIENT_ID) or API user (BW_USERNAME) has access to it"
+        }
+        _ => "",
+    }
+}
+
+impl FsError {
+    /// A failed API call, with what we were doing.
+    pub fn api(op: &'static str, name: &str, source: ApiError) -> FsError {
+        FsError::Api {
+            op,
+            name: name.to_string(),
+            source,
+        }
+    }
+
+    /// The errno for this error (see [`errno`]).
+    pub fn errno(&self) -> i32 {
+        errno(self)
+    }
+}
+
+/// The one mapping of errors to errno values.
+pub fn errno(e: &FsError) -> i32 {
+    match e {
+        FsError::Api { source, .. } => match source {
+            ApiError::Unauthorized(_) | ApiError::Forbidden(_) => libc::EACCES,
+            ApiError::NotFound => libc::ENOENT,
+            ApiError::TooLarge { .. } => libc::EFBIG,
+            ApiError::UnsupportedType(_) => libc::EINVAL,
+            ApiError::Status { status: 413, .. } => libc::EFBIG,
+            ApiError::Status { status: 415, .. } => libc::EINVAL,
+            ApiError::Status { .. }
+            | ApiError::Transport(_)
+            | ApiError::Malformed(_)
+            | ApiError::Config(_) => libc::EIO,
+        },
+        FsError::NotFound => libc::ENOENT,
+        FsError::Exists => libc::EEXIST,
+        FsError::NotDir => libc::ENOTDIR,
+        FsError::IsDir => libc::EISDIR,
+        FsError::NotEmpty => libc::ENOTEMPTY,
+        FsError::NameTooLong => libc::ENAMETOOLONG,
+        FsError::InvalidName(_) => libc::EINVAL,
+        FsError::TooLarge { .. } => libc::EFBIG,
+        FsError::ReadOnly => libc::EROFS,
+        FsError::BadHandle => libc::EBADF,
+        FsError::NoAttr => libc::ENODATA,
+        FsError::NotSupported => libc::ENOTSUP,
+        FsError::NotPermitted => libc::EPERM,
+        FsError::Invalid(_) => libc::EINVAL,
+        FsError::Io(_) => libc::EIO,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(e: ApiError) -> i32 {
+        errno(&FsError::api("download", "x", e))
+    }
+
+    #[test]
+    fn error_table() {
+        assert_eq!(api(ApiError::Unauthorized("no".into())), libc::EACCES);
+        assert_eq!(api(ApiError::Forbidden("no".into())), libc::EACCES);
+        assert_eq!(api(ApiError::NotFound), libc::ENOENT);
+        assert_eq!(api(ApiError::TooLarge { size: 5, limit: 4 }), libc::EFBIG);
+        assert_eq!(api(ApiError::UnsupportedType("a/b".into())), libc::EINVAL);
+        let status = |s| ApiError::Status {
+            status: s,
+            kind: None,
+            description: None,
+        };
+        assert_eq!(api(status(429)), libc::EIO);
+        assert_eq!(api(status(503)), libc::EIO);
+        assert_eq!(api(ApiError::Transport("reset".into())), libc::EIO);
+        assert_eq!(api(ApiError::Malformed("json".into())), libc::EIO);
+        assert_eq!(errno(&FsError::TooLarge { size: 9, limit: 1 }), libc::EFBIG);
+        assert_eq!(errno(&FsError::ReadOnly), libc::EROFS);
+        assert_eq!(errno(&FsError::NameTooLong), libc::ENAMETOOLONG);
+    }
+
+    #[test]
+    fn auth_errors_say_which_variables_to_check() {
+        let e = FsError::api(
+            "listing the media",
+            "",
+            ApiError::Unauthorized("Authentication Failed".into()),
+        );
+        let s = e.to_string();
+        assert!(
+            s.starts_with("listing the media failed: authentication failed"),
+            "{s}"
+        );
+        assert!(s.contains("BW_CLIENT_ID/BW_CLIENT_SECRET"), "{s}");
+        assert!(s.contains("BW_USERNAME/BW_PASSWORD"), "{s}");
+        let e = FsError::api("list", "", ApiError::Forbidden("Access Denied".into()));
+        assert!(e.to_string().contains("BW_ACCOUNT_ID"));
+    }
+}

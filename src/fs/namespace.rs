@@ -1,0 +1,722 @@
+//! Names and inodes: the flat media store seen as a tree, and the listing cache.
+//!
+//! Media names may contain `/`; `a/b/c.png` is shown as directories `a/` and `a/b/` holding
+//! `c.png`. Directories are implicit: they exist while some file lives under them, or while they
+//! are *explicit* (made by `mkdir` in this mount, or emptied by our own `rm`/`mv`, so that
+//! `rm -r` can still `rmdir` them). Inode numbers are handed out the first time a name is seen
+//! and never reused; a name keeps its inode while it exists, and a name that comes back after
+//! being removed gets a new one (open handles of the old inode keep working).
+//!
+//! The listing cache is this tree plus the state of the *walk* (the paged listing). A walk is
+//! applied page by page as it arrives, so a reader of a large directory gets its first entries
+//! after one page. When a walk completes, every file it did not see is gone, except files that
+//! changed locally after the walk started (an upload or a create racing with the listing must not
+//! be undone by a listing that started before it): each local change takes a new *epoch*, and a
+//! walk only removes or rewrites what is older than its start epoch.
+//!
+//! Names that cannot be paths (empty segment, `.`, `..`, NUL, a segment over 255 bytes) are
+//! skipped with one warning each. When a name is both a file and a prefix of other names (`a`
+//! and `a/b`), **the file wins**: `a` is a file and `a/b` is hidden with one warning, whatever
+//! order the listing gives them in (a directory made only of remote media is replaced by the
+//! file when the file shows up; a directory with local content keeps it and the file is hidden).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Instant, SystemTime};
+
+/// An inode number.
+pub type Ino = u64;
+/// The root directory's inode.
+pub const ROOT_INO: Ino = 1;
+/// Longest name component, in bytes.
+pub const NAME_MAX: usize = 255;
+
+/// File or directory (the only kinds this file system has).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+}
+
+/// What `stat` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: Ino,
+    pub kind: Kind,
+    pub size: u64,
+    pub perm: u16,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub atime: SystemTime,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+    pub crtime: SystemTime,
+}
+
+/// Mode and owner of nodes nobody chmod'ed or chown'ed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Defaults {
+    pub file_mode: u16,
+    pub dir_mode: u16,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// One file or directory.
+#[derive(Debug)]
+pub(crate) struct Node {
+    pub ino: Ino,
+    pub parent: Ino,
+    pub name: String,
+    /// The media name (files) or the prefix without its trailing `/` (directories; "" = root).
+    pub path: String,
+    pub kind: Kind,
+    pub children: BTreeMap<String, Ino>,
+    /// A directory that exists without media under it (mkdir, or emptied by us).
+    pub explicit: bool,
+    pub size: u64,
+    /// Known to exist on the server.
+    pub remote: bool,
+    /// When the size was last confirmed by the server (listing, GET, our PUT).
+    pub verified_at: Option<Instant>,
+    /// The last walk that saw this name.
+    pub seen_walk: u64,
+    /// Epoch of the last local change (0: none).
+    pub local_epoch: u64,
+    /// Changes whenever the bytes we would serve may have changed.
+    pub content_version: u64,
+    /// The content version the kernel may hold in its page cache (0: none).
+    pub kernel_version: u64,
+    pub perm: Option<u16>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub atime: SystemTime,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+    pub crtime: SystemTime,
+    /// Headers stored on the server, when known (from a GET or our PUT).
+    pub content_type: Option<String>,
+    pub cache_control: Option<String>,
+    /// Headers set through xattrs, used at the next upload.
+    pub content_type_override: Option<String>,
+    pub cache_control_override: Option<String>,
+    /// No longer in the tree (unlinked, replaced, vanished); kept for open handles.
+    pub removed: bool,
+}
+
+/// A paged listing in progress (or just finished).
+#[derive(Debug, Clone)]
+pub(crate) struct Walk {
+    pub id: u64,
+    pub start_epoch: u64,
+    pub last_page: Instant,
+    /// Token of the next page; `None` before the first page and after the last.
+    pub next: Option<String>,
+    pub pages: usize,
+    pub done: bool,
+    pub seen_tokens: HashSet<String>,
+}
+
+pub(crate) struct Namespace {
+    nodes: HashMap<Ino, Node>,
+    next_ino: Ino,
+    epoch: u64,
+    version: u64,
+    next_walk_id: u64,
+    /// The current (or last) walk.
+    pub walk: Option<Walk>,
+    /// When the last complete walk finished, and how many pages it took.
+    pub complete_at: Option<Instant>,
+    pub complete_pages: usize,
+    /// Names changed locally (created, uploaded, deleted) and the epoch of the change.
+    recent_local: HashMap<String, u64>,
+    warned: HashSet<String>,
+    /// Names a GET answered 404 for, and when.
+    pub negative: HashMap<String, Instant>,
+    pub defaults: Defaults,
+}
+
+/// Why a media name cannot be shown as a path, if it cannot.
+pub(crate) fn bad_media_name(name: &str) -> Option<&'static str> {
+    if name.contains('\0') {
+        return Some("it contains a NUL byte");
+    }
+    for seg in name.split('/') {
+        if seg.is_empty() {
+            return Some("it has an empty path segment");
+        }
+        if seg == "." || seg == ".." {
+            return Some("it has a `.` or `..` segment");
+        }
+        if seg.len() > NAME_MAX {
+            return Some("a path segment is longer than 255 bytes");
+        }
+    }
+    None
+}
+
+impl Namespace {
+    pub(crate) fn new(defaults: Defaults) -> Namespace {
+        let now = SystemTime::now();
+        let mut nodes = HashMap::new();
+        nodes.insert(
+            ROOT_INO,
+            Node::new(
+                ROOT_INO,
+                ROOT_INO,
+                String::new(),
+                String::new(),
+                Kind::Dir,
+                now,
+            ),
+        );
+        if let Some(root) = nodes.get_mut(&ROOT_INO) {
+            root.explicit = true;
+        }
+        Namespace {
+            nodes,
+            next_ino: ROOT_INO + 1,
+            epoch: 0,
+            version: 0,
+            next_walk_id: 1,
+            walk: None,
+            complete_at: None,
+            complete_pages: 0,
+            recent_local: HashMap::new(),
+            warned: HashSet::new(),
+            negative: HashMap::new(),
+            defaults,
+        }
+    }
+
+    pub(crate) fn node(&self, ino: Ino) -> Option<&Node> {
+        self.nodes.get(&ino)
+    }
+
+    pub(crate) fn node_mut(&mut self, ino: Ino) -> Option<&mut Node> {
+        self.nodes.get_mut(&ino)
+    }
+
+    /// A live node (not removed).
+    pub(crate) fn live(&self, ino: Ino) -> Option<&Node> {
+        self.nodes.get(&ino).filter(|n| !n.removed)
+    }
+
+    pub(crate) fn child(&self, parent: Ino, name: &str) -> Option<Ino> {
+        self.nodes
+            .get(&parent)
+            .and_then(|p| p.children.get(name).copied())
+    }
+
+    /// The live node at `path` ("" = root).
+    pub(crate) fn resolve(&self, path: &str) -> Option<Ino> {
+        if path.is_empty() {
+            return Some(ROOT_INO);
+        }
+        let mut cur = ROOT_INO;
+        for seg in path.split('/') {
+            cur = self.child(cur, seg)?;
+        }
+        Some(cur)
+    }
+
+    pub(crate) fn next_epoch(&mut self) -> u64 {
+        self.epoch += 1;
+        self.epoch
+    }
+
+    pub(crate) fn next_version(&mut self) -> u64 {
+        self.version += 1;
+        self.version
+    }
+
+    pub(crate) fn warn_once(&mut self, name: &str, why: &str) {
+        if self.warned.insert(name.to_string()) {
+            log::warn!("media {name:?} is not shown: {why}");
+        }
+    }
+
+    /// Full path of `name` inside directory `parent`.
+    pub(crate) fn join(&self, parent: Ino, name: &str) -> Option<String> {
+        let p = self.live(parent)?;
+        Some(if p.path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}/{}", p.path, name)
+        })
+    }
+
+    /// Add a node under `parent` (which must be a live directory without that child).
+    pub(crate) fn add(&mut self, parent: Ino, name: &str, kind: Kind) -> Ino {
+        let path = self.join(parent, name).unwrap_or_else(|| name.to_string());
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        let mut node = Node::new(ino, parent, name.to_string(), path, kind, SystemTime::now());
+        node.content_version = self.next_version();
+        self.nodes.insert(ino, node);
+        if let Some(p) = self.nodes.get_mut(&parent) {
+            p.children.insert(name.to_string(), ino);
+        }
+        ino
+    }
+
+    /// Take `ino` (and everything under it) out of the tree; the nodes stay for open handles.
+    /// Returns the paths of the files removed.
+    pub(crate) fn detach(&mut self, ino: Ino) -> Vec<String> {
+        let mut files = Vec::new();
+        let Some(node) = self.nodes.get(&ino) else {
+            return files;
+        };
+        if node.removed || ino == ROOT_INO {
+            return files;
+        }
+        let (parent, name) = (node.parent, node.name.clone());
+        if let Some(p) = self.nodes.get_mut(&parent) {
+            if p.children.get(&name) == Some(&ino) {
+                p.children.remove(&name);
+            }
+        }
+        let mut stack = vec![ino];
+        while let Some(i) = stack.pop() {
+            if let Some(n) = self.nodes.get_mut(&i) {
+                n.removed = true;
+                if n.kind == Kind::File {
+                    files.push(n.path.clone());
+                }
+                stack.extend(std::mem::take(&mut n.children).into_values());
+            }
+        }
+        files
+    }
+
+    /// Move `ino` to `name` in `new_parent` (whose slot must be free), updating the paths of
+    /// everything under it.
+    pub(crate) fn move_node(&mut self, ino: Ino, new_parent: Ino, name: &str) {
+        let Some(node) = self.nodes.get(&ino) else {
+            return;
+        };
+        let (old_parent, old_name) = (node.parent, node.name.clone());
+        if let Some(p) = self.nodes.get_mut(&old_parent) {
+            if p.children.get(&old_name) == Some(&ino) {
+                p.children.remove(&old_name);
+            }
+        }
+        let path = self
+            .join(new_parent, name)
+            .unwrap_or_else(|| name.to_string());
+        if let Some(p) = self.nodes.get_mut(&new_parent) {
+            p.children.insert(name.to_string(), ino);
+        }
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.parent = new_parent;
+            n.name = name.to_string();
+            n.path = path;
+        }
+        let mut stack = vec![ino];
+        while let Some(i) = stack.pop() {
+            let Some(n) = self.nodes.get(&i) else {
+                continue;
+            };
+            let base = n.path.clone();
+            let kids: Vec<(String, Ino)> =
+                n.children.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            for (k, c) in kids {
+                if let Some(cn) = self.nodes.get_mut(&c) {
+                    cn.path = format!("{base}/{k}");
+                }
+                stack.push(c);
+            }
+        }
+    }
+
+    /// Record a local change of `ino` (and its directories) at a new epoch.
+    pub(crate) fn local_change(&mut self, ino: Ino) -> u64 {
+        let e = self.next_epoch();
+        if let Some(path) = self.nodes.get(&ino).map(|n| n.path.clone()) {
+            self.recent_local.insert(path, e);
+        }
+        let mut cur = ino;
+        while let Some(n) = self.nodes.get_mut(&cur) {
+            n.local_epoch = e;
+            if cur == ROOT_INO {
+                break;
+            }
+            cur = n.parent;
+        }
+        e
+    }
+
+    /// Record a local change of a name that no longer has a node (deleted).
+    pub(crate) fn local_change_path(&mut self, path: &str) {
+        let e = self.next_epoch();
+        self.recent_local.insert(path.to_string(), e);
+    }
+
+    /// Directories along `segs`, made as needed. `Err(path)` when a prefix is a file.
+    fn dirs_for(&mut self, segs: &[&str], walk_id: u64) -> Result<Ino, String> {
+        let mut cur = ROOT_INO;
+        for seg in segs {
+            cur = match self.child(cur, seg) {
+                Some(c) => match self.nodes.get(&c).map(|n| n.kind) {
+                    Some(Kind::Dir) => c,
+                    _ => {
+                        return Err(self
+                            .nodes
+                            .get(&c)
+                            .map(|n| n.path.clone())
+                            .unwrap_or_default())
+                    }
+                },
+                None => self.add(cur, seg, Kind::Dir),
+            };
+            if walk_id != 0 {
+                if let Some(n) = self.nodes.get_mut(&cur) {
+                    n.seen_walk = walk_id;
+                }
+            }
+        }
+        Ok(cur)
+    }
+
+    /// Whether a directory holds only media known from the server (so a file may replace it).
+    fn replaceable(&self, dir: Ino) -> bool {
+        let mut stack = vec![dir];
+        while let Some(i) = stack.pop() {
+            let Some(n) = self.nodes.get(&i) else {
+                continue;
+            };
+            match n.kind {
+                Kind::Dir if n.explicit => return false,
+                Kind::File if !n.remote => return false,
+                _ => {}
+            }
+            stack.extend(n.children.values().copied());
+        }
+        true
+    }
+
+    /// A media the server reported (listing item or GET): add it or update its size.
+    /// `walk` is `(id, start_epoch)` for a listing, `None` for a GET (which is always current).
+    /// Returns its inode, or `None` when the name is skipped or hidden. Paths of files removed to
+    /// make room (a directory replaced by a file) are pushed on `dropped`.
+    pub(crate) fn remote_file(
+        &mut self,
+        name: &str,
+        size: u64,
+        walk: Option<(u64, u64)>,
+        now: Instant,
+        dropped: &mut Vec<String>,
+    ) -> Option<Ino> {
+        if let Some(why) = bad_media_name(name) {
+            self.warn_once(name, why);
+            return None;
+        }
+        let (walk_id, start_epoch) = walk.unwrap_or((0, u64::MAX));
+        if walk.is_some() {
+            // A local change after this walk started is newer than what the page says.
+            if let Some(&e) = self.recent_local.get(name) {
+                if e > start_epoch {
+                    if let Some(ino) = self.resolve(name) {
+                        if let Some(n) = self.nodes.get_mut(&ino) {
+                            n.seen_walk = walk_id;
+                        }
+                        return Some(ino);
+                    }
+                    return None;
+                }
+            }
+        }
+        let segs: Vec<&str> = name.split('/').collect();
+        let (last, dirs) = segs.split_last()?;
+        let parent = match self.dirs_for(dirs, walk_id) {
+            Ok(p) => p,
+            Err(file) => {
+                self.warn_once(
+                    name,
+                    &format!("{file:?} is a file, so it cannot be a directory"),
+                );
+                return None;
+            }
+        };
+        let ino = match self.child(parent, last) {
+            Some(c) if self.nodes.get(&c).map(|n| n.kind) == Some(Kind::File) => c,
+            Some(c) => {
+                if !self.replaceable(c) {
+                    self.warn_once(name, "a directory of that name has local content");
+                    return None;
+                }
+                for path in self.detach(c) {
+                    self.warn_once(
+                        &path,
+                        &format!("{name:?} is a file, so it cannot be a directory"),
+                    );
+                    dropped.push(path);
+                }
+                self.add(parent, last, Kind::File)
+            }
+            None => self.add(parent, last, Kind::File),
+        };
+        let v = self.next_version();
+        let n = self.nodes.get_mut(&ino)?;
+        if n.size != size && n.remote {
+            n.content_version = v;
+            n.mtime = SystemTime::now();
+            n.ctime = n.mtime;
+        }
+        n.size = size;
+        n.remote = true;
+        n.verified_at = Some(now);
+        if walk_id != 0 {
+            n.seen_walk = walk_id;
+        }
+        self.negative.remove(name);
+        Some(ino)
+    }
+
+    /// Start a new walk (replacing any unfinished one).
+    pub(crate) fn start_walk(&mut self, now: Instant) -> u64 {
+        let id = self.next_walk_id;
+        self.next_walk_id += 1;
+        self.walk = Some(Walk {
+            id,
+            start_epoch: self.epoch,
+            last_page: now,
+            next: None,
+            pages: 0,
+            done: false,
+            seen_tokens: HashSet::new(),
+        });
+        id
+    }
+
+    /// Whether `ino` belongs in a listing produced by `walk` (seen by it, or local).
+    pub(crate) fn confirmed(&self, ino: Ino, walk: &Walk, pinned: &HashSet<Ino>) -> bool {
+        match self.nodes.get(&ino) {
+            Some(n) => {
+                n.seen_walk == walk.id
+                    || n.local_epoch > walk.start_epoch
+                    || (n.kind == Kind::Dir && n.explicit)
+                    || pinned.contains(&ino)
+            }
+            None => false,
+        }
+    }
+
+    /// A walk saw its last page: everything it did not see and that did not change locally
+    /// since it started is gone. Returns the paths of the files removed.
+    pub(crate) fn finish_walk(&mut self, pinned: &HashSet<Ino>, now: Instant) -> Vec<String> {
+        let Some(walk) = self.walk.as_mut() else {
+            return Vec::new();
+        };
+        walk.done = true;
+        let (id, start_epoch, pages) = (walk.id, walk.start_epoch, walk.pages);
+        let stale: Vec<Ino> = self
+            .nodes
+            .values()
+            .filter(|n| {
+                !n.removed
+                    && n.kind == Kind::File
+                    && n.seen_walk != id
+                    && n.local_epoch <= start_epoch
+                    && !pinned.contains(&n.ino)
+            })
+            .map(|n| n.ino)
+            .collect();
+        let mut removed = Vec::new();
+        for ino in stale {
+            removed.extend(self.detach(ino));
+        }
+        loop {
+            let empty: Vec<Ino> = self
+                .nodes
+                .values()
+                .filter(|n| {
+                    !n.removed
+                        && n.kind == Kind::Dir
+                        && n.ino != ROOT_INO
+                        && !n.explicit
+                        && n.children.is_empty()
+                        && n.local_epoch <= start_epoch
+                })
+                .map(|n| n.ino)
+                .collect();
+            if empty.is_empty() {
+                break;
+            }
+            for ino in empty {
+                self.detach(ino);
+            }
+        }
+        self.recent_local.retain(|_, e| *e > start_epoch);
+        self.complete_at = Some(now);
+        self.complete_pages = pages;
+        removed
+    }
+
+    /// All live files, for statfs: (count, total bytes).
+    pub(crate) fn totals(&self) -> (u64, u64) {
+        self.nodes
+            .values()
+            .filter(|n| !n.removed && n.kind == Kind::File)
+            .fold((0, 0), |(c, b), n| (c + 1, b + n.size))
+    }
+
+    /// Every live file under directory `dir`, deepest paths last.
+    pub(crate) fn files_under(&self, dir: Ino) -> Vec<Ino> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir];
+        while let Some(i) = stack.pop() {
+            if let Some(n) = self.nodes.get(&i) {
+                if n.kind == Kind::File {
+                    out.push(i);
+                }
+                stack.extend(n.children.values().copied());
+            }
+        }
+        out
+    }
+
+    /// Whether `ino` is `ancestor` or lies under it.
+    pub(crate) fn is_within(&self, mut ino: Ino, ancestor: Ino) -> bool {
+        loop {
+            if ino == ancestor {
+                return true;
+            }
+            if ino == ROOT_INO {
+                return false;
+            }
+            ino = match self.nodes.get(&ino) {
+                Some(n) => n.parent,
+                None => return false,
+            };
+        }
+    }
+
+    /// What stat shows for `ino`; `size` overrides the cached size (an open write buffer).
+    pub(crate) fn attr(&self, ino: Ino, size: Option<u64>) -> Option<Attr> {
+        let n = self.nodes.get(&ino)?;
+        let d = &self.defaults;
+        let (perm, nlink, size) = match n.kind {
+            Kind::File => (
+                n.perm.unwrap_or(d.file_mode),
+                if n.removed { 0 } else { 1 },
+                size.unwrap_or(n.size),
+            ),
+            Kind::Dir => (n.perm.unwrap_or(d.dir_mode), 2, 0),
+        };
+        Some(Attr {
+            ino,
+            kind: n.kind,
+            size,
+            perm,
+            nlink,
+            uid: n.uid.unwrap_or(d.uid),
+            gid: n.gid.unwrap_or(d.gid),
+            atime: n.atime,
+            mtime: n.mtime,
+            ctime: n.ctime,
+            crtime: n.crtime,
+        })
+    }
+}
+
+impl Node {
+    fn new(ino: Ino, parent: Ino, name: String, path: String, kind: Kind, now: SystemTime) -> Node {
+        Node {
+            ino,
+            parent,
+            name,
+            path,
+            kind,
+            children: BTreeMap::new(),
+            explicit: false,
+            size: 0,
+            remote: false,
+            verified_at: None,
+            seen_walk: 0,
+            local_epoch: 0,
+            content_version: 0,
+            kernel_version: 0,
+            perm: None,
+            uid: None,
+            gid: None,
+            atime: now,
+            mtime: now,
+            ctime: now,
+            crtime: now,
+            content_type: None,
+            cache_control: None,
+            content_type_override: None,
+            cache_control_override: None,
+            removed: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ns() -> Namespace {
+        Namespace::new(Defaults {
+            file_mode: 0o644,
+            dir_mode: 0o755,
+            uid: 1,
+            gid: 1,
+        })
+    }
+
+    #[test]
+    fn bad_names() {
+        for n in ["", "/a", "a/", "a//b", ".", "a/../b", "a/./b", "x\0y"] {
+            assert!(bad_media_name(n).is_some(), "{n:?}");
+        }
+        assert!(bad_media_name(&"x".repeat(256)).is_some());
+        assert!(bad_media_name(&format!("d/{}", "x".repeat(255))).is_none());
+        assert!(bad_media_name("a b/ü/..x/.hidden").is_none());
+    }
+
+    #[test]
+    fn implicit_dirs_and_stable_inodes() {
+        let mut ns = ns();
+        let now = Instant::now();
+        let mut d = Vec::new();
+        let f = ns.remote_file("a/b/c.png", 3, None, now, &mut d).unwrap();
+        let a = ns.child(ROOT_INO, "a").unwrap();
+        let b = ns.child(a, "b").unwrap();
+        assert_eq!(ns.child(b, "c.png"), Some(f));
+        assert_eq!(ns.node(b).unwrap().path, "a/b");
+        assert_eq!(ns.resolve("a/b/c.png"), Some(f));
+        let again = ns.remote_file("a/b/c.png", 4, None, now, &mut d).unwrap();
+        assert_eq!(again, f);
+        assert_eq!(ns.node(f).unwrap().size, 4);
+    }
+
+    #[test]
+    fn the_file_wins_in_either_order() {
+        for order in [["a", "a/b"], ["a/b", "a"]] {
+            let mut ns = ns();
+            let mut d = Vec::new();
+            for name in order {
+                ns.remote_file(name, 1, None, Instant::now(), &mut d);
+            }
+            let a = ns.child(ROOT_INO, "a").unwrap();
+            assert_eq!(ns.node(a).unwrap().kind, Kind::File, "{order:?}");
+            assert_eq!(ns.totals(), (1, 1));
+        }
+    }
+
+    #[test]
+    fn move_updates_paths_below() {
+        let mut ns = ns();
+        let mut d = Vec::new();
+        let f = ns
+            .remote_file("a/b/c", 1, None, Instant::now(), &mut d)
+            .unwrap();
+        let a = ns.child(ROOT_INO, "a").unwrap();
+        ns.move_node(a, ROOT_INO, "z");
+        assert_eq!(ns.node(f).unwrap().path, "z/b/c");
+        assert_eq!(ns.resolve("z/b/c"), Some(f));
+        assert_eq!(ns.resolve("a/b/c"), None);
+    }
+}

@@ -1,0 +1,178 @@
+//! Write buffers: what programs write goes to memory first, and is uploaded with one PUT.
+//!
+//! The API can only replace a whole media, so a file open for writing gets a local buffer that
+//! holds the whole file: one per inode, shared by every handle that writes it (so `dup`'d fds,
+//! several opens and an `O_TRUNC` sent apart from its open all see one state). Random writes,
+//! appends, truncates and read-back work on that buffer. It is uploaded on flush (each close)
+//! or fsync when dirty, and on the last release if still dirty; the upload's error is what
+//! `close` returns.
+//!
+//! Nothing a program wrote is silently dropped: when an upload fails for good, the bytes are
+//! saved in the recovery directory (see [`save_recovery`]) and a log line says how to
+//! re-upload them. The one exception is a file that was removed while open: its writes go
+//! nowhere, as on any POSIX file system.
+//!
+//! The buffer is loaded lazily (a write that needs the old bytes downloads them first, through
+//! the data cache); `O_TRUNC`, or an empty file, needs no download.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use parking_lot::Mutex;
+
+use super::error::FsError;
+
+/// The state of one inode's write buffer.
+#[derive(Debug, Default)]
+pub(crate) struct WriteState {
+    pub data: Vec<u8>,
+    /// `data` holds the whole file (downloaded, truncated or new).
+    pub loaded: bool,
+    /// `data` differs from the server.
+    pub dirty: bool,
+    /// Bumped by every change, so an upload knows whether it saved the latest state.
+    pub generation: u64,
+    /// Open handles using this buffer.
+    pub handles: usize,
+    /// The file was removed while open: never upload.
+    pub unlinked: bool,
+}
+
+/// One inode's write buffer: its state, and a lock that makes uploads of this media one at a
+/// time (the only lock held across a network call, besides per-media downloads).
+#[derive(Debug, Default)]
+pub(crate) struct WriteBuf {
+    pub state: Mutex<WriteState>,
+    pub upload: Mutex<()>,
+}
+
+/// The log line and error for a size over the limit.
+pub(crate) fn too_large(name: &str, size: u64, limit: u64) -> FsError {
+    log::warn!(
+        "{name:?}: a write or truncate to {size} bytes was refused (EFBIG): media are limited to \
+         {limit} bytes ({:.2} MiB)",
+        limit as f64 / (1024.0 * 1024.0)
+    );
+    FsError::TooLarge { size, limit }
+}
+
+impl WriteState {
+    /// A fresh buffer for a new or truncated file.
+    #[cfg(test)]
+    pub(crate) fn empty() -> WriteState {
+        WriteState {
+            loaded: true,
+            ..WriteState::default()
+        }
+    }
+
+    /// Write `data` at `offset` (the buffer must be loaded). Gaps are zero-filled.
+    pub(crate) fn write_at(&mut self, offset: u64, data: &[u8]) -> usize {
+        let start = offset as usize;
+        let end = start + data.len();
+        if self.data.len() < end {
+            self.data.resize(end, 0);
+        }
+        self.data[start..end].copy_from_slice(data);
+        self.dirty = true;
+        self.generation += 1;
+        data.len()
+    }
+
+    /// Grow (zero-filled) or shrink to `size` (the buffer must be loaded, unless `size` is 0).
+    pub(crate) fn truncate(&mut self, size: u64) {
+        if size == 0 {
+            self.data = Vec::new();
+            self.loaded = true;
+        } else {
+            self.data.resize(size as usize, 0);
+        }
+        self.dirty = true;
+        self.generation += 1;
+    }
+
+    /// Up to `size` bytes at `offset`.
+    pub(crate) fn read(&self, offset: u64, size: u32) -> &[u8] {
+        let len = self.data.len() as u64;
+        let start = offset.min(len) as usize;
+        let end = offset.saturating_add(size as u64).min(len) as usize;
+        &self.data[start..end]
+    }
+}
+
+/// The file name a media's bytes are saved under in the recovery directory: the media name with
+/// `%` and `/` percent-encoded (`a/b%c.png` -> `a%2Fb%25c.png`), so it is one safe, reversible
+/// file name.
+pub(crate) fn recovery_file_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '/' => out.push_str("%2F"),
+            '\0' => out.push_str("%00"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Save `data` as `dir/<recovery_file_name(name)>` (the directory is made 0700, the file 0600)
+/// and return the file's path.
+pub(crate) fn save_recovery(dir: &Path, name: &str, data: &[u8]) -> std::io::Result<PathBuf> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let path = dir.join(recovery_file_name(name));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_writes_and_truncates() {
+        let mut w = WriteState::empty();
+        w.write_at(3, b"abc");
+        assert_eq!(w.data, b"\0\0\0abc");
+        w.write_at(0, b"xy");
+        assert_eq!(w.data, b"xy\0abc");
+        w.truncate(2);
+        assert_eq!(w.data, b"xy");
+        w.truncate(4);
+        assert_eq!(w.data, b"xy\0\0");
+        assert_eq!(w.read(1, 2), b"y\0");
+        assert_eq!(w.read(10, 2), b"");
+        assert!(w.dirty);
+    }
+
+    #[test]
+    fn recovery_names_are_flat_and_reversible() {
+        assert_eq!(recovery_file_name("a/b%c.png"), "a%2Fb%25c.png");
+        assert_eq!(recovery_file_name("plain.txt"), "plain.txt");
+    }
+
+    #[test]
+    fn recovery_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("rec/sub");
+        let p = save_recovery(&dir, "x/y.txt", b"hello").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"hello");
+        assert_eq!(p.file_name().unwrap(), "x%2Fy.txt");
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}

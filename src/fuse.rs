@@ -1,0 +1,593 @@
+//! The thin FUSE adapter: kernel requests in, calls into [`MediaFs`], replies out. No logic and
+//! no I/O lives here; everything is in `crate::fs`.
+//!
+//! Concurrency: fuser 0.18 runs one event loop per thread when `Config::n_threads` is set (each
+//! with its own `/dev/fuse` descriptor with `clone_fd`), and the core is `Send + Sync` with no
+//! lock held across a network call except per-media single-flight. So a slow download blocks
+//! one of [`EVENT_THREADS`] threads, never the file system: other requests keep being answered.
+//!
+//! Kernel settings: attribute and entry TTL = `metadata_ttl`; large writes and readahead;
+//! atomic `O_TRUNC` (so `cp` over a file costs one upload, not two); readdirplus (an `ls -l`
+//! gets names and attributes in one pass); parallel directory operations; `FOPEN_KEEP_CACHE`
+//! when the core says the kernel's cached pages are still current.
+
+use std::ffi::OsStr;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    AccessFlags, Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, KernelConfig, LockOwner, MountOption, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, Session, SessionACL, SessionUnmounter, TimeOrNow,
+    WriteFlags,
+};
+use parking_lot::{Condvar, Mutex};
+
+use crate::fs::{Attr, FsError, Kind, MediaFs, SetAttr};
+
+/// Event-loop threads: how many requests may be in progress at once.
+pub const EVENT_THREADS: usize = 16;
+
+/// How the mount is made.
+#[derive(Debug, Clone, Default)]
+pub struct MountOptions {
+    /// Let every user in (the kernel then checks mode bits: `default_permissions`).
+    pub allow_other: bool,
+    /// Let root in besides the mounting user.
+    pub allow_root: bool,
+    pub read_only: bool,
+    /// Shown as the source in `/proc/mounts` and `df`.
+    pub fsname: String,
+}
+
+/// A live mount. Dropping it unmounts (lazily if the file system is busy).
+pub struct Mounted {
+    mountpoint: PathBuf,
+    unmounter: Mutex<SessionUnmounter>,
+    done: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+/// Mount `fs` on `mountpoint`; returns once the kernel has initialised the mount. The session
+/// runs on its own threads until [`Mounted::unmount`] or an external `umount`.
+pub fn mount(fs: Arc<MediaFs>, mountpoint: &Path, opts: &MountOptions) -> io::Result<Mounted> {
+    let mut config = Config::default();
+    config.n_threads = Some(EVENT_THREADS);
+    config.clone_fd = true;
+    let fsname = if opts.fsname.is_empty() {
+        "bwmediafs".to_string()
+    } else {
+        opts.fsname.clone()
+    };
+    config.mount_options = vec![
+        MountOption::FSName(fsname),
+        MountOption::Subtype("bwmediafs".to_string()),
+        MountOption::NoDev,
+        MountOption::NoSuid,
+    ];
+    if opts.read_only {
+        config.mount_options.push(MountOption::RO);
+    }
+    config.acl = if opts.allow_other {
+        SessionACL::All
+    } else if opts.allow_root {
+        SessionACL::RootAndOwner
+    } else {
+        SessionACL::Owner
+    };
+    if opts.allow_other || opts.allow_root {
+        config.mount_options.push(MountOption::DefaultPermissions);
+    }
+    fs.set_mountpoint(mountpoint);
+    let adapter = FuseFs { fs };
+    let mut session = Session::new(adapter, mountpoint, &config)?;
+    let unmounter = session.unmount_callable();
+    let done = Arc::new((Mutex::new(false), Condvar::new()));
+    let done2 = done.clone();
+    let thread = std::thread::Builder::new()
+        .name("bwmediafs-session".into())
+        .spawn(move || {
+            let r = session.run();
+            if let Err(e) = &r {
+                log::error!("the FUSE session ended with an error: {e}");
+            }
+            *done2.0.lock() = true;
+            done2.1.notify_all();
+            r
+        })?;
+    Ok(Mounted {
+        mountpoint: mountpoint.to_path_buf(),
+        unmounter: Mutex::new(unmounter),
+        done,
+        thread: Some(thread),
+    })
+}
+
+impl Mounted {
+    /// Block until the file system is unmounted (by `umount` from outside or by `unmount`).
+    pub fn wait(&self) {
+        let mut done = self.done.0.lock();
+        while !*done {
+            self.done.1.wait(&mut done);
+        }
+    }
+
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// Ask for the unmount without waiting (for a signal handler while another thread is in
+    /// [`Mounted::wait`]). If the file system is busy the error is returned and the mount is
+    /// detached lazily (as `umount -l`): it leaves the tree at once and the session ends when
+    /// its last user leaves.
+    pub fn request_unmount(&self) -> io::Result<()> {
+        let r = self.unmounter.lock().unmount();
+        if let Err(e) = &r {
+            log::warn!(
+                "unmounting {} failed ({e}); detaching it lazily",
+                self.mountpoint.display()
+            );
+            lazy_unmount(&self.mountpoint);
+        }
+        r
+    }
+
+    /// Unmount cleanly and wait for the session to end (see [`Mounted::request_unmount`] for
+    /// a busy file system).
+    pub fn unmount(mut self) -> io::Result<()> {
+        if let Err(e) = self.request_unmount() {
+            self.thread = None;
+            return Err(e);
+        }
+        self.wait();
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(io::Error::other("the FUSE session thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if self.thread.is_none() || *self.done.0.lock() {
+            return;
+        }
+        let _ = self.request_unmount();
+    }
+}
+
+fn lazy_unmount(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return;
+    };
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    let r = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    if r != 0 {
+        let _ = std::process::Command::new("fusermount3")
+            .arg("-uz")
+            .arg(path)
+            .status();
+    }
+}
+
+/// The `fuser::Filesystem` over the core.
+struct FuseFs {
+    fs: Arc<MediaFs>,
+}
+
+fn errno(e: &FsError) -> Errno {
+    Errno::from_i32(e.errno())
+}
+
+fn file_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.size.div_ceil(512),
+        atime: a.atime,
+        mtime: a.mtime,
+        ctime: a.ctime,
+        crtime: a.crtime,
+        kind: file_type(a.kind),
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: 0,
+        // The preferred I/O size: tools like cp size their buffers after it.
+        blksize: 128 * 1024,
+        flags: 0,
+    }
+}
+
+fn file_type(k: Kind) -> FileType {
+    match k {
+        Kind::File => FileType::RegularFile,
+        Kind::Dir => FileType::Directory,
+    }
+}
+
+fn time(t: TimeOrNow) -> SystemTime {
+    match t {
+        TimeOrNow::SpecificTime(t) => t,
+        TimeOrNow::Now => SystemTime::now(),
+    }
+}
+
+fn fopen(keep_cache: bool) -> FopenFlags {
+    if keep_cache {
+        FopenFlags::FOPEN_KEEP_CACHE
+    } else {
+        FopenFlags::empty()
+    }
+}
+
+fn reply_xattr(reply: ReplyXattr, size: u32, value: Result<Vec<u8>, FsError>) {
+    match value {
+        Ok(v) if size == 0 => reply.size(v.len() as u32),
+        Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
+        Ok(v) => reply.data(&v),
+        Err(e) => reply.error(errno(&e)),
+    }
+}
+
+impl FuseFs {
+    fn ttl(&self) -> Duration {
+        self.fs.ttl()
+    }
+
+    fn entry(&self, reply: ReplyEntry, r: Result<Attr, FsError>) {
+        match r {
+            Ok(a) => reply.entry(&self.ttl(), &file_attr(&a), Generation(0)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+}
+
+fn empty(reply: ReplyEmpty, r: Result<(), FsError>) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(&e)),
+    }
+}
+
+impl Filesystem for FuseFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        if let Err(nearest) = config.set_max_write(4 * 1024 * 1024) {
+            let _ = config.set_max_write(nearest);
+        }
+        if let Err(nearest) = config.set_max_readahead(4 * 1024 * 1024) {
+            let _ = config.set_max_readahead(nearest);
+        }
+        let _ = config.set_max_background(64);
+        for cap in [
+            InitFlags::FUSE_ATOMIC_O_TRUNC,
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_AUTO_INVAL_DATA,
+        ] {
+            if config.add_capabilities(cap).is_err() {
+                log::debug!("the kernel does not offer {cap:?}");
+            }
+        }
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        if let Err(e) = self.fs.flush_all() {
+            log::error!("uploading the last changes at unmount failed: {e}");
+        }
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.entry(reply, self.fs.lookup(parent.0, name));
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.fs.getattr(ino.0) {
+            Ok(a) => reply.attr(&self.ttl(), &file_attr(&a)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let sa = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: atime.map(time),
+            mtime: mtime.map(time),
+        };
+        match self.fs.setattr(ino.0, sa) {
+            Ok(a) => reply.attr(&self.ttl(), &file_attr(&a)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        if mode & libc::S_IFMT != libc::S_IFREG {
+            reply.error(Errno::EPERM);
+            return;
+        }
+        let r = self
+            .fs
+            .create(parent.0, name, mode, umask, libc::O_WRONLY)
+            .and_then(|(attr, opened)| {
+                self.fs.release(opened.fh)?;
+                Ok(attr)
+            });
+        self.entry(reply, r);
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        self.entry(reply, self.fs.mkdir(parent.0, name, mode, umask));
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        empty(reply, self.fs.unlink(parent.0, name));
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        empty(reply, self.fs.rmdir(parent.0, name));
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        empty(
+            reply,
+            self.fs
+                .rename(parent.0, name, newparent.0, newname, flags.bits()),
+        );
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.fs.open(ino.0, flags.0) {
+            Ok(o) => reply.opened(FileHandle(o.fh), fopen(o.keep_cache)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.fs.read(fh.0, offset, size) {
+            Ok(b) => reply.data(&b),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.fs.write(fh.0, offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        empty(reply, self.fs.flush(fh.0));
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        empty(reply, self.fs.release(fh.0));
+    }
+
+    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _ds: bool, reply: ReplyEmpty) {
+        empty(reply, self.fs.fsync(fh.0));
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.fs.opendir(ino.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let r = self.fs.readdir(fh.0, offset, |e| {
+            reply.add(INodeNo(e.ino), e.offset, file_type(e.kind), e.name)
+        });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let ttl = self.ttl();
+        let r = self.fs.readdir(fh.0, offset, |e| {
+            reply.add(
+                INodeNo(e.ino),
+                e.offset,
+                e.name,
+                &ttl,
+                &file_attr(&e.attr),
+                Generation(0),
+            )
+        });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.fs.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _ds: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let s = self.fs.statfs();
+        reply.statfs(
+            s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
+        );
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        empty(reply, self.fs.setxattr(ino.0, name, value));
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        reply_xattr(reply, size, self.fs.getxattr(ino.0, name));
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        reply_xattr(reply, size, self.fs.listxattr(ino.0));
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        empty(reply, self.fs.removexattr(ino.0, name));
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        // Only the mounting user gets here (or the kernel checks mode bits itself).
+        empty(reply, self.fs.access(ino.0));
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        match self.fs.create(parent.0, name, mode, umask, flags) {
+            Ok((a, o)) => reply.created(
+                &self.ttl(),
+                &file_attr(&a),
+                Generation(0),
+                FileHandle(o.fh),
+                fopen(o.keep_cache),
+            ),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+}
