@@ -3,6 +3,7 @@
 //! child connects (one list call checks the credentials), mounts, and tells the parent. SIGINT,
 //! SIGTERM and SIGHUP upload what is dirty, then unmount; `umount` ends it the same way.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -27,7 +28,7 @@ fn main() {
     let code = match run(&args, &mut readiness) {
         Ok(()) => 0,
         Err(message) => {
-            if args.log_file.is_some() {
+            if args.log_file.is_some() || !args.foreground {
                 log::error!("{message}");
             }
             if readiness.is_background() {
@@ -70,7 +71,10 @@ fn run(args: &Args, readiness: &mut Readiness) -> Result<(), String> {
                 demo::start().map_err(|e| format!("cannot start the demo emulator: {e}"))?;
             http.retry = retry_policy(args);
             http.request_timeout = args.timeout;
-            log::info!("demo: emulator with sample media at {}", emulator.base_url());
+            log::info!(
+                "demo: emulator with sample media at {}",
+                emulator.base_url()
+            );
             (Some(emulator), http)
         }
     };
@@ -92,9 +96,16 @@ fn run(args: &Args, readiness: &mut Readiness) -> Result<(), String> {
     let mounted = fuse::mount(fs.clone(), &mountpoint, &mount_options)
         .map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
     log::info!("mounted {source} on {}", mountpoint.display());
+    let log_note = if args.foreground {
+        String::new()
+    } else {
+        let log = args.log_file.clone().unwrap_or_else(default_log_file);
+        format!(" (log: {})", log.display())
+    };
     let hint = if args.demo {
         format!(
-            "bwmediafs: demo media store mounted on {0}; try `ls -lR {0}`, unmount with `umount {0}`",
+            "bwmediafs: demo media store mounted on {0}; try `ls -lR {0}`, unmount with \
+             `umount {0}`{log_note}",
             mountpoint.display()
         )
     } else {
@@ -110,7 +121,9 @@ fn run(args: &Args, readiness: &mut Readiness) -> Result<(), String> {
     // Normally every file was uploaded at its close; this catches what a lazy unmount left.
     if let Err(e) = fs.flush_all() {
         log::error!("some files could not be uploaded at unmount: {e}");
-        return Err(format!("unmounted, but some files could not be uploaded: {e}"));
+        return Err(format!(
+            "unmounted, but some files could not be uploaded: {e}"
+        ));
     }
     log::info!("unmounted {}", mountpoint.display());
     Ok(())
@@ -191,24 +204,36 @@ fn fs_options(args: &Args, flags: &MountFlags) -> FsOptions {
             .or(umask.map(|u| 0o777 & !u))
             .unwrap_or(defaults.dir_mode),
         read_only: flags.read_only,
-        recovery_dir: args
-            .recovery_dir
-            .clone()
-            .unwrap_or(defaults.recovery_dir),
+        recovery_dir: args.recovery_dir.clone().unwrap_or(defaults.recovery_dir),
         ..defaults
     }
 }
 
+/// The log of a background mount without `--log-file`.
+fn default_log_file() -> PathBuf {
+    // SAFETY: getuid cannot fail.
+    bwmediafs::fs::state_dir(unsafe { libc::getuid() }).join("bwmediafs.log")
+}
+
 fn init_logging(args: &Args) -> Result<(), String> {
     let default_filter = match args.verbose {
-        0 => "warn,bwmediafs=info",
+        0 => "warn,fuser::session=error,bwmediafs=info",
         1 => "info,bwmediafs=debug",
         _ => "trace",
     };
     let mut builder =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter));
     builder.format_timestamp_millis();
-    if let Some(path) = &args.log_file {
+    // In the background standard error goes nowhere: without --log-file, log to a file in the
+    // state directory, so warnings such as a recovered upload reach the user.
+    let background_log = (!args.foreground && args.log_file.is_none()).then(default_log_file);
+    if let Some(path) = args.log_file.as_ref().or(background_log.as_ref()) {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir);
+        }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -14,7 +14,10 @@ fn run_to_end(args: &[&str], env: &[(String, String)]) -> (std::process::ExitSta
     let mut cmd = command(env);
     cmd.args(args).stdin(Stdio::null());
     let out = timed("bwmediafs", move || cmd.output().expect("run bwmediafs"));
-    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn mountpoint_dir() -> (tempfile::TempDir, std::path::PathBuf) {
@@ -44,8 +47,14 @@ fn bad_credentials_end_with_a_clear_message_and_no_mount() {
     env.push(("BW_CLIENT_SECRET".into(), "wrong-secret".into()));
     let (status, err) = run_to_end(&[mnt.to_str().unwrap()], &env);
     assert!(!status.success());
-    assert!(err.contains("BW_CLIENT_SECRET"), "should name the variable to fix: {err}");
-    assert!(!err.contains("wrong-secret"), "the secret was printed: {err}");
+    assert!(
+        err.contains("BW_CLIENT_SECRET"),
+        "should name the variable to fix: {err}"
+    );
+    assert!(
+        !err.contains("wrong-secret"),
+        "the secret was printed: {err}"
+    );
     assert!(mountpoint::mounted_type(&mnt).is_none());
 }
 
@@ -56,8 +65,15 @@ fn missing_mountpoint_ends_with_a_clear_message() {
     let missing = dir.path().join("nowhere");
     let (status, err) = run_to_end(&[missing.to_str().unwrap()], &oauth_env(&emulator));
     assert!(!status.success());
-    assert!(err.contains("does not exist") && err.contains("mkdir -p"), "{err}");
-    assert_eq!(emulator.stats().list, 0, "nothing should be asked of the server");
+    assert!(
+        err.contains("does not exist") && err.contains("mkdir -p"),
+        "{err}"
+    );
+    assert_eq!(
+        emulator.stats().list,
+        0,
+        "nothing should be asked of the server"
+    );
 }
 
 #[test]
@@ -74,7 +90,10 @@ fn unreachable_server_ends_with_a_clear_message_and_no_mount() {
         ("BW_ACCOUNT_ID".to_string(), "9900000".to_string()),
         ("BW_USERNAME".to_string(), "u".to_string()),
         ("BW_PASSWORD".to_string(), PASSWORD.to_string()),
-        ("BW_BASE_URL".to_string(), format!("http://127.0.0.1:{port}/api/v2")),
+        (
+            "BW_BASE_URL".to_string(),
+            format!("http://127.0.0.1:{port}/api/v2"),
+        ),
     ];
     let (status, err) = run_to_end(&["--retry-time", "1s", mnt.to_str().unwrap()], &env);
     assert!(!status.success());
@@ -88,7 +107,10 @@ fn missing_credentials_say_which_variables_to_set() {
     let (_dir, mnt) = mountpoint_dir();
     let (status, err) = run_to_end(&[mnt.to_str().unwrap()], &[]);
     assert!(!status.success());
-    assert!(err.contains("BW_ACCOUNT_ID") && err.contains("--demo"), "{err}");
+    assert!(
+        err.contains("BW_ACCOUNT_ID") && err.contains("--demo"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -98,7 +120,10 @@ fn plain_http_to_another_host_is_refused() {
         ("BW_ACCOUNT_ID".to_string(), "9900000".to_string()),
         ("BW_USERNAME".to_string(), "u".to_string()),
         ("BW_PASSWORD".to_string(), PASSWORD.to_string()),
-        ("BW_BASE_URL".to_string(), "http://192.0.2.1/api/v2".to_string()),
+        (
+            "BW_BASE_URL".to_string(),
+            "http://192.0.2.1/api/v2".to_string(),
+        ),
     ];
     let (status, err) = run_to_end(&[mnt.to_str().unwrap()], &env);
     assert!(!status.success());
@@ -128,7 +153,10 @@ fn demo_mounts_in_the_background_serves_its_samples_and_umount_ends_it() {
     sh_ok(&format!("umount {}", q(&mnt)));
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while std::path::Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid) {
-        assert!(std::time::Instant::now() < deadline, "bwmediafs still running after umount");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bwmediafs still running after umount"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -160,11 +188,21 @@ fn demo_in_the_foreground_ends_cleanly_on_sigterm() {
 #[test]
 fn secrets_never_appear_in_the_trace_log() {
     let m = Mount::new();
-    sh_ok(&format!("echo x > {} && cat {} >/dev/null", q(&m.path("a")), q(&m.path("a"))));
+    sh_ok(&format!(
+        "echo x > {} && cat {} >/dev/null",
+        q(&m.path("a")),
+        q(&m.path("a"))
+    ));
     sh_ok(&format!("ls -l {}", q(&m.mnt)));
     let log = m.log_text();
-    assert!(log.contains("TRACE") || log.contains("DEBUG"), "the log is not at trace level");
-    assert!(!log.contains(CLIENT_SECRET), "the client secret is in the log");
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG"),
+        "the log is not at trace level"
+    );
+    assert!(
+        !log.contains(CLIENT_SECRET),
+        "the client secret is in the log"
+    );
     assert!(!log.contains(PASSWORD));
 }
 
@@ -175,7 +213,7 @@ fn daemon_pid(mountpoint: &str) -> Option<u32> {
         let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
         let is_ours = args.first()?.ends_with(b"bwmediafs")
-            && args.iter().any(|a| *a == mountpoint.as_bytes());
+            && args.contains(&mountpoint.as_bytes());
         is_ours.then_some(pid)
     })
 }

@@ -51,10 +51,6 @@ fn ok(cmd: &str) -> String {
     out
 }
 
-fn have(tool: &str) -> bool {
-    sh(&format!("command -v {tool}")).0
-}
-
 /// Calls that can be made to fail or stall.
 #[derive(Default)]
 struct Faults {
@@ -114,19 +110,6 @@ fn store_with(page_size: usize, media: &[(&str, &[u8])]) -> Arc<Store> {
         Store::put(&store, name, Bytes::copy_from_slice(body), &ct, None).unwrap();
     }
     store
-}
-
-/// Whether this machine can mount FUSE file systems at all (else the tests say so and pass).
-fn fuse_available() -> bool {
-    let ok = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/fuse")
-        .is_ok();
-    if !ok {
-        eprintln!("SKIPPED: /dev/fuse cannot be opened here; these tests need FUSE");
-    }
-    ok
 }
 
 fn setup(store: Arc<Store>, configure: impl FnOnce(&mut FsOptions, &mut MountOptions)) -> Mnt {
@@ -228,9 +211,6 @@ fn mounted_here(path: &Path) -> bool {
 
 #[test]
 fn reading_tools_see_files_and_directories() {
-    if !fuse_available() {
-        return;
-    }
     let m = setup(
         store_with(
             1000,
@@ -270,9 +250,6 @@ fn reading_tools_see_files_and_directories() {
 
 #[test]
 fn the_round_trip_budget_holds_through_the_kernel() {
-    if !fuse_available() {
-        return;
-    }
     let names: Vec<String> = (0..1500).map(|i| format!("f{i:05}.txt")).collect();
     let media: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"data"[..])).collect();
     let m = setup(store_with(1000, &media), |_, _| {});
@@ -316,9 +293,6 @@ fn the_round_trip_budget_holds_through_the_kernel() {
 
 #[test]
 fn writing_tools_work() {
-    if !fuse_available() {
-        return;
-    }
     let m = setup(store_with(1000, &[("f", b"abcdefgh")]), |_, _| {});
     // Random write into an existing file.
     ok(&format!(
@@ -381,9 +355,6 @@ fn writing_tools_work() {
 
 #[test]
 fn moving_removing_and_directories() {
-    if !fuse_available() {
-        return;
-    }
     let m = setup(store_with(1000, &[("keep.txt", b"k")]), |_, _| {});
     std::fs::write(m.t("src.txt"), b"payload").unwrap();
     ok(&format!("mkdir -p {}", m.p("a/b/c")));
@@ -428,9 +399,6 @@ fn moving_removing_and_directories() {
 
 #[test]
 fn cp_p_rsync_and_tar_preserve_what_they_set() {
-    if !fuse_available() {
-        return;
-    }
     let m = setup(store_with(1000, &[]), |_, _| {});
     let src = m.t("src");
     std::fs::create_dir_all(src.join("sub")).unwrap();
@@ -456,28 +424,21 @@ fn cp_p_rsync_and_tar_preserve_what_they_set() {
         m.p("")
     ));
     assert_eq!(m.stored("sub/two.png").unwrap(), b"22");
-    if have("rsync") {
-        ok(&format!("rsync -a {}/ {}/", src.display(), m.p("dst")));
-        assert_eq!(m.stored("dst/one.txt").unwrap(), b"1");
-        assert_eq!(m.stored("dst/sub/two.png").unwrap(), b"22");
-        assert_eq!(
-            m.store.names(),
-            vec!["dst/one.txt", "dst/sub/two.png", "one.txt", "sub/two.png"]
-        );
-        // Sizes and times were remembered: a second run transfers nothing.
-        let s = m.stats();
-        let out = ok(&format!("rsync -ai {}/ {}/", src.display(), m.p("dst")));
-        assert_eq!(diff(s, m.stats()).2, 0, "second rsync uploaded: {out}");
-    } else {
-        eprintln!("rsync not installed: skipped that part");
-    }
+    ok(&format!("rsync -a {}/ {}/", src.display(), m.p("dst")));
+    assert_eq!(m.stored("dst/one.txt").unwrap(), b"1");
+    assert_eq!(m.stored("dst/sub/two.png").unwrap(), b"22");
+    assert_eq!(
+        m.store.names(),
+        vec!["dst/one.txt", "dst/sub/two.png", "one.txt", "sub/two.png"]
+    );
+    // Sizes and times were remembered: a second run transfers nothing.
+    let s = m.stats();
+    let out = ok(&format!("rsync -ai {}/ {}/", src.display(), m.p("dst")));
+    assert_eq!(diff(s, m.stats()).2, 0, "second rsync uploaded: {out}");
 }
 
 #[test]
 fn a_failed_upload_fails_close_and_keeps_the_bytes() {
-    if !fuse_available() {
-        return;
-    }
     let m = setup(store_with(1000, &[]), |_, _| {});
     *m.faults.put.lock().unwrap() = Some(ApiError::Status {
         status: 503,
@@ -505,13 +466,6 @@ fn a_failed_upload_fails_close_and_keeps_the_bytes() {
 
 #[test]
 fn xattrs_through_the_mount() {
-    if !fuse_available() {
-        return;
-    }
-    if !have("getfattr") {
-        eprintln!("getfattr not installed: skipped");
-        return;
-    }
     let m = setup(store_with(1000, &[("m/pic.jpg", b"jpeg")]), |_, _| {});
     let url = ok(&format!(
         "getfattr --only-values -n user.bandwidth.url {}",
@@ -536,9 +490,6 @@ fn xattrs_through_the_mount() {
 
 #[test]
 fn a_read_only_mount_refuses_changes() {
-    if !fuse_available() {
-        return;
-    }
     let m = setup(store_with(1000, &[("r.txt", b"read me")]), |o, mo| {
         o.read_only = true;
         mo.read_only = true;
@@ -553,9 +504,6 @@ fn a_read_only_mount_refuses_changes() {
 
 #[test]
 fn a_slow_download_does_not_block_other_operations() {
-    if !fuse_available() {
-        return;
-    }
     let m = setup(
         store_with(1000, &[("slow.bin", b"slow"), ("fast.txt", b"fast")]),
         |_, _| {},
@@ -581,9 +529,6 @@ fn a_slow_download_does_not_block_other_operations() {
 
 #[test]
 fn unmount_is_clean_and_leaves_nothing_mounted() {
-    if !fuse_available() {
-        return;
-    }
     let mut m = setup(store_with(1000, &[("x", b"1")]), |_, _| {});
     let path = m.path.clone();
     assert!(mounted_here(&path));
@@ -594,9 +539,6 @@ fn unmount_is_clean_and_leaves_nothing_mounted() {
 
 #[test]
 fn wait_returns_after_an_external_umount() {
-    if !fuse_available() {
-        return;
-    }
     let mut m = setup(store_with(1000, &[]), |_, _| {});
     let mounted = m.mounted.take().unwrap();
     let (tx, rx) = mpsc::channel();
@@ -614,9 +556,6 @@ fn wait_returns_after_an_external_umount() {
 
 #[test]
 fn a_busy_unmount_fails_and_detaches_lazily() {
-    if !fuse_available() {
-        return;
-    }
     let mut m = setup(store_with(1000, &[("held.txt", b"held")]), |_, _| {});
     let p = m.path.join("held.txt");
     let held = within("open", move || std::fs::File::open(p).unwrap());
@@ -636,9 +575,6 @@ fn a_busy_unmount_fails_and_detaches_lazily() {
 
 #[test]
 fn request_unmount_ends_wait_on_another_thread() {
-    if !fuse_available() {
-        return;
-    }
     let mut m = setup(store_with(1000, &[]), |_, _| {});
     let mounted = Arc::new(m.mounted.take().unwrap());
     let waiter = mounted.clone();

@@ -14,7 +14,12 @@ use common::*;
 fn put(m: &Mount, name: &str, body: &[u8]) {
     m.emulator
         .store()
-        .put(name, Bytes::copy_from_slice(body), "application/octet-stream", None)
+        .put(
+            name,
+            Bytes::copy_from_slice(body),
+            "application/octet-stream",
+            None,
+        )
         .expect("store put");
 }
 
@@ -24,7 +29,10 @@ fn stored(m: &Mount, name: &str) -> Option<Vec<u8>> {
 
 /// Every regular file under `root` with its size, as `find` sees it.
 fn find_files(root: &std::path::Path) -> BTreeMap<String, u64> {
-    let out = sh_ok(&format!("cd {} && find . -type f -printf '%P\\t%s\\n'", q(root)));
+    let out = sh_ok(&format!(
+        "cd {} && find . -type f -printf '%P\\t%s\\n'",
+        q(root)
+    ));
     out.lines()
         .filter_map(|l| l.split_once('\t'))
         .map(|(n, s)| (n.to_string(), s.parse().unwrap_or(u64::MAX)))
@@ -62,15 +70,16 @@ fn ls_matches_the_listing_over_several_pages_with_slash_names() {
 
 #[test]
 fn reads_return_exactly_the_stored_bytes() {
-    let m = Mount::new();
     let big = bytes(3_000_000, 7);
-    put(&m, "big.bin", &big);
-    put(&m, "in/0/photo.jpg", b"jpeg bytes");
+    let m = Mount::with(
+        emulator_with(&[("big.bin", &big), ("in/0/photo.jpg", b"jpeg bytes")]),
+        &[],
+    );
     let read = timed("read big", {
         let p = m.path("big.bin");
         move || std::fs::read(p).unwrap()
     });
-    assert!(read == big, "cat returned different bytes");
+    assert_bytes(Some(&read), &big, "cat big.bin");
     let out = m.dir.path().join("copy.jpg");
     sh_ok(&format!("cp {} {}", q(&m.path("in/0/photo.jpg")), q(&out)));
     assert_eq!(std::fs::read(&out).unwrap(), b"jpeg bytes");
@@ -88,43 +97,74 @@ fn shell_tools_write_and_the_api_sees_it() {
 
     // cp in
     sh_ok(&format!("cp {} {}", q(&src), q(&m.path("copied.bin"))));
-    assert_eq!(stored(&m, "copied.bin").unwrap(), data);
+    assert_bytes(stored(&m, "copied.bin").as_deref(), &data, "copied.bin");
     // > and >>
     sh_ok(&format!("echo hello > {}", q(&m.path("note.txt"))));
     sh_ok(&format!("echo world >> {}", q(&m.path("note.txt"))));
-    assert_eq!(stored(&m, "note.txt").unwrap(), b"hello\nworld\n");
+    assert_bytes(
+        stored(&m, "note.txt").as_deref(),
+        b"hello\nworld\n",
+        "note.txt",
+    );
     // dd conv=notrunc overwrites in the middle
     sh_ok(&format!(
         "printf XY | dd of={} bs=1 seek=2 conv=notrunc status=none",
         q(&m.path("note.txt"))
     ));
-    assert_eq!(stored(&m, "note.txt").unwrap(), b"heXYo\nworld\n");
+    assert_bytes(
+        stored(&m, "note.txt").as_deref(),
+        b"heXYo\nworld\n",
+        "note.txt",
+    );
     // truncate shrinks and grows
     sh_ok(&format!("truncate -s 3 {}", q(&m.path("note.txt"))));
-    assert_eq!(stored(&m, "note.txt").unwrap(), b"heX");
+    assert_bytes(stored(&m, "note.txt").as_deref(), b"heX", "note.txt");
     sh_ok(&format!("truncate -s 5 {}", q(&m.path("note.txt"))));
-    assert_eq!(stored(&m, "note.txt").unwrap(), b"heX\0\0");
+    assert_bytes(stored(&m, "note.txt").as_deref(), b"heX\0\0", "note.txt");
     // touch creates an empty media
     sh_ok(&format!("touch {}", q(&m.path("empty"))));
-    assert_eq!(stored(&m, "empty").unwrap(), b"");
+    assert_bytes(stored(&m, "empty").as_deref(), b"", "empty");
     // mv onto a new name, then over an existing one
-    sh_ok(&format!("mv {} {}", q(&m.path("copied.bin")), q(&m.path("moved.bin"))));
-    assert_eq!(stored(&m, "copied.bin"), None);
-    assert_eq!(stored(&m, "moved.bin").unwrap(), data);
-    sh_ok(&format!("mv {} {}", q(&m.path("note.txt")), q(&m.path("moved.bin"))));
-    assert_eq!(stored(&m, "moved.bin").unwrap(), b"heX\0\0");
-    assert_eq!(stored(&m, "note.txt"), None);
+    sh_ok(&format!(
+        "mv {} {}",
+        q(&m.path("copied.bin")),
+        q(&m.path("moved.bin"))
+    ));
+    assert!(
+        stored(&m, "copied.bin").is_none(),
+        "{} should not be stored",
+        "copied.bin"
+    );
+    assert_bytes(stored(&m, "moved.bin").as_deref(), &data, "moved.bin");
+    sh_ok(&format!(
+        "mv {} {}",
+        q(&m.path("note.txt")),
+        q(&m.path("moved.bin"))
+    ));
+    assert_bytes(stored(&m, "moved.bin").as_deref(), b"heX\0\0", "moved.bin");
+    assert!(
+        stored(&m, "note.txt").is_none(),
+        "{} should not be stored",
+        "note.txt"
+    );
     // mkdir -p, cp into it, rmdir
     sh_ok(&format!("mkdir -p {}", q(&m.path("a/b"))));
     sh_ok(&format!("cp {} {}", q(&src), q(&m.path("a/b/"))));
-    assert_eq!(stored(&m, "a/b/src.bin").unwrap(), data);
+    assert_bytes(stored(&m, "a/b/src.bin").as_deref(), &data, "a/b/src.bin");
     sh_ok(&format!("mkdir {}", q(&m.path("a/empty"))));
     sh_ok(&format!("rmdir {}", q(&m.path("a/empty"))));
     let busy = sh(&format!("rmdir {}", q(&m.path("a/b"))));
-    assert!(!busy.status.success(), "rmdir of a non-empty directory succeeded");
+    assert!(
+        !busy.status.success(),
+        "rmdir of a non-empty directory succeeded"
+    );
     // rm
     sh_ok(&format!("rm {}", q(&m.path("a/b/src.bin"))));
-    assert_eq!(stored(&m, "a/b/src.bin"), None);
+    assert!(
+        stored(&m, "a/b/src.bin").is_none(),
+        "{} should not be stored",
+        "a/b/src.bin"
+    );
     // cp -p keeps the mode and mtime it was given, for the life of the mount
     std::fs::set_permissions(&src, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     sh_ok(&format!("touch -d '2020-01-02 03:04:05' {}", q(&src)));
@@ -132,7 +172,7 @@ fn shell_tools_write_and_the_api_sees_it() {
     let md = std::fs::metadata(m.path("kept.bin")).unwrap();
     assert_eq!(md.mode() & 0o777, 0o600);
     assert_eq!(md.mtime(), std::fs::metadata(&src).unwrap().mtime());
-    assert_eq!(stored(&m, "kept.bin").unwrap(), data);
+    assert_bytes(stored(&m, "kept.bin").as_deref(), &data, "kept.bin");
 
     let names = m.emulator.store().names();
     assert_eq!(names, vec!["empty", "kept.bin", "moved.bin"]);
@@ -142,7 +182,10 @@ fn shell_tools_write_and_the_api_sees_it() {
 fn rsync_into_and_out_of_the_mount() {
     let m = Mount::new();
     let tree = m.dir.path().join("tree");
-    for (i, rel) in ["a.txt", "sub/b.bin", "sub/deeper/c.png"].iter().enumerate() {
+    for (i, rel) in ["a.txt", "sub/b.bin", "sub/deeper/c.png"]
+        .iter()
+        .enumerate()
+    {
         let p = tree.join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, bytes(1000 * (i + 1), i as u64)).unwrap();
@@ -152,7 +195,11 @@ fn rsync_into_and_out_of_the_mount() {
         m.emulator.store().names(),
         vec!["a.txt", "sub/b.bin", "sub/deeper/c.png"]
     );
-    assert_eq!(stored(&m, "sub/b.bin").unwrap(), bytes(2000, 1));
+    assert_bytes(
+        stored(&m, "sub/b.bin").as_deref(),
+        &bytes(2000, 1),
+        "sub/b.bin",
+    );
     let back = m.dir.path().join("back");
     sh_ok(&format!("rsync -a {}/ {}/", q(&m.mnt), q(&back)));
     sh_ok(&format!("diff -r {} {}", q(&tree), q(&back)));
@@ -167,8 +214,15 @@ fn oversize_copy_fails_with_file_too_large_and_stores_nothing() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("File too large"), "{err}");
-    assert_eq!(stored(&m, "big"), None);
-    assert!(m.log_text().contains("3932160"), "the log should state the limit");
+    assert!(
+        stored(&m, "big").is_none(),
+        "{} should not be stored",
+        "big"
+    );
+    assert!(
+        m.log_text().contains("3932160"),
+        "the log should state the limit"
+    );
 }
 
 #[test]
@@ -186,7 +240,11 @@ fn an_upload_the_server_refuses_makes_close_fail() {
         f.sync_all()
     });
     assert!(result.is_err(), "fsync/close of a refused upload succeeded");
-    assert_eq!(stored(&m, "refused.bin"), None);
+    assert!(
+        stored(&m, "refused.bin").is_none(),
+        "{} should not be stored",
+        "refused.bin"
+    );
 }
 
 #[test]
@@ -195,7 +253,12 @@ fn round_trip_budget_of_common_actions() {
     for i in 0..10 {
         emulator
             .store()
-            .put(&format!("f{i}"), Bytes::from(bytes(100, i)), "text/plain", None)
+            .put(
+                &format!("f{i}"),
+                Bytes::from(bytes(100, i)),
+                "text/plain",
+                None,
+            )
             .unwrap();
     }
     let m = Mount::with(emulator, &["--metadata-ttl", "1h"]);
@@ -205,7 +268,11 @@ fn round_trip_budget_of_common_actions() {
     m.reset_stats();
     sh_ok(&format!("ls -l {}", q(&m.mnt)));
     let s = m.stats();
-    assert_eq!((s.list, s.get, s.put, s.delete), (0, 0, 0, 0), "ls -l of a listing the mount already has");
+    assert_eq!(
+        (s.list, s.get, s.put, s.delete),
+        (0, 0, 0, 0),
+        "ls -l of a listing the mount already has"
+    );
     sh_ok(&format!("ls -l {}", q(&m.mnt)));
     assert_eq!(m.stats().list, 0, "ls -l again within the TTL");
     sh_ok(&format!("cat {} >/dev/null", q(&m.path("f3"))));
@@ -219,16 +286,23 @@ fn round_trip_budget_of_common_actions() {
     sh_ok(&format!("cp {} {}", q(&src), q(&m.path("new"))));
     let s = m.stats();
     assert_eq!(s.put, 1, "cp new: one PUT");
-    assert!(s.list + s.get <= 1, "cp new: at most one lookup request, got {s:?}");
+    assert!(
+        s.list + s.get <= 1,
+        "cp new: at most one lookup request, got {s:?}"
+    );
     m.reset_stats();
     sh_ok(&format!("rm {}", q(&m.path("f1"))));
     let s = m.stats();
     assert_eq!((s.list, s.get, s.put, s.delete), (0, 0, 0, 1), "rm");
     m.reset_stats();
-    sh_ok(&format!("mv {} {}", q(&m.path("f3"), ), q(&m.path("g3"))));
+    sh_ok(&format!("mv {} {}", q(&m.path("f3"),), q(&m.path("g3"))));
     let s = m.stats();
-    assert_eq!((s.list, s.get, s.put, s.delete), (0, 0, 1, 1), "mv of a cached file");
-    assert_eq!(stored(&m, "g3").unwrap(), bytes(100, 3));
+    assert_eq!(
+        (s.list, s.get, s.put, s.delete),
+        (0, 0, 1, 1),
+        "mv of a cached file"
+    );
+    assert_bytes(stored(&m, "g3").as_deref(), &bytes(100, 3), "g3");
 }
 
 #[test]
@@ -237,7 +311,12 @@ fn a_cold_stat_of_an_unlisted_name_costs_one_get() {
     for i in 0..1500 {
         emulator
             .store()
-            .put(&format!("m{i:05}"), Bytes::from(bytes(10, i)), "text/plain", None)
+            .put(
+                &format!("m{i:05}"),
+                Bytes::from(bytes(10, i)),
+                "text/plain",
+                None,
+            )
             .unwrap();
     }
     let m = Mount::with(emulator, &[]);
@@ -273,8 +352,7 @@ fn changes_made_through_the_api_show_up_after_the_ttl() {
 
 #[test]
 fn an_open_file_stays_readable_after_rm() {
-    let m = Mount::new();
-    put(&m, "doomed", b"still here");
+    let m = Mount::with(emulator_with(&[("doomed", b"still here")]), &[]);
     let p = m.path("doomed");
     let (before, after) = timed("read after unlink", move || {
         use std::io::{Read, Seek};
@@ -289,23 +367,42 @@ fn an_open_file_stays_readable_after_rm() {
     });
     assert_eq!(before, b"still here");
     assert_eq!(after, b"still here");
-    assert_eq!(stored(&m, "doomed"), None);
+    assert!(
+        stored(&m, "doomed").is_none(),
+        "{} should not be stored",
+        "doomed"
+    );
 }
 
 #[test]
 fn xattrs_give_the_media_url_and_content_type() {
-    let m = Mount::new();
-    m.emulator
+    let emulator = start_emulator(emulator_config());
+    emulator
         .store()
-        .put("pic.png", Bytes::from_static(b"png"), "image/png", Some("no-cache"))
+        .put(
+            "pic.png",
+            Bytes::from_static(b"png"),
+            "image/png",
+            Some("no-cache"),
+        )
         .unwrap();
+    let m = Mount::with(emulator, &[]);
     let out = sh_ok(&format!("getfattr -d -m - {}", q(&m.path("pic.png"))));
     assert!(
-        out.contains(&format!("user.bandwidth.url=\"{}/users/9900000/media/pic.png\"", m.emulator.base_url())),
+        out.contains(&format!(
+            "user.bandwidth.url=\"{}/users/9900000/media/pic.png\"",
+            m.emulator.base_url()
+        )),
         "{out}"
     );
-    assert!(out.contains("user.bandwidth.content_type=\"image/png\""), "{out}");
-    assert!(out.contains("user.bandwidth.cache_control=\"no-cache\""), "{out}");
+    assert!(
+        out.contains("user.bandwidth.content_type=\"image/png\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("user.bandwidth.cache_control=\"no-cache\""),
+        "{out}"
+    );
 }
 
 #[test]
@@ -319,7 +416,9 @@ fn df_works() {
 fn umount_ends_the_process_cleanly() {
     let mut m = Mount::new();
     sh_ok(&format!("umount {}", q(&m.mnt)));
-    let status = m.wait_exit(Duration::from_secs(20)).expect("bwmediafs still running after umount");
+    let status = m
+        .wait_exit(Duration::from_secs(20))
+        .expect("bwmediafs still running after umount");
     assert!(status.success(), "exit status {status}");
 }
 
@@ -336,16 +435,24 @@ fn sigterm_uploads_open_dirty_files_then_unmounts() {
         use std::io::Write;
         f.write_all(&data).unwrap();
     }
-    assert_eq!(stored(&m, "open-dirty.bin").map(|b| b.len()).unwrap_or(0), 0);
+    assert_eq!(
+        stored(&m, "open-dirty.bin").map(|b| b.len()).unwrap_or(0),
+        0
+    );
     m.signal(libc::SIGTERM);
     // The process uploads, then unmounts; our handle is left dangling and closing it may fail.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while stored(&m, "open-dirty.bin").as_deref() != Some(&data[..]) {
-        assert!(std::time::Instant::now() < deadline, "dirty file not uploaded on SIGTERM");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dirty file not uploaded on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     drop(f);
-    let status = m.wait_exit(Duration::from_secs(20)).expect("bwmediafs still running after SIGTERM");
+    let status = m
+        .wait_exit(Duration::from_secs(20))
+        .expect("bwmediafs still running after SIGTERM");
     assert!(status.success(), "exit status {status}:\n{}", m.log_text());
     assert!(!m.is_mounted());
 }

@@ -27,13 +27,19 @@ fn write_file(path: std::path::PathBuf, data: Vec<u8>) -> std::io::Result<()> {
 
 #[test]
 fn twenty_percent_faults_lose_and_corrupt_nothing() {
-    let m = Mount::with(start_emulator(emulator_config()), &["--retry-time", "20s"]);
+    let emulator = start_emulator(emulator_config());
     for i in 0..100u64 {
-        m.emulator
+        emulator
             .store()
-            .put(&format!("out/{i:03}"), Bytes::from(bytes(20_000 + i as usize * 100, i)), "application/octet-stream", None)
+            .put(
+                &format!("out/{i:03}"),
+                Bytes::from(bytes(20_000 + i as usize * 100, i)),
+                "application/octet-stream",
+                None,
+            )
             .unwrap();
     }
+    let m = Mount::with(emulator, &["--retry-time", "20s"]);
     m.emulator.set_faults(Faults {
         error_rate: 0.10,
         error_statuses: vec![500, 503, 429],
@@ -71,7 +77,10 @@ fn twenty_percent_faults_lose_and_corrupt_nothing() {
         }
     }
     // With 6 attempts per request, a failure for good is vanishingly rare at 20%.
-    assert!(failures <= 2, "{failures} operations failed despite retries");
+    assert!(
+        failures <= 2,
+        "{failures} operations failed despite retries"
+    );
     let s = m.stats();
     assert!(s.get + s.put > 200, "faults were not exercised: {s:?}");
 }
@@ -79,6 +88,7 @@ fn twenty_percent_faults_lose_and_corrupt_nothing() {
 #[test]
 fn an_upload_that_fails_for_good_fails_close_and_keeps_the_bytes() {
     let m = Mount::with(start_emulator(emulator_config()), &["--retry-time", "1s"]);
+    std::fs::create_dir_all(m.path("msg/0")).unwrap();
     m.emulator.set_faults(Faults {
         error_rate: 1.0,
         error_statuses: vec![503],
@@ -88,7 +98,11 @@ fn an_upload_that_fails_for_good_fails_close_and_keeps_the_bytes() {
     let err = write_file(m.path("msg/0/lost.png"), data.clone()).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
     m.emulator.set_faults(Faults::default());
-    assert_eq!(stored(&m, "msg/0/lost.png"), None);
+    assert!(
+        stored(&m, "msg/0/lost.png").is_none(),
+        "{} should not be stored",
+        "msg/0/lost.png"
+    );
     // The bytes wait in the recovery folder, and the log says where and how to re-upload.
     let recovery = m.dir.path().join("recovery");
     let kept: Vec<_> = std::fs::read_dir(&recovery)
@@ -96,9 +110,15 @@ fn an_upload_that_fails_for_good_fails_close_and_keeps_the_bytes() {
         .flatten()
         .map(|e| std::fs::read(e.path()).unwrap())
         .collect();
-    assert!(kept.contains(&data), "the written bytes are not in the recovery folder");
+    assert!(
+        kept.contains(&data),
+        "the written bytes are not in the recovery folder"
+    );
     let log = m.log_text();
-    assert!(log.contains(recovery.to_str().unwrap()), "the log does not name the recovery file");
+    assert!(
+        log.contains(recovery.to_str().unwrap()),
+        "the log does not name the recovery file"
+    );
 }
 
 #[test]
@@ -106,7 +126,14 @@ fn an_unreachable_server_fails_fast_and_the_mount_recovers_by_itself() {
     let config = emulator_config();
     let m = Mount::with(
         start_emulator(config.clone()),
-        &["--retry-time", "2s", "--timeout", "2s", "--metadata-ttl", "1s"],
+        &[
+            "--retry-time",
+            "2s",
+            "--timeout",
+            "2s",
+            "--metadata-ttl",
+            "1s",
+        ],
     );
     let addr = m.emulator.addr();
     let mut m = m;
@@ -118,7 +145,11 @@ fn an_unreachable_server_fails_fast_and_the_mount_recovers_by_itself() {
     let r = timed("read while down", move || std::fs::read(p));
     let e = r.unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
-    assert!(t.elapsed() < Duration::from_secs(15), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        t.elapsed()
+    );
     let w = write_file(m.path("while-down"), b"x".to_vec());
     assert!(w.is_err(), "a write while the server is down succeeded");
 
@@ -134,7 +165,10 @@ fn an_unreachable_server_fails_fast_and_the_mount_recovers_by_itself() {
     m.emulator = back;
     std::thread::sleep(Duration::from_millis(1100));
     let p = m.path("back");
-    assert_eq!(timed("read after", move || std::fs::read(p)).unwrap(), b"again");
+    assert_eq!(
+        timed("read after", move || std::fs::read(p)).unwrap(),
+        b"again"
+    );
     write_file(m.path("after"), b"ok".to_vec()).unwrap();
     assert_eq!(stored(&m, "after").unwrap(), b"ok");
 }
@@ -155,10 +189,17 @@ fn a_dead_mount_after_kill_9_is_cleared_by_the_next_mount() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while std::fs::metadata(mnt.join("x")).map_err(|e| e.raw_os_error()) != Err(Some(libc::ENOENT)) {
+    while std::fs::metadata(mnt.join("x"))
+        .err()
+        .and_then(|e| e.raw_os_error())
+        != Some(libc::ENOENT)
+    {
         if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
             let _ = child.kill();
-            panic!("second mount failed:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+            panic!(
+                "second mount failed:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -232,7 +273,10 @@ fn eight_threads_of_mixed_operations_agree_with_the_api() {
             (n, body)
         })
         .collect();
-    assert_eq!(seen.keys().collect::<Vec<_>>(), api.keys().collect::<Vec<_>>());
+    assert_eq!(
+        seen.keys().collect::<Vec<_>>(),
+        api.keys().collect::<Vec<_>>()
+    );
     assert!(seen == api, "contents differ between the mount and the API");
 }
 
@@ -242,7 +286,10 @@ fn as_nobody(script: &str) -> (bool, String) {
         "setpriv --reuid=65534 --regid=65534 --clear-groups bash -c {}",
         q(std::path::Path::new(script))
     ));
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -259,22 +306,25 @@ fn other_users_are_kept_out_unless_allow_other_and_then_modes_apply() {
     std::fs::set_permissions(shared.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::write(shared.path("public"), b"hello").unwrap();
     std::fs::write(shared.path("private"), b"secret").unwrap();
-    std::fs::set_permissions(shared.path("private"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(
+        shared.path("private"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
     let (ok, err) = as_nobody(&format!("cat {}", q(&shared.path("public"))));
     assert!(ok, "{err}");
     let (ok, err) = as_nobody(&format!("cat {}", q(&shared.path("private"))));
-    assert!(!ok && err.contains("Permission denied"), "mode 600 was not enforced: {err}");
+    assert!(
+        !ok && err.contains("Permission denied"),
+        "mode 600 was not enforced: {err}"
+    );
     let (ok, _) = as_nobody(&format!("echo x > {}", q(&shared.path("new"))));
     assert!(!ok, "nobody wrote into a 755 directory owned by root");
 }
 
 #[test]
 fn sigterm_with_a_file_open_for_reading_still_ends_cleanly() {
-    let mut m = Mount::new();
-    m.emulator
-        .store()
-        .put("r", Bytes::from_static(b"abc"), "text/plain", None)
-        .unwrap();
+    let mut m = Mount::with(emulator_with(&[("r", b"abc")]), &[]);
     let p = m.path("r");
     let mut f = timed("open", move || std::fs::File::open(p).unwrap());
     let mut s = String::new();

@@ -38,7 +38,11 @@ pub fn resolve(file: Option<&Path>) -> Result<Account, String> {
 }
 
 fn from_vars(vars: &HashMap<String, String>, origin: &str) -> Result<Account, String> {
-    let get = |k: &str| vars.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let get = |k: &str| {
+        vars.get(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
     let account_id = get("BW_ACCOUNT_ID").ok_or_else(|| {
         format!(
             "no account id {origin}: set BW_ACCOUNT_ID to your Bandwidth account id \
@@ -56,14 +60,20 @@ fn from_vars(vars: &HashMap<String, String>, origin: &str) -> Result<Account, St
             client_secret,
         },
         (Some(_), None, _, _) => {
-            return Err(format!("BW_CLIENT_ID is set {origin} but BW_CLIENT_SECRET is not"))
+            return Err(format!(
+                "BW_CLIENT_ID is set {origin} but BW_CLIENT_SECRET is not"
+            ))
         }
         (None, Some(_), _, _) => {
-            return Err(format!("BW_CLIENT_SECRET is set {origin} but BW_CLIENT_ID is not"))
+            return Err(format!(
+                "BW_CLIENT_SECRET is set {origin} but BW_CLIENT_ID is not"
+            ))
         }
         (None, None, Some(username), Some(password)) => Credentials::Basic { username, password },
         (None, None, Some(_), None) => {
-            return Err(format!("BW_USERNAME is set {origin} but BW_PASSWORD is not"))
+            return Err(format!(
+                "BW_USERNAME is set {origin} but BW_PASSWORD is not"
+            ))
         }
         _ => {
             return Err(format!(
@@ -148,7 +158,10 @@ mod tests {
             Credentials::OAuth2 {
                 client_id,
                 client_secret,
-            } => assert_eq!((client_id.as_str(), client_secret.as_str()), ("id", "s3cr=t")),
+            } => assert_eq!(
+                (client_id.as_str(), client_secret.as_str()),
+                ("id", "s3cr=t")
+            ),
             other => panic!("expected OAuth2, got {other:?}"),
         }
     }
@@ -170,15 +183,22 @@ mod tests {
                 .collect::<HashMap<_, _>>()
         };
         let a = from_vars(
-            &vars(&[("BW_ACCOUNT_ID", "1"), ("BW_USERNAME", "u"), ("BW_PASSWORD", "p")]),
+            &vars(&[
+                ("BW_ACCOUNT_ID", "1"),
+                ("BW_USERNAME", "u"),
+                ("BW_PASSWORD", "p"),
+            ]),
             "here",
         )
         .unwrap();
         assert!(matches!(a.credentials, Credentials::Basic { .. }));
         let e = from_vars(&vars(&[("BW_USERNAME", "u")]), "here").unwrap_err();
         assert!(e.contains("BW_ACCOUNT_ID"), "{e}");
-        let e = from_vars(&vars(&[("BW_ACCOUNT_ID", "1"), ("BW_CLIENT_ID", "x")]), "here")
-            .unwrap_err();
+        let e = from_vars(
+            &vars(&[("BW_ACCOUNT_ID", "1"), ("BW_CLIENT_ID", "x")]),
+            "here",
+        )
+        .unwrap_err();
         assert!(e.contains("BW_CLIENT_SECRET"), "{e}");
         let e = from_vars(&vars(&[("BW_ACCOUNT_ID", "1")]), "here").unwrap_err();
         assert!(e.contains("BW_CLIENT_ID and BW_CLIENT_SECRET"), "{e}");

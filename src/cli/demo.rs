@@ -33,7 +33,12 @@ pub fn start() -> std::io::Result<(Emulator, HttpConfig)> {
     for (name, body) in SAMPLES {
         emulator
             .store()
-            .put(name, Bytes::from_static(body), &content_type_for(name), None)
+            .put(
+                name,
+                Bytes::from_static(body),
+                &content_type_for(name),
+                None,
+            )
             .map_err(|e| std::io::Error::other(format!("loading demo sample {name}: {e:?}")))?;
     }
     let mut http = HttpConfig::new(

@@ -65,7 +65,10 @@ fn unescape(field: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4].iter().all(u8::is_ascii_digit)
+        {
             let oct = std::str::from_utf8(&bytes[i + 1..i + 4]).ok();
             if let Some(v) = oct.and_then(|o| u8::from_str_radix(o, 8).ok()) {
                 out.push(v);
@@ -118,7 +121,10 @@ mod tests {
         let file = dir.path().join("f");
         std::fs::write(&file, b"x").unwrap();
         assert!(prepare(&file).unwrap_err().contains("not a directory"));
-        assert_eq!(prepare(dir.path()).unwrap(), std::fs::canonicalize(dir.path()).unwrap());
+        assert_eq!(
+            prepare(dir.path()).unwrap(),
+            std::fs::canonicalize(dir.path()).unwrap()
+        );
     }
 
     #[test]

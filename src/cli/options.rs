@@ -108,7 +108,11 @@ pub struct MountFlags {
 /// `noatime`, `_netdev`, ...) are accepted and ignored, so fstab lines work.
 pub fn parse_mount_flags(options: &[String]) -> Result<MountFlags, String> {
     let mut flags = MountFlags::default();
-    for opt in options.iter().flat_map(|o| o.split(',')).filter(|o| !o.is_empty()) {
+    for opt in options
+        .iter()
+        .flat_map(|o| o.split(','))
+        .filter(|o| !o.is_empty())
+    {
         let (key, value) = match opt.split_once('=') {
             Some((k, v)) => (k, Some(v)),
             None => (opt, None),
@@ -131,9 +135,24 @@ pub fn parse_mount_flags(options: &[String]) -> Result<MountFlags, String> {
                         .and_then(parse_octal)?,
                 )
             }
-            "dev" | "nodev" | "suid" | "nosuid" | "exec" | "noexec" | "atime" | "noatime"
-            | "relatime" | "auto" | "noauto" | "user" | "nouser" | "users" | "_netdev"
-            | "nofail" | "default_permissions" | "async" => {}
+            "dev"
+            | "nodev"
+            | "suid"
+            | "nosuid"
+            | "exec"
+            | "noexec"
+            | "atime"
+            | "noatime"
+            | "relatime"
+            | "auto"
+            | "noauto"
+            | "user"
+            | "nouser"
+            | "users"
+            | "_netdev"
+            | "nofail"
+            | "default_permissions"
+            | "async" => {}
             _ => {
                 return Err(format!(
                     "unknown mount option -o {opt}; known: ro, rw, allow_other, allow_root, \
@@ -198,7 +217,10 @@ pub fn check_url(url: &str, allow_insecure_http: bool) -> Result<(), String> {
     let host = if let Some(v6) = authority.strip_prefix('[') {
         v6.split(']').next().unwrap_or("")
     } else {
-        authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority)
+        authority
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or(authority)
     };
     let loopback = host == "localhost"
         || host
@@ -235,8 +257,12 @@ mod tests {
             }
         );
         assert!(parse_mount_flags(&["noatime,_netdev".into()]).is_ok());
-        assert!(parse_mount_flags(&["bogus".into()]).unwrap_err().contains("unknown"));
-        assert!(parse_mount_flags(&["uid=me".into()]).unwrap_err().contains("number"));
+        assert!(parse_mount_flags(&["bogus".into()])
+            .unwrap_err()
+            .contains("unknown"));
+        assert!(parse_mount_flags(&["uid=me".into()])
+            .unwrap_err()
+            .contains("number"));
         assert!(parse_mount_flags(&["allow_other,allow_root".into()]).is_err());
     }
 

@@ -114,9 +114,9 @@ impl Default for FsOptions {
     }
 }
 
-/// `$XDG_STATE_HOME/bwmediafs/recovery`, or `~/.local/state/bwmediafs/recovery`, or
-/// `/tmp/bwmediafs-recovery-UID`.
-fn default_recovery_dir(uid: u32) -> PathBuf {
+/// Where bwmediafs keeps its state (recovered uploads, the background log):
+/// `$XDG_STATE_HOME/bwmediafs`, or `~/.local/state/bwmediafs`, or `/tmp/bwmediafs-UID`.
+pub fn state_dir(uid: u32) -> PathBuf {
     let state = std::env::var_os("XDG_STATE_HOME")
         .filter(|s| !s.is_empty())
         .map(PathBuf::from)
@@ -126,9 +126,13 @@ fn default_recovery_dir(uid: u32) -> PathBuf {
                 .map(|h| PathBuf::from(h).join(".local/state"))
         });
     match state {
-        Some(s) => s.join("bwmediafs/recovery"),
-        None => PathBuf::from(format!("/tmp/bwmediafs-recovery-{uid}")),
+        Some(s) => s.join("bwmediafs"),
+        None => PathBuf::from(format!("/tmp/bwmediafs-{uid}")),
     }
+}
+
+fn default_recovery_dir(uid: u32) -> PathBuf {
+    state_dir(uid).join("recovery")
 }
 
 /// What `setattr` may change; `None` leaves a field alone.
@@ -1119,12 +1123,9 @@ impl MediaFs {
         let buf = h.buf.clone().ok_or(FsError::BadHandle)?;
         let limit = self.opts.max_size;
         if !h.append && offset.saturating_add(data.len() as u64) > limit {
-            let path = self.path_of(h.ino);
-            return Err(too_large(
-                &path,
-                offset.saturating_add(data.len() as u64),
-                limit,
-            ));
+            let end = offset.saturating_add(data.len() as u64);
+            buf.state.lock().oversize = Some(end);
+            return Err(too_large(&self.path_of(h.ino), end, limit));
         }
         loop {
             {
@@ -1137,6 +1138,7 @@ impl MediaFs {
                     };
                     let end = at.saturating_add(data.len() as u64);
                     if end > limit {
+                        st.oversize = Some(end);
                         drop(st);
                         return Err(too_large(&self.path_of(h.ino), end, limit));
                     }
@@ -1163,9 +1165,18 @@ impl MediaFs {
     fn upload(&self, ino: Ino, buf: &WriteBuf) -> Result<(), FsError> {
         let _one_at_a_time = buf.upload.lock();
         let (bytes, generation) = {
-            let st = buf.state.lock();
+            let mut st = buf.state.lock();
             if !st.dirty || st.unlinked || !st.loaded {
                 return Ok(());
+            }
+            if let Some(size) = st.oversize {
+                // The program already got EFBIG for the write that crossed the limit; what it
+                // wrote before is a truncated file, which must not replace the media.
+                st.dirty = false;
+                return Err(FsError::TooLarge {
+                    size,
+                    limit: self.opts.max_size,
+                });
             }
             (Bytes::copy_from_slice(&st.data), st.generation)
         };
@@ -1807,7 +1818,14 @@ impl MediaFs {
     }
 
     /// Names of the extended attributes, each followed by a NUL byte.
+    /// Whether `cache_control` is listed depends on the media's headers, so a file whose headers
+    /// are not known yet is fetched first (one GET, whose body the data cache keeps).
     pub fn listxattr(&self, ino: Ino) -> Result<Vec<u8>, FsError> {
+        if !self.headers_known(ino) {
+            if let Ok(path) = self.file_path(ino) {
+                self.download(&path, |_| true)?;
+            }
+        }
         let ns = self.ns.lock();
         let n = ns.node(ino).ok_or(FsError::NotFound)?;
         let mut out = Vec::new();

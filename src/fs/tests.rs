@@ -737,8 +737,6 @@ fn efbig_at_the_write_or_truncate_that_crosses_the_limit() {
         )
         .unwrap();
     t.fs.write(o.fh, 0, &[1u8; 60]).unwrap();
-    assert_eq!(errno_of(t.fs.write(o.fh, 60, &[1u8; 41])), libc::EFBIG);
-    t.fs.write(o.fh, 60, &[1u8; 40]).unwrap();
     let ino = t.resolve("big").unwrap().ino;
     assert_eq!(
         errno_of(t.fs.setattr(
@@ -750,9 +748,27 @@ fn efbig_at_the_write_or_truncate_that_crosses_the_limit() {
         )),
         libc::EFBIG
     );
+    // A refused truncate changes nothing: the file is still whole and uploads.
+    t.fs.write(o.fh, 60, &[1u8; 40]).unwrap();
     t.fs.flush(o.fh).unwrap();
-    t.fs.release(o.fh).unwrap();
     assert_eq!(t.stored("big").unwrap().len(), 100);
+    // A refused write leaves what was written before it incomplete: close fails with EFBIG and
+    // the server keeps the media it had.
+    assert_eq!(errno_of(t.fs.write(o.fh, 100, &[2u8; 1])), libc::EFBIG);
+    t.fs.write(o.fh, 0, &[3u8; 10]).unwrap();
+    assert_eq!(errno_of(t.fs.flush(o.fh)), libc::EFBIG);
+    t.fs.release(o.fh).unwrap();
+    assert_eq!(t.stored("big").unwrap(), vec![1u8; 100]);
+}
+
+#[test]
+fn an_oversize_copy_stores_nothing_and_the_new_name_disappears() {
+    let t = mount(new_store(1000));
+    let big = vec![7u8; MAX_MEDIA_SIZE as usize + 1];
+    assert_eq!(errno_of(t.write_file("big.bin", &big)), libc::EFBIG);
+    assert_eq!(t.stored("big.bin"), None);
+    assert_eq!(errno_of(t.resolve("big.bin")), libc::ENOENT);
+    assert_eq!(t.stats().put, 0);
 }
 
 #[test]
@@ -770,6 +786,16 @@ fn the_default_limit_is_bandwidths() {
     let limit = MAX_MEDIA_SIZE;
     t.fs.write(o.fh, limit - 1, b"x").unwrap();
     assert_eq!(errno_of(t.fs.write(o.fh, limit, b"x")), libc::EFBIG);
+    // Truncating back under the limit makes the file whole again.
+    let ino = t.resolve("max").unwrap().ino;
+    t.fs.setattr(
+        ino,
+        SetAttr {
+            size: Some(limit),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     t.fs.release(o.fh).unwrap();
     assert_eq!(t.stored("max").unwrap().len() as u64, limit);
 }

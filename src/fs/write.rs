@@ -37,6 +37,10 @@ pub(crate) struct WriteState {
     pub handles: usize,
     /// The file was removed while open: never upload.
     pub unlinked: bool,
+    /// A write tried to make the file this large, over the limit: the program was told EFBIG,
+    /// and the truncated data must not be uploaded (the server keeps what it had). A truncate
+    /// back under the limit clears it.
+    pub oversize: Option<u64>,
 }
 
 /// One inode's write buffer: its state, and a lock that makes uploads of this media one at a
@@ -82,6 +86,7 @@ impl WriteState {
 
     /// Grow (zero-filled) or shrink to `size` (the buffer must be loaded, unless `size` is 0).
     pub(crate) fn truncate(&mut self, size: u64) {
+        self.oversize = None;
         if size == 0 {
             self.data = Vec::new();
             self.loaded = true;

@@ -112,7 +112,10 @@ impl Mount {
         while mountpoint::mounted_type(&self.mnt).is_none() {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("bwmediafs exited with {status} before mounting:\n{}", self.log_text());
+                    panic!(
+                        "bwmediafs exited with {status} before mounting:\n{}",
+                        self.log_text()
+                    );
                 }
             }
             assert!(
@@ -212,7 +215,10 @@ pub fn timed<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'stat
     });
     match rx.recv_timeout(OP_TIMEOUT) {
         Ok(v) => v,
-        Err(_) => panic!("{what}: no answer after {OP_TIMEOUT:?} (hung)"),
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what}: no answer after {OP_TIMEOUT:?} (hung)")
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: panicked (see above)"),
     }
 }
 
@@ -244,9 +250,45 @@ pub fn q(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
 }
 
+/// Compare bytes without printing megabytes when they differ.
+#[track_caller]
+pub fn assert_bytes(got: Option<&[u8]>, want: &[u8], what: &str) {
+    match got {
+        None => panic!("{what}: missing (want {} bytes)", want.len()),
+        Some(got) if got != want => {
+            let first = got.iter().zip(want).position(|(a, b)| a != b);
+            panic!(
+                "{what}: {} bytes differ from the {} expected (first difference at {first:?})",
+                got.len(),
+                want.len()
+            )
+        }
+        Some(_) => {}
+    }
+}
+
+/// An emulator holding `media` before anything mounts it.
+pub fn emulator_with(media: &[(&str, &[u8])]) -> Emulator {
+    let emulator = start_emulator(emulator_config());
+    for (name, body) in media {
+        emulator
+            .store()
+            .put(
+                name,
+                bytes::Bytes::copy_from_slice(body),
+                &bwmediafs::api::content_type_for(name),
+                None,
+            )
+            .expect("seed the emulator");
+    }
+    emulator
+}
+
 /// Deterministic pseudo-random bytes.
 pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
             x ^= x << 13;
