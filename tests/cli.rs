@@ -212,8 +212,8 @@ fn daemon_pid(mountpoint: &str) -> Option<u32> {
         let pid: u32 = e.file_name().to_str()?.parse().ok()?;
         let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let is_ours = args.first()?.ends_with(b"bwmediafs")
-            && args.contains(&mountpoint.as_bytes());
+        let is_ours =
+            args.first()?.ends_with(b"bwmediafs") && args.contains(&mountpoint.as_bytes());
         is_ours.then_some(pid)
     })
 }
