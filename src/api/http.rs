@@ -32,7 +32,7 @@ use reqwest::header::{
 use serde::Deserialize;
 
 use super::auth::{Auth, Credentials, TokenHttp};
-use super::path::encode_media_id;
+use super::path::{encode_media_id, url_can_carry};
 use super::retry::{self, parse_retry_after, Failure, RetryPolicy};
 use super::{ApiError, ListPage, Media, MediaApi, MediaInfo, MAX_MEDIA_SIZE};
 
@@ -380,6 +380,7 @@ impl MediaApi for HttpApi {
     }
 
     fn get(&self, name: &str) -> Result<Media, ApiError> {
+        check_name(name)?;
         let url = self.media_url(name);
         let what = format!("get {name:?}");
         let mut renewed = false;
@@ -397,6 +398,7 @@ impl MediaApi for HttpApi {
         content_type: &str,
         cache_control: Option<&str>,
     ) -> Result<(), ApiError> {
+        check_name(name)?;
         let url = self.media_url(name);
         let what = format!("put {name:?}");
         let size = body.len() as u64;
@@ -444,6 +446,7 @@ impl MediaApi for HttpApi {
     }
 
     fn delete(&self, name: &str) -> Result<(), ApiError> {
+        check_name(name)?;
         let url = self.media_url(name);
         let what = format!("delete {name:?}");
         let mut renewed = false;
@@ -469,6 +472,17 @@ impl MediaApi for HttpApi {
 
     fn media_url(&self, name: &str) -> String {
         format!("{}/{}", self.media_base, encode_media_id(name))
+    }
+}
+
+/// Refuse a media id whose URL would address another name (see [`url_can_carry`]).
+fn check_name(name: &str) -> Result<(), ApiError> {
+    if url_can_carry(name) {
+        Ok(())
+    } else {
+        Err(ApiError::Config(format!(
+            "the media id {name:?} cannot be sent: a URL cannot carry a '.' or '..' segment"
+        )))
     }
 }
 
@@ -554,12 +568,54 @@ fn read_body(mut resp: Response, cap: u64, what: &str) -> Result<Bytes, Failure>
 }
 
 /// One item of a listing, as the API sends it (other fields are ignored).
-#[derive(Deserialize)]
 struct WireItem {
-    #[serde(rename = "mediaName")]
     media_name: String,
-    #[serde(rename = "contentLength")]
     content_length: u64,
+}
+
+/// By hand rather than derived: a derived struct also accepts a JSON array of its fields in
+/// order (`["a.png", 12]`), which is not what the API sends. Only an object is an item; each of
+/// the two fields must appear exactly once.
+impl<'de> Deserialize<'de> for WireItem {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = WireItem;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object with mediaName and contentLength")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<WireItem, A::Error> {
+                use serde::de::Error;
+                let (mut name, mut length) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "mediaName" => {
+                            if name.replace(map.next_value::<String>()?).is_some() {
+                                return Err(A::Error::duplicate_field("mediaName"));
+                            }
+                        }
+                        "contentLength" => {
+                            if length.replace(map.next_value::<u64>()?).is_some() {
+                                return Err(A::Error::duplicate_field("contentLength"));
+                            }
+                        }
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(WireItem {
+                    media_name: name.ok_or_else(|| A::Error::missing_field("mediaName"))?,
+                    content_length: length
+                        .ok_or_else(|| A::Error::missing_field("contentLength"))?,
+                })
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
 }
 
 /// A listing page's body: a JSON array of `{mediaName: string, contentLength: integer >= 0}`.
@@ -776,6 +832,7 @@ mod tests {
             b"[1]",
             b"[null]",
             b"[[]]",
+            br#"[["a",1]]"#,
             br#"[{"mediaName":"a"}]"#,
             br#"[{"contentLength":1}]"#,
             br#"[{"mediaName":"a","contentLength":"12"}]"#,
