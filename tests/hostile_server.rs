@@ -729,7 +729,8 @@ fn error_statuses_with_bodies_of_any_kind() {
             1,
         ),
     ] {
-        // The redirect's Location is not followed (it could carry the credentials away).
+        // Every answer names another place to go; none is followed (a redirect could carry the
+        // credentials away), as the request count shows.
         let headers = [
             ("Content-Type", ctype),
             ("Location", "http://127.0.0.1:9/elsewhere"),
