@@ -114,13 +114,20 @@ pub trait MediaApi: Send + Sync {
 /// Walk every page of the listing, calling `on_page` for each as it arrives (so a reader can
 /// stream entries). Stops with [`ApiError::Malformed`] when a continuation token repeats or the
 /// walk passes [`MAX_LIST_PAGES`]: a server that never ends its listing must not hang us.
-pub fn walk_pages(
+pub fn walk_pages(api: &dyn MediaApi, on_page: impl FnMut(&ListPage)) -> Result<usize, ApiError> {
+    walk_pages_bounded(api, MAX_LIST_PAGES, on_page)
+}
+
+/// [`walk_pages`] with the bound on pages given: the walk fails with [`ApiError::Malformed`]
+/// rather than ask for page `max_pages + 1`. Returns the number of pages walked.
+pub fn walk_pages_bounded(
     api: &dyn MediaApi,
+    max_pages: usize,
     mut on_page: impl FnMut(&ListPage),
 ) -> Result<usize, ApiError> {
     let mut token: Option<String> = None;
     let mut seen = std::collections::HashSet::new();
-    for pages in 1..=MAX_LIST_PAGES {
+    for pages in 1..=max_pages {
         let page = api.list_page(token.as_deref())?;
         on_page(&page);
         match page.next {
@@ -136,7 +143,7 @@ pub fn walk_pages(
         }
     }
     Err(ApiError::Malformed(format!(
-        "the listing did not end after {MAX_LIST_PAGES} pages"
+        "the listing did not end after {max_pages} pages"
     )))
 }
 
