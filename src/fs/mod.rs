@@ -1790,8 +1790,16 @@ impl MediaFs {
     }
 
     /// The value of an extended attribute.
+    ///
+    /// Only the `user.` namespace exists here: a name in any other (`security.selinux`,
+    /// `system.posix_acl_access`, ...) is `ENOTSUP`, not `ENODATA`. That is the truth (no labels,
+    /// no ACLs) and it is what lets `ls -l` ask once per mount instead of twice per file: ls
+    /// remembers a device that answered "not supported", never one that answered "no data".
     pub fn getxattr(&self, ino: Ino, name: &OsStr) -> Result<Vec<u8>, FsError> {
         let name = name.to_str().ok_or(FsError::NoAttr)?;
+        if !name.starts_with("user.") {
+            return Err(FsError::NotSupported);
+        }
         if ![XATTR_URL, XATTR_CONTENT_TYPE, XATTR_CACHE_CONTROL].contains(&name) {
             return Err(FsError::NoAttr);
         }

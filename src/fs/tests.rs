@@ -1123,6 +1123,10 @@ fn xattrs() {
         b"user.bandwidth.url\0user.bandwidth.content_type\0user.bandwidth.cache_control\0"
     );
     assert_eq!(errno_of(get("user.other")), libc::ENODATA);
+    // No labels and no ACLs: "not supported", which ls remembers (it asks once per mount).
+    for other in ["security.selinux", "system.posix_acl_access", "trusted.x"] {
+        assert_eq!(errno_of(get(other)), libc::ENOTSUP, "{other}");
+    }
     // Set, and used at the next upload.
     t.fs.setxattr(ino, &os(XATTR_CONTENT_TYPE), b"image/png")
         .unwrap();
