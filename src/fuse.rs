@@ -27,7 +27,7 @@ use fuser::{
 };
 use parking_lot::{Condvar, Mutex};
 
-use crate::fs::{Attr, FsError, Kind, MediaFs, SetAttr};
+use crate::fs::{Attr, FsError, Kind, MediaFs, Opened, SetAttr};
 
 /// Event-loop threads: how many requests may be in progress at once.
 pub const EVENT_THREADS: usize = 16;
@@ -185,6 +185,13 @@ fn errno(e: &FsError) -> Errno {
     Errno::from_i32(e.errno())
 }
 
+/// The preferred I/O size `stat` shows (tools size their buffers after it). Reads come in the
+/// kernel's readahead sizes whatever buffer a program uses, so a larger one would only cost the
+/// reader memory; every `write` is a request of its own, so a file just created (`cp` sizes its
+/// buffer after the destination's fstat) shows [`WRITE_BLKSIZE`], as large as a write can be.
+const READ_BLKSIZE: u32 = 128 * 1024;
+const WRITE_BLKSIZE: u32 = 1024 * 1024;
+
 fn file_attr(a: &Attr) -> FileAttr {
     FileAttr {
         ino: INodeNo(a.ino),
@@ -200,8 +207,7 @@ fn file_attr(a: &Attr) -> FileAttr {
         uid: a.uid,
         gid: a.gid,
         rdev: 0,
-        // The preferred I/O size: tools like cp size their buffers after it.
-        blksize: 128 * 1024,
+        blksize: READ_BLKSIZE,
         flags: 0,
     }
 }
@@ -220,12 +226,17 @@ fn time(t: TimeOrNow) -> SystemTime {
     }
 }
 
-fn fopen(keep_cache: bool) -> FopenFlags {
-    if keep_cache {
-        FopenFlags::FOPEN_KEEP_CACHE
-    } else {
-        FopenFlags::empty()
+/// FOPEN_KEEP_CACHE when the kernel's pages are current; FOPEN_NOFLUSH for a handle that
+/// cannot write (a close then costs no FLUSH round trip: there is nothing to upload).
+fn fopen(o: &Opened) -> FopenFlags {
+    let mut flags = FopenFlags::empty();
+    if o.keep_cache {
+        flags |= FopenFlags::FOPEN_KEEP_CACHE;
     }
+    if o.no_flush {
+        flags |= FopenFlags::FOPEN_NOFLUSH;
+    }
+    flags
 }
 
 fn reply_xattr(reply: ReplyXattr, size: u32, value: Result<Vec<u8>, FsError>) {
@@ -259,7 +270,7 @@ fn empty(reply: ReplyEmpty, r: Result<(), FsError>) {
 
 impl Filesystem for FuseFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
-        if let Err(nearest) = config.set_max_write(4 * 1024 * 1024) {
+        if let Err(nearest) = config.set_max_write(WRITE_BLKSIZE) {
             let _ = config.set_max_write(nearest);
         }
         if let Err(nearest) = config.set_max_readahead(4 * 1024 * 1024) {
@@ -392,7 +403,7 @@ impl Filesystem for FuseFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.fs.open(ino.0, flags.0) {
-            Ok(o) => reply.opened(FileHandle(o.fh), fopen(o.keep_cache)),
+            Ok(o) => reply.opened(FileHandle(o.fh), fopen(&o)),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -408,10 +419,10 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.fs.read(fh.0, offset, size) {
+        self.fs.read_with(fh.0, offset, size, move |r| match r {
             Ok(b) => reply.data(&b),
             Err(e) => reply.error(errno(&e)),
-        }
+        });
     }
 
     fn write(
@@ -582,10 +593,13 @@ impl Filesystem for FuseFs {
         match self.fs.create(parent.0, name, mode, umask, flags) {
             Ok((a, o)) => reply.created(
                 &self.ttl(),
-                &file_attr(&a),
+                &FileAttr {
+                    blksize: WRITE_BLKSIZE,
+                    ..file_attr(&a)
+                },
                 Generation(0),
                 FileHandle(o.fh),
-                fopen(o.keep_cache),
+                fopen(&o),
             ),
             Err(e) => reply.error(errno(&e)),
         }

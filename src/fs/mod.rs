@@ -44,6 +44,7 @@
 //! per-media upload lock and the listing walk lock, which are the single-flight points). Order:
 //! dir handle -> writes map -> write buffer state -> namespace -> {content cache, handle table}.
 
+mod buf;
 pub mod content;
 pub mod error;
 pub mod namespace;
@@ -60,7 +61,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::api::{content_type_for, ApiError, Media, MediaApi, MAX_LIST_PAGES, MAX_MEDIA_SIZE};
-use content::ContentCache;
+use content::{ContentCache, Early, Fetch, Flight, FlightSink, Leader};
 pub use error::FsError;
 pub use namespace::{Attr, Ino, Kind, ROOT_INO};
 use namespace::{Defaults, Namespace, NAME_MAX};
@@ -161,6 +162,8 @@ pub struct DirEntry<'a> {
 pub struct Opened {
     pub fh: u64,
     pub keep_cache: bool,
+    /// The handle cannot write, so a close has nothing to upload: the kernel may skip FLUSH.
+    pub no_flush: bool,
 }
 
 /// What `statfs` answers.
@@ -183,9 +186,21 @@ struct Handle {
     /// The inode's write buffer, for handles that may write (and new files).
     buf: Option<Arc<WriteBuf>>,
     /// The body this reader reads (kept even if the media is removed or evicted).
-    body: Mutex<Option<Bytes>>,
+    body: Mutex<HandleBody>,
     /// Whether this handle has served the body (so the kernel caches that version).
     served: AtomicBool,
+}
+
+/// What a reading handle reads.
+#[derive(Clone, Default)]
+enum HandleBody {
+    /// Nothing yet (the first read fetches it).
+    #[default]
+    None,
+    /// A download in progress, read as it arrives.
+    Flight(Arc<Flight>),
+    /// The whole body.
+    Ready(Bytes),
 }
 
 /// An open directory: the entries handed out so far (offsets index into them).
@@ -895,42 +910,84 @@ impl MediaFs {
     /// The body of `path`, from the data cache when `accept` takes the cached version, else by
     /// one GET (shared with concurrent callers). The namespace learns the size and headers.
     fn download(&self, path: &str, accept: impl Fn(u64) -> bool) -> Result<Media, FsError> {
-        self.content.fetch(path, accept, || {
-            let m = self
-                .api
-                .get(path)
-                .map_err(|e| self.api_error("download", path, e))?;
-            let len = m.body.len() as u64;
-            let old = self.content.peek(path);
+        match self.content.begin(path, accept) {
+            Fetch::Cached(m) => Ok(m),
+            Fetch::Joined(f) => f.wait(),
+            Fetch::Lead(leader) => self.lead_download(path, leader, None),
+        }
+    }
+
+    /// Download `path` as the one leader of its flight; `early` is a reader answered as soon as
+    /// its bytes are in (or with the outcome, if that comes first).
+    fn lead_download(
+        &self,
+        path: &str,
+        leader: Leader<'_>,
+        early: Option<Early>,
+    ) -> Result<Media, FsError> {
+        let flight = leader.flight().clone();
+        let mut sink = FlightSink::new(&flight, early);
+        let result = self
+            .api
+            .get_into(path, &mut sink)
+            .map_err(|e| self.api_error("download", path, e))
+            .and_then(|headers| {
+                let body = sink
+                    .finish()
+                    .inspect_err(|e| log::warn!("download of {path:?}: {e}"))?;
+                self.record_download(path, Media { body, ..headers })
+            });
+        let served = flight.served();
+        if served || result.is_err() {
             let mut ns = self.ns.lock();
-            let mut dropped = Vec::new();
-            let ino = ns.remote_file(path, len, None, Instant::now(), &mut dropped);
-            let version = match ino {
-                Some(ino) => {
-                    ns.local_change(ino);
-                    let v = ns.next_version();
-                    let n = ns.node_mut(ino).ok_or(FsError::NotFound)?;
-                    let changed = match &old {
-                        Some((om, _)) => om.body != m.body,
-                        None => n.kernel_version != 0,
-                    };
-                    if changed {
-                        n.content_version = v;
-                        n.mtime = SystemTime::now();
-                        n.ctime = n.mtime;
-                    }
-                    n.content_type = m.content_type.clone().or(Some(String::new()));
-                    n.cache_control = m.cache_control.clone();
-                    n.content_version
+            if let Some(n) = ns.resolve(path).and_then(|i| ns.node_mut(i)) {
+                match &result {
+                    // Bytes were handed out while the body came in: the kernel caches them.
+                    Ok((_, version)) if served => n.kernel_version = *version,
+                    // What the kernel caches of a download that failed belongs to no version.
+                    Err(_) if served => n.kernel_version = 0,
+                    _ => {}
                 }
-                None => 0,
-            };
-            drop(ns);
-            for p in &dropped {
-                self.content.remove(p);
             }
-            Ok((m, version))
-        })
+        }
+        let result = leader.finish(result);
+        sink.answer_early(&result);
+        result
+    }
+
+    /// A GET brought `m` for `path`: the namespace learns its size and headers. Returns the
+    /// media and the content version to cache it under.
+    fn record_download(&self, path: &str, m: Media) -> Result<(Media, u64), FsError> {
+        let len = m.body.len() as u64;
+        let old = self.content.peek(path);
+        let mut ns = self.ns.lock();
+        let mut dropped = Vec::new();
+        let ino = ns.remote_file(path, len, None, Instant::now(), &mut dropped);
+        let version = match ino {
+            Some(ino) => {
+                ns.local_change(ino);
+                let v = ns.next_version();
+                let n = ns.node_mut(ino).ok_or(FsError::NotFound)?;
+                let changed = match &old {
+                    Some((om, _)) => om.body != m.body,
+                    None => n.kernel_version != 0,
+                };
+                if changed {
+                    n.content_version = v;
+                    n.mtime = SystemTime::now();
+                    n.ctime = n.mtime;
+                }
+                n.content_type = m.content_type.clone().or(Some(String::new()));
+                n.cache_control = m.cache_control.clone();
+                n.content_version
+            }
+            None => 0,
+        };
+        drop(ns);
+        for p in &dropped {
+            self.content.remove(p);
+        }
+        Ok((m, version))
     }
 
     fn handle(&self, fh: u64) -> Result<Arc<Handle>, FsError> {
@@ -941,19 +998,42 @@ impl MediaFs {
             .ok_or(FsError::BadHandle)
     }
 
-    /// The body a reading handle reads, downloaded on first use.
+    /// The whole body a reading handle reads, downloaded on first use.
     fn body_for(&self, h: &Handle) -> Result<Bytes, FsError> {
-        if let Some(b) = h.body.lock().clone() {
-            return Ok(b);
-        }
-        let (path, version) = {
-            let ns = self.ns.lock();
-            let n = ns.live(h.ino).ok_or(FsError::NotFound)?;
-            (n.path.clone(), n.content_version)
+        let current = h.body.lock().clone();
+        let media = match current {
+            HandleBody::Ready(b) => return Ok(b),
+            HandleBody::Flight(f) => f.wait(),
+            HandleBody::None => {
+                let (path, version) = self.path_version(h.ino)?;
+                self.download(&path, |v| v == version)
+            }
         };
-        let m = self.download(&path, |v| v == version)?;
+        let media = media.inspect_err(|_| self.drop_failed_flight(h))?;
         let mut body = h.body.lock();
-        Ok(body.get_or_insert(m.body).clone())
+        if let HandleBody::Ready(b) = &*body {
+            return Ok(b.clone());
+        }
+        *body = HandleBody::Ready(media.body.clone());
+        Ok(media.body)
+    }
+
+    fn path_version(&self, ino: Ino) -> Result<(String, u64), FsError> {
+        let ns = self.ns.lock();
+        let n = ns.live(ino).ok_or(FsError::NotFound)?;
+        Ok((n.path.clone(), n.content_version))
+    }
+
+    /// After a failed download, the handle's next read tries again, unless the flight had
+    /// handed out bytes already: a new download could bring another version, and one reader
+    /// must never see two.
+    fn drop_failed_flight(&self, h: &Handle) {
+        let mut body = h.body.lock();
+        if let HandleBody::Flight(f) = &*body {
+            if matches!(f.result(), Some(Err(_))) && !f.served() {
+                *body = HandleBody::None;
+            }
+        }
     }
 
     /// Fill a write buffer with the current bytes of its file (once).
@@ -1020,8 +1100,13 @@ impl MediaFs {
                 None => false,
             }
         };
+        let no_flush = buf.is_none();
         let fh = self.add_handle(ino, flags, buf);
-        Ok(Opened { fh, keep_cache })
+        Ok(Opened {
+            fh,
+            keep_cache,
+            no_flush,
+        })
     }
 
     fn add_handle(&self, ino: Ino, flags: i32, buf: Option<Arc<WriteBuf>>) -> u64 {
@@ -1030,7 +1115,7 @@ impl MediaFs {
             ino,
             append: flags & libc::O_APPEND != 0,
             buf,
-            body: Mutex::new(None),
+            body: Mutex::new(HandleBody::None),
             served: AtomicBool::new(false),
         };
         self.handles.lock().insert(fh, Arc::new(h));
@@ -1039,35 +1124,115 @@ impl MediaFs {
 
     /// Up to `size` bytes at `offset` (fewer at the end of the file).
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes, FsError> {
-        let h = self.handle(fh)?;
-        let buf = h.buf.clone().or_else(|| self.buffer_of(h.ino));
-        if let Some(buf) = buf {
-            loop {
-                {
-                    let st = buf.state.lock();
-                    if st.loaded {
-                        return Ok(Bytes::copy_from_slice(st.read(offset, size)));
+        let out = Arc::new(Mutex::new(None));
+        let slot = out.clone();
+        self.read_with(fh, offset, size, move |r| *slot.lock() = Some(r));
+        let answer = out.lock().take();
+        answer.unwrap_or_else(|| Err(FsError::Io("the read was not answered".into())))
+    }
+
+    /// [`MediaFs::read`], answered through `reply` (exactly once) as soon as the bytes are
+    /// there. On a cold cache the caller's thread then stays to download the rest of the media,
+    /// which the next reads (on other threads) get as it arrives.
+    pub fn read_with(
+        &self,
+        fh: u64,
+        offset: u64,
+        size: u32,
+        reply: impl FnOnce(Result<Bytes, FsError>) + Send + 'static,
+    ) {
+        let h = match self.handle(fh) {
+            Ok(h) => h,
+            Err(e) => return reply(Err(e)),
+        };
+        match self.read_buffer(&h, offset, size) {
+            Ok(Some(b)) => return reply(Ok(b)),
+            Ok(None) => {}
+            Err(e) => return reply(Err(e)),
+        }
+        let current = h.body.lock().clone();
+        match current {
+            HandleBody::Ready(body) => {
+                self.mark_served(&h);
+                reply(Ok(content::slice(&body, offset, size)))
+            }
+            HandleBody::Flight(f) => {
+                if let Some(Ok(m)) = f.result() {
+                    *h.body.lock() = HandleBody::Ready(m.body.clone());
+                    self.mark_served(&h);
+                    return reply(Ok(content::slice(&m.body, offset, size)));
+                }
+                let r = f.read(offset, size);
+                if r.is_err() {
+                    self.drop_failed_flight(&h);
+                }
+                reply(r)
+            }
+            HandleBody::None => {
+                let (path, version) = match self.path_version(h.ino) {
+                    Ok(pv) => pv,
+                    Err(e) => return reply(Err(e)),
+                };
+                match self.content.begin(&path, |v| v == version) {
+                    Fetch::Cached(m) => {
+                        *h.body.lock() = HandleBody::Ready(m.body.clone());
+                        self.mark_served(&h);
+                        reply(Ok(content::slice(&m.body, offset, size)))
+                    }
+                    Fetch::Joined(f) => {
+                        *h.body.lock() = HandleBody::Flight(f.clone());
+                        let r = f.read(offset, size);
+                        if r.is_err() {
+                            self.drop_failed_flight(&h);
+                        }
+                        reply(r)
+                    }
+                    Fetch::Lead(leader) => {
+                        *h.body.lock() = HandleBody::Flight(leader.flight().clone());
+                        let early = Early {
+                            offset,
+                            size,
+                            reply: Box::new(reply),
+                        };
+                        match self.lead_download(&path, leader, Some(early)) {
+                            Ok(m) => *h.body.lock() = HandleBody::Ready(m.body),
+                            Err(_) => self.drop_failed_flight(&h),
+                        }
                     }
                 }
-                if h.buf.is_none() {
-                    break; // someone else's unloaded buffer: read the media itself
-                }
-                self.load_buffer(h.ino, &buf)?;
             }
         }
-        let body = self.body_for(&h)?;
+    }
+
+    /// Bytes from the write buffer of the handle's inode, when it has a loaded one.
+    fn read_buffer(&self, h: &Handle, offset: u64, size: u32) -> Result<Option<Bytes>, FsError> {
+        let Some(buf) = h.buf.clone().or_else(|| self.buffer_of(h.ino)) else {
+            return Ok(None);
+        };
+        loop {
+            {
+                let st = buf.state.lock();
+                if st.loaded {
+                    return Ok(Some(Bytes::copy_from_slice(st.read(offset, size))));
+                }
+            }
+            if h.buf.is_none() {
+                return Ok(None); // someone else's unloaded buffer: read the media itself
+            }
+            self.load_buffer(h.ino, &buf)?;
+        }
+    }
+
+    /// The first read of a handle from a whole body: the kernel's page cache now holds this
+    /// version (for FOPEN_KEEP_CACHE next time).
+    fn mark_served(&self, h: &Handle) {
         if !h.served.swap(true, Ordering::Relaxed) {
-            // The kernel's page cache now holds this version (for FOPEN_KEEP_CACHE next time).
             if let Some(n) = self.ns.lock().node_mut(h.ino) {
                 if !n.removed {
                     n.kernel_version = n.content_version;
                 }
             }
         }
-        let len = body.len() as u64;
-        let start = offset.min(len) as usize;
-        let end = offset.saturating_add(size as u64).min(len) as usize;
-        Ok(body.slice(start..end))
     }
 
     // ----- writing --------------------------------------------------------------------------
@@ -1329,6 +1494,7 @@ impl MediaFs {
                         Opened {
                             fh,
                             keep_cache: false,
+                            no_flush: false,
                         },
                     ));
                 }
@@ -1371,7 +1537,9 @@ impl MediaFs {
             .handles
             .lock()
             .values()
-            .filter(|h| h.ino == ino && h.buf.is_none() && h.body.lock().is_none())
+            .filter(|h| {
+                h.ino == ino && h.buf.is_none() && !matches!(*h.body.lock(), HandleBody::Ready(_))
+            })
             .cloned()
             .collect();
         if readers.is_empty() {
