@@ -227,7 +227,9 @@ fn time(t: TimeOrNow) -> SystemTime {
 }
 
 /// FOPEN_KEEP_CACHE when the kernel's pages are current; FOPEN_NOFLUSH for a handle that
-/// cannot write (a close then costs no FLUSH round trip: there is nothing to upload).
+/// cannot write (a close then costs no FLUSH round trip: there is nothing to upload);
+/// FOPEN_DIRECT_IO for one that can only write (its writes skip the page cache, one copy
+/// less, and skip the security.capability lookup the kernel makes before each cached write).
 fn fopen(o: &Opened) -> FopenFlags {
     let mut flags = FopenFlags::empty();
     if o.keep_cache {
@@ -235,6 +237,9 @@ fn fopen(o: &Opened) -> FopenFlags {
     }
     if o.no_flush {
         flags |= FopenFlags::FOPEN_NOFLUSH;
+    }
+    if o.direct_io {
+        flags |= FopenFlags::FOPEN_DIRECT_IO;
     }
     flags
 }

@@ -19,6 +19,9 @@ use parking_lot::Mutex;
 
 /// Most bytes of idle buffers kept for reuse.
 pub(crate) const POOL_BYTES: usize = 8 << 20;
+/// Buffers smaller than this are neither taken from the pool (whose large buffers would be cut
+/// down to them) nor given back to it.
+const SMALL: usize = 64 << 10;
 
 const PAGE: usize = 4096;
 const HUGE: usize = 2 << 20;
@@ -60,6 +63,9 @@ impl PageBuf {
     /// A buffer of at least `len` bytes: recycled when the pool has one, else freshly mapped.
     pub(crate) fn new(len: usize) -> std::io::Result<PageBuf> {
         let want = round_up(len.max(1), PAGE);
+        if want < SMALL {
+            return PageBuf::map(want);
+        }
         let reused = {
             let mut pool = POOL.lock();
             // The smallest that fits, else the largest (grown by the fewest fresh pages).
@@ -168,6 +174,7 @@ impl PageBuf {
         self.resize(cap)
     }
 
+    #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
         self.cap
     }
@@ -218,7 +225,7 @@ impl Drop for PageBuf {
             return;
         }
         let mut pool = POOL.lock();
-        if pool.bytes + self.cap <= POOL_BYTES {
+        if self.cap >= SMALL && pool.bytes + self.cap <= POOL_BYTES {
             let b = PageBuf {
                 ptr: self.ptr,
                 cap: self.cap,
@@ -253,14 +260,14 @@ mod tests {
     #[test]
     fn buffers_are_recycled_and_resized() {
         let mut a = PageBuf::new(10_000).unwrap();
-        assert_eq!(a.capacity(), 12_288);
+        assert_eq!(a.capacity(), 12_288, "small buffers are mapped as they are");
         a.as_mut_slice()[..3].copy_from_slice(b"abc");
         a.reserve(100_000).unwrap();
         assert!(a.capacity() >= 100_000);
         assert_eq!(&a.as_slice()[..3], b"abc", "growing keeps the bytes");
         drop(a);
-        let b = PageBuf::new(5_000).unwrap();
-        assert_eq!(b.capacity(), 8_192, "a recycled buffer is cut to size");
+        let b = PageBuf::new(70_000).unwrap();
+        assert_eq!(b.capacity(), 73_728, "a recycled buffer is cut to size");
         let big = PageBuf::new(POOL_BYTES + 1).unwrap();
         drop(big); // too large for the pool: unmapped
         assert!(POOL.lock().bytes <= POOL_BYTES);

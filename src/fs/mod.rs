@@ -164,6 +164,9 @@ pub struct Opened {
     pub keep_cache: bool,
     /// The handle cannot write, so a close has nothing to upload: the kernel may skip FLUSH.
     pub no_flush: bool,
+    /// The handle can only write: its writes may bypass the kernel's page cache (nobody reads
+    /// through it, and the kernel drops cached pages of the range written).
+    pub direct_io: bool,
 }
 
 /// What `statfs` answers.
@@ -643,7 +646,7 @@ impl MediaFs {
             {
                 let mut st = buf.state.lock();
                 if st.loaded || size == 0 {
-                    st.truncate(size);
+                    st.truncate(size)?;
                     drop(st);
                     self.touch_mtime(ino);
                     return Ok(());
@@ -1058,7 +1061,7 @@ impl MediaFs {
         };
         let mut st = buf.state.lock();
         if !st.loaded {
-            st.data = body.to_vec();
+            st.data = write::WriteData::from_bytes(body);
             st.loaded = true;
         }
         Ok(())
@@ -1106,6 +1109,7 @@ impl MediaFs {
             fh,
             keep_cache,
             no_flush,
+            direct_io: acc == libc::O_WRONLY,
         })
     }
 
@@ -1247,10 +1251,11 @@ impl MediaFs {
             .clone();
         {
             let mut st = buf.state.lock();
-            st.handles += 1;
             if trunc {
-                st.truncate(0);
-            } else if !st.loaded {
+                st.truncate(0)?; // frees, never fails
+            }
+            st.handles += 1;
+            if !trunc && !st.loaded {
                 let ns = self.ns.lock();
                 if ns.node(ino).is_some_and(|n| n.size == 0 || !n.remote) {
                     st.loaded = true;
@@ -1307,7 +1312,7 @@ impl MediaFs {
                         drop(st);
                         return Err(too_large(&self.path_of(h.ino), end, limit));
                     }
-                    let n = st.write_at(at, data);
+                    let n = st.write_at(at, data)?;
                     drop(st);
                     self.touch_mtime(h.ino);
                     return Ok(n as u32);
@@ -1343,7 +1348,7 @@ impl MediaFs {
                     limit: self.opts.max_size,
                 });
             }
-            (Bytes::copy_from_slice(&st.data), st.generation)
+            (st.data.freeze(), st.generation)
         };
         let (path, ct, cc) = {
             let ns = self.ns.lock();
@@ -1495,6 +1500,7 @@ impl MediaFs {
                             fh,
                             keep_cache: false,
                             no_flush: false,
+                            direct_io: flags & libc::O_ACCMODE == libc::O_WRONLY,
                         },
                     ));
                 }
@@ -1595,9 +1601,9 @@ impl MediaFs {
         if let Some(buf) = self.buffer_of(ino) {
             loop {
                 {
-                    let st = buf.state.lock();
+                    let mut st = buf.state.lock();
                     if st.loaded {
-                        return Ok((Bytes::copy_from_slice(&st.data), st.generation));
+                        return Ok((st.data.freeze(), st.generation));
                     }
                 }
                 self.load_buffer(ino, &buf)?;
