@@ -10,6 +10,10 @@
 //! atomic `O_TRUNC` (so `cp` over a file costs one upload, not two); readdirplus (an `ls -l`
 //! gets names and attributes in one pass); parallel directory operations; `FOPEN_KEEP_CACHE`
 //! when the core says the kernel's cached pages are still current.
+//!
+//! Replies go out before the work that follows them: a read's thread answers as soon as its
+//! bytes are in and stays to finish the download; a listing's thread answers, then fetches the
+//! next page of the walk (`readdir_ahead`) while the kernel hands out the entries it has.
 
 use std::ffi::OsStr;
 use std::io;
@@ -496,8 +500,9 @@ impl Filesystem for FuseFs {
         });
         match r {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => return reply.error(errno(&e)),
         }
+        self.fs.readdir_ahead(fh.0);
     }
 
     fn readdirplus(
@@ -521,8 +526,9 @@ impl Filesystem for FuseFs {
         });
         match r {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => return reply.error(errno(&e)),
         }
+        self.fs.readdir_ahead(fh.0);
     }
 
     fn releasedir(

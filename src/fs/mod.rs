@@ -64,7 +64,7 @@ use crate::api::{content_type_for, ApiError, Media, MediaApi, MAX_LIST_PAGES, MA
 use content::{ContentCache, Early, Fetch, Flight, FlightSink, Leader};
 pub use error::FsError;
 pub use namespace::{Attr, Ino, Kind, ROOT_INO};
-use namespace::{Defaults, Namespace, NAME_MAX};
+use namespace::{Defaults, InoSet, Namespace, NAME_MAX};
 use write::{save_recovery, too_large, WriteBuf};
 
 /// Extended attributes every file has.
@@ -209,10 +209,17 @@ enum HandleBody {
 /// An open directory: the entries handed out so far (offsets index into them).
 struct DirHandle {
     ino: Ino,
-    entries: Vec<(String, Ino, Kind)>,
-    emitted: HashSet<Ino>,
+    /// Inodes of the entries, "." and ".." first; names and attributes are read when handed out
+    /// (an entry that left the directory meanwhile is skipped).
+    entries: Vec<Ino>,
+    emitted: InoSet,
     /// The walk this listing follows (None: served from a complete listing, or not started).
     walk: Option<u64>,
+    /// How much of that walk's log of seen nodes the listing has looked at (None: nothing yet;
+    /// the first look goes through every child of the directory).
+    seen_pos: Option<usize>,
+    /// Replies given (a reader that came back for a second is reading the whole listing).
+    replies: usize,
     eof: bool,
 }
 
@@ -452,6 +459,22 @@ impl MediaFs {
 
     fn buffer_of(&self, ino: Ino) -> Option<Arc<WriteBuf>> {
         self.writes.lock().get(&ino).cloned()
+    }
+
+    /// Sizes of the loaded write buffers (they override the sizes the namespace knows).
+    fn buffer_sizes(&self) -> HashMap<Ino, u64> {
+        let bufs: Vec<(Ino, Arc<WriteBuf>)> = self
+            .writes
+            .lock()
+            .iter()
+            .map(|(i, b)| (*i, b.clone()))
+            .collect();
+        bufs.into_iter()
+            .filter_map(|(i, b)| {
+                let st = b.state.lock();
+                st.loaded.then_some((i, st.data.len() as u64))
+            })
+            .collect()
     }
 
     /// Attributes of `ino`, with the size of its write buffer when it has a loaded one.
@@ -694,11 +717,10 @@ impl MediaFs {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         let dh = DirHandle {
             ino,
-            entries: vec![
-                (".".to_string(), ino, Kind::Dir),
-                ("..".to_string(), parent, Kind::Dir),
-            ],
-            emitted: HashSet::new(),
+            entries: vec![ino, parent],
+            emitted: InoSet::default(),
+            seen_pos: None,
+            replies: 0,
             walk: None,
             eof: false,
         };
@@ -725,21 +747,33 @@ impl MediaFs {
         let mut handed = 0usize;
         loop {
             {
-                let d = dh.lock();
+                let sizes = self.buffer_sizes();
+                let mut d = dh.lock();
+                let ns = self.ns.lock();
                 while offset < d.entries.len() {
-                    let (name, ino, kind) = &d.entries[offset];
-                    let Ok(attr) = self.attr_of(*ino) else {
+                    let ino = d.entries[offset];
+                    let name = match (offset, ns.node(ino)) {
+                        (0, _) => ".",
+                        (1, _) => "..",
+                        (_, Some(n)) if !n.removed && n.parent == d.ino => n.name(),
+                        _ => {
+                            offset += 1;
+                            continue;
+                        }
+                    };
+                    let Some(attr) = ns.attr(ino, sizes.get(&ino).copied()) else {
                         offset += 1;
                         continue;
                     };
                     let entry = DirEntry {
-                        ino: *ino,
-                        kind: *kind,
+                        ino,
+                        kind: attr.kind,
                         name,
                         offset: offset as u64 + 1,
                         attr,
                     };
                     if fill(&entry) {
+                        d.replies += 1;
                         return Ok(());
                     }
                     offset += 1;
@@ -748,6 +782,7 @@ impl MediaFs {
                     }
                 }
                 if d.eof || handed > 0 {
+                    d.replies += 1;
                     return Ok(());
                 }
             }
@@ -778,16 +813,14 @@ impl MediaFs {
                     return Ok(());
                 };
                 let children = &dir.children;
-                let push = |d: &mut DirHandle, name: &str, c: Ino| {
+                let push = |d: &mut DirHandle, c: Ino| {
                     if d.emitted.insert(c) {
-                        if let Some(n) = ns.node(c) {
-                            d.entries.push((name.to_string(), c, n.kind));
-                        }
+                        d.entries.push(c);
                     }
                 };
                 if d.walk.is_none() && self.listing_fresh(&ns) {
-                    for (name, c) in children {
-                        push(&mut d, name, *c);
+                    for c in children.values() {
+                        push(&mut d, *c);
                     }
                     d.eof = true;
                     return Ok(());
@@ -803,11 +836,28 @@ impl MediaFs {
                     {
                         d.walk = Some(w.id);
                         let before = d.entries.len();
-                        for (name, c) in children {
-                            if !d.emitted.contains(c) && (w.done || ns.confirmed(*c, w, &pinned)) {
-                                push(&mut d, name, *c);
+                        match d.seen_pos {
+                            // After the first look, only what the walk saw since matters (local
+                            // changes made meanwhile are taken at the end).
+                            Some(pos) if !w.done => {
+                                for &c in w.seen.get(pos..).unwrap_or_default() {
+                                    let here = ns.live(c).is_some_and(|n| n.parent == d.ino);
+                                    if here && !d.emitted.contains(&c) {
+                                        push(&mut d, c);
+                                    }
+                                }
+                            }
+                            _ => {
+                                for c in children.values() {
+                                    if !d.emitted.contains(c)
+                                        && (w.done || ns.confirmed(*c, w, &pinned))
+                                    {
+                                        push(&mut d, *c);
+                                    }
+                                }
                             }
                         }
+                        d.seen_pos = Some(w.seen.len());
                         if w.done {
                             d.eof = true;
                             return Ok(());
@@ -820,6 +870,7 @@ impl MediaFs {
                     // Our walk was abandoned or replaced: join the current one if we can.
                     _ if d.walk.is_some() => {
                         d.walk = None;
+                        d.seen_pos = None;
                         Wait::Again
                     }
                     // None can be continued: start one.
@@ -844,11 +895,43 @@ impl MediaFs {
                     if let Some(w) = ns.walk.as_ref() {
                         if Some(w.id) != old {
                             d.walk = Some(w.id);
+                            d.seen_pos = None;
                         }
                     }
                 }
             }
         }
+    }
+
+    /// Called after a reply to a listing: when its reader has come back at least once (it reads
+    /// the whole listing, like `ls`) and the walk it follows has more pages, fetch the next page
+    /// now, while the kernel hands out what it has. The pages stay ceil(N/1000) in all (none
+    /// after the last); a reader that stops after its first reply (`ls -f | head`) costs none.
+    pub fn readdir_ahead(&self, fh: u64) {
+        let Some(dh) = self.dirs.lock().get(&fh).cloned() else {
+            return;
+        };
+        let (id, pages) = {
+            let d = dh.lock();
+            if d.replies < 2 || d.eof {
+                return;
+            }
+            let ns = self.ns.lock();
+            let idle = walk_idle_limit(self.opts.metadata_ttl);
+            match (d.walk, ns.walk.as_ref()) {
+                (Some(id), Some(w))
+                    if w.id == id && !w.done && w.pages > 0 && w.last_page.elapsed() < idle =>
+                {
+                    (id, w.pages)
+                }
+                _ => return,
+            }
+        };
+        // An error is logged; the reader meets it (or a fresh walk) on its next call.
+        let _ = self.walk_until(|ns| match ns.walk.as_ref() {
+            Some(w) => w.id != id || w.pages > pages || w.done,
+            None => true,
+        });
     }
 
     pub fn releasedir(&self, fh: u64) {
