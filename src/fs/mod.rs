@@ -9,12 +9,15 @@
 //! - [`namespace`]: names <-> inodes, implicit directories, the listing cache and its walks;
 //! - [`content`]: the data cache (whole bodies, LRU by bytes, one download per media at a time);
 //! - [`write`]: per-inode write buffers and the recovery directory;
+//! - `buf`: the page buffers bodies and write buffers live in, recycled through a small pool;
 //! - [`error`]: [`FsError`] and its one mapping to errno.
 //!
 //! How requests are spent (the hard part):
 //! - **Listing.** A complete listing is reused for `metadata_ttl`. `readdir` streams the paged
 //!   listing: it applies each page as it arrives and hands out what it has, fetching the next
-//!   page only when the reader wants more. The mount's one page starts the first walk.
+//!   page when the reader wants more, or, once the reader has come back for more than its first
+//!   reply, right after answering it (`readdir_ahead`). The mount's one page starts the first
+//!   walk.
 //! - **Lookup/getattr of a file** answer from the cache while it is fresh (seen by a listing, a
 //!   GET or our own PUT within the TTL). Otherwise they revalidate with the cheapest request that
 //!   answers: when the last complete listing fit in one page, one list request (which refreshes
@@ -27,8 +30,11 @@
 //!   the account's listing takes more than one page *and* the cache is not fresh; it costs the
 //!   pages of one listing, which then serves every other lookup for the TTL. (Answering ENOENT
 //!   there would make `cat MSGID/0/photo.png` fail on a fresh mount of a large account.)
-//! - **Reads** download a media once (single-flight) into the data cache and serve from memory;
-//!   `FOPEN_KEEP_CACHE` is granted when the content version is the one the kernel last cached.
+//! - **Reads** download a media once (single-flight) into the data cache and serve from memory,
+//!   answering each read as soon as its bytes have arrived (the first reader's thread answers
+//!   early and stays to finish the download); `FOPEN_KEEP_CACHE` is granted when the content
+//!   version is the one the kernel last cached. Bodies and write buffers live in recycled page
+//!   buffers (`buf`), shared without copies between the cache, readers and uploads.
 //! - **Writes** go to a per-inode buffer and are uploaded with one PUT on flush/fsync when
 //!   dirty. Our own PUT/DELETE update the cache locally (no list request).
 //! - **Removing a directory, renaming a directory** need every media under it, so they first
