@@ -481,8 +481,16 @@ impl Filesystem for FuseFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.opendir(ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+        // The kernel caches the listing as it reads it (FOPEN_CACHE_DIR) and keeps what it
+        // cached only when the core says it is current (FOPEN_KEEP_CACHE).
+        match self.fs.open_dir(ino.0) {
+            Ok(o) => {
+                let mut flags = FopenFlags::FOPEN_CACHE_DIR;
+                if o.keep_cache {
+                    flags |= FopenFlags::FOPEN_KEEP_CACHE;
+                }
+                reply.opened(FileHandle(o.fh), flags)
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }

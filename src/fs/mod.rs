@@ -226,6 +226,10 @@ struct DirHandle {
     seen_pos: Option<usize>,
     /// Replies given (a reader that came back for a second is reading the whole listing).
     replies: usize,
+    /// How far the entries handed out go (None: the reader skipped some).
+    next_offset: Option<usize>,
+    /// When the first entries went out.
+    first_reply: Option<Instant>,
     eof: bool,
 }
 
@@ -712,13 +716,32 @@ impl MediaFs {
     // ----- directories ----------------------------------------------------------------------
 
     pub fn opendir(&self, ino: Ino) -> Result<u64, FsError> {
-        let parent = {
-            let ns = self.ns.lock();
+        self.open_dir(ino).map(|o| o.fh)
+    }
+
+    /// Open a directory. `keep_cache` says that the listing the kernel cached (FOPEN_CACHE_DIR)
+    /// is current: the listing is fresh, the directory has not changed since the kernel
+    /// received all of it, and the attributes that came with it are within the TTL. Then a
+    /// warm `ls -l` costs an open and a release, and nothing else reaches us.
+    pub fn open_dir(&self, ino: Ino) -> Result<Opened, FsError> {
+        let (parent, keep_cache) = {
+            let mut ns = self.ns.lock();
             let n = ns.live(ino).ok_or(FsError::NotFound)?;
             if n.kind != Kind::Dir {
                 return Err(FsError::NotDir);
             }
-            n.parent
+            let (parent, version) = (n.parent, n.content_version);
+            let ttl = self.opts.metadata_ttl;
+            let keep = self.listing_fresh(&ns)
+                && ns
+                    .kernel_dirs
+                    .get(&ino)
+                    .is_some_and(|(v, at)| *v == version && at.elapsed() < ttl);
+            if !keep {
+                // The kernel drops what it cached; what it caches next is what we hand out.
+                ns.kernel_dirs.remove(&ino);
+            }
+            (parent, keep)
         };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         let dh = DirHandle {
@@ -729,9 +752,16 @@ impl MediaFs {
             replies: 0,
             walk: None,
             eof: false,
+            next_offset: Some(0),
+            first_reply: None,
         };
         self.dirs.lock().insert(fh, Arc::new(Mutex::new(dh)));
-        Ok(fh)
+        Ok(Opened {
+            fh,
+            keep_cache,
+            no_flush: true,
+            direct_io: false,
+        })
     }
 
     /// Hand entries from `offset` on to `fill` until it returns true (its buffer is full).
@@ -751,11 +781,21 @@ impl MediaFs {
             .ok_or(FsError::BadHandle)?;
         let mut offset = offset as usize;
         let mut handed = 0usize;
+        {
+            let mut d = dh.lock();
+            // The kernel may ask again from an earlier entry (what did not fit the reader's
+            // buffer); a call past what was handed out is a seek, and the kernel does not
+            // cache such a pass.
+            if d.next_offset.is_some_and(|n| offset > n) {
+                d.next_offset = None;
+            }
+            d.first_reply.get_or_insert_with(Instant::now);
+        }
         loop {
             {
                 let sizes = self.buffer_sizes();
                 let mut d = dh.lock();
-                let ns = self.ns.lock();
+                let mut ns = self.ns.lock();
                 while offset < d.entries.len() {
                     let ino = d.entries[offset];
                     let name = match (offset, ns.node(ino)) {
@@ -780,6 +820,7 @@ impl MediaFs {
                     };
                     if fill(&entry) {
                         d.replies += 1;
+                        d.next_offset = d.next_offset.map(|n| n.max(offset));
                         return Ok(());
                     }
                     offset += 1;
@@ -789,10 +830,32 @@ impl MediaFs {
                 }
                 if d.eof || handed > 0 {
                     d.replies += 1;
+                    d.next_offset = d.next_offset.map(|n| n.max(offset));
+                    if d.eof && handed == 0 && offset >= 2 {
+                        // The end of a pass: the kernel now holds the whole listing if the
+                        // pass went through in order and handed out exactly the children.
+                        Self::kernel_got_listing(&mut ns, &d);
+                    }
                     return Ok(());
                 }
             }
             self.more_entries(&dh)?;
+        }
+    }
+
+    /// Record that the kernel cached the whole listing of `d`'s directory, when it did.
+    fn kernel_got_listing(ns: &mut Namespace, d: &DirHandle) {
+        let (Some(_), Some(first)) = (d.next_offset, d.first_reply) else {
+            return;
+        };
+        let Some(dir) = ns.live(d.ino) else {
+            return;
+        };
+        let exact = d.emitted.len() == dir.children.len()
+            && dir.children.values().all(|c| d.emitted.contains(c));
+        if exact {
+            let version = dir.content_version;
+            ns.kernel_dirs.insert(d.ino, (version, first));
         }
     }
 

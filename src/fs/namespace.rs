@@ -86,7 +86,8 @@ pub(crate) struct Node {
     pub seen_walk: u64,
     /// Epoch of the last local change (0: none).
     pub local_epoch: u64,
-    /// Changes whenever the bytes we would serve may have changed.
+    /// Changes whenever the bytes we would serve may have changed (for a directory: whenever
+    /// its list of children changes).
     pub content_version: u64,
     /// The content version the kernel may hold in its page cache (0: none).
     pub kernel_version: u64,
@@ -162,6 +163,10 @@ pub(crate) struct Namespace {
     /// Names a GET answered 404 for, and when.
     pub negative: HashMap<String, Instant>,
     pub defaults: Defaults,
+    /// Directories whose whole listing the kernel caches (FOPEN_CACHE_DIR): the directory's
+    /// content version it holds, and when the first of those entries (and their attributes)
+    /// was handed out.
+    pub kernel_dirs: InoMap<(u64, Instant)>,
 }
 
 /// Why a media name cannot be shown as a path, if it cannot.
@@ -207,6 +212,7 @@ impl Namespace {
             warned: HashSet::new(),
             negative: HashMap::new(),
             defaults,
+            kernel_dirs: InoMap::default(),
         }
     }
 
@@ -278,6 +284,7 @@ impl Namespace {
         if let Some(p) = self.nodes.get_mut(&parent) {
             p.children.insert(name.into(), ino);
         }
+        self.dir_changed(parent);
         ino
     }
 
@@ -297,6 +304,7 @@ impl Namespace {
                 p.children.remove(name.as_str());
             }
         }
+        self.dir_changed(parent);
         let mut stack = vec![ino];
         while let Some(i) = stack.pop() {
             if let Some(n) = self.nodes.get_mut(&i) {
@@ -322,6 +330,8 @@ impl Namespace {
                 p.children.remove(old_name.as_str());
             }
         }
+        self.dir_changed(old_parent);
+        self.dir_changed(new_parent);
         let path = self
             .join(new_parent, name)
             .unwrap_or_else(|| name.to_string());
@@ -347,6 +357,16 @@ impl Namespace {
                 stack.push(c);
             }
         }
+    }
+
+    /// The children of `dir` changed: a new content version, and the kernel's cached listing
+    /// of it is no longer current.
+    fn dir_changed(&mut self, dir: Ino) {
+        let v = self.next_version();
+        if let Some(d) = self.nodes.get_mut(&dir) {
+            d.content_version = v;
+        }
+        self.kernel_dirs.remove(&dir);
     }
 
     /// Record a local change of `ino` (and its directories) at a new epoch.

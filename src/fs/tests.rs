@@ -310,6 +310,80 @@ fn cold_ls_costs_one_list_per_1000_and_nothing_within_the_ttl() {
     assert_eq!(t.stats(), snap(0, 0, 0, 0));
 }
 
+/// A whole pass over a directory as the kernel makes it: batches of `batch` entries, an entry
+/// that does not fit asked for again, and a last call that hands out nothing.
+fn kernel_pass(t: &T, dir: Ino, batch: usize) -> (bool, Vec<String>) {
+    let o = t.fs.open_dir(dir).unwrap();
+    let mut offset = 0;
+    let mut names = Vec::new();
+    loop {
+        let mut got = 0;
+        t.fs.readdir(o.fh, offset, |e| {
+            if got == batch {
+                return true; // full: this entry is not taken
+            }
+            got += 1;
+            offset = e.offset;
+            if e.name != "." && e.name != ".." {
+                names.push(e.name.to_string());
+            }
+            false
+        })
+        .unwrap();
+        if got == 0 {
+            break;
+        }
+    }
+    t.fs.releasedir(o.fh);
+    (o.keep_cache, names)
+}
+
+#[test]
+fn the_kernel_keeps_a_cached_listing_while_it_is_current() {
+    let store = new_store(10);
+    for i in 0..25 {
+        seed(&store, &format!("d/n{i:02}"), b"1");
+    }
+    seed(&store, "e/x", b"1");
+    let t = mount_ttl(store, Duration::from_millis(300));
+    let dir = t.resolve("d").unwrap().ino;
+    let (keep, names) = kernel_pass(&t, dir, 7);
+    assert!(!keep, "nothing cached yet");
+    assert_eq!(names.len(), 25);
+    let (keep, _) = kernel_pass(&t, dir, 7);
+    assert!(keep, "the kernel has the whole listing and nothing changed");
+    // A change in another directory does not matter; one in this directory does.
+    t.write_file("e/y", b"2").unwrap();
+    assert!(kernel_pass(&t, dir, 7).0);
+    t.write_file("d/new", b"3").unwrap();
+    let (keep, names) = kernel_pass(&t, dir, 7);
+    assert!(!keep, "a file was added");
+    assert_eq!(names.len(), 26);
+    assert!(kernel_pass(&t, dir, 7).0);
+    t.rm("d/n00").unwrap();
+    assert!(!kernel_pass(&t, dir, 7).0, "a file was removed");
+    // A pass that skipped entries did not fill the kernel's cache.
+    t.write_file("d/new2", b"4").unwrap();
+    let o = t.fs.open_dir(dir).unwrap();
+    assert!(!o.keep_cache);
+    let mut last = 0;
+    t.fs.readdir(o.fh, 10, |e| {
+        last = e.offset;
+        false
+    })
+    .unwrap();
+    t.fs.readdir(o.fh, last, |_| false).unwrap();
+    t.fs.releasedir(o.fh);
+    assert!(
+        !kernel_pass(&t, dir, 7).0,
+        "the last full pass was the one with a seek"
+    );
+    assert!(kernel_pass(&t, dir, 7).0);
+    // Past the TTL the listing is walked again, so the kernel's copy is dropped.
+    std::thread::sleep(Duration::from_millis(350));
+    assert!(!kernel_pass(&t, dir, 7).0);
+}
+
 #[test]
 fn readdir_ahead_fetches_the_next_page_for_a_reader_that_came_back() {
     let store = new_store(10);
