@@ -62,7 +62,13 @@ static POOL: Mutex<Pool> = Mutex::new(Pool {
 impl PageBuf {
     /// A buffer of at least `len` bytes: recycled when the pool has one, else freshly mapped.
     pub(crate) fn new(len: usize) -> std::io::Result<PageBuf> {
-        let want = round_up(len.max(1), PAGE);
+        if len == 0 {
+            return Ok(PageBuf {
+                ptr: NonNull::dangling(),
+                cap: 0,
+            });
+        }
+        let want = round_up(len, PAGE);
         if want < SMALL {
             return PageBuf::map(want);
         }
@@ -146,6 +152,10 @@ impl PageBuf {
     /// Make the mapping exactly `cap` bytes (a page multiple), keeping the bytes that stay.
     fn resize(&mut self, cap: usize) -> std::io::Result<()> {
         if cap == self.cap {
+            return Ok(());
+        }
+        if self.cap == 0 {
+            *self = PageBuf::new(cap)?;
             return Ok(());
         }
         // SAFETY: remaps our own mapping; it may move, and `self.ptr` follows it.
@@ -273,5 +283,9 @@ mod tests {
         assert!(POOL.lock().bytes <= POOL_BYTES);
         let f = Filled { buf: b, len: 2 };
         assert_eq!(f.as_ref().len(), 2);
+        let mut empty = PageBuf::new(0).unwrap();
+        assert_eq!(empty.as_slice().len(), 0, "no mapping for nothing");
+        empty.reserve(10).unwrap();
+        empty.as_mut_slice()[..2].copy_from_slice(b"ok");
     }
 }
