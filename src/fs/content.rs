@@ -24,7 +24,7 @@ use bytes::Bytes;
 use lru::LruCache;
 use parking_lot::{Condvar, Mutex};
 
-use super::buf::PageBuf;
+use super::buf::{self, PageBuf};
 use super::error::FsError;
 use crate::api::{BodySink, Media};
 
@@ -259,6 +259,8 @@ impl BodySink for FlightSink<'_> {
                 match PageBuf::new(len) {
                     Ok(buf) => {
                         let sh = Arc::new(Shared { buf, len });
+                        let ahead = sh.clone();
+                        buf::in_background(move || ahead.buf.populate(ahead.len));
                         self.flight.st.lock().shared = Some(sh.clone());
                         self.shared = Some(sh);
                     }
