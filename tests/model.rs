@@ -1,41 +1,50 @@
 //! Model-based test through a real mount: random sequences of file-system operations (create,
-//! write at an offset, append, truncate, read, rename, unlink, mkdir, rmdir) on the mounted
-//! directory, mixed with puts and deletes made directly through the API, are applied both to the
-//! mount and to an in-memory model of what it should show. Every outcome (success or errno, and
-//! the bytes read) must be the one the model predicts; every few steps the whole tree seen through
-//! the mount (every directory listed, every file read and stat'ed) must be the model's view, and
-//! after every step the emulator's store must hold exactly the model's media.
+//! write at an offset, append, truncate, read, list, rename of files and directories, unlink,
+//! mkdir, rmdir) on the mounted directory, mixed with puts and deletes made directly through the
+//! API, are applied both to the mount and to an in-memory model of what it should show. Every
+//! outcome (success or errno, the bytes read, the names listed) must be the one the model
+//! predicts; after every step the emulator's store must hold exactly the model's media; every
+//! few steps the whole tree seen through the mount (every directory listed, every file read and
+//! stat'ed) must be the model's view.
 //!
 //! The model is a map of media name -> bytes (what the API holds) plus the set of *explicit*
 //! directories: made by `mkdir` in this mount, or emptied by our own `rm`, `mv` or `rmdir` (a
-//! directory the user sees does not vanish because the user emptied it, so `rm -r` works). The
-//! directories shown are the explicit ones, their parents, and the prefixes of media names. A
-//! directory made only of media goes away when those media are deleted through the API.
+//! directory does not vanish because the user emptied it, so `rm -r` works). The directories
+//! shown are the explicit ones, their parents, and the prefixes of media names; a directory made
+//! only of media goes away when they are deleted through the API. Errno predictions follow Linux,
+//! in its order (`rename(2)`: the parents, a missing source, EINVAL for a directory moved into
+//! itself, ENOTEMPTY for a target that is an ancestor of the source, then EISDIR/ENOTDIR).
 //!
-//! The mount runs with `--metadata-ttl 0s`: the kernel's entry and attribute caches get a zero
-//! timeout (every path walk asks the file system again) and the core revalidates every lookup
-//! with one list request (the account is small), so a change made through the API is visible to
-//! the very next operation and the model can be exact. The errno order of the predictions
-//! follows Linux (`rename(2)`: parents, then a missing source, then EINVAL for a directory moved
-//! into itself, ENOTEMPTY for a target that is an ancestor of the source, then EISDIR/ENOTDIR).
+//! The mount runs with `--metadata-ttl 0s`: the kernel's entry and attribute timeouts are zero
+//! (every path walk asks the file system again), and the core trusts nothing it cached, so a
+//! change made through the API is visible to the very next operation and the model can be exact.
+//! Two kinds of account are run: small (one listing page: every lookup, directories included,
+//! costs one list request that refreshes everything) and paged (one media a page: a file lookup
+//! is one GET, a cached directory is trusted until the next complete listing).
 //!
-//! Where the mount legitimately differs from a local disk (see the design's semantics table),
-//! the generator avoids the case instead of weakening the model:
-//! - The API has no directories: an empty directory cannot be made through it, so API puts
-//!   only make media (whose parents are directories).
+//! Where the mount legitimately differs from a local disk (see the design), the generator avoids
+//! the case instead of weakening the model:
+//! - The API has no directories: an empty directory cannot be made through it.
 //! - A media that is a name prefix of another (`a` and `a/b`) is not a tree: the file wins and
-//!   the other is hidden. API puts that would make one (a name under a file, or a name that is a
-//!   directory in the model, an explicit one included) are not generated; through the mount such
+//!   the other is hidden. API puts that would make one (under a file, or at a name that is a
+//!   directory in the model, explicit ones included) are not generated. Through the mount such
 //!   clashes are ordinary errors (ENOTDIR, EISDIR, EEXIST) and are generated often.
-//! - The API has no ETags or timestamps: a listing shows only names and sizes, and the data
-//!   cache keeps a body while its size is unchanged. So an API put never gives a name a size
-//!   that name has already had (a same-size overwrite made elsewhere is invisible until the body
-//!   leaves the cache, as the design says).
+//! - The API has no ETags or timestamps: a listing shows names and sizes only, and a cached body
+//!   is kept while its size is unchanged. So an API put never gives a name a size that name has
+//!   already had (a same-size overwrite made elsewhere shows once the body leaves the cache).
+//! - Paged only: the API cannot be asked about one directory, so a directory emptied elsewhere
+//!   is shown until the next complete listing; API deletes that would empty one are not
+//!   generated. For the same reason whether our removal of the last entry of a directory keeps it
+//!   depends on whether the mount has seen deletions made there elsewhere: such a removal is
+//!   preceded by a listing of the tree (as `rm -r` lists before it removes).
 //!
-//! The name space is small (4 file names, 2 directory names, directories up to 2 deep) so that
-//! operations collide often. The RNG is a seeded xorshift; on failure the seed and every step so
-//! far are printed. Replay or explore with `MODEL_SEEDS=7,8,9 MODEL_STEPS=400 cargo test --test
-//! model -- from_env --nocapture`.
+//! Operations are drawn from a small name space (4 file names, 2 directory names, at most 2
+//! directories deep) so that they collide often, with bursts of API changes and short scenarios
+//! that use a name through the mount right after it changed elsewhere (see [`scenario`]). The
+//! RNG is a seeded xorshift and generation depends only on the seed: on failure the seed and
+//! every step are printed. Replay or explore with
+//! `MODEL_SEEDS=7,8 MODEL_PAGE_SIZE=1 MODEL_STEPS=400 cargo test --test model -- from_env
+//! --nocapture` (`MODEL_TRACE=1` prints the steps of passing runs too).
 
 mod common;
 
