@@ -61,7 +61,11 @@ fn run(args: &Args, readiness: &mut Readiness) -> Result<(), String> {
     }
     // From here on every thread inherits these.
     daemon::block_exit_signals();
-    daemon::make_non_dumpable();
+    if daemon::make_non_dumpable() {
+        log::debug!("core dumps are off: the process is not dumpable");
+    } else {
+        log::warn!("could not mark the process non-dumpable: a core dump could hold credentials");
+    }
 
     // Kept alive for the life of the mount in demo mode.
     let (_emulator, http) = match http {
