@@ -456,3 +456,24 @@ fn sigterm_uploads_open_dirty_files_then_unmounts() {
     assert!(status.success(), "exit status {status}:\n{}", m.log_text());
     assert!(!m.is_mounted());
 }
+
+#[test]
+fn mount_options_set_owner_modes_and_read_only() {
+    let m = Mount::with(
+        emulator_with(&[("d/f.txt", b"x")]),
+        &["-o", "ro,uid=1234,gid=5678,umask=027"],
+    );
+    let f = std::fs::metadata(m.path("d/f.txt")).unwrap();
+    let d = std::fs::metadata(m.path("d")).unwrap();
+    assert_eq!((f.uid(), f.gid()), (1234, 5678));
+    assert_eq!(f.mode() & 0o777, 0o640);
+    assert_eq!(d.mode() & 0o777, 0o750);
+    let out = sh(&format!("echo y > {}", q(&m.path("new"))));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Read-only file system"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(m.stats().put, 0);
+}
