@@ -19,6 +19,13 @@ use bwmediafs::fs::{FsOptions, MediaFs};
 use bwmediafs::fuse::{self, MountOptions};
 
 fn main() {
+    // A panicking FUSE worker would leave its request unanswered and the caller hung for good;
+    // ending the process instead turns the mount into a dead one that the next mount clears.
+    std::panic::set_hook(Box::new(|info| {
+        log::error!("internal error, stopping: {info}");
+        eprintln!("bwmediafs: internal error, stopping: {info}");
+        std::process::abort();
+    }));
     let args = Args::parse();
     if let Err(message) = init_logging(&args) {
         eprintln!("bwmediafs: {message}");
