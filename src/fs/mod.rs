@@ -462,15 +462,19 @@ impl MediaFs {
             let path = ns.join(parent, name).ok_or(FsError::NotFound)?;
             match ns.child(parent, name).and_then(|c| ns.node(c)) {
                 Some(n) => {
-                    if n.kind == Kind::Dir
-                        || !n.remote
-                        || fresh(n.verified_at, self.opts.metadata_ttl)
+                    // A directory can only be revalidated by a listing: done when that is one
+                    // request (a small account), else the cached one is trusted.
+                    let dir_known =
+                        n.kind == Kind::Dir && (ns.complete_pages != 1 || self.listing_fresh(&ns));
+                    if dir_known
+                        || (n.kind == Kind::File && !n.remote)
+                        || (n.kind == Kind::File && fresh(n.verified_at, self.opts.metadata_ttl))
                     {
                         let ino = n.ino;
                         drop(ns);
                         return self.attr_of(ino);
                     }
-                    (path, Some(n.ino))
+                    (path, (n.kind == Kind::File).then_some(n.ino))
                 }
                 None if self.listing_fresh(&ns) => return Err(FsError::NotFound),
                 None => (path, None),
@@ -879,6 +883,8 @@ impl MediaFs {
         let mut ns = self.ns.lock();
         check(&ns)?;
         ns.detach(ino);
+        // Its parent may now be empty: it stays, like one emptied by `rm` (so `rm -r` works).
+        keep_emptied_dir(&mut ns, parent);
         Ok(())
     }
 

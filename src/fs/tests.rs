@@ -1051,6 +1051,23 @@ fn mkdir_and_rmdir() {
 }
 
 #[test]
+fn rm_r_of_a_directory_made_only_of_media_removes_every_level() {
+    // `rm -r a`: unlink a/b/f, rmdir a/b, rmdir a. The rmdir of a/b empties `a`, which must
+    // stay for the last rmdir even after a listing (with a zero TTL every step lists).
+    let store = new_store(1000);
+    seed(&store, "a/b/f", b"1");
+    seed(&store, "g", b"2");
+    let t = mount_ttl(store, Duration::ZERO);
+    t.rm("a/b/f").unwrap();
+    let a = t.resolve("a").unwrap().ino;
+    t.fs.rmdir(a, &os("b")).unwrap();
+    assert_eq!(t.ls("").unwrap(), vec!["a", "g"]);
+    assert_eq!(t.ls("a").unwrap(), Vec::<String>::new());
+    t.fs.rmdir(ROOT_INO, &os("a")).unwrap();
+    assert_eq!(t.ls("").unwrap(), vec!["g"]);
+}
+
+#[test]
 fn chmod_chown_utimens_are_remembered() {
     let store = new_store(1000);
     seed(&store, "f", b"1");
@@ -1392,6 +1409,37 @@ fn directories_emptied_elsewhere_vanish_and_removed_files_have_no_attributes() {
 }
 
 #[test]
+fn a_stale_directory_lookup_asks_again_on_a_small_account() {
+    let store = new_store(1000);
+    seed(&store, "d/x", b"1");
+    seed(&store, "e/x", b"1");
+    let t = mount_ttl(store.clone(), Duration::ZERO);
+    assert_eq!(t.resolve("d").unwrap().kind, Kind::Dir);
+    store.delete("d/x");
+    seed(&store, "d", b"now a file");
+    store.delete("e/x");
+    // The next lookup of each name sees what the server holds: one list request each.
+    t.reset();
+    assert_eq!(t.resolve("d").unwrap().kind, Kind::File);
+    assert_eq!(errno_of(t.resolve("e")), libc::ENOENT);
+    assert_eq!(t.stats(), snap(2, 0, 0, 0));
+    // So creating a file named like a directory emptied elsewhere works.
+    let (attr, o) =
+        t.fs.create(ROOT_INO, &os("e"), 0o644, 0, libc::O_WRONLY | libc::O_CREAT)
+            .unwrap();
+    assert_eq!(attr.kind, Kind::File);
+    t.fs.release(o.fh).unwrap();
+    assert_eq!(t.stored("e").unwrap(), b"");
+    // Within the TTL a cached directory costs nothing.
+    let store = new_store(1000);
+    seed(&store, "d/x", b"1");
+    let t = mount(store);
+    t.reset();
+    assert_eq!(t.resolve("d").unwrap().kind, Kind::Dir);
+    assert_eq!(t.stats(), snap(0, 0, 0, 0));
+}
+
+#[test]
 fn a_directory_rename_that_fails_midway_loses_nothing() {
     let store = new_store(1000);
     seed(&store, "src/a", b"1");
@@ -1412,4 +1460,24 @@ fn a_directory_rename_that_fails_midway_loses_nothing() {
     *t.faults.delete.lock() = None;
     t.mv("src", "dst2").unwrap();
     assert_eq!(t.ls("dst2").unwrap(), vec!["a", "b"]);
+}
+
+#[test]
+fn a_file_replaced_by_a_directory_elsewhere_shows_as_the_directory() {
+    // The listing that shows `d/x` does not show `d`: the cached file `d` must not hide it.
+    let store = new_store(1000);
+    seed(&store, "d", b"1");
+    let t = mount_ttl(store.clone(), Duration::ZERO);
+    assert_eq!(t.resolve("d").unwrap().kind, Kind::File);
+    store.delete("d");
+    seed(&store, "d/x", b"2");
+    assert_eq!(t.ls("").unwrap(), vec!["d"]);
+    assert_eq!(t.resolve("d").unwrap().kind, Kind::Dir);
+    assert_eq!(t.cat("d/x").unwrap(), b"2");
+    // While both exist the file wins, whatever was cached before.
+    seed(&store, "d", b"3");
+    assert_eq!(t.ls("").unwrap(), vec!["d"]);
+    assert_eq!(t.resolve("d").unwrap().kind, Kind::File);
+    store.delete("d/x");
+    assert_eq!(t.cat("d").unwrap(), b"3");
 }
