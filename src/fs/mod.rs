@@ -877,7 +877,11 @@ impl MediaFs {
             }
             Ok(())
         };
-        check(&self.ns.lock())?;
+        match check(&self.ns.lock()) {
+            // Only a fresh listing can say it is not empty: its media may be gone elsewhere.
+            Ok(()) | Err(FsError::NotEmpty) => {}
+            Err(e) => return Err(e),
+        }
         // Media under it we have not seen yet would make it non-empty.
         self.ensure_complete()?;
         let mut ns = self.ns.lock();
@@ -1541,13 +1545,21 @@ impl MediaFs {
                     "cannot move a directory into itself".into(),
                 ));
             }
-            if let (Some(d), Some(Kind::Dir)) = (dst, dk) {
-                if ns.live(d).is_some_and(|n| !n.children.is_empty()) {
-                    return Err(FsError::NotEmpty);
-                }
-            }
             (sk, dk)
         };
+        if let (Kind::Dir, Some(d), Some(Kind::Dir)) = (src_kind, dst, dst_kind) {
+            // Only a fresh complete listing can say whether the target is empty: media may have
+            // come or gone elsewhere (free when the listing is fresh; rename_dir needs it too).
+            self.ensure_complete()?;
+            if self
+                .ns
+                .lock()
+                .live(d)
+                .is_some_and(|n| !n.children.is_empty())
+            {
+                return Err(FsError::NotEmpty);
+            }
+        }
         match (src_kind, dst_kind) {
             (Kind::File, Some(Kind::Dir)) => Err(FsError::IsDir),
             (Kind::Dir, Some(Kind::File)) => Err(FsError::NotDir),

@@ -1440,6 +1440,53 @@ fn a_stale_directory_lookup_asks_again_on_a_small_account() {
 }
 
 #[test]
+fn rmdir_of_a_directory_emptied_elsewhere_succeeds_once_the_ttl_is_over() {
+    // A large account (several pages): the kernel's lookup of `d` answers from the cache, so
+    // rmdir itself must not refuse with ENOTEMPTY on what the cache remembers.
+    let store = new_store(2);
+    for n in ["a", "b", "c"] {
+        seed(&store, n, b"1");
+    }
+    let t = mount_ttl(store.clone(), Duration::ZERO);
+    t.fs.mkdir(ROOT_INO, &os("d"), 0o755, 0).unwrap();
+    seed(&store, "d/x", b"1");
+    assert_eq!(t.ls("d").unwrap(), vec!["x"]);
+    store.delete("d/x");
+    t.resolve("d").unwrap();
+    t.fs.rmdir(ROOT_INO, &os("d")).unwrap();
+    assert_eq!(t.ls("").unwrap(), vec!["a", "b", "c"]);
+    // Still refused while it holds something.
+    t.fs.mkdir(ROOT_INO, &os("e"), 0o755, 0).unwrap();
+    seed(&store, "e/y", b"1");
+    assert_eq!(errno_of(t.fs.rmdir(ROOT_INO, &os("e"))), libc::ENOTEMPTY);
+}
+
+#[test]
+fn a_directory_rename_over_a_directory_emptied_elsewhere_succeeds() {
+    // A large account: the cache still holds `f/h`, deleted elsewhere; the rename must not
+    // refuse with ENOTEMPTY without asking.
+    let store = new_store(2);
+    for n in ["a", "b", "s/x"] {
+        seed(&store, n, b"1");
+    }
+    let t = mount_ttl(store.clone(), Duration::ZERO);
+    t.fs.mkdir(ROOT_INO, &os("f"), 0o755, 0).unwrap();
+    seed(&store, "f/h", b"1");
+    assert_eq!(t.ls("f").unwrap(), vec!["h"]);
+    store.delete("f/h");
+    t.mv("s", "f").unwrap();
+    assert_eq!(t.store.names(), vec!["a", "b", "f/x"]);
+    assert_eq!(t.ls("f").unwrap(), vec!["x"]);
+    // Refused when the target holds something, even a media not listed yet (which a
+    // replaced target would have hidden while it stayed on the server).
+    t.fs.mkdir(ROOT_INO, &os("g"), 0o755, 0).unwrap();
+    seed(&store, "g/y", b"1");
+    assert_eq!(errno_of(t.mv("f", "g")), libc::ENOTEMPTY);
+    assert_eq!(t.store.names(), vec!["a", "b", "f/x", "g/y"]);
+    assert_eq!(t.ls("g").unwrap(), vec!["y"]);
+}
+
+#[test]
 fn a_directory_rename_that_fails_midway_loses_nothing() {
     let store = new_store(1000);
     seed(&store, "src/a", b"1");
