@@ -34,7 +34,7 @@ use serde::Deserialize;
 use super::auth::{Auth, Credentials, TokenHttp};
 use super::path::{encode_media_id, url_can_carry};
 use super::retry::{self, parse_retry_after, Failure, RetryPolicy};
-use super::{ApiError, ListPage, Media, MediaApi, MediaInfo, MAX_MEDIA_SIZE};
+use super::{ApiError, BodySink, ListPage, Media, MediaApi, MediaInfo, MAX_MEDIA_SIZE};
 
 /// Production's Messaging API base.
 pub const DEFAULT_BASE_URL: &str = "https://messaging.bandwidth.com/api/v2";
@@ -286,8 +286,15 @@ impl HttpApi {
         Ok(ListPage { items, next })
     }
 
-    fn get_once(&self, url: &str, what: &str, renewed: &mut bool) -> Result<Media, Failure> {
-        let (resp, authorization) =
+    /// One attempt of [`MediaApi::get_into`]: the body goes to `sink` as it arrives.
+    fn get_once_into(
+        &self,
+        url: &str,
+        what: &str,
+        renewed: &mut bool,
+        sink: &mut dyn BodySink,
+    ) -> Result<Media, Failure> {
+        let (mut resp, authorization) =
             self.send(what, renewed, || self.client.get(url).header(ACCEPT, "*/*"))?;
         if !resp.status().is_success() {
             return Err(self.status_failure(resp, &authorization, &Op::Other, *renewed));
@@ -300,13 +307,103 @@ impl HttpApi {
         };
         let content_type = header(CONTENT_TYPE);
         let cache_control = header(CACHE_CONTROL);
-        let body = read_body(resp, MAX_GET_BODY, "media")?;
+        let announced = announced_length(&resp, MAX_GET_BODY, "media")?;
+        sink.start(announced);
+        let mut got: u64 = 0;
+        loop {
+            let space = sink.space();
+            if space.is_empty() {
+                // All that was announced is in: the answer must end here.
+                let mut probe = [0u8; 1];
+                match resp.read(&mut probe) {
+                    Ok(0) => break,
+                    Ok(_) => {
+                        return Err(Failure::transient(ApiError::Malformed(format!(
+                            "the media has more than the {got} bytes announced"
+                        ))))
+                    }
+                    Err(e) => return Err(cut(what, "media", got, announced, &e)),
+                }
+            }
+            let n = match resp.read(space) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => return Err(cut(what, "media", got, announced, &e)),
+            };
+            got += n as u64;
+            sink.advance(n);
+            if got > MAX_GET_BODY {
+                return Err(Failure::fatal(ApiError::Malformed(format!(
+                    "the media is larger than the {MAX_GET_BODY} bytes accepted"
+                ))));
+            }
+        }
+        if let Some(n) = announced {
+            if got != n {
+                return Err(Failure::transient(ApiError::Malformed(format!(
+                    "the media has {got} bytes where {n} were announced"
+                ))));
+            }
+        }
         Ok(Media {
-            body,
+            body: Bytes::new(),
             content_type,
             cache_control,
         })
     }
+}
+
+/// A [`BodySink`] into one vector: the whole body at the end.
+#[derive(Default)]
+struct VecSink {
+    buf: Vec<u8>,
+    len: usize,
+    /// The answer announced its length (the vector has it); else it grows as bytes come.
+    announced: bool,
+}
+
+impl BodySink for VecSink {
+    fn start(&mut self, len: Option<u64>) {
+        self.len = 0;
+        // Zeroed by the allocator (fresh pages), not by a pass over the memory.
+        self.buf = vec![0; len.map_or(0, |n| n as usize)];
+        self.announced = len.is_some();
+    }
+
+    fn space(&mut self) -> &mut [u8] {
+        if !self.announced && self.buf.len() < self.len + 64 * 1024 {
+            self.buf.resize(self.len + 64 * 1024, 0);
+        }
+        &mut self.buf[self.len..]
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.len += n;
+    }
+}
+
+/// The `Content-Length` of an answer, refused when over `cap`.
+fn announced_length(resp: &Response, cap: u64, what: &str) -> Result<Option<u64>, Failure> {
+    let announced = resp
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    match announced {
+        Some(n) if n > cap => Err(Failure::fatal(ApiError::Malformed(format!(
+            "the {what} announces {n} bytes, more than the {cap} accepted"
+        )))),
+        _ => Ok(announced),
+    }
+}
+
+/// A body that stopped before its end: transient.
+fn cut(what: &str, body: &str, got: u64, announced: Option<u64>, e: &std::io::Error) -> Failure {
+    let of = announced.map(|n| format!(" of {n}")).unwrap_or_default();
+    Failure::transient(ApiError::Transport(format!(
+        "{what}: the {body} was cut after {got}{of} bytes: {}",
+        chain(e)
+    )))
 }
 
 /// What a call does, for the statuses whose meaning depends on it.
@@ -380,14 +477,24 @@ impl MediaApi for HttpApi {
     }
 
     fn get(&self, name: &str) -> Result<Media, ApiError> {
+        let mut sink = VecSink::default();
+        let media = self.get_into(name, &mut sink)?;
+        sink.buf.truncate(sink.len);
+        Ok(Media {
+            body: Bytes::from(sink.buf),
+            ..media
+        })
+    }
+
+    fn get_into(&self, name: &str, sink: &mut dyn BodySink) -> Result<Media, ApiError> {
         check_name(name)?;
         let url = self.media_url(name);
         let what = format!("get {name:?}");
         let mut renewed = false;
         let media = retry::run(&self.retry, &what, |_| {
-            self.get_once(&url, &what, &mut renewed)
+            self.get_once_into(&url, &what, &mut renewed, sink)
         })?;
-        log::debug!("{what}: {} bytes", media.body.len());
+        log::debug!("{what}: done");
         Ok(media)
     }
 
