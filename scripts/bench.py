@@ -250,7 +250,11 @@ def bench_reads(args, table, work, latency):
                 try:
                     drop_caches()
                     groups = [" ".join(f"'{n}'" for n in names[i::8]) for i in range(8)]
-                    script = f"cd {m.mnt} && " + " ".join(f"(cat {g} > /dev/null) &" for g in groups) + " wait"
+                    # Each reader's status is checked: `cd X && (a) & (b) & wait` would run only
+                    # the first reader inside the mount, and `wait` alone reports no failure.
+                    script = (f"cd {m.mnt} || exit 1; pids=; "
+                              + " ".join(f"cat {g} > /dev/null & pids=\"$pids $!\";" for g in groups)
+                              + " for p in $pids; do wait $p || exit 1; done")
                     return sh(script)
                 finally:
                     m.close()

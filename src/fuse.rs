@@ -10,6 +10,10 @@
 //! atomic `O_TRUNC` (so `cp` over a file costs one upload, not two); readdirplus (an `ls -l`
 //! gets names and attributes in one pass); parallel directory operations; `FOPEN_KEEP_CACHE`
 //! when the core says the kernel's cached pages are still current.
+//!
+//! Replies go out before the work that follows them: a read's thread answers as soon as its
+//! bytes are in and stays to finish the download; a listing's thread answers, then fetches the
+//! next page of the walk (`readdir_ahead`) while the kernel hands out the entries it has.
 
 use std::ffi::OsStr;
 use std::io;
@@ -27,7 +31,7 @@ use fuser::{
 };
 use parking_lot::{Condvar, Mutex};
 
-use crate::fs::{Attr, FsError, Kind, MediaFs, SetAttr};
+use crate::fs::{Attr, FsError, Kind, MediaFs, Opened, SetAttr};
 
 /// Event-loop threads: how many requests may be in progress at once.
 pub const EVENT_THREADS: usize = 16;
@@ -185,6 +189,13 @@ fn errno(e: &FsError) -> Errno {
     Errno::from_i32(e.errno())
 }
 
+/// The preferred I/O size `stat` shows (tools size their buffers after it). Reads come in the
+/// kernel's readahead sizes whatever buffer a program uses, so a larger one would only cost the
+/// reader memory; every `write` is a request of its own, so a file just created (`cp` sizes its
+/// buffer after the destination's fstat) shows [`WRITE_BLKSIZE`], as large as a write can be.
+const READ_BLKSIZE: u32 = 128 * 1024;
+const WRITE_BLKSIZE: u32 = 1024 * 1024;
+
 fn file_attr(a: &Attr) -> FileAttr {
     FileAttr {
         ino: INodeNo(a.ino),
@@ -200,8 +211,7 @@ fn file_attr(a: &Attr) -> FileAttr {
         uid: a.uid,
         gid: a.gid,
         rdev: 0,
-        // The preferred I/O size: tools like cp size their buffers after it.
-        blksize: 128 * 1024,
+        blksize: READ_BLKSIZE,
         flags: 0,
     }
 }
@@ -220,12 +230,22 @@ fn time(t: TimeOrNow) -> SystemTime {
     }
 }
 
-fn fopen(keep_cache: bool) -> FopenFlags {
-    if keep_cache {
-        FopenFlags::FOPEN_KEEP_CACHE
-    } else {
-        FopenFlags::empty()
+/// FOPEN_KEEP_CACHE when the kernel's pages are current; FOPEN_NOFLUSH for a handle that
+/// cannot write (a close then costs no FLUSH round trip: there is nothing to upload);
+/// FOPEN_DIRECT_IO for one that can only write (its writes skip the page cache, one copy
+/// less, and skip the security.capability lookup the kernel makes before each cached write).
+fn fopen(o: &Opened) -> FopenFlags {
+    let mut flags = FopenFlags::empty();
+    if o.keep_cache {
+        flags |= FopenFlags::FOPEN_KEEP_CACHE;
     }
+    if o.no_flush {
+        flags |= FopenFlags::FOPEN_NOFLUSH;
+    }
+    if o.direct_io {
+        flags |= FopenFlags::FOPEN_DIRECT_IO;
+    }
+    flags
 }
 
 fn reply_xattr(reply: ReplyXattr, size: u32, value: Result<Vec<u8>, FsError>) {
@@ -259,7 +279,7 @@ fn empty(reply: ReplyEmpty, r: Result<(), FsError>) {
 
 impl Filesystem for FuseFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
-        if let Err(nearest) = config.set_max_write(4 * 1024 * 1024) {
+        if let Err(nearest) = config.set_max_write(WRITE_BLKSIZE) {
             let _ = config.set_max_write(nearest);
         }
         if let Err(nearest) = config.set_max_readahead(4 * 1024 * 1024) {
@@ -392,7 +412,7 @@ impl Filesystem for FuseFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.fs.open(ino.0, flags.0) {
-            Ok(o) => reply.opened(FileHandle(o.fh), fopen(o.keep_cache)),
+            Ok(o) => reply.opened(FileHandle(o.fh), fopen(&o)),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -408,10 +428,10 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.fs.read(fh.0, offset, size) {
+        self.fs.read_with(fh.0, offset, size, move |r| match r {
             Ok(b) => reply.data(&b),
             Err(e) => reply.error(errno(&e)),
-        }
+        });
     }
 
     fn write(
@@ -480,8 +500,9 @@ impl Filesystem for FuseFs {
         });
         match r {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => return reply.error(errno(&e)),
         }
+        self.fs.readdir_ahead(fh.0);
     }
 
     fn readdirplus(
@@ -505,8 +526,9 @@ impl Filesystem for FuseFs {
         });
         match r {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => return reply.error(errno(&e)),
         }
+        self.fs.readdir_ahead(fh.0);
     }
 
     fn releasedir(
@@ -582,10 +604,13 @@ impl Filesystem for FuseFs {
         match self.fs.create(parent.0, name, mode, umask, flags) {
             Ok((a, o)) => reply.created(
                 &self.ttl(),
-                &file_attr(&a),
+                &FileAttr {
+                    blksize: WRITE_BLKSIZE,
+                    ..file_attr(&a)
+                },
                 Generation(0),
                 FileHandle(o.fh),
-                fopen(o.keep_cache),
+                fopen(&o),
             ),
             Err(e) => reply.error(errno(&e)),
         }

@@ -22,6 +22,7 @@ use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use base64::Engine;
 use bytes::Bytes;
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header::{
@@ -31,9 +32,9 @@ use reqwest::header::{
 use serde::Deserialize;
 
 use super::auth::{Auth, Credentials, TokenHttp};
-use super::path::encode_media_id;
+use super::path::{encode_media_id, url_can_carry};
 use super::retry::{self, parse_retry_after, Failure, RetryPolicy};
-use super::{ApiError, ListPage, Media, MediaApi, MediaInfo, MAX_MEDIA_SIZE};
+use super::{ApiError, BodySink, ListPage, Media, MediaApi, MediaInfo, MAX_MEDIA_SIZE};
 
 /// Production's Messaging API base.
 pub const DEFAULT_BASE_URL: &str = "https://messaging.bandwidth.com/api/v2";
@@ -193,13 +194,14 @@ impl HttpApi {
 
     /// Send one request built by `build`, with authorization; under OAuth2 a 401 renews the token
     /// and repeats the request, once per call (`renewed` spans the call's attempts). Answers with
-    /// any status are returned; only a failure to get an answer is an error.
+    /// any status are returned, with the `Authorization` value they answered (so that an error
+    /// answer can be stripped of it); only a failure to get an answer is an error.
     fn send(
         &self,
         what: &str,
         renewed: &mut bool,
         build: impl Fn() -> RequestBuilder,
-    ) -> Result<Response, Failure> {
+    ) -> Result<(Response, HeaderValue), Failure> {
         loop {
             // Token failures have had their own retries: do not multiply them.
             let authorization = self
@@ -218,12 +220,19 @@ impl HttpApi {
                 drain(resp);
                 continue;
             }
-            return Ok(resp);
+            return Ok((resp, authorization));
         }
     }
 
-    /// The failure an answer with a non-success status stands for.
-    fn status_failure(&self, resp: Response, op: &Op<'_>, renewed: bool) -> Failure {
+    /// The failure an answer with a non-success status stands for. `authorization` is the value
+    /// the request carried: a server may echo it, and no error may show it.
+    fn status_failure(
+        &self,
+        resp: Response,
+        authorization: &HeaderValue,
+        op: &Op<'_>,
+        renewed: bool,
+    ) -> Failure {
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()
@@ -231,7 +240,8 @@ impl HttpApi {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
         let body = read_limited(resp, MAX_ERROR_BODY).unwrap_or_default();
-        let error = status_error(status, &body, op, || {
+        let hide = secrets_of(authorization);
+        let error = status_error(status, &body, &hide, op, || {
             (self.auth.refused_message(renewed), self.account_id.clone())
         });
         let mut failure = Failure::from(error);
@@ -246,7 +256,7 @@ impl HttpApi {
         token: Option<&HeaderValue>,
         renewed: &mut bool,
     ) -> Result<ListPage, Failure> {
-        let resp = self.send("list", renewed, || {
+        let (resp, authorization) = self.send("list", renewed, || {
             let req = self
                 .client
                 .get(&self.media_base)
@@ -257,7 +267,7 @@ impl HttpApi {
             }
         })?;
         if !resp.status().is_success() {
-            return Err(self.status_failure(resp, &Op::Other, *renewed));
+            return Err(self.status_failure(resp, &authorization, &Op::Other, *renewed));
         }
         let next = match resp.headers().get(CONTINUATION_TOKEN) {
             None => None,
@@ -276,10 +286,18 @@ impl HttpApi {
         Ok(ListPage { items, next })
     }
 
-    fn get_once(&self, url: &str, what: &str, renewed: &mut bool) -> Result<Media, Failure> {
-        let resp = self.send(what, renewed, || self.client.get(url).header(ACCEPT, "*/*"))?;
+    /// One attempt of [`MediaApi::get_into`]: the body goes to `sink` as it arrives.
+    fn get_once_into(
+        &self,
+        url: &str,
+        what: &str,
+        renewed: &mut bool,
+        sink: &mut dyn BodySink,
+    ) -> Result<Media, Failure> {
+        let (mut resp, authorization) =
+            self.send(what, renewed, || self.client.get(url).header(ACCEPT, "*/*"))?;
         if !resp.status().is_success() {
-            return Err(self.status_failure(resp, &Op::Other, *renewed));
+            return Err(self.status_failure(resp, &authorization, &Op::Other, *renewed));
         }
         let header = |name| {
             resp.headers()
@@ -289,13 +307,103 @@ impl HttpApi {
         };
         let content_type = header(CONTENT_TYPE);
         let cache_control = header(CACHE_CONTROL);
-        let body = read_body(resp, MAX_GET_BODY, "media")?;
+        let announced = announced_length(&resp, MAX_GET_BODY, "media")?;
+        sink.start(announced);
+        let mut got: u64 = 0;
+        loop {
+            let space = sink.space();
+            if space.is_empty() {
+                // All that was announced is in: the answer must end here.
+                let mut probe = [0u8; 1];
+                match resp.read(&mut probe) {
+                    Ok(0) => break,
+                    Ok(_) => {
+                        return Err(Failure::transient(ApiError::Malformed(format!(
+                            "the media has more than the {got} bytes announced"
+                        ))))
+                    }
+                    Err(e) => return Err(cut(what, "media", got, announced, &e)),
+                }
+            }
+            let n = match resp.read(space) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => return Err(cut(what, "media", got, announced, &e)),
+            };
+            got += n as u64;
+            sink.advance(n);
+            if got > MAX_GET_BODY {
+                return Err(Failure::fatal(ApiError::Malformed(format!(
+                    "the media is larger than the {MAX_GET_BODY} bytes accepted"
+                ))));
+            }
+        }
+        if let Some(n) = announced {
+            if got != n {
+                return Err(Failure::transient(ApiError::Malformed(format!(
+                    "the media has {got} bytes where {n} were announced"
+                ))));
+            }
+        }
         Ok(Media {
-            body,
+            body: Bytes::new(),
             content_type,
             cache_control,
         })
     }
+}
+
+/// A [`BodySink`] into one vector: the whole body at the end.
+#[derive(Default)]
+struct VecSink {
+    buf: Vec<u8>,
+    len: usize,
+    /// The answer announced its length (the vector has it); else it grows as bytes come.
+    announced: bool,
+}
+
+impl BodySink for VecSink {
+    fn start(&mut self, len: Option<u64>) {
+        self.len = 0;
+        // Zeroed by the allocator (fresh pages), not by a pass over the memory.
+        self.buf = vec![0; len.map_or(0, |n| n as usize)];
+        self.announced = len.is_some();
+    }
+
+    fn space(&mut self) -> &mut [u8] {
+        if !self.announced && self.buf.len() < self.len + 64 * 1024 {
+            self.buf.resize(self.len + 64 * 1024, 0);
+        }
+        &mut self.buf[self.len..]
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.len += n;
+    }
+}
+
+/// The `Content-Length` of an answer, refused when over `cap`.
+fn announced_length(resp: &Response, cap: u64, what: &str) -> Result<Option<u64>, Failure> {
+    let announced = resp
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    match announced {
+        Some(n) if n > cap => Err(Failure::fatal(ApiError::Malformed(format!(
+            "the {what} announces {n} bytes, more than the {cap} accepted"
+        )))),
+        _ => Ok(announced),
+    }
+}
+
+/// A body that stopped before its end: transient.
+fn cut(what: &str, body: &str, got: u64, announced: Option<u64>, e: &std::io::Error) -> Failure {
+    let of = announced.map(|n| format!(" of {n}")).unwrap_or_default();
+    Failure::transient(ApiError::Transport(format!(
+        "{what}: the {body} was cut after {got}{of} bytes: {}",
+        chain(e)
+    )))
 }
 
 /// What a call does, for the statuses whose meaning depends on it.
@@ -304,15 +412,17 @@ enum Op<'a> {
     Other,
 }
 
-/// The error an answer with a non-success `status` and error `body` stands for. `who` gives the
-/// message of a 401 and the account id (for a 403).
+/// The error an answer with a non-success `status` and error `body` stands for; the server's texts
+/// are quoted with every string of `hide` masked. `who` gives the message of a 401 and the
+/// account id (for a 403).
 fn status_error(
     status: u16,
     body: &[u8],
+    hide: &[String],
     op: &Op<'_>,
     who: impl FnOnce() -> (String, String),
 ) -> ApiError {
-    let (kind, description) = parse_error_body(body);
+    let (kind, description) = parse_error_body_hiding(body, hide);
     let said = description
         .as_deref()
         .map(|d| format!(" (server: {d})"))
@@ -367,13 +477,24 @@ impl MediaApi for HttpApi {
     }
 
     fn get(&self, name: &str) -> Result<Media, ApiError> {
+        let mut sink = VecSink::default();
+        let media = self.get_into(name, &mut sink)?;
+        sink.buf.truncate(sink.len);
+        Ok(Media {
+            body: Bytes::from(sink.buf),
+            ..media
+        })
+    }
+
+    fn get_into(&self, name: &str, sink: &mut dyn BodySink) -> Result<Media, ApiError> {
+        check_name(name)?;
         let url = self.media_url(name);
         let what = format!("get {name:?}");
         let mut renewed = false;
         let media = retry::run(&self.retry, &what, |_| {
-            self.get_once(&url, &what, &mut renewed)
+            self.get_once_into(&url, &what, &mut renewed, sink)
         })?;
-        log::debug!("{what}: {} bytes", media.body.len());
+        log::debug!("{what}: done");
         Ok(media)
     }
 
@@ -384,6 +505,7 @@ impl MediaApi for HttpApi {
         content_type: &str,
         cache_control: Option<&str>,
     ) -> Result<(), ApiError> {
+        check_name(name)?;
         let url = self.media_url(name);
         let what = format!("put {name:?}");
         let size = body.len() as u64;
@@ -408,7 +530,7 @@ impl MediaApi for HttpApi {
         let op = Op::Put { size, content_type };
         let mut renewed = false;
         retry::run(&self.retry, &what, |_| {
-            let resp = self.send(&what, &mut renewed, || {
+            let (resp, authorization) = self.send(&what, &mut renewed, || {
                 let req = self
                     .client
                     .put(&url)
@@ -421,7 +543,7 @@ impl MediaApi for HttpApi {
                 }
             })?;
             if !resp.status().is_success() {
-                return Err(self.status_failure(resp, &op, renewed));
+                return Err(self.status_failure(resp, &authorization, &op, renewed));
             }
             drain(resp);
             Ok(())
@@ -431,15 +553,16 @@ impl MediaApi for HttpApi {
     }
 
     fn delete(&self, name: &str) -> Result<(), ApiError> {
+        check_name(name)?;
         let url = self.media_url(name);
         let what = format!("delete {name:?}");
         let mut renewed = false;
         let result = retry::run(&self.retry, &what, |_| {
-            let resp = self.send(&what, &mut renewed, || {
+            let (resp, authorization) = self.send(&what, &mut renewed, || {
                 self.client.delete(&url).header(ACCEPT, "application/json")
             })?;
             if !resp.status().is_success() {
-                return Err(self.status_failure(resp, &Op::Other, renewed));
+                return Err(self.status_failure(resp, &authorization, &Op::Other, renewed));
             }
             drain(resp);
             Ok(())
@@ -456,6 +579,17 @@ impl MediaApi for HttpApi {
 
     fn media_url(&self, name: &str) -> String {
         format!("{}/{}", self.media_base, encode_media_id(name))
+    }
+}
+
+/// Refuse a media id whose URL would address another name (see [`url_can_carry`]).
+fn check_name(name: &str) -> Result<(), ApiError> {
+    if url_can_carry(name) {
+        Ok(())
+    } else {
+        Err(ApiError::Config(format!(
+            "the media id {name:?} cannot be sent: a URL cannot carry a '.' or '..' segment"
+        )))
     }
 }
 
@@ -541,12 +675,54 @@ fn read_body(mut resp: Response, cap: u64, what: &str) -> Result<Bytes, Failure>
 }
 
 /// One item of a listing, as the API sends it (other fields are ignored).
-#[derive(Deserialize)]
 struct WireItem {
-    #[serde(rename = "mediaName")]
     media_name: String,
-    #[serde(rename = "contentLength")]
     content_length: u64,
+}
+
+/// By hand rather than derived: a derived struct also accepts a JSON array of its fields in
+/// order (`["a.png", 12]`), which is not what the API sends. Only an object is an item; each of
+/// the two fields must appear exactly once.
+impl<'de> Deserialize<'de> for WireItem {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = WireItem;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object with mediaName and contentLength")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<WireItem, A::Error> {
+                use serde::de::Error;
+                let (mut name, mut length) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "mediaName" => {
+                            if name.replace(map.next_value::<String>()?).is_some() {
+                                return Err(A::Error::duplicate_field("mediaName"));
+                            }
+                        }
+                        "contentLength" => {
+                            if length.replace(map.next_value::<u64>()?).is_some() {
+                                return Err(A::Error::duplicate_field("contentLength"));
+                            }
+                        }
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(WireItem {
+                    media_name: name.ok_or_else(|| A::Error::missing_field("mediaName"))?,
+                    content_length: length
+                        .ok_or_else(|| A::Error::missing_field("contentLength"))?,
+                })
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
 }
 
 /// A listing page's body: a JSON array of `{mediaName: string, contentLength: integer >= 0}`.
@@ -568,15 +744,24 @@ pub fn parse_list(body: &[u8]) -> Result<Vec<MediaInfo>, ApiError> {
 /// `(type, description)` of an error body, when it has them. Bandwidth sends
 /// `{"type", "description"}`; OAuth2 `{"error", "error_description"}`; Spring
 /// `{"error", "message"}`. Any other body (or none) gives `(None, None)`. Texts are shortened
-/// and stripped of control characters.
+/// and stripped of control characters, and whatever follows `Basic` or `Bearer` in them is
+/// masked: a server may echo the `Authorization` header it was sent.
 pub fn parse_error_body(body: &[u8]) -> (Option<String>, Option<String>) {
+    parse_error_body_hiding(body, &[])
+}
+
+/// [`parse_error_body`], with every string of `hide` masked too (before the texts are shortened,
+/// so that no part of one survives a cut).
+fn parse_error_body_hiding(body: &[u8], hide: &[String]) -> (Option<String>, Option<String>) {
     let Ok(serde_json::Value::Object(obj)) = serde_json::from_slice::<serde_json::Value>(body)
     else {
         return (None, None);
     };
     let text = |keys: &[&str]| {
         keys.iter().find_map(|k| match obj.get(*k) {
-            Some(serde_json::Value::String(s)) if !s.trim().is_empty() => Some(clean(s)),
+            Some(serde_json::Value::String(s)) if !s.trim().is_empty() => {
+                Some(clean(&mask(s, hide)))
+            }
             _ => None,
         })
     };
@@ -584,6 +769,57 @@ pub fn parse_error_body(body: &[u8]) -> (Option<String>, Option<String>) {
         text(&["type", "error"]),
         text(&["description", "error_description", "message"]),
     )
+}
+
+/// What of an `Authorization` value must never be shown: the value, its credential, and for
+/// Basic the decoded `user:password` and the password. Longest first, so that no secret is
+/// masked only in part because a shorter one inside it was masked first.
+fn secrets_of(authorization: &HeaderValue) -> Vec<String> {
+    let Ok(value) = authorization.to_str() else {
+        return Vec::new();
+    };
+    let mut secrets = vec![value.to_string()];
+    if let Some((scheme, credential)) = value.split_once(' ') {
+        secrets.push(credential.trim().to_string());
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(credential.trim())
+            .ok()
+            .and_then(|d| String::from_utf8(d).ok());
+        if let (true, Some(pair)) = (scheme.eq_ignore_ascii_case("basic"), decoded) {
+            if let Some((_, password)) = pair.split_once(':') {
+                secrets.push(password.to_string());
+            }
+            secrets.push(pair);
+        }
+    }
+    secrets.retain(|s| !s.trim().is_empty());
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets
+}
+
+/// `s` with every string of `hide`, and the word after any `Basic` or `Bearer`, replaced by `***`.
+fn mask(s: &str, hide: &[String]) -> String {
+    let mut s = s.to_string();
+    for secret in hide {
+        s = s.replace(secret.as_str(), "***");
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut after_scheme = false;
+    for piece in s.split_inclusive(char::is_whitespace) {
+        let word = piece.trim_end();
+        if after_scheme && !word.is_empty() {
+            out.push_str("***");
+            out.push_str(&piece[word.len()..]);
+            after_scheme = false;
+            continue;
+        }
+        out.push_str(piece);
+        let word = word.to_ascii_lowercase();
+        if word.ends_with("basic") || word.ends_with("bearer") {
+            after_scheme = true;
+        }
+    }
+    out
 }
 
 fn clean(s: &str) -> String {
@@ -703,6 +939,7 @@ mod tests {
             b"[1]",
             b"[null]",
             b"[[]]",
+            br#"[["a",1]]"#,
             br#"[{"mediaName":"a"}]"#,
             br#"[{"contentLength":1}]"#,
             br#"[{"mediaName":"a","contentLength":"12"}]"#,
@@ -792,6 +1029,7 @@ mod tests {
         match status_error(
             401,
             &bw("unauthorized", "Authentication Failed"),
+            &[],
             &Op::Other,
             who,
         ) {
@@ -803,31 +1041,31 @@ mod tests {
             }
             e => panic!("{e:?}"),
         }
-        match status_error(403, &bw("forbidden", "Access Denied"), &Op::Other, who) {
+        match status_error(403, &bw("forbidden", "Access Denied"), &[], &Op::Other, who) {
             ApiError::Forbidden(m) => assert!(m.contains("9900000") && m.contains("Access Denied")),
             e => panic!("{e:?}"),
         }
         let spring = br#"{"timestamp":"x","status":404,"error":"Not Found","path":"/p"}"#;
         assert_eq!(
-            status_error(404, spring, &Op::Other, who),
+            status_error(404, spring, &[], &Op::Other, who),
             ApiError::NotFound
         );
-        assert_eq!(status_error(404, b"", &small, who), ApiError::NotFound);
+        assert_eq!(status_error(404, b"", &[], &small, who), ApiError::NotFound);
         let too_large = |size| ApiError::TooLarge {
             size,
             limit: MAX_MEDIA_SIZE,
         };
-        assert_eq!(status_error(413, b"", &small, who), too_large(10));
+        assert_eq!(status_error(413, b"", &[], &small, who), too_large(10));
         assert_eq!(
-            status_error(400, b"junk", &big, who),
+            status_error(400, b"junk", &[], &big, who),
             too_large(MAX_MEDIA_SIZE + 1)
         );
         assert_eq!(
-            status_error(422, b"", &big, who),
+            status_error(422, b"", &[], &big, who),
             too_large(MAX_MEDIA_SIZE + 1)
         );
         assert_eq!(
-            status_error(400, &bw("request-validation", "bad"), &small, who),
+            status_error(400, &bw("request-validation", "bad"), &[], &small, who),
             ApiError::Status {
                 status: 400,
                 kind: Some("request-validation".into()),
@@ -835,21 +1073,21 @@ mod tests {
             }
         );
         assert_eq!(
-            status_error(415, b"", &small, who),
+            status_error(415, b"", &[], &small, who),
             ApiError::UnsupportedType("image/png".into())
         );
         // 413 and 415 mean nothing special outside an upload.
         assert!(matches!(
-            status_error(415, b"", &Op::Other, who),
+            status_error(415, b"", &[], &Op::Other, who),
             ApiError::Status { status: 415, .. }
         ));
         for s in [429, 500, 502, 503, 504] {
-            let e = status_error(s, b"<html>busy</html>", &Op::Other, who);
+            let e = status_error(s, b"<html>busy</html>", &[], &Op::Other, who);
             assert!(e.is_transient(), "{s}: {e:?}");
             assert!(e.to_string().contains(&s.to_string()));
         }
         for s in [400, 405, 409, 501] {
-            let e = status_error(s, b"", &Op::Other, who);
+            let e = status_error(s, b"", &[], &Op::Other, who);
             assert_eq!(e.is_transient(), s >= 500, "{s}");
         }
     }

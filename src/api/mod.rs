@@ -91,12 +91,46 @@ impl ApiError {
     }
 }
 
+/// Where [`MediaApi::get_into`] writes a body as it arrives: the caller reads into
+/// [`BodySink::space`] and reports with [`BodySink::advance`], so the bytes are copied once.
+pub trait BodySink {
+    /// An attempt begins: the answer announced `len` bytes (`None`: no length announced). A
+    /// retry after a cut calls this again, and the body starts over from its first byte.
+    fn start(&mut self, len: Option<u64>);
+    /// Room for the next bytes. Empty only when the announced length has been received.
+    fn space(&mut self) -> &mut [u8];
+    /// The first `n` bytes of the last [`BodySink::space`] hold the next bytes of the body.
+    fn advance(&mut self, n: usize);
+}
+
 /// The four operations of Bandwidth's Media API for one account.
 pub trait MediaApi: Send + Sync {
     /// One page of the listing; `token` is the previous page's `next`.
     fn list_page(&self, token: Option<&str>) -> Result<ListPage, ApiError>;
     /// The whole media (the API has no ranges).
     fn get(&self, name: &str) -> Result<Media, ApiError>;
+    /// [`MediaApi::get`], handing the body to `sink` while it arrives (so a reader can be served
+    /// before the end). The returned media has the headers and an empty body; the body is what
+    /// the sink received in its last attempt, which has exactly the announced length.
+    fn get_into(&self, name: &str, sink: &mut dyn BodySink) -> Result<Media, ApiError> {
+        let m = self.get(name)?;
+        sink.start(Some(m.body.len() as u64));
+        let mut rest = &m.body[..];
+        while !rest.is_empty() {
+            let space = sink.space();
+            let n = space.len().min(rest.len());
+            if n == 0 {
+                break;
+            }
+            space[..n].copy_from_slice(&rest[..n]);
+            sink.advance(n);
+            rest = &rest[n..];
+        }
+        Ok(Media {
+            body: Bytes::new(),
+            ..m
+        })
+    }
     /// Store `body` under `name`, replacing any media of that name.
     fn put(
         &self,
@@ -114,13 +148,20 @@ pub trait MediaApi: Send + Sync {
 /// Walk every page of the listing, calling `on_page` for each as it arrives (so a reader can
 /// stream entries). Stops with [`ApiError::Malformed`] when a continuation token repeats or the
 /// walk passes [`MAX_LIST_PAGES`]: a server that never ends its listing must not hang us.
-pub fn walk_pages(
+pub fn walk_pages(api: &dyn MediaApi, on_page: impl FnMut(&ListPage)) -> Result<usize, ApiError> {
+    walk_pages_bounded(api, MAX_LIST_PAGES, on_page)
+}
+
+/// [`walk_pages`] with the bound on pages given: the walk fails with [`ApiError::Malformed`]
+/// rather than ask for page `max_pages + 1`. Returns the number of pages walked.
+pub fn walk_pages_bounded(
     api: &dyn MediaApi,
+    max_pages: usize,
     mut on_page: impl FnMut(&ListPage),
 ) -> Result<usize, ApiError> {
     let mut token: Option<String> = None;
     let mut seen = std::collections::HashSet::new();
-    for pages in 1..=MAX_LIST_PAGES {
+    for pages in 1..=max_pages {
         let page = api.list_page(token.as_deref())?;
         on_page(&page);
         match page.next {
@@ -136,7 +177,7 @@ pub fn walk_pages(
         }
     }
     Err(ApiError::Malformed(format!(
-        "the listing did not end after {MAX_LIST_PAGES} pages"
+        "the listing did not end after {max_pages} pages"
     )))
 }
 

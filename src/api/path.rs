@@ -19,6 +19,12 @@ pub fn encode_media_id(name: &str) -> String {
         .join("/")
 }
 
+/// Whether a URL can address `name`: not when a segment of it is `.` or `..`, which URL
+/// parsers resolve away (escaped as `%2E` too), so that `a/../b` would address `b`.
+pub fn url_can_carry(name: &str) -> bool {
+    !name.split('/').any(|seg| seg == "." || seg == "..")
+}
+
 /// The media id a URL path names: percent-decoded once, so `a/0/x.png` and `a%2F0%2Fx.png`
 /// are the same id. `None` when the bytes are not UTF-8.
 pub fn decode_media_id(path: &str) -> Option<String> {
@@ -45,6 +51,16 @@ mod tests {
             Some("a/0/x.png")
         );
         assert_eq!(decode_media_id("a/0/x.png").as_deref(), Some("a/0/x.png"));
+    }
+
+    #[test]
+    fn dot_segments_cannot_be_carried() {
+        for name in [".", "..", "a/..", "../b", "a/./b"] {
+            assert!(!url_can_carry(name), "{name}");
+        }
+        for name in ["", "...", ".a", "a.", "a/.b/..c", "a//b"] {
+            assert!(url_can_carry(name), "{name}");
+        }
     }
 
     #[test]

@@ -44,6 +44,7 @@
 //! per-media upload lock and the listing walk lock, which are the single-flight points). Order:
 //! dir handle -> writes map -> write buffer state -> namespace -> {content cache, handle table}.
 
+mod buf;
 pub mod content;
 pub mod error;
 pub mod namespace;
@@ -60,10 +61,10 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::api::{content_type_for, ApiError, Media, MediaApi, MAX_LIST_PAGES, MAX_MEDIA_SIZE};
-use content::ContentCache;
+use content::{ContentCache, Early, Fetch, Flight, FlightSink, Leader};
 pub use error::FsError;
 pub use namespace::{Attr, Ino, Kind, ROOT_INO};
-use namespace::{Defaults, Namespace, NAME_MAX};
+use namespace::{Defaults, InoSet, Namespace, NAME_MAX};
 use write::{save_recovery, too_large, WriteBuf};
 
 /// Extended attributes every file has.
@@ -161,6 +162,11 @@ pub struct DirEntry<'a> {
 pub struct Opened {
     pub fh: u64,
     pub keep_cache: bool,
+    /// The handle cannot write, so a close has nothing to upload: the kernel may skip FLUSH.
+    pub no_flush: bool,
+    /// The handle can only write: its writes may bypass the kernel's page cache (nobody reads
+    /// through it, and the kernel drops cached pages of the range written).
+    pub direct_io: bool,
 }
 
 /// What `statfs` answers.
@@ -183,18 +189,37 @@ struct Handle {
     /// The inode's write buffer, for handles that may write (and new files).
     buf: Option<Arc<WriteBuf>>,
     /// The body this reader reads (kept even if the media is removed or evicted).
-    body: Mutex<Option<Bytes>>,
+    body: Mutex<HandleBody>,
     /// Whether this handle has served the body (so the kernel caches that version).
     served: AtomicBool,
+}
+
+/// What a reading handle reads.
+#[derive(Clone, Default)]
+enum HandleBody {
+    /// Nothing yet (the first read fetches it).
+    #[default]
+    None,
+    /// A download in progress, read as it arrives.
+    Flight(Arc<Flight>),
+    /// The whole body.
+    Ready(Bytes),
 }
 
 /// An open directory: the entries handed out so far (offsets index into them).
 struct DirHandle {
     ino: Ino,
-    entries: Vec<(String, Ino, Kind)>,
-    emitted: HashSet<Ino>,
+    /// Inodes of the entries, "." and ".." first; names and attributes are read when handed out
+    /// (an entry that left the directory meanwhile is skipped).
+    entries: Vec<Ino>,
+    emitted: InoSet,
     /// The walk this listing follows (None: served from a complete listing, or not started).
     walk: Option<u64>,
+    /// How much of that walk's log of seen nodes the listing has looked at (None: nothing yet;
+    /// the first look goes through every child of the directory).
+    seen_pos: Option<usize>,
+    /// Replies given (a reader that came back for a second is reading the whole listing).
+    replies: usize,
     eof: bool,
 }
 
@@ -436,6 +461,22 @@ impl MediaFs {
         self.writes.lock().get(&ino).cloned()
     }
 
+    /// Sizes of the loaded write buffers (they override the sizes the namespace knows).
+    fn buffer_sizes(&self) -> HashMap<Ino, u64> {
+        let bufs: Vec<(Ino, Arc<WriteBuf>)> = self
+            .writes
+            .lock()
+            .iter()
+            .map(|(i, b)| (*i, b.clone()))
+            .collect();
+        bufs.into_iter()
+            .filter_map(|(i, b)| {
+                let st = b.state.lock();
+                st.loaded.then_some((i, st.data.len() as u64))
+            })
+            .collect()
+    }
+
     /// Attributes of `ino`, with the size of its write buffer when it has a loaded one.
     fn attr_of(&self, ino: Ino) -> Result<Attr, FsError> {
         let size = self.buffer_of(ino).and_then(|b| {
@@ -632,7 +673,7 @@ impl MediaFs {
             {
                 let mut st = buf.state.lock();
                 if st.loaded || size == 0 {
-                    st.truncate(size);
+                    st.truncate(size)?;
                     drop(st);
                     self.touch_mtime(ino);
                     return Ok(());
@@ -680,11 +721,10 @@ impl MediaFs {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         let dh = DirHandle {
             ino,
-            entries: vec![
-                (".".to_string(), ino, Kind::Dir),
-                ("..".to_string(), parent, Kind::Dir),
-            ],
-            emitted: HashSet::new(),
+            entries: vec![ino, parent],
+            emitted: InoSet::default(),
+            seen_pos: None,
+            replies: 0,
             walk: None,
             eof: false,
         };
@@ -711,21 +751,33 @@ impl MediaFs {
         let mut handed = 0usize;
         loop {
             {
-                let d = dh.lock();
+                let sizes = self.buffer_sizes();
+                let mut d = dh.lock();
+                let ns = self.ns.lock();
                 while offset < d.entries.len() {
-                    let (name, ino, kind) = &d.entries[offset];
-                    let Ok(attr) = self.attr_of(*ino) else {
+                    let ino = d.entries[offset];
+                    let name = match (offset, ns.node(ino)) {
+                        (0, _) => ".",
+                        (1, _) => "..",
+                        (_, Some(n)) if !n.removed && n.parent == d.ino => n.name(),
+                        _ => {
+                            offset += 1;
+                            continue;
+                        }
+                    };
+                    let Some(attr) = ns.attr(ino, sizes.get(&ino).copied()) else {
                         offset += 1;
                         continue;
                     };
                     let entry = DirEntry {
-                        ino: *ino,
-                        kind: *kind,
+                        ino,
+                        kind: attr.kind,
                         name,
                         offset: offset as u64 + 1,
                         attr,
                     };
                     if fill(&entry) {
+                        d.replies += 1;
                         return Ok(());
                     }
                     offset += 1;
@@ -734,6 +786,7 @@ impl MediaFs {
                     }
                 }
                 if d.eof || handed > 0 {
+                    d.replies += 1;
                     return Ok(());
                 }
             }
@@ -764,16 +817,14 @@ impl MediaFs {
                     return Ok(());
                 };
                 let children = &dir.children;
-                let push = |d: &mut DirHandle, name: &str, c: Ino| {
+                let push = |d: &mut DirHandle, c: Ino| {
                     if d.emitted.insert(c) {
-                        if let Some(n) = ns.node(c) {
-                            d.entries.push((name.to_string(), c, n.kind));
-                        }
+                        d.entries.push(c);
                     }
                 };
                 if d.walk.is_none() && self.listing_fresh(&ns) {
-                    for (name, c) in children {
-                        push(&mut d, name, *c);
+                    for c in children.values() {
+                        push(&mut d, *c);
                     }
                     d.eof = true;
                     return Ok(());
@@ -789,11 +840,28 @@ impl MediaFs {
                     {
                         d.walk = Some(w.id);
                         let before = d.entries.len();
-                        for (name, c) in children {
-                            if !d.emitted.contains(c) && (w.done || ns.confirmed(*c, w, &pinned)) {
-                                push(&mut d, name, *c);
+                        match d.seen_pos {
+                            // After the first look, only what the walk saw since matters (local
+                            // changes made meanwhile are taken at the end).
+                            Some(pos) if !w.done => {
+                                for &c in w.seen.get(pos..).unwrap_or_default() {
+                                    let here = ns.live(c).is_some_and(|n| n.parent == d.ino);
+                                    if here && !d.emitted.contains(&c) {
+                                        push(&mut d, c);
+                                    }
+                                }
+                            }
+                            _ => {
+                                for c in children.values() {
+                                    if !d.emitted.contains(c)
+                                        && (w.done || ns.confirmed(*c, w, &pinned))
+                                    {
+                                        push(&mut d, *c);
+                                    }
+                                }
                             }
                         }
+                        d.seen_pos = Some(w.seen.len());
                         if w.done {
                             d.eof = true;
                             return Ok(());
@@ -806,6 +874,7 @@ impl MediaFs {
                     // Our walk was abandoned or replaced: join the current one if we can.
                     _ if d.walk.is_some() => {
                         d.walk = None;
+                        d.seen_pos = None;
                         Wait::Again
                     }
                     // None can be continued: start one.
@@ -830,11 +899,43 @@ impl MediaFs {
                     if let Some(w) = ns.walk.as_ref() {
                         if Some(w.id) != old {
                             d.walk = Some(w.id);
+                            d.seen_pos = None;
                         }
                     }
                 }
             }
         }
+    }
+
+    /// Called after a reply to a listing: when its reader has come back at least once (it reads
+    /// the whole listing, like `ls`) and the walk it follows has more pages, fetch the next page
+    /// now, while the kernel hands out what it has. The pages stay ceil(N/1000) in all (none
+    /// after the last); a reader that stops after its first reply (`ls -f | head`) costs none.
+    pub fn readdir_ahead(&self, fh: u64) {
+        let Some(dh) = self.dirs.lock().get(&fh).cloned() else {
+            return;
+        };
+        let (id, pages) = {
+            let d = dh.lock();
+            if d.replies < 2 || d.eof {
+                return;
+            }
+            let ns = self.ns.lock();
+            let idle = walk_idle_limit(self.opts.metadata_ttl);
+            match (d.walk, ns.walk.as_ref()) {
+                (Some(id), Some(w))
+                    if w.id == id && !w.done && w.pages > 0 && w.last_page.elapsed() < idle =>
+                {
+                    (id, w.pages)
+                }
+                _ => return,
+            }
+        };
+        // An error is logged; the reader meets it (or a fresh walk) on its next call.
+        let _ = self.walk_until(|ns| match ns.walk.as_ref() {
+            Some(w) => w.id != id || w.pages > pages || w.done,
+            None => true,
+        });
     }
 
     pub fn releasedir(&self, fh: u64) {
@@ -905,42 +1006,84 @@ impl MediaFs {
     /// The body of `path`, from the data cache when `accept` takes the cached version, else by
     /// one GET (shared with concurrent callers). The namespace learns the size and headers.
     fn download(&self, path: &str, accept: impl Fn(u64) -> bool) -> Result<Media, FsError> {
-        self.content.fetch(path, accept, || {
-            let m = self
-                .api
-                .get(path)
-                .map_err(|e| self.api_error("download", path, e))?;
-            let len = m.body.len() as u64;
-            let old = self.content.peek(path);
+        match self.content.begin(path, accept) {
+            Fetch::Cached(m) => Ok(m),
+            Fetch::Joined(f) => f.wait(),
+            Fetch::Lead(leader) => self.lead_download(path, leader, None),
+        }
+    }
+
+    /// Download `path` as the one leader of its flight; `early` is a reader answered as soon as
+    /// its bytes are in (or with the outcome, if that comes first).
+    fn lead_download(
+        &self,
+        path: &str,
+        leader: Leader<'_>,
+        early: Option<Early>,
+    ) -> Result<Media, FsError> {
+        let flight = leader.flight().clone();
+        let mut sink = FlightSink::new(&flight, early);
+        let result = self
+            .api
+            .get_into(path, &mut sink)
+            .map_err(|e| self.api_error("download", path, e))
+            .and_then(|headers| {
+                let body = sink
+                    .finish()
+                    .inspect_err(|e| log::warn!("download of {path:?}: {e}"))?;
+                self.record_download(path, Media { body, ..headers })
+            });
+        let served = flight.served();
+        if served || result.is_err() {
             let mut ns = self.ns.lock();
-            let mut dropped = Vec::new();
-            let ino = ns.remote_file(path, len, None, Instant::now(), &mut dropped);
-            let version = match ino {
-                Some(ino) => {
-                    ns.local_change(ino);
-                    let v = ns.next_version();
-                    let n = ns.node_mut(ino).ok_or(FsError::NotFound)?;
-                    let changed = match &old {
-                        Some((om, _)) => om.body != m.body,
-                        None => n.kernel_version != 0,
-                    };
-                    if changed {
-                        n.content_version = v;
-                        n.mtime = SystemTime::now();
-                        n.ctime = n.mtime;
-                    }
-                    n.content_type = m.content_type.clone().or(Some(String::new()));
-                    n.cache_control = m.cache_control.clone();
-                    n.content_version
+            if let Some(n) = ns.resolve(path).and_then(|i| ns.node_mut(i)) {
+                match &result {
+                    // Bytes were handed out while the body came in: the kernel caches them.
+                    Ok((_, version)) if served => n.kernel_version = *version,
+                    // What the kernel caches of a download that failed belongs to no version.
+                    Err(_) if served => n.kernel_version = 0,
+                    _ => {}
                 }
-                None => 0,
-            };
-            drop(ns);
-            for p in &dropped {
-                self.content.remove(p);
             }
-            Ok((m, version))
-        })
+        }
+        let result = leader.finish(result);
+        sink.answer_early(&result);
+        result
+    }
+
+    /// A GET brought `m` for `path`: the namespace learns its size and headers. Returns the
+    /// media and the content version to cache it under.
+    fn record_download(&self, path: &str, m: Media) -> Result<(Media, u64), FsError> {
+        let len = m.body.len() as u64;
+        let old = self.content.peek(path);
+        let mut ns = self.ns.lock();
+        let mut dropped = Vec::new();
+        let ino = ns.remote_file(path, len, None, Instant::now(), &mut dropped);
+        let version = match ino {
+            Some(ino) => {
+                ns.local_change(ino);
+                let v = ns.next_version();
+                let n = ns.node_mut(ino).ok_or(FsError::NotFound)?;
+                let changed = match &old {
+                    Some((om, _)) => om.body != m.body,
+                    None => n.kernel_version != 0,
+                };
+                if changed {
+                    n.content_version = v;
+                    n.mtime = SystemTime::now();
+                    n.ctime = n.mtime;
+                }
+                n.content_type = m.content_type.clone().or(Some(String::new()));
+                n.cache_control = m.cache_control.clone();
+                n.content_version
+            }
+            None => 0,
+        };
+        drop(ns);
+        for p in &dropped {
+            self.content.remove(p);
+        }
+        Ok((m, version))
     }
 
     fn handle(&self, fh: u64) -> Result<Arc<Handle>, FsError> {
@@ -951,19 +1094,42 @@ impl MediaFs {
             .ok_or(FsError::BadHandle)
     }
 
-    /// The body a reading handle reads, downloaded on first use.
+    /// The whole body a reading handle reads, downloaded on first use.
     fn body_for(&self, h: &Handle) -> Result<Bytes, FsError> {
-        if let Some(b) = h.body.lock().clone() {
-            return Ok(b);
-        }
-        let (path, version) = {
-            let ns = self.ns.lock();
-            let n = ns.live(h.ino).ok_or(FsError::NotFound)?;
-            (n.path.clone(), n.content_version)
+        let current = h.body.lock().clone();
+        let media = match current {
+            HandleBody::Ready(b) => return Ok(b),
+            HandleBody::Flight(f) => f.wait(),
+            HandleBody::None => {
+                let (path, version) = self.path_version(h.ino)?;
+                self.download(&path, |v| v == version)
+            }
         };
-        let m = self.download(&path, |v| v == version)?;
+        let media = media.inspect_err(|_| self.drop_failed_flight(h))?;
         let mut body = h.body.lock();
-        Ok(body.get_or_insert(m.body).clone())
+        if let HandleBody::Ready(b) = &*body {
+            return Ok(b.clone());
+        }
+        *body = HandleBody::Ready(media.body.clone());
+        Ok(media.body)
+    }
+
+    fn path_version(&self, ino: Ino) -> Result<(String, u64), FsError> {
+        let ns = self.ns.lock();
+        let n = ns.live(ino).ok_or(FsError::NotFound)?;
+        Ok((n.path.clone(), n.content_version))
+    }
+
+    /// After a failed download, the handle's next read tries again, unless the flight had
+    /// handed out bytes already: a new download could bring another version, and one reader
+    /// must never see two.
+    fn drop_failed_flight(&self, h: &Handle) {
+        let mut body = h.body.lock();
+        if let HandleBody::Flight(f) = &*body {
+            if matches!(f.result(), Some(Err(_))) && !f.served() {
+                *body = HandleBody::None;
+            }
+        }
     }
 
     /// Fill a write buffer with the current bytes of its file (once).
@@ -988,7 +1154,7 @@ impl MediaFs {
         };
         let mut st = buf.state.lock();
         if !st.loaded {
-            st.data = body.to_vec();
+            st.data = write::WriteData::from_bytes(body);
             st.loaded = true;
         }
         Ok(())
@@ -1030,8 +1196,14 @@ impl MediaFs {
                 None => false,
             }
         };
+        let no_flush = buf.is_none();
         let fh = self.add_handle(ino, flags, buf);
-        Ok(Opened { fh, keep_cache })
+        Ok(Opened {
+            fh,
+            keep_cache,
+            no_flush,
+            direct_io: acc == libc::O_WRONLY,
+        })
     }
 
     fn add_handle(&self, ino: Ino, flags: i32, buf: Option<Arc<WriteBuf>>) -> u64 {
@@ -1040,7 +1212,7 @@ impl MediaFs {
             ino,
             append: flags & libc::O_APPEND != 0,
             buf,
-            body: Mutex::new(None),
+            body: Mutex::new(HandleBody::None),
             served: AtomicBool::new(false),
         };
         self.handles.lock().insert(fh, Arc::new(h));
@@ -1049,35 +1221,115 @@ impl MediaFs {
 
     /// Up to `size` bytes at `offset` (fewer at the end of the file).
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes, FsError> {
-        let h = self.handle(fh)?;
-        let buf = h.buf.clone().or_else(|| self.buffer_of(h.ino));
-        if let Some(buf) = buf {
-            loop {
-                {
-                    let st = buf.state.lock();
-                    if st.loaded {
-                        return Ok(Bytes::copy_from_slice(st.read(offset, size)));
+        let out = Arc::new(Mutex::new(None));
+        let slot = out.clone();
+        self.read_with(fh, offset, size, move |r| *slot.lock() = Some(r));
+        let answer = out.lock().take();
+        answer.unwrap_or_else(|| Err(FsError::Io("the read was not answered".into())))
+    }
+
+    /// [`MediaFs::read`], answered through `reply` (exactly once) as soon as the bytes are
+    /// there. On a cold cache the caller's thread then stays to download the rest of the media,
+    /// which the next reads (on other threads) get as it arrives.
+    pub fn read_with(
+        &self,
+        fh: u64,
+        offset: u64,
+        size: u32,
+        reply: impl FnOnce(Result<Bytes, FsError>) + Send + 'static,
+    ) {
+        let h = match self.handle(fh) {
+            Ok(h) => h,
+            Err(e) => return reply(Err(e)),
+        };
+        match self.read_buffer(&h, offset, size) {
+            Ok(Some(b)) => return reply(Ok(b)),
+            Ok(None) => {}
+            Err(e) => return reply(Err(e)),
+        }
+        let current = h.body.lock().clone();
+        match current {
+            HandleBody::Ready(body) => {
+                self.mark_served(&h);
+                reply(Ok(content::slice(&body, offset, size)))
+            }
+            HandleBody::Flight(f) => {
+                if let Some(Ok(m)) = f.result() {
+                    *h.body.lock() = HandleBody::Ready(m.body.clone());
+                    self.mark_served(&h);
+                    return reply(Ok(content::slice(&m.body, offset, size)));
+                }
+                let r = f.read(offset, size);
+                if r.is_err() {
+                    self.drop_failed_flight(&h);
+                }
+                reply(r)
+            }
+            HandleBody::None => {
+                let (path, version) = match self.path_version(h.ino) {
+                    Ok(pv) => pv,
+                    Err(e) => return reply(Err(e)),
+                };
+                match self.content.begin(&path, |v| v == version) {
+                    Fetch::Cached(m) => {
+                        *h.body.lock() = HandleBody::Ready(m.body.clone());
+                        self.mark_served(&h);
+                        reply(Ok(content::slice(&m.body, offset, size)))
+                    }
+                    Fetch::Joined(f) => {
+                        *h.body.lock() = HandleBody::Flight(f.clone());
+                        let r = f.read(offset, size);
+                        if r.is_err() {
+                            self.drop_failed_flight(&h);
+                        }
+                        reply(r)
+                    }
+                    Fetch::Lead(leader) => {
+                        *h.body.lock() = HandleBody::Flight(leader.flight().clone());
+                        let early = Early {
+                            offset,
+                            size,
+                            reply: Box::new(reply),
+                        };
+                        match self.lead_download(&path, leader, Some(early)) {
+                            Ok(m) => *h.body.lock() = HandleBody::Ready(m.body),
+                            Err(_) => self.drop_failed_flight(&h),
+                        }
                     }
                 }
-                if h.buf.is_none() {
-                    break; // someone else's unloaded buffer: read the media itself
-                }
-                self.load_buffer(h.ino, &buf)?;
             }
         }
-        let body = self.body_for(&h)?;
+    }
+
+    /// Bytes from the write buffer of the handle's inode, when it has a loaded one.
+    fn read_buffer(&self, h: &Handle, offset: u64, size: u32) -> Result<Option<Bytes>, FsError> {
+        let Some(buf) = h.buf.clone().or_else(|| self.buffer_of(h.ino)) else {
+            return Ok(None);
+        };
+        loop {
+            {
+                let st = buf.state.lock();
+                if st.loaded {
+                    return Ok(Some(Bytes::copy_from_slice(st.read(offset, size))));
+                }
+            }
+            if h.buf.is_none() {
+                return Ok(None); // someone else's unloaded buffer: read the media itself
+            }
+            self.load_buffer(h.ino, &buf)?;
+        }
+    }
+
+    /// The first read of a handle from a whole body: the kernel's page cache now holds this
+    /// version (for FOPEN_KEEP_CACHE next time).
+    fn mark_served(&self, h: &Handle) {
         if !h.served.swap(true, Ordering::Relaxed) {
-            // The kernel's page cache now holds this version (for FOPEN_KEEP_CACHE next time).
             if let Some(n) = self.ns.lock().node_mut(h.ino) {
                 if !n.removed {
                     n.kernel_version = n.content_version;
                 }
             }
         }
-        let len = body.len() as u64;
-        let start = offset.min(len) as usize;
-        let end = offset.saturating_add(size as u64).min(len) as usize;
-        Ok(body.slice(start..end))
     }
 
     // ----- writing --------------------------------------------------------------------------
@@ -1092,10 +1344,11 @@ impl MediaFs {
             .clone();
         {
             let mut st = buf.state.lock();
-            st.handles += 1;
             if trunc {
-                st.truncate(0);
-            } else if !st.loaded {
+                st.truncate(0)?; // frees, never fails
+            }
+            st.handles += 1;
+            if !trunc && !st.loaded {
                 let ns = self.ns.lock();
                 if ns.node(ino).is_some_and(|n| n.size == 0 || !n.remote) {
                     st.loaded = true;
@@ -1152,7 +1405,7 @@ impl MediaFs {
                         drop(st);
                         return Err(too_large(&self.path_of(h.ino), end, limit));
                     }
-                    let n = st.write_at(at, data);
+                    let n = st.write_at(at, data)?;
                     drop(st);
                     self.touch_mtime(h.ino);
                     return Ok(n as u32);
@@ -1188,7 +1441,7 @@ impl MediaFs {
                     limit: self.opts.max_size,
                 });
             }
-            (Bytes::copy_from_slice(&st.data), st.generation)
+            (st.data.freeze(), st.generation)
         };
         let (path, ct, cc) = {
             let ns = self.ns.lock();
@@ -1339,6 +1592,8 @@ impl MediaFs {
                         Opened {
                             fh,
                             keep_cache: false,
+                            no_flush: false,
+                            direct_io: flags & libc::O_ACCMODE == libc::O_WRONLY,
                         },
                     ));
                 }
@@ -1381,7 +1636,9 @@ impl MediaFs {
             .handles
             .lock()
             .values()
-            .filter(|h| h.ino == ino && h.buf.is_none() && h.body.lock().is_none())
+            .filter(|h| {
+                h.ino == ino && h.buf.is_none() && !matches!(*h.body.lock(), HandleBody::Ready(_))
+            })
             .cloned()
             .collect();
         if readers.is_empty() {
@@ -1437,9 +1694,9 @@ impl MediaFs {
         if let Some(buf) = self.buffer_of(ino) {
             loop {
                 {
-                    let st = buf.state.lock();
+                    let mut st = buf.state.lock();
                     if st.loaded {
-                        return Ok((Bytes::copy_from_slice(&st.data), st.generation));
+                        return Ok((st.data.freeze(), st.generation));
                     }
                 }
                 self.load_buffer(ino, &buf)?;
@@ -1808,8 +2065,16 @@ impl MediaFs {
     }
 
     /// The value of an extended attribute.
+    ///
+    /// Only the `user.` namespace exists here: a name in any other (`security.selinux`,
+    /// `system.posix_acl_access`, ...) is `ENOTSUP`, not `ENODATA`. That is the truth (no labels,
+    /// no ACLs) and it is what lets `ls -l` ask once per mount instead of twice per file: ls
+    /// remembers a device that answered "not supported", never one that answered "no data".
     pub fn getxattr(&self, ino: Ino, name: &OsStr) -> Result<Vec<u8>, FsError> {
         let name = name.to_str().ok_or(FsError::NoAttr)?;
+        if !name.starts_with("user.") {
+            return Err(FsError::NotSupported);
+        }
         if ![XATTR_URL, XATTR_CONTENT_TYPE, XATTR_CACHE_CONTROL].contains(&name) {
             return Err(FsError::NoAttr);
         }

@@ -62,16 +62,19 @@ pub(crate) struct Defaults {
     pub gid: u32,
 }
 
-/// One file or directory.
+/// One file or directory. A listing of 100,000 media holds 100,000 of these, so its name is a
+/// part of its path rather than a string of its own, and it lives in a box (a hash table of
+/// nodes inline would reserve the slack of its buckets at the full size of a node).
 #[derive(Debug)]
 pub(crate) struct Node {
     pub ino: Ino,
     pub parent: Ino,
-    pub name: String,
     /// The media name (files) or the prefix without its trailing `/` (directories; "" = root).
     pub path: String,
+    /// Where the name starts in `path`.
+    name_at: u32,
     pub kind: Kind,
-    pub children: BTreeMap<String, Ino>,
+    pub children: BTreeMap<Box<str>, Ino>,
     /// A directory that exists without media under it (mkdir, or emptied by us).
     pub explicit: bool,
     pub size: u64,
@@ -118,10 +121,35 @@ pub(crate) struct Walk {
     /// Names (and sizes) this walk could not place because a file it has not seen (yet) is in
     /// the way; tried again when it finishes, once the files it did not see are gone.
     pub blocked: Vec<(String, u64)>,
+    /// Every node this walk saw, in the order it first saw them.
+    pub seen: Vec<Ino>,
 }
 
+/// Hashes inode numbers (small sequential integers) with one multiplication: the node table is
+/// probed for every entry of every listing page, and SipHash showed in the profile.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct InoHasher(u64);
+
+impl std::hash::Hasher for InoHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+pub(crate) type InoBuild = std::hash::BuildHasherDefault<InoHasher>;
+pub(crate) type InoMap<V> = HashMap<Ino, V, InoBuild>;
+pub(crate) type InoSet = HashSet<Ino, InoBuild>;
+
 pub(crate) struct Namespace {
-    nodes: HashMap<Ino, Node>,
+    nodes: InoMap<Box<Node>>,
     next_ino: Ino,
     epoch: u64,
     version: u64,
@@ -161,17 +189,10 @@ pub(crate) fn bad_media_name(name: &str) -> Option<&'static str> {
 impl Namespace {
     pub(crate) fn new(defaults: Defaults) -> Namespace {
         let now = SystemTime::now();
-        let mut nodes = HashMap::new();
+        let mut nodes = InoMap::default();
         nodes.insert(
             ROOT_INO,
-            Node::new(
-                ROOT_INO,
-                ROOT_INO,
-                String::new(),
-                String::new(),
-                Kind::Dir,
-                now,
-            ),
+            Box::new(Node::new(ROOT_INO, ROOT_INO, String::new(), Kind::Dir, now)),
         );
         if let Some(root) = nodes.get_mut(&ROOT_INO) {
             root.explicit = true;
@@ -193,16 +214,16 @@ impl Namespace {
     }
 
     pub(crate) fn node(&self, ino: Ino) -> Option<&Node> {
-        self.nodes.get(&ino)
+        self.nodes.get(&ino).map(|n| &**n)
     }
 
     pub(crate) fn node_mut(&mut self, ino: Ino) -> Option<&mut Node> {
-        self.nodes.get_mut(&ino)
+        self.nodes.get_mut(&ino).map(|n| &mut **n)
     }
 
     /// A live node (not removed).
     pub(crate) fn live(&self, ino: Ino) -> Option<&Node> {
-        self.nodes.get(&ino).filter(|n| !n.removed)
+        self.node(ino).filter(|n| !n.removed)
     }
 
     pub(crate) fn child(&self, parent: Ino, name: &str) -> Option<Ino> {
@@ -254,11 +275,11 @@ impl Namespace {
         let path = self.join(parent, name).unwrap_or_else(|| name.to_string());
         let ino = self.next_ino;
         self.next_ino += 1;
-        let mut node = Node::new(ino, parent, name.to_string(), path, kind, SystemTime::now());
+        let mut node = Node::new(ino, parent, path, kind, SystemTime::now());
         node.content_version = self.next_version();
-        self.nodes.insert(ino, node);
+        self.nodes.insert(ino, Box::new(node));
         if let Some(p) = self.nodes.get_mut(&parent) {
-            p.children.insert(name.to_string(), ino);
+            p.children.insert(name.into(), ino);
         }
         ino
     }
@@ -273,10 +294,10 @@ impl Namespace {
         if node.removed || ino == ROOT_INO {
             return files;
         }
-        let (parent, name) = (node.parent, node.name.clone());
+        let (parent, name) = (node.parent, node.name().to_string());
         if let Some(p) = self.nodes.get_mut(&parent) {
-            if p.children.get(&name) == Some(&ino) {
-                p.children.remove(&name);
+            if p.children.get(name.as_str()) == Some(&ino) {
+                p.children.remove(name.as_str());
             }
         }
         let mut stack = vec![ino];
@@ -298,22 +319,21 @@ impl Namespace {
         let Some(node) = self.nodes.get(&ino) else {
             return;
         };
-        let (old_parent, old_name) = (node.parent, node.name.clone());
+        let (old_parent, old_name) = (node.parent, node.name().to_string());
         if let Some(p) = self.nodes.get_mut(&old_parent) {
-            if p.children.get(&old_name) == Some(&ino) {
-                p.children.remove(&old_name);
+            if p.children.get(old_name.as_str()) == Some(&ino) {
+                p.children.remove(old_name.as_str());
             }
         }
         let path = self
             .join(new_parent, name)
             .unwrap_or_else(|| name.to_string());
         if let Some(p) = self.nodes.get_mut(&new_parent) {
-            p.children.insert(name.to_string(), ino);
+            p.children.insert(name.into(), ino);
         }
         if let Some(n) = self.nodes.get_mut(&ino) {
             n.parent = new_parent;
-            n.name = name.to_string();
-            n.path = path;
+            n.set_path(path);
         }
         let mut stack = vec![ino];
         while let Some(i) = stack.pop() {
@@ -321,11 +341,11 @@ impl Namespace {
                 continue;
             };
             let base = n.path.clone();
-            let kids: Vec<(String, Ino)> =
+            let kids: Vec<(Box<str>, Ino)> =
                 n.children.iter().map(|(k, v)| (k.clone(), *v)).collect();
             for (k, c) in kids {
                 if let Some(cn) = self.nodes.get_mut(&c) {
-                    cn.path = format!("{base}/{k}");
+                    cn.set_path(format!("{base}/{k}"));
                 }
                 stack.push(c);
             }
@@ -373,9 +393,7 @@ impl Namespace {
                 None => self.add(cur, seg, Kind::Dir),
             };
             if walk_id != 0 {
-                if let Some(n) = self.nodes.get_mut(&cur) {
-                    n.seen_walk = walk_id;
-                }
+                self.seen_by_walk(cur, walk_id);
             }
         }
         Ok(cur)
@@ -420,9 +438,7 @@ impl Namespace {
             if let Some(&e) = self.recent_local.get(name) {
                 if e > start_epoch {
                     if let Some(ino) = self.resolve(name) {
-                        if let Some(n) = self.nodes.get_mut(&ino) {
-                            n.seen_walk = walk_id;
-                        }
+                        self.seen_by_walk(ino, walk_id);
                         return Some(ino);
                     }
                     return None;
@@ -476,10 +492,23 @@ impl Namespace {
         n.remote = true;
         n.verified_at = Some(now);
         if walk_id != 0 {
-            n.seen_walk = walk_id;
+            self.seen_by_walk(ino, walk_id);
         }
         self.negative.remove(name);
         Some(ino)
+    }
+
+    /// Walk `walk_id` saw `ino`: mark it, and log it the first time (so that a directory
+    /// listing following the walk looks only at what each page brought).
+    fn seen_by_walk(&mut self, ino: Ino, walk_id: u64) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            if n.seen_walk != walk_id {
+                n.seen_walk = walk_id;
+                if let Some(w) = self.walk.as_mut().filter(|w| w.id == walk_id) {
+                    w.seen.push(ino);
+                }
+            }
+        }
     }
 
     /// Start a new walk (replacing any unfinished one).
@@ -495,6 +524,7 @@ impl Namespace {
             done: false,
             seen_tokens: HashSet::new(),
             blocked: Vec::new(),
+            seen: Vec::new(),
         });
         id
     }
@@ -637,12 +667,12 @@ impl Namespace {
 }
 
 impl Node {
-    fn new(ino: Ino, parent: Ino, name: String, path: String, kind: Kind, now: SystemTime) -> Node {
-        Node {
+    fn new(ino: Ino, parent: Ino, path: String, kind: Kind, now: SystemTime) -> Node {
+        let mut node = Node {
             ino,
             parent,
-            name,
-            path,
+            path: String::new(),
+            name_at: 0,
             kind,
             children: BTreeMap::new(),
             explicit: false,
@@ -665,7 +695,19 @@ impl Node {
             content_type_override: None,
             cache_control_override: None,
             removed: false,
-        }
+        };
+        node.set_path(path);
+        node
+    }
+
+    /// The name in its directory: the last segment of its path.
+    pub(crate) fn name(&self) -> &str {
+        &self.path[self.name_at as usize..]
+    }
+
+    fn set_path(&mut self, path: String) {
+        self.name_at = path.rfind('/').map_or(0, |i| i + 1) as u32;
+        self.path = path;
     }
 }
 

@@ -311,6 +311,59 @@ fn cold_ls_costs_one_list_per_1000_and_nothing_within_the_ttl() {
 }
 
 #[test]
+fn readdir_ahead_fetches_the_next_page_for_a_reader_that_came_back() {
+    let store = new_store(10);
+    for i in 0..35 {
+        seed(&store, &format!("d/n{i:02}"), b"1");
+    }
+    let t = mount_ttl(store, Duration::from_millis(100));
+    t.ls("d").unwrap(); // finish the walk the mount started
+    std::thread::sleep(Duration::from_millis(150));
+    t.reset();
+    let dir = t.resolve("d").unwrap().ino;
+    let fh = t.fs.opendir(dir).unwrap();
+    let mut offset = 0;
+    let mut names = Vec::new();
+    let mut read = |t: &T, max: usize| {
+        let mut got = 0;
+        t.fs.readdir(fh, offset, |e| {
+            if got == max {
+                return true;
+            }
+            offset = e.offset;
+            if e.name != "." && e.name != ".." {
+                names.push(e.name.to_string());
+            }
+            got += 1;
+            false
+        })
+        .unwrap();
+        got
+    };
+    read(&t, 5);
+    t.fs.readdir_ahead(fh);
+    assert_eq!(
+        t.stats().list,
+        1,
+        "no page ahead for a reader that may stop here"
+    );
+    read(&t, 5);
+    t.fs.readdir_ahead(fh);
+    assert_eq!(
+        t.stats().list,
+        2,
+        "the reader came back: the next page is fetched"
+    );
+    while read(&t, 5) > 0 {
+        t.fs.readdir_ahead(fh);
+    }
+    t.fs.readdir_ahead(fh);
+    t.fs.releasedir(fh);
+    assert_eq!(names.len(), 35);
+    assert_eq!(t.stats().list, 4, "ceil(35/10) pages, none after the last");
+}
+
+#[test]
 fn readdir_streams_the_first_entries_after_one_page() {
     let store = new_store(10);
     for i in 0..35 {
@@ -1140,6 +1193,10 @@ fn xattrs() {
         b"user.bandwidth.url\0user.bandwidth.content_type\0user.bandwidth.cache_control\0"
     );
     assert_eq!(errno_of(get("user.other")), libc::ENODATA);
+    // No labels and no ACLs: "not supported", which ls remembers (it asks once per mount).
+    for other in ["security.selinux", "system.posix_acl_access", "trusted.x"] {
+        assert_eq!(errno_of(get(other)), libc::ENOTSUP, "{other}");
+    }
     // Set, and used at the next upload.
     t.fs.setxattr(ino, &os(XATTR_CONTENT_TYPE), b"image/png")
         .unwrap();

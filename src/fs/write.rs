@@ -19,14 +19,105 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 
+use super::buf::{Filled, PageBuf};
 use super::error::FsError;
+
+/// A file's bytes in a write buffer. While it is written they are in a page buffer of its own
+/// (recycled memory, grown in place); a body loaded from the cache, or the bytes of an upload,
+/// are a shared [`Bytes`] instead, copied only if written again. So an upload hands the
+/// buffer to the PUT and to the data cache without a copy.
+#[derive(Debug, Default)]
+pub(crate) struct WriteData {
+    /// The bytes, when this buffer owns them.
+    own: Option<PageBuf>,
+    /// The bytes otherwise.
+    shared: Bytes,
+    len: usize,
+}
+
+impl WriteData {
+    /// Bytes shared with others (the data cache), copied before a change.
+    pub(crate) fn from_bytes(b: Bytes) -> WriteData {
+        WriteData {
+            own: None,
+            len: b.len(),
+            shared: b,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match &self.own {
+            Some(b) => &b.as_slice()[..self.len],
+            None => &self.shared[..self.len],
+        }
+    }
+
+    /// The bytes as a `Bytes`, without a copy; the next change copies them.
+    pub(crate) fn freeze(&mut self) -> Bytes {
+        if let Some(buf) = self.own.take() {
+            self.shared = Bytes::from_owner(Filled { buf, len: self.len });
+        }
+        self.shared.clone()
+    }
+
+    /// Own the bytes, with room for `cap`.
+    fn own(&mut self, cap: usize) -> std::io::Result<&mut PageBuf> {
+        if self.own.is_none() {
+            let mut buf = PageBuf::new(cap.max(self.len))?;
+            buf.as_mut_slice()[..self.len].copy_from_slice(&self.shared[..self.len]);
+            self.shared = Bytes::new();
+            self.own = Some(buf);
+        }
+        let buf = self
+            .own
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("no buffer"))?;
+        buf.reserve(cap)?;
+        Ok(buf)
+    }
+
+    /// Write `data` at `offset`; a gap is zero-filled.
+    fn write_at(&mut self, offset: usize, data: &[u8]) -> std::io::Result<()> {
+        let end = offset + data.len();
+        let len = self.len;
+        let buf = self.own(end)?.as_mut_slice();
+        if offset > len {
+            buf[len..offset].fill(0); // recycled memory holds old bytes
+        }
+        buf[offset..end].copy_from_slice(data);
+        self.len = self.len.max(end);
+        Ok(())
+    }
+
+    /// Grow (zero-filled) or shrink to `size`.
+    fn truncate(&mut self, size: usize) -> std::io::Result<()> {
+        if size == 0 {
+            *self = WriteData::default();
+        } else if size <= self.len {
+            if self.own.is_none() {
+                self.shared = self.shared.slice(..size);
+            }
+            self.len = size;
+        } else {
+            let len = self.len;
+            self.own(size)?.as_mut_slice()[len..size].fill(0);
+            self.len = size;
+        }
+        Ok(())
+    }
+}
 
 /// The state of one inode's write buffer.
 #[derive(Debug, Default)]
 pub(crate) struct WriteState {
-    pub data: Vec<u8>,
+    pub data: WriteData,
     /// `data` holds the whole file (downloaded, truncated or new).
     pub loaded: bool,
     /// `data` differs from the server.
@@ -72,37 +163,36 @@ impl WriteState {
     }
 
     /// Write `data` at `offset` (the buffer must be loaded). Gaps are zero-filled.
-    pub(crate) fn write_at(&mut self, offset: u64, data: &[u8]) -> usize {
-        let start = offset as usize;
-        let end = start + data.len();
-        if self.data.len() < end {
-            self.data.resize(end, 0);
-        }
-        self.data[start..end].copy_from_slice(data);
+    pub(crate) fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<usize, FsError> {
+        self.data
+            .write_at(offset as usize, data)
+            .map_err(|e| FsError::Io(format!("no memory for the write buffer: {e}")))?;
         self.dirty = true;
         self.generation += 1;
-        data.len()
+        Ok(data.len())
     }
 
     /// Grow (zero-filled) or shrink to `size` (the buffer must be loaded, unless `size` is 0).
-    pub(crate) fn truncate(&mut self, size: u64) {
+    pub(crate) fn truncate(&mut self, size: u64) -> Result<(), FsError> {
+        self.data
+            .truncate(size as usize)
+            .map_err(|e| FsError::Io(format!("no memory for the write buffer: {e}")))?;
         self.oversize = None;
         if size == 0 {
-            self.data = Vec::new();
             self.loaded = true;
-        } else {
-            self.data.resize(size as usize, 0);
         }
         self.dirty = true;
         self.generation += 1;
+        Ok(())
     }
 
     /// Up to `size` bytes at `offset`.
     pub(crate) fn read(&self, offset: u64, size: u32) -> &[u8] {
-        let len = self.data.len() as u64;
+        let data = self.data.as_slice();
+        let len = data.len() as u64;
         let start = offset.min(len) as usize;
         let end = offset.saturating_add(size as u64).min(len) as usize;
-        &self.data[start..end]
+        &data[start..end]
     }
 }
 
@@ -148,17 +238,39 @@ mod tests {
     #[test]
     fn random_writes_and_truncates() {
         let mut w = WriteState::empty();
-        w.write_at(3, b"abc");
-        assert_eq!(w.data, b"\0\0\0abc");
-        w.write_at(0, b"xy");
-        assert_eq!(w.data, b"xy\0abc");
-        w.truncate(2);
-        assert_eq!(w.data, b"xy");
-        w.truncate(4);
-        assert_eq!(w.data, b"xy\0\0");
+        w.write_at(3, b"abc").unwrap();
+        assert_eq!(w.data.as_slice(), b"\0\0\0abc");
+        w.write_at(0, b"xy").unwrap();
+        assert_eq!(w.data.as_slice(), b"xy\0abc");
+        w.truncate(2).unwrap();
+        assert_eq!(w.data.as_slice(), b"xy");
+        w.truncate(4).unwrap();
+        assert_eq!(w.data.as_slice(), b"xy\0\0");
         assert_eq!(w.read(1, 2), b"y\0");
         assert_eq!(w.read(10, 2), b"");
         assert!(w.dirty);
+    }
+
+    #[test]
+    fn frozen_bytes_are_copied_on_the_next_change() {
+        let mut w = WriteState::empty();
+        // Recycled memory holds old bytes: gaps must still read as zeros.
+        let mut junk = PageBuf::new(1 << 20).unwrap();
+        junk.as_mut_slice().fill(0xff);
+        drop(junk);
+        w.write_at(1 << 19, b"end").unwrap();
+        assert!(w.data.as_slice()[..1 << 19].iter().all(|&b| b == 0));
+        let frozen = w.data.freeze();
+        assert_eq!(frozen.len(), (1 << 19) + 3);
+        w.write_at(0, b"new").unwrap();
+        assert_eq!(&frozen[..3], b"\0\0\0", "the uploaded bytes do not change");
+        assert_eq!(&w.data.as_slice()[..3], b"new");
+        let mut shared = WriteData::from_bytes(Bytes::from_static(b"abcdef"));
+        shared.truncate(3).unwrap();
+        assert_eq!(shared.as_slice(), b"abc");
+        shared.truncate(5).unwrap();
+        assert_eq!(shared.as_slice(), b"abc\0\0");
+        assert_eq!(shared.freeze(), Bytes::from_static(b"abc\0\0"));
     }
 
     #[test]
