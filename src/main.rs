@@ -19,6 +19,13 @@ use bwmediafs::fs::{FsOptions, MediaFs};
 use bwmediafs::fuse::{self, MountOptions};
 
 fn main() {
+    // A panicking FUSE worker would leave its request unanswered and the caller hung for good;
+    // ending the process instead turns the mount into a dead one that the next mount clears.
+    std::panic::set_hook(Box::new(|info| {
+        log::error!("internal error, stopping: {info}");
+        eprintln!("bwmediafs: internal error, stopping: {info}");
+        std::process::abort();
+    }));
     let args = Args::parse();
     if let Err(message) = init_logging(&args) {
         eprintln!("bwmediafs: {message}");
@@ -61,7 +68,11 @@ fn run(args: &Args, readiness: &mut Readiness) -> Result<(), String> {
     }
     // From here on every thread inherits these.
     daemon::block_exit_signals();
-    daemon::make_non_dumpable();
+    if daemon::make_non_dumpable() {
+        log::debug!("core dumps are off: the process is not dumpable");
+    } else {
+        log::warn!("could not mark the process non-dumpable: a core dump could hold credentials");
+    }
 
     // Kept alive for the life of the mount in demo mode.
     let (_emulator, http) = match http {

@@ -114,6 +114,56 @@ fn missing_credentials_say_which_variables_to_set() {
 }
 
 #[test]
+fn a_credentials_file_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, mnt) = mountpoint_dir();
+    let file = dir.path().join("creds");
+    std::fs::write(
+        &file,
+        format!("BW_ACCOUNT_ID=9900000\nBW_USERNAME=u\nBW_PASSWORD={PASSWORD}\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let args = [
+        "--credentials",
+        file.to_str().unwrap(),
+        mnt.to_str().unwrap(),
+    ];
+    let (status, err) = run_to_end(&args, &[]);
+    assert!(!status.success());
+    assert!(err.contains("chmod 600"), "{err}");
+    assert!(!err.contains(PASSWORD));
+}
+
+#[test]
+fn a_private_credentials_file_mounts() {
+    use std::os::unix::fs::PermissionsExt;
+    let emulator = start_emulator(emulator_config());
+    let (dir, mnt) = mountpoint_dir();
+    let _guard = Unmount(mnt.clone());
+    let file = dir.path().join("creds");
+    std::fs::write(
+        &file,
+        format!(
+            "BW_ACCOUNT_ID=9900000\nBW_USERNAME=test-user\nBW_PASSWORD={PASSWORD}\nBW_BASE_URL={}\n",
+            emulator.base_url()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let args = [
+        "--credentials",
+        file.to_str().unwrap(),
+        mnt.to_str().unwrap(),
+    ];
+    let (status, err) = run_to_end(&args, &[]);
+    assert!(status.success(), "{err}");
+    assert!(mountpoint::mounted_type(&mnt).is_some());
+    assert_eq!(emulator.stats().list, 1);
+    sh_ok(&format!("umount {}", q(&mnt)));
+}
+
+#[test]
 fn plain_http_to_another_host_is_refused() {
     let (_dir, mnt) = mountpoint_dir();
     let env = vec![

@@ -456,3 +456,64 @@ fn sigterm_uploads_open_dirty_files_then_unmounts() {
     assert!(status.success(), "exit status {status}:\n{}", m.log_text());
     assert!(!m.is_mounted());
 }
+
+#[test]
+fn mount_options_set_owner_modes_and_read_only() {
+    let m = Mount::with(
+        emulator_with(&[("d/f.txt", b"x")]),
+        &["-o", "ro,uid=1234,gid=5678,umask=027"],
+    );
+    let f = std::fs::metadata(m.path("d/f.txt")).unwrap();
+    let d = std::fs::metadata(m.path("d")).unwrap();
+    assert_eq!((f.uid(), f.gid()), (1234, 5678));
+    assert_eq!(f.mode() & 0o777, 0o640);
+    assert_eq!(d.mode() & 0o777, 0o750);
+    let out = sh(&format!("echo y > {}", q(&m.path("new"))));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Read-only file system"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(m.stats().put, 0);
+}
+
+#[test]
+fn names_that_cannot_be_paths_are_skipped_with_one_warning_each() {
+    let long = "x".repeat(256);
+    let m = Mount::with(
+        emulator_with(&[
+            ("good.txt", b"1"),
+            ("a//b", b"2"),
+            ("./dot", b"3"),
+            ("up/../z", b"4"),
+            ("trailing/", b"5"),
+            (&long, b"6"),
+        ]),
+        &[],
+    );
+    let names = sh_ok(&format!("ls -A {}", q(&m.mnt)));
+    assert_eq!(
+        names.lines().collect::<Vec<_>>(),
+        vec!["good.txt"],
+        "{names}"
+    );
+    sh_ok(&format!("ls -A {}", q(&m.mnt)));
+    let log = m.log_text();
+    for bad in ["a//b", "./dot", "up/../z", "trailing/"] {
+        let warnings = log
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains(bad))
+            .count();
+        assert_eq!(warnings, 1, "warnings for {bad:?}:\n{log}");
+    }
+}
+
+#[test]
+fn a_name_over_255_bytes_is_enametoolong() {
+    let m = Mount::new();
+    let p = m.path(&"n".repeat(256));
+    let err = timed("create", move || std::fs::write(p, b"x")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENAMETOOLONG), "{err}");
+    assert!(m.emulator.store().is_empty());
+}

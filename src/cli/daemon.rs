@@ -149,10 +149,12 @@ pub fn wait_for_signal() -> &'static str {
     }
 }
 
-/// Keep secrets out of core dumps and away from ptrace by other users' processes.
-pub fn make_non_dumpable() {
-    // SAFETY: plain prctl.
+/// Keep secrets out of core dumps and away from ptrace by other processes of the same user.
+/// Returns whether the kernel confirms the process is no longer dumpable.
+pub fn make_non_dumpable() -> bool {
+    // SAFETY: plain prctl calls.
     unsafe {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) == 0
     }
 }

@@ -513,15 +513,19 @@ impl MediaFs {
             let path = ns.join(parent, name).ok_or(FsError::NotFound)?;
             match ns.child(parent, name).and_then(|c| ns.node(c)) {
                 Some(n) => {
-                    if n.kind == Kind::Dir
-                        || !n.remote
-                        || fresh(n.verified_at, self.opts.metadata_ttl)
+                    // A directory can only be revalidated by a listing: done when that is one
+                    // request (a small account), else the cached one is trusted.
+                    let dir_known =
+                        n.kind == Kind::Dir && (ns.complete_pages != 1 || self.listing_fresh(&ns));
+                    if dir_known
+                        || (n.kind == Kind::File && !n.remote)
+                        || (n.kind == Kind::File && fresh(n.verified_at, self.opts.metadata_ttl))
                     {
                         let ino = n.ino;
                         drop(ns);
                         return self.attr_of(ino);
                     }
-                    (path, Some(n.ino))
+                    (path, (n.kind == Kind::File).then_some(n.ino))
                 }
                 None if self.listing_fresh(&ns) => return Err(FsError::NotFound),
                 None => (path, None),
@@ -1043,12 +1047,18 @@ impl MediaFs {
             }
             Ok(())
         };
-        check(&self.ns.lock())?;
+        match check(&self.ns.lock()) {
+            // Only a fresh listing can say it is not empty: its media may be gone elsewhere.
+            Ok(()) | Err(FsError::NotEmpty) => {}
+            Err(e) => return Err(e),
+        }
         // Media under it we have not seen yet would make it non-empty.
         self.ensure_complete()?;
         let mut ns = self.ns.lock();
         check(&ns)?;
         ns.detach(ino);
+        // Its parent may now be empty: it stays, like one emptied by `rm` (so `rm -r` works).
+        keep_emptied_dir(&mut ns, parent);
         Ok(())
     }
 
@@ -1861,13 +1871,21 @@ impl MediaFs {
                     "cannot move a directory into itself".into(),
                 ));
             }
-            if let (Some(d), Some(Kind::Dir)) = (dst, dk) {
-                if ns.live(d).is_some_and(|n| !n.children.is_empty()) {
-                    return Err(FsError::NotEmpty);
-                }
-            }
             (sk, dk)
         };
+        if let (Kind::Dir, Some(d), Some(Kind::Dir)) = (src_kind, dst, dst_kind) {
+            // Only a fresh complete listing can say whether the target is empty: media may have
+            // come or gone elsewhere (free when the listing is fresh; rename_dir needs it too).
+            self.ensure_complete()?;
+            if self
+                .ns
+                .lock()
+                .live(d)
+                .is_some_and(|n| !n.children.is_empty())
+            {
+                return Err(FsError::NotEmpty);
+            }
+        }
         match (src_kind, dst_kind) {
             (Kind::File, Some(Kind::Dir)) => Err(FsError::IsDir),
             (Kind::Dir, Some(Kind::File)) => Err(FsError::NotDir),

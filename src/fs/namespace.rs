@@ -119,6 +119,9 @@ pub(crate) struct Walk {
     pub pages: usize,
     pub done: bool,
     pub seen_tokens: HashSet<String>,
+    /// Names (and sizes) this walk could not place because a file it has not seen (yet) is in
+    /// the way; tried again when it finishes, once the files it did not see are gone.
+    pub blocked: Vec<(String, u64)>,
     /// Every node this walk saw, in the order it first saw them.
     pub seen: Vec<Ino>,
 }
@@ -467,6 +470,12 @@ impl Namespace {
         let parent = match self.dirs_for(dirs, walk_id) {
             Ok(p) => p,
             Err(file) => {
+                if let Some(w) = self.walk.as_mut().filter(|w| w.id == walk_id) {
+                    if !w.done {
+                        w.blocked.push((name.to_string(), size));
+                        return None;
+                    }
+                }
                 self.warn_once(
                     name,
                     &format!("{file:?} is a file, so it cannot be a directory"),
@@ -534,6 +543,7 @@ impl Namespace {
             pages: 0,
             done: false,
             seen_tokens: HashSet::new(),
+            blocked: Vec::new(),
             seen: Vec::new(),
         });
         id
@@ -560,6 +570,7 @@ impl Namespace {
         };
         walk.done = true;
         let (id, start_epoch, pages) = (walk.id, walk.start_epoch, walk.pages);
+        let blocked = std::mem::take(&mut walk.blocked);
         let stale: Vec<Ino> = self
             .nodes
             .values()
@@ -575,6 +586,11 @@ impl Namespace {
         let mut removed = Vec::new();
         for ino in stale {
             removed.extend(self.detach(ino));
+        }
+        // A file deleted elsewhere no longer hides the names under it (a file replaced by a
+        // directory); a file this walk saw still does, with a warning.
+        for (name, size) in blocked {
+            self.remote_file(&name, size, Some((id, start_epoch)), now, &mut removed);
         }
         loop {
             let empty: Vec<Ino> = self

@@ -1178,6 +1178,23 @@ fn mkdir_and_rmdir() {
 }
 
 #[test]
+fn rm_r_of_a_directory_made_only_of_media_removes_every_level() {
+    // `rm -r a`: unlink a/b/f, rmdir a/b, rmdir a. The rmdir of a/b empties `a`, which must
+    // stay for the last rmdir even after a listing (with a zero TTL every step lists).
+    let store = new_store(1000);
+    seed(&store, "a/b/f", b"1");
+    seed(&store, "g", b"2");
+    let t = mount_ttl(store, Duration::ZERO);
+    t.rm("a/b/f").unwrap();
+    let a = t.resolve("a").unwrap().ino;
+    t.fs.rmdir(a, &os("b")).unwrap();
+    assert_eq!(t.ls("").unwrap(), vec!["a", "g"]);
+    assert_eq!(t.ls("a").unwrap(), Vec::<String>::new());
+    t.fs.rmdir(ROOT_INO, &os("a")).unwrap();
+    assert_eq!(t.ls("").unwrap(), vec!["g"]);
+}
+
+#[test]
 fn chmod_chown_utimens_are_remembered() {
     let store = new_store(1000);
     seed(&store, "f", b"1");
@@ -1523,6 +1540,84 @@ fn directories_emptied_elsewhere_vanish_and_removed_files_have_no_attributes() {
 }
 
 #[test]
+fn a_stale_directory_lookup_asks_again_on_a_small_account() {
+    let store = new_store(1000);
+    seed(&store, "d/x", b"1");
+    seed(&store, "e/x", b"1");
+    let t = mount_ttl(store.clone(), Duration::ZERO);
+    assert_eq!(t.resolve("d").unwrap().kind, Kind::Dir);
+    store.delete("d/x");
+    seed(&store, "d", b"now a file");
+    store.delete("e/x");
+    // The next lookup of each name sees what the server holds: one list request each.
+    t.reset();
+    assert_eq!(t.resolve("d").unwrap().kind, Kind::File);
+    assert_eq!(errno_of(t.resolve("e")), libc::ENOENT);
+    assert_eq!(t.stats(), snap(2, 0, 0, 0));
+    // So creating a file named like a directory emptied elsewhere works.
+    let (attr, o) =
+        t.fs.create(ROOT_INO, &os("e"), 0o644, 0, libc::O_WRONLY | libc::O_CREAT)
+            .unwrap();
+    assert_eq!(attr.kind, Kind::File);
+    t.fs.release(o.fh).unwrap();
+    assert_eq!(t.stored("e").unwrap(), b"");
+    // Within the TTL a cached directory costs nothing.
+    let store = new_store(1000);
+    seed(&store, "d/x", b"1");
+    let t = mount(store);
+    t.reset();
+    assert_eq!(t.resolve("d").unwrap().kind, Kind::Dir);
+    assert_eq!(t.stats(), snap(0, 0, 0, 0));
+}
+
+#[test]
+fn rmdir_of_a_directory_emptied_elsewhere_succeeds_once_the_ttl_is_over() {
+    // A large account (several pages): the kernel's lookup of `d` answers from the cache, so
+    // rmdir itself must not refuse with ENOTEMPTY on what the cache remembers.
+    let store = new_store(2);
+    for n in ["a", "b", "c"] {
+        seed(&store, n, b"1");
+    }
+    let t = mount_ttl(store.clone(), Duration::ZERO);
+    t.fs.mkdir(ROOT_INO, &os("d"), 0o755, 0).unwrap();
+    seed(&store, "d/x", b"1");
+    assert_eq!(t.ls("d").unwrap(), vec!["x"]);
+    store.delete("d/x");
+    t.resolve("d").unwrap();
+    t.fs.rmdir(ROOT_INO, &os("d")).unwrap();
+    assert_eq!(t.ls("").unwrap(), vec!["a", "b", "c"]);
+    // Still refused while it holds something.
+    t.fs.mkdir(ROOT_INO, &os("e"), 0o755, 0).unwrap();
+    seed(&store, "e/y", b"1");
+    assert_eq!(errno_of(t.fs.rmdir(ROOT_INO, &os("e"))), libc::ENOTEMPTY);
+}
+
+#[test]
+fn a_directory_rename_over_a_directory_emptied_elsewhere_succeeds() {
+    // A large account: the cache still holds `f/h`, deleted elsewhere; the rename must not
+    // refuse with ENOTEMPTY without asking.
+    let store = new_store(2);
+    for n in ["a", "b", "s/x"] {
+        seed(&store, n, b"1");
+    }
+    let t = mount_ttl(store.clone(), Duration::ZERO);
+    t.fs.mkdir(ROOT_INO, &os("f"), 0o755, 0).unwrap();
+    seed(&store, "f/h", b"1");
+    assert_eq!(t.ls("f").unwrap(), vec!["h"]);
+    store.delete("f/h");
+    t.mv("s", "f").unwrap();
+    assert_eq!(t.store.names(), vec!["a", "b", "f/x"]);
+    assert_eq!(t.ls("f").unwrap(), vec!["x"]);
+    // Refused when the target holds something, even a media not listed yet (which a
+    // replaced target would have hidden while it stayed on the server).
+    t.fs.mkdir(ROOT_INO, &os("g"), 0o755, 0).unwrap();
+    seed(&store, "g/y", b"1");
+    assert_eq!(errno_of(t.mv("f", "g")), libc::ENOTEMPTY);
+    assert_eq!(t.store.names(), vec!["a", "b", "f/x", "g/y"]);
+    assert_eq!(t.ls("g").unwrap(), vec!["y"]);
+}
+
+#[test]
 fn a_directory_rename_that_fails_midway_loses_nothing() {
     let store = new_store(1000);
     seed(&store, "src/a", b"1");
@@ -1543,4 +1638,24 @@ fn a_directory_rename_that_fails_midway_loses_nothing() {
     *t.faults.delete.lock() = None;
     t.mv("src", "dst2").unwrap();
     assert_eq!(t.ls("dst2").unwrap(), vec!["a", "b"]);
+}
+
+#[test]
+fn a_file_replaced_by_a_directory_elsewhere_shows_as_the_directory() {
+    // The listing that shows `d/x` does not show `d`: the cached file `d` must not hide it.
+    let store = new_store(1000);
+    seed(&store, "d", b"1");
+    let t = mount_ttl(store.clone(), Duration::ZERO);
+    assert_eq!(t.resolve("d").unwrap().kind, Kind::File);
+    store.delete("d");
+    seed(&store, "d/x", b"2");
+    assert_eq!(t.ls("").unwrap(), vec!["d"]);
+    assert_eq!(t.resolve("d").unwrap().kind, Kind::Dir);
+    assert_eq!(t.cat("d/x").unwrap(), b"2");
+    // While both exist the file wins, whatever was cached before.
+    seed(&store, "d", b"3");
+    assert_eq!(t.ls("").unwrap(), vec!["d"]);
+    assert_eq!(t.resolve("d").unwrap().kind, Kind::File);
+    store.delete("d/x");
+    assert_eq!(t.cat("d").unwrap(), b"3");
 }

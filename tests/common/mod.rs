@@ -61,6 +61,11 @@ pub fn command(env: &[(String, String)]) -> Command {
             cmd.env_remove(k);
         }
     }
+    // A background bwmediafs logs under the state directory: keep that out of the real home.
+    cmd.env(
+        "XDG_STATE_HOME",
+        std::env::temp_dir().join("bwmediafs-test-state"),
+    );
     cmd.envs(env.iter().map(|(k, v)| (k, v)));
     cmd
 }
