@@ -721,7 +721,8 @@ fn too_deep(model: &Model, op: &Op) -> bool {
 /// A short plan of steps run back to back (no tree check in between), aimed at what a random
 /// sequence rarely hits: a name changed elsewhere and used through the mount at once, before
 /// anything else lists the tree (a directory emptied elsewhere, media added under a directory,
-/// a file replaced by a directory and the reverse), and `rm -r` of a directory.
+/// a file replaced by a directory and the reverse, a change behind a listing a lookup paused),
+/// and `rm -r` of a directory.
 fn scenario(rng: &mut Rng, model: &Model, paged: bool) -> (&'static str, Vec<Op>) {
     let mut sim = model.clone();
     let mut plan = Vec::new();
@@ -764,7 +765,7 @@ fn scenario(rng: &mut Rng, model: &Model, paged: bool) -> (&'static str, Vec<Op>
     };
     let leaf = *rng.pick(&FILE_NAMES);
     let seed = rng.next() % 1_000_000;
-    let what = match rng.below(if paged { 4 } else { 5 }) {
+    let what = match rng.below(if paged { 5 } else { 6 }) {
         0 => {
             // A directory emptied elsewhere, then used. (Paged: only explicit ones stay.)
             let full: Vec<String> = if paged {
@@ -847,7 +848,25 @@ fn scenario(rng: &mut Rng, model: &Model, paged: bool) -> (&'static str, Vec<Op>
             push(&mut sim, Op::Read { path });
             "a file replaced by a directory elsewhere"
         }
-        4 => {
+        3 => {
+            // A lookup of a directory not seen yet lists only until it shows up (on a large
+            // account); a media put meanwhile before that point must show all the same.
+            let d = random_path(rng, true);
+            let Some(op) = api_put(rng, &sim, format!("{d}/{leaf}")) else {
+                return ("", plan);
+            };
+            push(&mut sim, op);
+            let path = format!("{d}/{leaf}");
+            push(&mut sim, Op::Read { path });
+            let name = random_path(rng, false);
+            if let Some(op) = api_put(rng, &sim, name.clone()) {
+                push(&mut sim, op);
+            }
+            let path = parent(&name).to_string();
+            push(&mut sim, Op::List { path });
+            "a listing paused by a lookup, then a change elsewhere"
+        }
+        5 => {
             // A directory replaced by a file elsewhere (not paged: it empties a directory).
             let d = pick_dir(rng, &with_media);
             for name in files.iter().filter(|m| under(m, &d)) {

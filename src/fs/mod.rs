@@ -17,19 +17,23 @@
 //!   listing: it applies each page as it arrives and hands out what it has, fetching the next
 //!   page when the reader wants more, or, once the reader has come back for more than its first
 //!   reply, right after answering it (`readdir_ahead`). The mount's one page starts the first
-//!   walk.
+//!   walk. A walk paused between pages is continued by whoever needs more of it only while it
+//!   started within the TTL; an older one is replaced by a new walk (its first pages are that
+//!   old).
 //! - **Lookup/getattr of a file** answer from the cache while it is fresh (seen by a listing, a
 //!   GET or our own PUT within the TTL). Otherwise they revalidate with the cheapest request that
 //!   answers: when the last complete listing fit in one page, one list request (which refreshes
 //!   everything); otherwise one GET of that media (whose body is kept in the data cache, so the
 //!   read that usually follows costs nothing).
 //! - **Directories** cannot be asked about (the API has no prefix query): a directory is known
-//!   from a listing. A name that is not known and that a GET answers 404 for is either missing
-//!   or a directory the cache has not seen yet; to answer correctly the listing walk is completed
-//!   (stopping early as soon as the name shows up as a directory). This is only ever needed when
-//!   the account's listing takes more than one page *and* the cache is not fresh; it costs the
-//!   pages of one listing, which then serves every other lookup for the TTL. (Answering ENOENT
-//!   there would make `cat MSGID/0/photo.png` fail on a fresh mount of a large account.)
+//!   from a listing, revalidated like a file when that is one list request (else the cached one
+//!   is trusted until the next complete listing). A name that is not known and that a GET
+//!   answers 404 for is either missing or a directory the cache has not seen yet; to answer
+//!   correctly the listing walk is completed (stopping early as soon as the name shows up as a
+//!   directory). This is only ever needed when the account's listing takes more than one page
+//!   *and* the cache is not fresh; it costs the pages of one listing, which then serves every
+//!   other lookup for the TTL. (Answering ENOENT there would make `cat MSGID/0/photo.png` fail
+//!   on a fresh mount of a large account.)
 //! - **Reads** download a media once (single-flight) into the data cache and serve from memory,
 //!   answering each read as soon as its bytes have arrived (the first reader's thread answers
 //!   early and stays to finish the download); `FOPEN_KEEP_CACHE` is granted when the content
@@ -38,7 +42,8 @@
 //! - **Writes** go to a per-inode buffer and are uploaded with one PUT on flush/fsync when
 //!   dirty. Our own PUT/DELETE update the cache locally (no list request).
 //! - **Removing a directory, renaming a directory** need every media under it, so they first
-//!   make sure the listing is complete and fresh (free when it is, the listing's pages if not).
+//!   make sure the listing is complete and fresh (free when it is, the listing's pages if not);
+//!   ENOTEMPTY is only answered from such a listing (media may have gone elsewhere).
 //! - **`rm` of a file someone still has open but never read** downloads it first (one GET), so
 //!   the reader keeps its bytes.
 //!
@@ -262,7 +267,7 @@ impl MediaFs {
     /// Check the credentials with one list page, which also seeds the listing cache.
     pub fn connect(api: Arc<dyn MediaApi>, opts: FsOptions) -> Result<MediaFs, FsError> {
         let fs = MediaFs::new(api, opts);
-        fs.walk_until(|ns| ns.walk.as_ref().is_some_and(|w| w.pages > 0))?;
+        fs.walk_until(None, |ns| ns.walk.as_ref().is_some_and(|w| w.pages > 0))?;
         Ok(fs)
     }
 
@@ -355,6 +360,11 @@ impl MediaFs {
 
     // ----- the listing ----------------------------------------------------------------------
 
+    /// Whether a walk started within the TTL (anyone may continue it).
+    fn walk_fresh(&self, w: &namespace::Walk) -> bool {
+        fresh(Some(w.started), self.opts.metadata_ttl)
+    }
+
     fn listing_fresh(&self, ns: &Namespace) -> bool {
         fresh(ns.complete_at, self.opts.metadata_ttl)
     }
@@ -367,7 +377,15 @@ impl MediaFs {
 
     /// Fetch listing pages (continuing the current walk when it is recent, else starting one)
     /// until `stop` holds. Concurrent callers share the pages: one is fetched at a time.
-    fn walk_until(&self, stop: impl Fn(&Namespace) -> bool) -> Result<(), FsError> {
+    /// A paused walk is continued by the reader that `follow`s it, or by anyone while it started
+    /// within the TTL or during this call; one older than that is replaced by a new walk (its
+    /// first pages show the store as it was then).
+    fn walk_until(
+        &self,
+        follow: Option<u64>,
+        stop: impl Fn(&Namespace) -> bool,
+    ) -> Result<(), FsError> {
+        let began = Instant::now();
         loop {
             if stop(&self.ns.lock()) {
                 return Ok(());
@@ -381,7 +399,14 @@ impl MediaFs {
                 }
                 let idle = walk_idle_limit(self.opts.metadata_ttl);
                 match &ns.walk {
-                    Some(w) if !w.done && w.pages > 0 && w.last_page.elapsed() < idle => {
+                    Some(w)
+                        if !w.done
+                            && w.pages > 0
+                            && w.last_page.elapsed() < idle
+                            && (follow == Some(w.id)
+                                || w.started >= began
+                                || self.walk_fresh(w)) =>
+                    {
                         (w.id, w.next.clone())
                     }
                     _ => (ns.start_walk(now), None),
@@ -457,7 +482,9 @@ impl MediaFs {
     /// began, which matters when the TTL is zero).
     fn ensure_complete(&self) -> Result<(), FsError> {
         let t0 = Instant::now();
-        self.walk_until(|ns| self.listing_fresh(ns) || ns.complete_at.is_some_and(|c| c >= t0))
+        self.walk_until(None, |ns| {
+            self.listing_fresh(ns) || ns.complete_at.is_some_and(|c| c >= t0)
+        })
     }
 
     /// Inodes with a write buffer (a listing must not remove them).
@@ -560,7 +587,7 @@ impl MediaFs {
             }) => {
                 self.forget_file(path);
                 let t0 = Instant::now();
-                self.walk_until(|ns| {
+                self.walk_until(None, |ns| {
                     self.listing_fresh(ns)
                         || ns.complete_at.is_some_and(|c| c >= t0)
                         || ns
@@ -905,7 +932,8 @@ impl MediaFs {
                             || (d.walk.is_none()
                                 && !w.done
                                 && w.pages > 0
-                                && w.last_page.elapsed() < idle) =>
+                                && w.last_page.elapsed() < idle
+                                && self.walk_fresh(w)) =>
                     {
                         d.walk = Some(w.id);
                         let before = d.entries.len();
@@ -952,12 +980,14 @@ impl MediaFs {
             };
             match wait {
                 Wait::Again => {}
-                Wait::Next(id, pages) => self.walk_until(|ns| match ns.walk.as_ref() {
-                    Some(w) => w.id != id || w.pages != pages || w.done,
-                    None => true,
-                })?,
+                Wait::Next(id, pages) => {
+                    self.walk_until(Some(id), |ns| match ns.walk.as_ref() {
+                        Some(w) => w.id != id || w.pages != pages || w.done,
+                        None => true,
+                    })?
+                }
                 Wait::New(old) => {
-                    self.walk_until(|ns| {
+                    self.walk_until(None, |ns| {
                         ns.walk
                             .as_ref()
                             .is_some_and(|w| Some(w.id) != old && w.pages > 0)
@@ -1001,7 +1031,7 @@ impl MediaFs {
             }
         };
         // An error is logged; the reader meets it (or a fresh walk) on its next call.
-        let _ = self.walk_until(|ns| match ns.walk.as_ref() {
+        let _ = self.walk_until(Some(id), |ns| match ns.walk.as_ref() {
             Some(w) => w.id != id || w.pages > pages || w.done,
             None => true,
         });

@@ -113,6 +113,8 @@ pub(crate) struct Node {
 pub(crate) struct Walk {
     pub id: u64,
     pub start_epoch: u64,
+    /// When its first page was asked for: the age of what it shows.
+    pub started: Instant,
     pub last_page: Instant,
     /// Token of the next page; `None` before the first page and after the last.
     pub next: Option<String>,
@@ -538,6 +540,7 @@ impl Namespace {
         self.walk = Some(Walk {
             id,
             start_epoch: self.epoch,
+            started: now,
             last_page: now,
             next: None,
             pages: 0,

@@ -1659,3 +1659,24 @@ fn a_file_replaced_by_a_directory_elsewhere_shows_as_the_directory() {
     store.delete("d/x");
     assert_eq!(t.cat("d").unwrap(), b"3");
 }
+
+#[test]
+fn a_paused_walk_older_than_the_ttl_is_not_joined() {
+    // A lookup that finds `d` as a directory stops its walk there (a large account). A media
+    // put afterwards before that point of the listing must show in a later `ls`: the paused walk
+    // started before the TTL ran out, so its pages are too old to be continued by anyone else.
+    let store = new_store(1);
+    for n in ["a", "d/x", "z"] {
+        seed(&store, n, b"1");
+    }
+    let t = mount_ttl(store.clone(), Duration::ZERO);
+    seed(&store, "e/y", b"1"); // unknown to the cache: its lookup walks until it shows up
+    assert_eq!(t.resolve("e").unwrap().kind, Kind::Dir);
+    seed(&store, "c", b"1");
+    assert_eq!(t.ls("").unwrap(), vec!["a", "c", "d", "e", "z"]);
+    seed(&store, "b", b"1");
+    assert_eq!(t.resolve("b").unwrap().kind, Kind::File);
+    t.reset();
+    assert_eq!(errno_of(t.resolve("nope")), libc::ENOENT);
+    assert_eq!(t.stats().list, 6, "a fresh walk: one page per media");
+}
