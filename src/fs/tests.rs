@@ -144,6 +144,11 @@ fn snap(list: u64, get: u64, put: u64, delete: u64) -> StatsSnapshot {
 }
 
 impl T {
+    /// Create `name` in `parent` (mode 644) and open it with `flags`.
+    fn create(&self, parent: Ino, name: &str, flags: i32) -> (Attr, Opened) {
+        self.fs.create(parent, &os(name), 0o644, 0, flags).unwrap()
+    }
+
     fn stats(&self) -> StatsSnapshot {
         self.store.stats.snapshot()
     }
@@ -545,15 +550,7 @@ fn creating_on_a_cold_small_account_costs_one_lookup_request() {
 fn touch_creates_an_empty_media_with_one_put() {
     let t = mount(new_store(1000));
     t.reset();
-    let (attr, o) =
-        t.fs.create(
-            ROOT_INO,
-            &os("empty"),
-            0o644,
-            0,
-            libc::O_WRONLY | libc::O_CREAT,
-        )
-        .unwrap();
+    let (attr, o) = t.create(ROOT_INO, "empty", libc::O_WRONLY | libc::O_CREAT);
     assert_eq!(attr.size, 0);
     t.fs.flush(o.fh).unwrap();
     t.fs.release(o.fh).unwrap();
@@ -564,15 +561,7 @@ fn touch_creates_an_empty_media_with_one_put() {
 #[test]
 fn rdonly_creat_makes_an_empty_media() {
     let t = mount(new_store(1000));
-    let (_, o) =
-        t.fs.create(
-            ROOT_INO,
-            &os("ro-created"),
-            0o644,
-            0,
-            libc::O_RDONLY | libc::O_CREAT,
-        )
-        .unwrap();
+    let (_, o) = t.create(ROOT_INO, "ro-created", libc::O_RDONLY | libc::O_CREAT);
     assert!(t.fs.read(o.fh, 0, 10).unwrap().is_empty());
     t.fs.flush(o.fh).unwrap();
     t.fs.release(o.fh).unwrap();
@@ -709,15 +698,7 @@ fn rename_of_a_directory_moves_every_media_under_it() {
 #[test]
 fn rename_of_a_file_still_being_written_uploads_under_the_new_name() {
     let t = mount(new_store(1000));
-    let (_, o) =
-        t.fs.create(
-            ROOT_INO,
-            &os(".tmp123"),
-            0o644,
-            0,
-            libc::O_WRONLY | libc::O_CREAT,
-        )
-        .unwrap();
+    let (_, o) = t.create(ROOT_INO, ".tmp123", libc::O_WRONLY | libc::O_CREAT);
     t.fs.write(o.fh, 0, b"abc").unwrap();
     t.reset();
     t.mv(".tmp123", "final.txt").unwrap();
@@ -854,15 +835,7 @@ fn an_o_trunc_sent_apart_from_its_open_changes_the_shared_buffer() {
 #[test]
 fn efbig_at_the_write_or_truncate_that_crosses_the_limit() {
     let t = mount_with(new_store(1000), |o| o.max_size = 100);
-    let (_, o) =
-        t.fs.create(
-            ROOT_INO,
-            &os("big"),
-            0o644,
-            0,
-            libc::O_WRONLY | libc::O_CREAT,
-        )
-        .unwrap();
+    let (_, o) = t.create(ROOT_INO, "big", libc::O_WRONLY | libc::O_CREAT);
     t.fs.write(o.fh, 0, &[1u8; 60]).unwrap();
     let ino = t.resolve("big").unwrap().ino;
     assert_eq!(
@@ -901,15 +874,7 @@ fn an_oversize_copy_stores_nothing_and_the_new_name_disappears() {
 #[test]
 fn the_default_limit_is_bandwidths() {
     let t = mount(new_store(1000));
-    let (_, o) =
-        t.fs.create(
-            ROOT_INO,
-            &os("max"),
-            0o644,
-            0,
-            libc::O_WRONLY | libc::O_CREAT,
-        )
-        .unwrap();
+    let (_, o) = t.create(ROOT_INO, "max", libc::O_WRONLY | libc::O_CREAT);
     let limit = MAX_MEDIA_SIZE;
     t.fs.write(o.fh, limit - 1, b"x").unwrap();
     assert_eq!(errno_of(t.fs.write(o.fh, limit, b"x")), libc::EFBIG);
@@ -937,15 +902,7 @@ fn a_failed_upload_fails_close_and_saves_the_bytes() {
         description: Some("try later".into()),
     });
     let ino = t.fs.mkdir(ROOT_INO, &os("dir"), 0o755, 0).unwrap().ino;
-    let (_, o) =
-        t.fs.create(
-            ino,
-            &os("x%y.txt"),
-            0o644,
-            0,
-            libc::O_WRONLY | libc::O_CREAT,
-        )
-        .unwrap();
+    let (_, o) = t.create(ino, "x%y.txt", libc::O_WRONLY | libc::O_CREAT);
     t.fs.write(o.fh, 0, b"precious").unwrap();
     assert_eq!(errno_of(t.fs.flush(o.fh)), libc::EIO);
     let saved = t.tmp.path().join("recovery").join("dir%2Fx%25y.txt");
@@ -975,9 +932,7 @@ fn upload_errors_map_to_the_error_table() {
 #[test]
 fn release_uploads_what_is_still_dirty() {
     let t = mount(new_store(1000));
-    let (_, o) =
-        t.fs.create(ROOT_INO, &os("r"), 0o644, 0, libc::O_WRONLY | libc::O_CREAT)
-            .unwrap();
+    let (_, o) = t.create(ROOT_INO, "r", libc::O_WRONLY | libc::O_CREAT);
     t.fs.write(o.fh, 0, b"late").unwrap();
     t.fs.release(o.fh).unwrap();
     assert_eq!(t.stored("r").unwrap(), b"late");
@@ -988,15 +943,7 @@ fn flush_all_uploads_every_dirty_buffer() {
     let t = mount(new_store(1000));
     let mut fhs = Vec::new();
     for name in ["a", "b"] {
-        let (_, o) =
-            t.fs.create(
-                ROOT_INO,
-                &os(name),
-                0o644,
-                0,
-                libc::O_WRONLY | libc::O_CREAT,
-            )
-            .unwrap();
+        let (_, o) = t.create(ROOT_INO, name, libc::O_WRONLY | libc::O_CREAT);
         t.fs.write(o.fh, 0, name.as_bytes()).unwrap();
         fhs.push(o.fh);
     }
@@ -1013,15 +960,7 @@ fn flush_all_uploads_every_dirty_buffer() {
 #[test]
 fn writes_to_a_removed_open_file_go_nowhere() {
     let t = mount(new_store(1000));
-    let (_, o) =
-        t.fs.create(
-            ROOT_INO,
-            &os("tmp"),
-            0o644,
-            0,
-            libc::O_WRONLY | libc::O_CREAT,
-        )
-        .unwrap();
+    let (_, o) = t.create(ROOT_INO, "tmp", libc::O_WRONLY | libc::O_CREAT);
     t.fs.write(o.fh, 0, b"scratch").unwrap();
     t.rm("tmp").unwrap();
     t.fs.write(o.fh, 7, b"more").unwrap();
@@ -1450,15 +1389,7 @@ fn a_listing_does_not_undo_a_racing_upload() {
     })
     .unwrap();
     // Our upload of a name the walk already passed.
-    let (_, o) =
-        t.fs.create(
-            ROOT_INO,
-            &os("0first"),
-            0o644,
-            0,
-            libc::O_WRONLY | libc::O_CREAT,
-        )
-        .unwrap();
+    let (_, o) = t.create(ROOT_INO, "0first", libc::O_WRONLY | libc::O_CREAT);
     t.fs.write(o.fh, 0, b"mine").unwrap();
     t.fs.release(o.fh).unwrap();
     let mut offset = 3;
@@ -1555,9 +1486,7 @@ fn a_stale_directory_lookup_asks_again_on_a_small_account() {
     assert_eq!(errno_of(t.resolve("e")), libc::ENOENT);
     assert_eq!(t.stats(), snap(2, 0, 0, 0));
     // So creating a file named like a directory emptied elsewhere works.
-    let (attr, o) =
-        t.fs.create(ROOT_INO, &os("e"), 0o644, 0, libc::O_WRONLY | libc::O_CREAT)
-            .unwrap();
+    let (attr, o) = t.create(ROOT_INO, "e", libc::O_WRONLY | libc::O_CREAT);
     assert_eq!(attr.kind, Kind::File);
     t.fs.release(o.fh).unwrap();
     assert_eq!(t.stored("e").unwrap(), b"");
