@@ -533,10 +533,7 @@ impl MediaFs {
         // What does the cache say?
         let (path, stale_file) = {
             let ns = self.ns.lock();
-            let p = ns.live(parent).ok_or(FsError::NotFound)?;
-            if p.kind != Kind::Dir {
-                return Err(FsError::NotDir);
-            }
+            ns.live_dir(parent)?;
             let path = ns.join(parent, name).ok_or(FsError::NotFound)?;
             match ns.child(parent, name).and_then(|c| ns.node(c)) {
                 Some(n) => {
@@ -757,10 +754,7 @@ impl MediaFs {
     pub fn open_dir(&self, ino: Ino) -> Result<Opened, FsError> {
         let (parent, keep_cache) = {
             let mut ns = self.ns.lock();
-            let n = ns.live(ino).ok_or(FsError::NotFound)?;
-            if n.kind != Kind::Dir {
-                return Err(FsError::NotDir);
-            }
+            let n = ns.live_dir(ino)?;
             let (parent, version) = (n.parent, n.content_version);
             let ttl = self.opts.metadata_ttl;
             let keep = self.listing_fresh(&ns)
@@ -1046,20 +1040,11 @@ impl MediaFs {
         let name = self.component(name)?;
         let ino = {
             let mut ns = self.ns.lock();
-            let p = ns.live(parent).ok_or(FsError::NotFound)?;
-            if p.kind != Kind::Dir {
-                return Err(FsError::NotDir);
-            }
+            ns.live_dir(parent)?;
             if ns.child(parent, name).is_some() {
                 return Err(FsError::Exists);
             }
-            let ino = ns.add(parent, name, Kind::Dir);
-            if let Some(n) = ns.node_mut(ino) {
-                n.explicit = true;
-                n.perm = Some((mode & !umask & 0o7777) as u16);
-            }
-            ns.local_change(ino);
-            ino
+            ns.add_local(parent, name, Kind::Dir, mode & !umask)
         };
         self.attr_of(ino)
     }
@@ -1068,10 +1053,7 @@ impl MediaFs {
         self.check_ro()?;
         let ino = self.child_or_lookup(parent, name)?;
         let check = |ns: &Namespace| -> Result<(), FsError> {
-            let n = ns.live(ino).ok_or(FsError::NotFound)?;
-            if n.kind != Kind::Dir {
-                return Err(FsError::NotDir);
-            }
+            let n = ns.live_dir(ino)?;
             if !n.children.is_empty() {
                 return Err(FsError::NotEmpty);
             }
@@ -1670,18 +1652,11 @@ impl MediaFs {
         let name = self.component(name)?;
         let existing = {
             let mut ns = self.ns.lock();
-            let p = ns.live(parent).ok_or(FsError::NotFound)?;
-            if p.kind != Kind::Dir {
-                return Err(FsError::NotDir);
-            }
+            ns.live_dir(parent)?;
             match ns.child(parent, name) {
                 Some(c) => Some(c),
                 None => {
-                    let ino = ns.add(parent, name, Kind::File);
-                    if let Some(n) = ns.node_mut(ino) {
-                        n.perm = Some((mode & !umask & 0o7777) as u16);
-                    }
-                    ns.local_change(ino);
+                    let ino = ns.add_local(parent, name, Kind::File, mode & !umask);
                     drop(ns);
                     let buf = self.attach_buffer(ino, true)?;
                     let fh = self.add_handle(ino, flags, Some(buf));
@@ -1890,10 +1865,7 @@ impl MediaFs {
         }
         let (src_kind, dst_kind) = {
             let ns = self.ns.lock();
-            let np = ns.live(newparent).ok_or(FsError::NotFound)?;
-            if np.kind != Kind::Dir {
-                return Err(FsError::NotDir);
-            }
+            ns.live_dir(newparent)?;
             let sk = ns.live(src).ok_or(FsError::NotFound)?.kind;
             let dk = dst.and_then(|d| ns.live(d)).map(|n| n.kind);
             if sk == Kind::Dir && ns.is_within(newparent, src) {

@@ -23,6 +23,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Instant, SystemTime};
 
+use super::error::FsError;
+
 /// An inode number.
 pub type Ino = u64;
 /// The root directory's inode.
@@ -234,6 +236,15 @@ impl Namespace {
         self.node(ino).filter(|n| !n.removed)
     }
 
+    /// A live directory: ENOENT if `ino` is gone, ENOTDIR if it is a file.
+    pub(crate) fn live_dir(&self, ino: Ino) -> Result<&Node, FsError> {
+        let n = self.live(ino).ok_or(FsError::NotFound)?;
+        if n.kind != Kind::Dir {
+            return Err(FsError::NotDir);
+        }
+        Ok(n)
+    }
+
     pub(crate) fn child(&self, parent: Ino, name: &str) -> Option<Ino> {
         self.nodes
             .get(&parent)
@@ -279,6 +290,18 @@ impl Namespace {
     }
 
     /// Add a node under `parent` (which must be a live directory without that child).
+    /// Add an entry made through the mount (`mkdir`, `create`), with permission bits `mode`:
+    /// a directory made so is explicit (it stays without media in it).
+    pub(crate) fn add_local(&mut self, parent: Ino, name: &str, kind: Kind, mode: u32) -> Ino {
+        let ino = self.add(parent, name, kind);
+        if let Some(n) = self.node_mut(ino) {
+            n.explicit = kind == Kind::Dir;
+            n.perm = Some((mode & 0o7777) as u16);
+        }
+        self.local_change(ino);
+        ino
+    }
+
     pub(crate) fn add(&mut self, parent: Ino, name: &str, kind: Kind) -> Ino {
         let path = self.join(parent, name).unwrap_or_else(|| name.to_string());
         let ino = self.next_ino;
