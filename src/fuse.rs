@@ -31,7 +31,7 @@ use fuser::{
 };
 use parking_lot::{Condvar, Mutex};
 
-use crate::fs::{Attr, FsError, Kind, MediaFs, Opened, SetAttr};
+use crate::fs::{Attr, DirEntry, FsError, Kind, MediaFs, Opened, SetAttr};
 
 /// Event-loop threads: how many requests may be in progress at once.
 pub const EVENT_THREADS: usize = 16;
@@ -270,6 +270,52 @@ impl FuseFs {
     }
 }
 
+/// `readdir` and `readdirplus` replies, filled and answered alike.
+trait ListingReply {
+    /// Add one entry; true when the reply is full.
+    fn push(&mut self, e: &DirEntry, ttl: &Duration) -> bool;
+    fn ok(self);
+    fn error(self, e: Errno);
+}
+
+impl ListingReply for ReplyDirectory {
+    fn push(&mut self, e: &DirEntry, _ttl: &Duration) -> bool {
+        self.add(INodeNo(e.ino), e.offset, file_type(e.kind), e.name)
+    }
+    fn ok(self) {
+        ReplyDirectory::ok(self)
+    }
+    fn error(self, e: Errno) {
+        ReplyDirectory::error(self, e)
+    }
+}
+
+impl ListingReply for ReplyDirectoryPlus {
+    fn push(&mut self, e: &DirEntry, ttl: &Duration) -> bool {
+        let attr = file_attr(&e.attr);
+        self.add(INodeNo(e.ino), e.offset, e.name, ttl, &attr, Generation(0))
+    }
+    fn ok(self) {
+        ReplyDirectoryPlus::ok(self)
+    }
+    fn error(self, e: Errno) {
+        ReplyDirectoryPlus::error(self, e)
+    }
+}
+
+impl FuseFs {
+    /// Answer a listing request, then fetch the next page of the walk while the kernel hands
+    /// out the entries it has.
+    fn listing(&self, fh: u64, offset: u64, mut reply: impl ListingReply) {
+        let ttl = self.ttl();
+        match self.fs.readdir(fh, offset, |e| reply.push(e, &ttl)) {
+            Ok(()) => reply.ok(),
+            Err(e) => return reply.error(errno(&e)),
+        }
+        self.fs.readdir_ahead(fh);
+    }
+}
+
 fn empty(reply: ReplyEmpty, r: Result<(), FsError>) {
     match r {
         Ok(()) => reply.ok(),
@@ -501,16 +547,9 @@ impl Filesystem for FuseFs {
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectory,
+        reply: ReplyDirectory,
     ) {
-        let r = self.fs.readdir(fh.0, offset, |e| {
-            reply.add(INodeNo(e.ino), e.offset, file_type(e.kind), e.name)
-        });
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => return reply.error(errno(&e)),
-        }
-        self.fs.readdir_ahead(fh.0);
+        self.listing(fh.0, offset, reply);
     }
 
     fn readdirplus(
@@ -519,24 +558,9 @@ impl Filesystem for FuseFs {
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectoryPlus,
+        reply: ReplyDirectoryPlus,
     ) {
-        let ttl = self.ttl();
-        let r = self.fs.readdir(fh.0, offset, |e| {
-            reply.add(
-                INodeNo(e.ino),
-                e.offset,
-                e.name,
-                &ttl,
-                &file_attr(&e.attr),
-                Generation(0),
-            )
-        });
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => return reply.error(errno(&e)),
-        }
-        self.fs.readdir_ahead(fh.0);
+        self.listing(fh.0, offset, reply);
     }
 
     fn releasedir(
