@@ -473,8 +473,7 @@ show what part of a figure no daemon controls.
   `read_ahead_kb` from 128 to 1024 or 4096 (medians of 8 interleaved cold runs 1005, 1062 and
   968 MiB/s: within the noise, so READ round trips are not what limits a cold read); growing
   write buffers by whole huge pages (cp in unchanged at about 800 MiB/s); the kernel's
-  writeback cache for writes (cp in fell from about 820 to 480 MiB/s: the kernel then sends
-  the pages in smaller WRITE requests).
+  writeback cache for writes (cp in fell from about 820 to 480 MiB/s).
 - The machine is shared: figures taken while other work runs move by tens of percent between
   runs; the ratios, measured side by side, move less.
 """
