@@ -264,7 +264,10 @@ impl FuseFs {
 
     fn entry(&self, reply: ReplyEntry, r: Result<Attr, FsError>) {
         match r {
-            Ok(a) => reply.entry(&self.ttl(), &file_attr(&a), Generation(0)),
+            Ok(a) => {
+                self.fs.entry_handed(a.ino);
+                reply.entry(&self.ttl(), &file_attr(&a), Generation(0))
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -272,6 +275,8 @@ impl FuseFs {
 
 /// `readdir` and `readdirplus` replies, filled and answered alike.
 trait ListingReply {
+    /// The kernel keeps a reference to each entry (but `.` and `..`), as after a lookup.
+    const PLUS: bool;
     /// Add one entry; true when the reply is full.
     fn push(&mut self, e: &DirEntry, ttl: &Duration) -> bool;
     fn ok(self);
@@ -279,6 +284,7 @@ trait ListingReply {
 }
 
 impl ListingReply for ReplyDirectory {
+    const PLUS: bool = false;
     fn push(&mut self, e: &DirEntry, _ttl: &Duration) -> bool {
         self.add(INodeNo(e.ino), e.offset, file_type(e.kind), e.name)
     }
@@ -291,6 +297,7 @@ impl ListingReply for ReplyDirectory {
 }
 
 impl ListingReply for ReplyDirectoryPlus {
+    const PLUS: bool = true;
     fn push(&mut self, e: &DirEntry, ttl: &Duration) -> bool {
         let attr = file_attr(&e.attr);
         self.add(INodeNo(e.ino), e.offset, e.name, ttl, &attr, Generation(0))
@@ -306,9 +313,15 @@ impl ListingReply for ReplyDirectoryPlus {
 impl FuseFs {
     /// Answer a listing request, then fetch the next page of the walk while the kernel hands
     /// out the entries it has.
-    fn listing(&self, fh: u64, offset: u64, mut reply: impl ListingReply) {
+    fn listing<R: ListingReply>(&self, fh: u64, offset: u64, mut reply: R) {
         let ttl = self.ttl();
-        match self.fs.readdir(fh, offset, |e| reply.push(e, &ttl)) {
+        let fill = |e: &DirEntry| reply.push(e, &ttl);
+        let r = if R::PLUS {
+            self.fs.readdirplus(fh, offset, fill)
+        } else {
+            self.fs.readdir(fh, offset, fill)
+        };
+        match r {
             Ok(()) => reply.ok(),
             Err(e) => return reply.error(errno(&e)),
         }
@@ -354,6 +367,11 @@ impl Filesystem for FuseFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         self.entry(reply, self.fs.lookup(parent.0, name));
+    }
+
+    // BATCH_FORGET comes here too (fuser's default splits it; its item type is not public).
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.fs.forget([(ino.0, nlookup)]);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -634,16 +652,19 @@ impl Filesystem for FuseFs {
         reply: ReplyCreate,
     ) {
         match self.fs.create(parent.0, name, mode, umask, flags) {
-            Ok((a, o)) => reply.created(
-                &self.ttl(),
-                &FileAttr {
-                    blksize: WRITE_BLKSIZE,
-                    ..file_attr(&a)
-                },
-                Generation(0),
-                FileHandle(o.fh),
-                fopen(&o),
-            ),
+            Ok((a, o)) => {
+                self.fs.entry_handed(a.ino);
+                reply.created(
+                    &self.ttl(),
+                    &FileAttr {
+                        blksize: WRITE_BLKSIZE,
+                        ..file_attr(&a)
+                    },
+                    Generation(0),
+                    FileHandle(o.fh),
+                    fopen(&o),
+                )
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }

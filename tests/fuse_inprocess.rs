@@ -93,6 +93,7 @@ impl MediaApi for Faulty {
 /// A mount over a store; unmounts in Drop whatever happens.
 struct Mnt {
     store: Arc<Store>,
+    fs: Arc<MediaFs>,
     faults: Arc<Faults>,
     mounted: Option<Mounted>,
     path: PathBuf,
@@ -134,9 +135,11 @@ fn setup(store: Arc<Store>, configure: impl FnOnce(&mut FsOptions, &mut MountOpt
     });
     let fs = Arc::new(MediaFs::connect(api, opts).unwrap());
     let p = path.clone();
-    let mounted = within("mount", move || mount(fs, &p, &mopts)).unwrap();
+    let core = fs.clone();
+    let mounted = within("mount", move || mount(core, &p, &mopts)).unwrap();
     let mut m = Mnt {
         store,
+        fs,
         faults,
         mounted: Some(mounted),
         dev: 0,
@@ -586,4 +589,53 @@ fn request_unmount_ends_wait_on_another_thread() {
     within("request_unmount", move || mounted.request_unmount()).unwrap();
     rx.recv_timeout(TIMEOUT).expect("wait did not return");
     assert!(!mounted_here(&m.path));
+}
+
+/// Wait up to 10 s for the core to hold `want` nodes, dropping the kernel's unused dentries and
+/// inodes (which makes it send FORGETs) meanwhile. Returns what it holds at the end.
+fn nodes_after_forgets(m: &Mnt, want: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = m.fs.node_count();
+        if n == want || Instant::now() > deadline {
+            return n;
+        }
+        std::fs::write("/proc/sys/vm/drop_caches", "2").expect("drop caches (needs root)");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The kernel's references and ours balance: once media vanish from the account and the
+/// kernel drops its inodes, their nodes are freed, so a mount that runs for weeks (media
+/// vanish after 48 hours) does not grow. An open file keeps its node (and its directory's).
+#[test]
+fn nodes_of_vanished_media_are_freed_when_the_kernel_forgets_them() {
+    let names: Vec<String> = (0..300)
+        .map(|i| format!("d{}/m{i:03}.txt", i % 3))
+        .collect();
+    let media: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
+    let m = setup(store_with(100, &media), |o, _| {
+        o.metadata_ttl = Duration::from_millis(300)
+    });
+    let listing = ok(&format!("ls -lR {}", m.p("")));
+    assert_eq!(listing.matches(".txt").count(), 300);
+    assert_eq!(ok(&format!("cat {}", m.p("d1/m001.txt"))), "x");
+    let held = std::fs::File::open(m.path.join("d0/m000.txt")).unwrap();
+    assert_eq!(
+        m.fs.node_count(),
+        304,
+        "the root, 3 directories and 300 files"
+    );
+    for n in &names {
+        m.store.delete(n);
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(ok(&format!("ls -A {}", m.p(""))), "");
+    assert_eq!(
+        nodes_after_forgets(&m, 3),
+        3,
+        "the root, and the open file with its directory"
+    );
+    drop(held);
+    assert_eq!(nodes_after_forgets(&m, 1), 1, "only the root");
 }

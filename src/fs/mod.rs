@@ -616,12 +616,30 @@ impl MediaFs {
 
     /// Attributes of `ino` (revalidated like a lookup when stale). A removed file still has
     /// attributes (with no links) while a handle keeps it open.
+    /// The kernel was handed `ino` in a reply (lookup, create, mkdir, mknod): call before the
+    /// reply goes out. Removed nodes are freed once the kernel has forgotten them.
+    pub fn entry_handed(&self, ino: Ino) {
+        self.ns.lock().kernel_ref(ino);
+    }
+
+    /// The kernel dropped references: `(inode, how many)` pairs (FORGET, BATCH_FORGET).
+    pub fn forget(&self, refs: impl IntoIterator<Item = (Ino, u64)>) {
+        let mut ns = self.ns.lock();
+        for (ino, count) in refs {
+            ns.forget(ino, count);
+        }
+    }
+
+    /// How many nodes the namespace holds, removed ones still named by the kernel included.
+    pub fn node_count(&self) -> usize {
+        self.ns.lock().node_count()
+    }
+
     pub fn getattr(&self, ino: Ino) -> Result<Attr, FsError> {
-        let open = self.handles.lock().values().any(|h| h.ino == ino);
         let stale = {
             let ns = self.ns.lock();
             let n = ns.node(ino).ok_or(FsError::NotFound)?;
-            if n.removed && !open {
+            if n.removed && n.opens == 0 {
                 return Err(FsError::NotFound);
             }
             (n.kind == Kind::File
@@ -766,6 +784,7 @@ impl MediaFs {
                 // The kernel drops what it cached; what it caches next is what we hand out.
                 ns.kernel_dirs.remove(&ino);
             }
+            ns.open_ref(ino);
             (parent, keep)
         };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
@@ -796,6 +815,27 @@ impl MediaFs {
         &self,
         fh: u64,
         offset: u64,
+        fill: impl FnMut(&DirEntry<'_>) -> bool,
+    ) -> Result<(), FsError> {
+        self.list(fh, offset, false, fill)
+    }
+
+    /// [`MediaFs::readdir`] for `readdirplus`: the kernel keeps a reference to each entry
+    /// handed out but `.` and `..`, as after a lookup.
+    pub fn readdirplus(
+        &self,
+        fh: u64,
+        offset: u64,
+        fill: impl FnMut(&DirEntry<'_>) -> bool,
+    ) -> Result<(), FsError> {
+        self.list(fh, offset, true, fill)
+    }
+
+    fn list(
+        &self,
+        fh: u64,
+        offset: u64,
+        plus: bool,
         mut fill: impl FnMut(&DirEntry<'_>) -> bool,
     ) -> Result<(), FsError> {
         let dh = self
@@ -847,6 +887,9 @@ impl MediaFs {
                         d.replies += 1;
                         d.next_offset = d.next_offset.map(|n| n.max(offset));
                         return Ok(());
+                    }
+                    if plus && offset >= 2 {
+                        ns.kernel_ref(ino);
                     }
                     offset += 1;
                     if offset > 2 {
@@ -1032,7 +1075,11 @@ impl MediaFs {
     }
 
     pub fn releasedir(&self, fh: u64) {
-        self.dirs.lock().remove(&fh);
+        let dh = self.dirs.lock().remove(&fh);
+        if let Some(dh) = dh {
+            let ino = dh.lock().ino;
+            self.ns.lock().close_ref(ino);
+        }
     }
 
     pub fn mkdir(&self, parent: Ino, name: &OsStr, mode: u32, umask: u32) -> Result<Attr, FsError> {
@@ -1288,6 +1335,7 @@ impl MediaFs {
     }
 
     fn add_handle(&self, ino: Ino, flags: i32, buf: Option<Arc<WriteBuf>>) -> u64 {
+        self.ns.lock().open_ref(ino);
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         let h = Handle {
             ino,
@@ -1622,20 +1670,21 @@ impl MediaFs {
         let Some(h) = self.handles.lock().remove(&fh) else {
             return Err(FsError::BadHandle);
         };
-        let Some(buf) = &h.buf else {
-            return Ok(());
-        };
-        let result = self.upload(h.ino, buf);
-        if self.detach_buffer(h.ino, buf) {
-            // A new file whose upload failed was never on the server: it disappears.
-            let mut ns = self.ns.lock();
-            if ns
-                .live(h.ino)
-                .is_some_and(|n| !n.remote && n.kind == Kind::File)
-            {
-                ns.detach(h.ino);
+        let mut result = Ok(());
+        if let Some(buf) = &h.buf {
+            result = self.upload(h.ino, buf);
+            if self.detach_buffer(h.ino, buf) {
+                // A new file whose upload failed was never on the server: it disappears.
+                let mut ns = self.ns.lock();
+                if ns
+                    .live(h.ino)
+                    .is_some_and(|n| !n.remote && n.kind == Kind::File)
+                {
+                    ns.detach(h.ino);
+                }
             }
         }
+        self.ns.lock().close_ref(h.ino);
         result
     }
 

@@ -106,8 +106,13 @@ pub(crate) struct Node {
     /// Headers set through xattrs, used at the next upload.
     pub content_type_override: Option<String>,
     pub cache_control_override: Option<String>,
-    /// No longer in the tree (unlinked, replaced, vanished); kept for open handles.
+    /// No longer in the tree (unlinked, replaced, vanished); kept while the kernel or an open
+    /// handle can still name it (see [`Namespace::reap`]).
     pub removed: bool,
+    /// References the kernel holds: one per entry handed to it, until it sends a forget.
+    pub lookups: u32,
+    /// Open handles (files and directories).
+    pub opens: u32,
 }
 
 /// A paged listing in progress (or just finished).
@@ -316,8 +321,60 @@ impl Namespace {
         ino
     }
 
-    /// Take `ino` (and everything under it) out of the tree; the nodes stay for open handles.
-    /// Returns the paths of the files removed.
+    /// The kernel was handed `ino` in an entry (lookup, create, mkdir, readdirplus): it holds
+    /// a reference until it sends a forget.
+    pub(crate) fn kernel_ref(&mut self, ino: Ino) {
+        if let Some(n) = self.node_mut(ino) {
+            n.lookups = n.lookups.saturating_add(1);
+        }
+    }
+
+    /// The kernel dropped `count` references to `ino`.
+    pub(crate) fn forget(&mut self, ino: Ino, count: u64) {
+        if let Some(n) = self.node_mut(ino) {
+            n.lookups = n.lookups.saturating_sub(count.min(u32::MAX as u64) as u32);
+        }
+        self.reap(ino);
+    }
+
+    /// A handle on `ino` was opened.
+    pub(crate) fn open_ref(&mut self, ino: Ino) {
+        if let Some(n) = self.node_mut(ino) {
+            n.opens = n.opens.saturating_add(1);
+        }
+    }
+
+    /// A handle on `ino` was closed.
+    pub(crate) fn close_ref(&mut self, ino: Ino) {
+        if let Some(n) = self.node_mut(ino) {
+            n.opens = n.opens.saturating_sub(1);
+        }
+        self.reap(ino);
+    }
+
+    /// Free a removed node that nothing can name any more: out of the tree, no reference in
+    /// the kernel and no open handle. Without this a mount that runs for weeks would keep a
+    /// node for every media it ever saw (they vanish after 48 hours). Inode numbers are never
+    /// reused, so anything still holding a freed one (a listing in progress, a walk) finds no
+    /// node, as for any removed one.
+    fn reap(&mut self, ino: Ino) {
+        let unreachable = self
+            .nodes
+            .get(&ino)
+            .is_some_and(|n| n.removed && n.lookups == 0 && n.opens == 0);
+        if unreachable && ino != ROOT_INO {
+            self.nodes.remove(&ino);
+            self.kernel_dirs.remove(&ino);
+        }
+    }
+
+    /// Nodes held, removed ones included.
+    pub(crate) fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Take `ino` (and everything under it) out of the tree; the nodes stay while the kernel
+    /// or a handle can name them. Returns the paths of the files removed.
     pub(crate) fn detach(&mut self, ino: Ino) -> Vec<String> {
         let mut files = Vec::new();
         let Some(node) = self.nodes.get(&ino) else {
@@ -334,6 +391,7 @@ impl Namespace {
         }
         self.dir_changed(parent);
         let mut stack = vec![ino];
+        let mut taken = Vec::new();
         while let Some(i) = stack.pop() {
             if let Some(n) = self.nodes.get_mut(&i) {
                 n.removed = true;
@@ -341,7 +399,11 @@ impl Namespace {
                     files.push(n.path.clone());
                 }
                 stack.extend(std::mem::take(&mut n.children).into_values());
+                taken.push(i);
             }
+        }
+        for i in taken {
+            self.reap(i);
         }
         files
     }
@@ -741,6 +803,8 @@ impl Node {
             content_type_override: None,
             cache_control_override: None,
             removed: false,
+            lookups: 0,
+            opens: 0,
         };
         node.set_path(path);
         node
