@@ -262,6 +262,13 @@ impl FuseFs {
         self.fs.ttl()
     }
 
+    fn attr(&self, reply: ReplyAttr, r: Result<Attr, FsError>) {
+        match r {
+            Ok(a) => reply.attr(&self.ttl(), &file_attr(&a)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
     fn entry(&self, reply: ReplyEntry, r: Result<Attr, FsError>) {
         match r {
             Ok(a) => {
@@ -315,13 +322,10 @@ impl FuseFs {
     /// out the entries it has.
     fn listing<R: ListingReply>(&self, fh: u64, offset: u64, mut reply: R) {
         let ttl = self.ttl();
-        let fill = |e: &DirEntry| reply.push(e, &ttl);
-        let r = if R::PLUS {
-            self.fs.readdirplus(fh, offset, fill)
-        } else {
-            self.fs.readdir(fh, offset, fill)
-        };
-        match r {
+        match self
+            .fs
+            .readdir(fh, offset, R::PLUS, |e| reply.push(e, &ttl))
+        {
             Ok(()) => reply.ok(),
             Err(e) => return reply.error(errno(&e)),
         }
@@ -375,10 +379,7 @@ impl Filesystem for FuseFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.fs.getattr(ino.0) {
-            Ok(a) => reply.attr(&self.ttl(), &file_attr(&a)),
-            Err(e) => reply.error(errno(&e)),
-        }
+        self.attr(reply, self.fs.getattr(ino.0));
     }
 
     fn setattr(
@@ -407,10 +408,7 @@ impl Filesystem for FuseFs {
             atime: atime.map(time),
             mtime: mtime.map(time),
         };
-        match self.fs.setattr(ino.0, sa) {
-            Ok(a) => reply.attr(&self.ttl(), &file_attr(&a)),
-            Err(e) => reply.error(errno(&e)),
-        }
+        self.attr(reply, self.fs.setattr(ino.0, sa));
     }
 
     fn mknod(

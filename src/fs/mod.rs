@@ -810,28 +810,10 @@ impl MediaFs {
 
     /// Hand entries from `offset` on to `fill` until it returns true (its buffer is full).
     /// On a cold cache this returns after the first page that brings entries of this
-    /// directory, and fetches further pages as the reader asks for more.
+    /// directory, and fetches further pages as the reader asks for more. With `plus`
+    /// (readdirplus) the kernel keeps a reference to each entry handed out but `.` and `..`,
+    /// as after a lookup.
     pub fn readdir(
-        &self,
-        fh: u64,
-        offset: u64,
-        fill: impl FnMut(&DirEntry<'_>) -> bool,
-    ) -> Result<(), FsError> {
-        self.list(fh, offset, false, fill)
-    }
-
-    /// [`MediaFs::readdir`] for `readdirplus`: the kernel keeps a reference to each entry
-    /// handed out but `.` and `..`, as after a lookup.
-    pub fn readdirplus(
-        &self,
-        fh: u64,
-        offset: u64,
-        fill: impl FnMut(&DirEntry<'_>) -> bool,
-    ) -> Result<(), FsError> {
-        self.list(fh, offset, true, fill)
-    }
-
-    fn list(
         &self,
         fh: u64,
         offset: u64,

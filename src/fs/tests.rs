@@ -184,7 +184,7 @@ impl T {
         let mut offset = 0;
         loop {
             let mut got = 0;
-            self.fs.readdir(fh, offset, |e| {
+            self.fs.readdir(fh, offset, false, |e| {
                 offset = e.offset;
                 got += 1;
                 if e.name != "." && e.name != ".." {
@@ -323,7 +323,7 @@ fn kernel_pass(t: &T, dir: Ino, batch: usize) -> (bool, Vec<String>) {
     let mut names = Vec::new();
     loop {
         let mut got = 0;
-        t.fs.readdir(o.fh, offset, |e| {
+        t.fs.readdir(o.fh, offset, false, |e| {
             if got == batch {
                 return true; // full: this entry is not taken
             }
@@ -372,12 +372,12 @@ fn the_kernel_keeps_a_cached_listing_while_it_is_current() {
     let o = t.fs.open_dir(dir).unwrap();
     assert!(!o.keep_cache);
     let mut last = 0;
-    t.fs.readdir(o.fh, 10, |e| {
+    t.fs.readdir(o.fh, 10, false, |e| {
         last = e.offset;
         false
     })
     .unwrap();
-    t.fs.readdir(o.fh, last, |_| false).unwrap();
+    t.fs.readdir(o.fh, last, false, |_| false).unwrap();
     t.fs.releasedir(o.fh);
     assert!(
         !kernel_pass(&t, dir, 7).0,
@@ -405,7 +405,7 @@ fn readdir_ahead_fetches_the_next_page_for_a_reader_that_came_back() {
     let mut names = Vec::new();
     let mut read = |t: &T, max: usize| {
         let mut got = 0;
-        t.fs.readdir(fh, offset, |e| {
+        t.fs.readdir(fh, offset, false, |e| {
             if got == max {
                 return true;
             }
@@ -454,7 +454,7 @@ fn readdir_streams_the_first_entries_after_one_page() {
     t.reset();
     let fh = t.fs.opendir(ROOT_INO).unwrap();
     let mut seen = Vec::new();
-    t.fs.readdir(fh, 0, |e| {
+    t.fs.readdir(fh, 0, false, |e| {
         seen.push((e.name.to_string(), e.offset));
         seen.len() >= 5
     })
@@ -467,7 +467,7 @@ fn readdir_streams_the_first_entries_after_one_page() {
     let mut names: Vec<String> = seen.iter().skip(2).map(|s| s.0.clone()).collect();
     loop {
         let mut got = 0;
-        t.fs.readdir(fh, offset, |e| {
+        t.fs.readdir(fh, offset, false, |e| {
             offset = e.offset;
             names.push(e.name.to_string());
             got += 1;
@@ -1383,7 +1383,7 @@ fn a_listing_does_not_undo_a_racing_upload() {
     // Start a walk: its first page only.
     let fh = t.fs.opendir(ROOT_INO).unwrap();
     let mut n = 0;
-    t.fs.readdir(fh, 0, |_| {
+    t.fs.readdir(fh, 0, false, |_| {
         n += 1;
         n >= 3
     })
@@ -1395,7 +1395,7 @@ fn a_listing_does_not_undo_a_racing_upload() {
     let mut offset = 3;
     loop {
         let mut got = 0;
-        t.fs.readdir(fh, offset, |e| {
+        t.fs.readdir(fh, offset, false, |e| {
             offset = e.offset;
             got += 1;
             false
@@ -1667,7 +1667,7 @@ fn readdirplus_entries_are_references_the_kernel_forgets() {
     let t = mount_ttl(store.clone(), Duration::from_millis(50));
     let fh = t.fs.opendir(ROOT_INO).unwrap();
     let mut inos = Vec::new();
-    t.fs.readdirplus(fh, 0, |e| {
+    t.fs.readdir(fh, 0, true, |e| {
         inos.push((e.name.to_string(), e.ino));
         false
     })
