@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
@@ -516,4 +516,92 @@ fn a_name_over_255_bytes_is_enametoolong() {
     let err = timed("create", move || std::fs::write(p, b"x")).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::ENAMETOOLONG), "{err}");
     assert!(m.emulator.store().is_empty());
+}
+
+/// A shared mapping of `len` bytes of `f` (`writable` for PROT_WRITE), unmapped in Drop.
+struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Mapping {
+    fn new(f: &std::fs::File, len: usize, writable: bool) -> Mapping {
+        use std::os::unix::io::AsRawFd;
+        let prot = libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 };
+        // SAFETY: a fresh shared mapping of an open file; checked for failure below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                libc::MAP_SHARED,
+                f.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(
+            p,
+            libc::MAP_FAILED,
+            "mmap: {}",
+            std::io::Error::last_os_error()
+        );
+        Mapping { ptr: p.cast(), len }
+    }
+    fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: the mapping is `len` bytes, alive until Drop, and only this test touches it.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping, not used after this.
+        unsafe {
+            libc::munmap(self.ptr.cast(), self.len);
+        }
+    }
+}
+
+/// Programs that map files (image and audio tools often do) read the media, and a shared
+/// writable mapping is uploaded even when the program closes its descriptor first and unmaps
+/// later (the kernel writes the pages back at munmap, then releases the file).
+#[test]
+fn mmap_reads_and_writes_go_through() {
+    let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let m = Mount::with(emulator_with(&[("m.bin", &body)]), &[]);
+    let p = m.path("m.bin");
+    let expected = body.clone();
+    timed("mmap read", move || {
+        let f = std::fs::File::open(&p).unwrap();
+        let mut map = Mapping::new(&f, expected.len(), false);
+        assert!(map.bytes() == &expected[..]);
+    });
+    let p = m.path("m.bin");
+    timed("mmap write", move || {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&p)
+            .unwrap();
+        let mut map = Mapping::new(&f, 100_000, true);
+        drop(f); // closed before the pages are written and unmapped
+        map.bytes()[..5].copy_from_slice(b"HELLO");
+        map.bytes()[99_995..].copy_from_slice(b"WORLD");
+    });
+    let mut want = body;
+    want[..5].copy_from_slice(b"HELLO");
+    want[99_995..].copy_from_slice(b"WORLD");
+    // The release that uploads comes after munmap, asynchronously.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stored(&m, "m.bin").as_deref() != Some(&want[..]) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_bytes(
+        stored(&m, "m.bin").as_deref(),
+        &want,
+        "the mapped writes, uploaded",
+    );
+    let p = m.path("m.bin");
+    let read = timed("read back", move || std::fs::read(p).unwrap());
+    assert_bytes(Some(&read), &want, "the mapped writes, read back");
 }
