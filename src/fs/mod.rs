@@ -498,14 +498,15 @@ impl MediaFs {
         self.writes.lock().get(&ino).cloned()
     }
 
+    /// The write buffers, taken out of the table's lock.
+    fn write_buffers(&self) -> Vec<(Ino, Arc<WriteBuf>)> {
+        let writes = self.writes.lock();
+        writes.iter().map(|(i, b)| (*i, b.clone())).collect()
+    }
+
     /// Sizes of the loaded write buffers (they override the sizes the namespace knows).
     fn buffer_sizes(&self) -> HashMap<Ino, u64> {
-        let bufs: Vec<(Ino, Arc<WriteBuf>)> = self
-            .writes
-            .lock()
-            .iter()
-            .map(|(i, b)| (*i, b.clone()))
-            .collect();
+        let bufs = self.write_buffers();
         bufs.into_iter()
             .filter_map(|(i, b)| {
                 let st = b.state.lock();
@@ -1716,12 +1717,7 @@ impl MediaFs {
 
     /// Upload every dirty buffer (before unmounting).
     pub fn flush_all(&self) -> Result<(), FsError> {
-        let bufs: Vec<(Ino, Arc<WriteBuf>)> = self
-            .writes
-            .lock()
-            .iter()
-            .map(|(i, b)| (*i, b.clone()))
-            .collect();
+        let bufs = self.write_buffers();
         let mut first = Ok(());
         for (ino, buf) in bufs {
             if let Err(e) = self.upload(ino, &buf) {
