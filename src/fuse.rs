@@ -375,7 +375,7 @@ impl Filesystem for FuseFs {
 
     // BATCH_FORGET comes here too (fuser's default splits it; its item type is not public).
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.fs.forget([(ino.0, nlookup)]);
+        self.fs.forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {

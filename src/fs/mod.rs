@@ -615,20 +615,15 @@ impl MediaFs {
         self.content.remove(path);
     }
 
-    /// Attributes of `ino` (revalidated like a lookup when stale). A removed file still has
-    /// attributes (with no links) while a handle keeps it open.
     /// The kernel was handed `ino` in a reply (lookup, create, mkdir, mknod): call before the
     /// reply goes out. Removed nodes are freed once the kernel has forgotten them.
     pub fn entry_handed(&self, ino: Ino) {
         self.ns.lock().kernel_ref(ino);
     }
 
-    /// The kernel dropped references: `(inode, how many)` pairs (FORGET, BATCH_FORGET).
-    pub fn forget(&self, refs: impl IntoIterator<Item = (Ino, u64)>) {
-        let mut ns = self.ns.lock();
-        for (ino, count) in refs {
-            ns.forget(ino, count);
-        }
+    /// The kernel dropped `count` references to `ino` (FORGET).
+    pub fn forget(&self, ino: Ino, count: u64) {
+        self.ns.lock().forget(ino, count);
     }
 
     /// How many nodes the namespace holds, removed ones still named by the kernel included.
@@ -636,6 +631,8 @@ impl MediaFs {
         self.ns.lock().node_count()
     }
 
+    /// Attributes of `ino` (revalidated like a lookup when stale). A removed file still has
+    /// attributes (with no links) while a handle keeps it open.
     pub fn getattr(&self, ino: Ino) -> Result<Attr, FsError> {
         let stale = {
             let ns = self.ns.lock();

@@ -294,7 +294,6 @@ impl Namespace {
         })
     }
 
-    /// Add a node under `parent` (which must be a live directory without that child).
     /// Add an entry made through the mount (`mkdir`, `create`), with permission bits `mode`:
     /// a directory made so is explicit (it stays without media in it).
     pub(crate) fn add_local(&mut self, parent: Ino, name: &str, kind: Kind, mode: u32) -> Ino {
@@ -307,6 +306,7 @@ impl Namespace {
         ino
     }
 
+    /// Add a node under `parent` (which must be a live directory without that child).
     pub(crate) fn add(&mut self, parent: Ino, name: &str, kind: Kind) -> Ino {
         let path = self.join(parent, name).unwrap_or_else(|| name.to_string());
         let ino = self.next_ino;

@@ -1636,7 +1636,7 @@ fn vanished_media_are_freed_once_the_kernel_no_longer_names_them() {
         2,
         "the root and the node the kernel still holds"
     );
-    t.fs.forget([(held, 1)]);
+    t.fs.forget(held, 1);
     assert_eq!(t.fs.node_count(), 1);
     assert_eq!(errno_of(t.fs.getattr(held)), libc::ENOENT);
 }
@@ -1685,9 +1685,9 @@ fn readdirplus_entries_are_references_the_kernel_forgets() {
         "root, d and y are still named by the kernel"
     );
     for (_, ino) in &inos[2..] {
-        t.fs.forget([(*ino, 1)]);
+        t.fs.forget(*ino, 1);
     }
     assert_eq!(t.fs.node_count(), 1);
-    t.fs.forget([(ROOT_INO, 1)]); // never freed
+    t.fs.forget(ROOT_INO, 1); // never freed
     assert!(t.fs.getattr(ROOT_INO).is_ok());
 }
