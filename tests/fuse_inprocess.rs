@@ -7,11 +7,12 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::io::IntoRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use bwmediafs::api::{ApiError, ListPage, Media, MediaApi};
+use bwmediafs::api::{ApiError, MediaApi};
+use bwmediafs::emulator::faulty_store::{FaultyStore, StoreFaults};
 use bwmediafs::emulator::store::{StatsSnapshot, Store, StoreConfig};
 use bwmediafs::fs::{FsOptions, MediaFs};
 use bwmediafs::fuse::{mount, MountOptions, Mounted};
@@ -51,50 +52,11 @@ fn ok(cmd: &str) -> String {
     out
 }
 
-/// Calls that can be made to fail or stall.
-#[derive(Default)]
-struct Faults {
-    put: Mutex<Option<ApiError>>,
-    hold_gets: AtomicBool,
-    gets_started: AtomicU64,
-}
-
-struct Faulty {
-    store: Arc<Store>,
-    faults: Arc<Faults>,
-}
-
-impl MediaApi for Faulty {
-    fn list_page(&self, token: Option<&str>) -> Result<ListPage, ApiError> {
-        MediaApi::list_page(&*self.store, token)
-    }
-    fn get(&self, name: &str) -> Result<Media, ApiError> {
-        self.faults.gets_started.fetch_add(1, Ordering::SeqCst);
-        let t0 = Instant::now();
-        while self.faults.hold_gets.load(Ordering::SeqCst) && t0.elapsed() < TIMEOUT {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        MediaApi::get(&*self.store, name)
-    }
-    fn put(&self, name: &str, body: Bytes, ct: &str, cc: Option<&str>) -> Result<(), ApiError> {
-        if let Some(e) = self.faults.put.lock().unwrap().clone() {
-            return Err(e);
-        }
-        MediaApi::put(&*self.store, name, body, ct, cc)
-    }
-    fn delete(&self, name: &str) -> Result<(), ApiError> {
-        MediaApi::delete(&*self.store, name)
-    }
-    fn media_url(&self, name: &str) -> String {
-        self.store.media_url(name)
-    }
-}
-
 /// A mount over a store; unmounts in Drop whatever happens.
 struct Mnt {
     store: Arc<Store>,
     fs: Arc<MediaFs>,
-    faults: Arc<Faults>,
+    faults: Arc<StoreFaults>,
     mounted: Option<Mounted>,
     path: PathBuf,
     dev: u64,
@@ -128,8 +90,8 @@ fn setup(store: Arc<Store>, configure: impl FnOnce(&mut FsOptions, &mut MountOpt
         ..MountOptions::default()
     };
     configure(&mut opts, &mut mopts);
-    let faults = Arc::new(Faults::default());
-    let api = Arc::new(Faulty {
+    let faults = Arc::new(StoreFaults::default());
+    let api = Arc::new(FaultyStore {
         store: store.clone(),
         faults: faults.clone(),
     });
@@ -443,7 +405,7 @@ fn cp_p_rsync_and_tar_preserve_what_they_set() {
 #[test]
 fn a_failed_upload_fails_close_and_keeps_the_bytes() {
     let m = setup(store_with(1000, &[]), |_, _| {});
-    *m.faults.put.lock().unwrap() = Some(ApiError::Status {
+    *m.faults.put.lock() = Some(ApiError::Status {
         status: 503,
         kind: None,
         description: None,

@@ -9,10 +9,12 @@
 //! [`store::Store`], which also answers [`crate::api::MediaApi`] in-process.
 //!
 //! Submodules: `server` (routes and HTTP details), `auth` (Basic and tokens), [`faults`]
-//! (fault draws and how a connection is cut), [`store`] (media, pages, stats).
+//! (fault draws and how a connection is cut), [`store`] (media, pages, stats), [`faulty_store`]
+//! (the store in-process, behind calls that can be made to fail or stall).
 
 pub(crate) mod auth;
 pub mod faults;
+pub mod faulty_store;
 pub(crate) mod server;
 pub mod store;
 

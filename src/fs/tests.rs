@@ -2,6 +2,7 @@
 //! round-trip budget asserted exactly from the store's request counters.
 
 use super::*;
+use crate::emulator::faulty_store::{FaultyStore, StoreFaults};
 use crate::emulator::store::{StatsSnapshot, Store, StoreConfig};
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
@@ -31,68 +32,9 @@ fn os(s: &str) -> OsString {
     OsString::from(s)
 }
 
-/// A `MediaApi` over the store whose calls can be made to fail or stall.
-#[derive(Default)]
-struct Faults {
-    put: Mutex<Option<ApiError>>,
-    delete: Mutex<Option<ApiError>>,
-    get: Mutex<Option<ApiError>>,
-    list: Mutex<Option<ApiError>>,
-    /// While set, GETs wait until it is cleared.
-    hold_gets: AtomicBool,
-    gets_started: AtomicU64,
-}
-
-struct Faulty {
-    store: Arc<Store>,
-    faults: Arc<Faults>,
-}
-
-impl MediaApi for Faulty {
-    fn list_page(&self, token: Option<&str>) -> Result<crate::api::ListPage, ApiError> {
-        if let Some(e) = self.faults.list.lock().clone() {
-            return Err(e);
-        }
-        MediaApi::list_page(&*self.store, token)
-    }
-    fn get(&self, name: &str) -> Result<Media, ApiError> {
-        self.faults.gets_started.fetch_add(1, Ordering::SeqCst);
-        let t0 = Instant::now();
-        while self.faults.hold_gets.load(Ordering::SeqCst) && t0.elapsed() < Duration::from_secs(10)
-        {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if let Some(e) = self.faults.get.lock().clone() {
-            return Err(e);
-        }
-        MediaApi::get(&*self.store, name)
-    }
-    fn put(
-        &self,
-        name: &str,
-        body: Bytes,
-        content_type: &str,
-        cache_control: Option<&str>,
-    ) -> Result<(), ApiError> {
-        if let Some(e) = self.faults.put.lock().clone() {
-            return Err(e);
-        }
-        MediaApi::put(&*self.store, name, body, content_type, cache_control)
-    }
-    fn delete(&self, name: &str) -> Result<(), ApiError> {
-        if let Some(e) = self.faults.delete.lock().clone() {
-            return Err(e);
-        }
-        MediaApi::delete(&*self.store, name)
-    }
-    fn media_url(&self, name: &str) -> String {
-        self.store.media_url(name)
-    }
-}
-
 struct T {
     store: Arc<Store>,
-    faults: Arc<Faults>,
+    faults: Arc<StoreFaults>,
     fs: MediaFs,
     tmp: tempfile::TempDir,
 }
@@ -111,8 +53,8 @@ fn mount_with(store: Arc<Store>, f: impl FnOnce(&mut FsOptions)) -> T {
     let tmp = tempfile::tempdir().unwrap();
     let mut opts = options(Duration::from_secs(60), &tmp);
     f(&mut opts);
-    let faults = Arc::new(Faults::default());
-    let api = Arc::new(Faulty {
+    let faults = Arc::new(StoreFaults::default());
+    let api = Arc::new(FaultyStore {
         store: store.clone(),
         faults: faults.clone(),
     });
@@ -1297,9 +1239,9 @@ fn long_names_are_enametoolong() {
 #[test]
 fn bad_credentials_fail_the_mount_with_a_clear_message() {
     let store = new_store(1000);
-    let faults = Arc::new(Faults::default());
+    let faults = Arc::new(StoreFaults::default());
     *faults.list.lock() = Some(ApiError::Unauthorized("Authentication Failed".into()));
-    let api = Arc::new(Faulty { store, faults });
+    let api = Arc::new(FaultyStore { store, faults });
     let tmp = tempfile::tempdir().unwrap();
     let e = MediaFs::connect(api, options(Duration::from_secs(1), &tmp))
         .err()

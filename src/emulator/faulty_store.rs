@@ -1,0 +1,81 @@
+//! The in-process store behind calls that can be made to fail or stall, for tests of the core
+//! (with or without a FUSE mount) that need an API error or a download held mid-way without
+//! an HTTP server in between.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use super::store::Store;
+use crate::api::{ApiError, ListPage, Media, MediaApi};
+
+/// Longest a GET waits while [`StoreFaults::hold_gets`] is set (a test that forgets to clear it
+/// fails instead of hanging).
+const HOLD_LIMIT: Duration = Duration::from_secs(30);
+
+/// What the next calls do instead of answering: each error, while set, is returned by every
+/// call of its kind.
+#[derive(Default)]
+pub struct StoreFaults {
+    pub list: Mutex<Option<ApiError>>,
+    pub get: Mutex<Option<ApiError>>,
+    pub put: Mutex<Option<ApiError>>,
+    pub delete: Mutex<Option<ApiError>>,
+    /// While set, GETs wait until it is cleared.
+    pub hold_gets: AtomicBool,
+    /// GETs begun, held ones included.
+    pub gets_started: AtomicU64,
+}
+
+/// A [`MediaApi`] over `store`, with `faults` applied first.
+pub struct FaultyStore {
+    pub store: Arc<Store>,
+    pub faults: Arc<StoreFaults>,
+}
+
+fn fault(slot: &Mutex<Option<ApiError>>) -> Result<(), ApiError> {
+    match slot.lock().clone() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+impl MediaApi for FaultyStore {
+    fn list_page(&self, token: Option<&str>) -> Result<ListPage, ApiError> {
+        fault(&self.faults.list)?;
+        MediaApi::list_page(&*self.store, token)
+    }
+
+    fn get(&self, name: &str) -> Result<Media, ApiError> {
+        self.faults.gets_started.fetch_add(1, Ordering::SeqCst);
+        let t0 = Instant::now();
+        while self.faults.hold_gets.load(Ordering::SeqCst) && t0.elapsed() < HOLD_LIMIT {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        fault(&self.faults.get)?;
+        MediaApi::get(&*self.store, name)
+    }
+
+    fn put(
+        &self,
+        name: &str,
+        body: Bytes,
+        content_type: &str,
+        cache_control: Option<&str>,
+    ) -> Result<(), ApiError> {
+        fault(&self.faults.put)?;
+        MediaApi::put(&*self.store, name, body, content_type, cache_control)
+    }
+
+    fn delete(&self, name: &str) -> Result<(), ApiError> {
+        fault(&self.faults.delete)?;
+        MediaApi::delete(&*self.store, name)
+    }
+
+    fn media_url(&self, name: &str) -> String {
+        self.store.media_url(name)
+    }
+}
