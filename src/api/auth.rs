@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use parking_lot::Mutex;
-use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 
-use super::http::{parse_error_body, read_limited, transport_failure, MAX_ERROR_BODY};
-use super::retry::{self, parse_retry_after, Failure, RetryPolicy};
+use super::http::{parse_error_body, read_limited, retry_after, transport_failure, MAX_ERROR_BODY};
+use super::retry::{self, Failure, RetryPolicy};
 use super::ApiError;
 
 /// How the client proves who it is.
@@ -313,11 +313,7 @@ fn fetch_token(
             .send()
             .map_err(|e| transport_failure("token request", &e))?;
         let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+        let retry_after = retry_after(&resp);
         if resp.status().is_success() {
             let body = read_limited(resp, MAX_ERROR_BODY).map_err(|e| {
                 Failure::transient(ApiError::Transport(format!(

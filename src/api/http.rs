@@ -234,11 +234,7 @@ impl HttpApi {
         renewed: bool,
     ) -> Failure {
         let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+        let retry_after = retry_after(&resp);
         let body = read_limited(resp, MAX_ERROR_BODY).unwrap_or_default();
         let hide = secrets_of(authorization);
         let error = status_error(status, &body, &hide, op, || {
@@ -621,6 +617,14 @@ pub(crate) fn transport_failure(what: &str, e: &reqwest::Error) -> Failure {
         "failed"
     };
     Failure::transient(ApiError::Transport(format!("{what} {kind}: {}", chain(e))))
+}
+
+/// The wait an answer's `Retry-After` header asks for, when it has a valid one.
+pub(crate) fn retry_after(resp: &Response) -> Option<Duration> {
+    resp.headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after)
 }
 
 /// Up to `cap` bytes of a body (the rest is not read): for error and token answers.
