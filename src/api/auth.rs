@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 
 use super::http::{parse_error_body, read_limited, retry_after, transport_failure, MAX_ERROR_BODY};
-use super::retry::{self, Failure, RetryPolicy};
+use super::retry::{Attempt, Failure};
 use super::ApiError;
 
 /// How the client proves who it is.
@@ -132,10 +132,11 @@ pub(crate) fn parse_token(body: &[u8]) -> Result<ParsedToken, ApiError> {
     Ok(ParsedToken { header, ttl })
 }
 
-/// What the token request needs from the HTTP client.
+/// What the token request needs from the HTTP client: the token request is part of the media
+/// call's attempt, so it shares that attempt's deadline and its retries.
 pub(crate) struct TokenHttp<'a> {
     pub client: &'a reqwest::blocking::Client,
-    pub retry: &'a RetryPolicy,
+    pub attempt: &'a Attempt,
     pub sent: &'a AtomicU64,
 }
 
@@ -232,8 +233,9 @@ impl Auth {
         }
     }
 
-    /// The `Authorization` value for the next media call: fetches or renews the token if needed.
-    pub(crate) fn header(&self, http: &TokenHttp<'_>) -> Result<HeaderValue, ApiError> {
+    /// The `Authorization` value for the next media call: fetches or renews the token if needed
+    /// (one token request, within the call's attempt; a failure is that attempt's failure).
+    pub(crate) fn header(&self, http: &TokenHttp<'_>) -> Result<HeaderValue, Failure> {
         match &self.scheme {
             Scheme::Basic { header, .. } => Ok(header.clone()),
             Scheme::OAuth2 {
@@ -267,9 +269,10 @@ impl Auth {
                         Ok(header)
                     }
                     Err(e) => match cache.as_ref() {
-                        Some(t) if e.is_transient() && Instant::now() < t.expires_at => {
+                        Some(t) if e.retryable && Instant::now() < t.expires_at => {
                             log::debug!(
-                                "token renewal failed ({e}); the current token is still valid"
+                                "token renewal failed ({}); the current token is still valid",
+                                e.error
                             );
                             Ok(t.header.clone())
                         }
@@ -293,64 +296,63 @@ impl Auth {
     }
 }
 
-/// `POST token_url` with the client's Basic header and `grant_type=client_credentials`, retried
-/// like any call.
+/// `POST token_url` with the client's Basic header and `grant_type=client_credentials`: one
+/// attempt, retried with the media call it serves.
 fn fetch_token(
     http: &TokenHttp<'_>,
     token_url: &str,
     client_id: &str,
     client_header: &HeaderValue,
-) -> Result<ParsedToken, ApiError> {
-    retry::run(http.retry, "token request", |_| {
-        http.sent.fetch_add(1, Ordering::Relaxed);
-        let resp = http
-            .client
-            .post(token_url)
-            .header(AUTHORIZATION, client_header.clone())
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(ACCEPT, "application/json")
-            .body("grant_type=client_credentials")
-            .send()
-            .map_err(|e| transport_failure("token request", &e))?;
-        let status = resp.status().as_u16();
-        let retry_after = retry_after(&resp);
-        if resp.status().is_success() {
-            let body = read_limited(resp, MAX_ERROR_BODY).map_err(|e| {
-                Failure::transient(ApiError::Transport(format!(
-                    "the token answer was cut: {e}"
-                )))
-            })?;
-            return parse_token(&body).map_err(Failure::fatal);
-        }
-        let body = read_limited(resp, MAX_ERROR_BODY).unwrap_or_default();
-        let (kind, description) = parse_error_body(&body);
-        let said = description
-            .as_deref()
-            .map(|d| format!(" ({d})"))
-            .unwrap_or_default();
-        let refused = format!(
-            "the token endpoint refused client id {client_id:?} and its secret{said}; check the client id and secret"
-        );
-        let invalid_client = kind.as_deref() == Some("invalid_client");
-        let error = match status {
-            401 => ApiError::Unauthorized(refused),
-            400 if invalid_client => ApiError::Unauthorized(refused),
-            403 => ApiError::Forbidden(refused),
-            _ => ApiError::Status {
-                status,
-                kind,
-                description: Some(format!(
-                    "from the token endpoint{}",
-                    description.map(|d| format!(": {d}")).unwrap_or_default()
-                )),
-            },
-        };
-        let mut failure = Failure::from(error);
-        if failure.retryable {
-            failure.retry_after = retry_after;
-        }
-        Err(failure)
-    })
+) -> Result<ParsedToken, Failure> {
+    http.sent.fetch_add(1, Ordering::Relaxed);
+    let resp = http
+        .client
+        .post(token_url)
+        .timeout(http.attempt.remaining())
+        .header(AUTHORIZATION, client_header.clone())
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(ACCEPT, "application/json")
+        .body("grant_type=client_credentials")
+        .send()
+        .map_err(|e| transport_failure("token request", &e))?;
+    let status = resp.status().as_u16();
+    let retry_after = retry_after(&resp);
+    if resp.status().is_success() {
+        let body = read_limited(resp, MAX_ERROR_BODY).map_err(|e| {
+            Failure::transient(ApiError::Transport(format!(
+                "the token answer was cut: {e}"
+            )))
+        })?;
+        return parse_token(&body).map_err(Failure::fatal);
+    }
+    let body = read_limited(resp, MAX_ERROR_BODY).unwrap_or_default();
+    let (kind, description) = parse_error_body(&body);
+    let said = description
+        .as_deref()
+        .map(|d| format!(" ({d})"))
+        .unwrap_or_default();
+    let refused = format!(
+        "the token endpoint refused client id {client_id:?} and its secret{said}; check the client id and secret"
+    );
+    let invalid_client = kind.as_deref() == Some("invalid_client");
+    let error = match status {
+        401 => ApiError::Unauthorized(refused),
+        400 if invalid_client => ApiError::Unauthorized(refused),
+        403 => ApiError::Forbidden(refused),
+        _ => ApiError::Status {
+            status,
+            kind,
+            description: Some(format!(
+                "from the token endpoint{}",
+                description.map(|d| format!(": {d}")).unwrap_or_default()
+            )),
+        },
+    };
+    let mut failure = Failure::from(error);
+    if failure.retryable {
+        failure.retry_after = retry_after;
+    }
+    Err(failure)
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@
 //!
 //! Every call goes through [`retry::run`]: 429, 5xx, network failures and short bodies are
 //! retried with backoff; a 401 under OAuth2 renews the token once and repeats the request once.
+//! An attempt has one deadline for all it does (the token request, the request, its body), so a
+//! call ends within the retry time plus one request timeout however the server fails.
 
 use std::error::Error as StdError;
 use std::io::Read;
@@ -33,7 +35,7 @@ use serde::Deserialize;
 
 use super::auth::{Auth, Credentials, TokenHttp};
 use super::path::{encode_media_id, url_can_carry};
-use super::retry::{self, parse_retry_after, Failure, RetryPolicy};
+use super::retry::{self, parse_retry_after, Attempt, Failure, RetryPolicy};
 use super::{ApiError, BodySink, ListPage, Media, MediaApi, MediaInfo, MAX_MEDIA_SIZE};
 
 /// Production's Messaging API base.
@@ -65,7 +67,8 @@ pub struct HttpConfig {
     pub credentials: Credentials,
     /// Limit on establishing a connection.
     pub connect_timeout: Duration,
-    /// Limit on one request (per read once the answer has begun).
+    /// Limit on one attempt of a call: the token request (when one is due), the request and its
+    /// whole answer together.
     pub request_timeout: Duration,
     pub retry: RetryPolicy,
 }
@@ -93,6 +96,8 @@ pub struct HttpApi {
     account_id: String,
     auth: Auth,
     retry: RetryPolicy,
+    /// The most one attempt (token request, request and body together) may take.
+    attempt_limit: Duration,
     sent: AtomicU64,
 }
 
@@ -170,6 +175,7 @@ impl HttpApi {
             account_id: account.to_string(),
             auth,
             retry: config.retry,
+            attempt_limit: config.request_timeout,
             sent: AtomicU64::new(0),
         })
     }
@@ -184,32 +190,36 @@ impl HttpApi {
         &self.account_id
     }
 
-    fn token_http(&self) -> TokenHttp<'_> {
-        TokenHttp {
-            client: &self.client,
-            retry: &self.retry,
-            sent: &self.sent,
-        }
+    /// Run one call's attempts under the retry policy.
+    fn with_retries<T>(
+        &self,
+        what: &str,
+        attempt: impl FnMut(Attempt) -> Result<T, Failure>,
+    ) -> Result<T, ApiError> {
+        retry::run(&self.retry, what, self.attempt_limit, attempt)
     }
 
     /// Send one request built by `build`, with authorization; under OAuth2 a 401 renews the token
     /// and repeats the request, once per call (`renewed` spans the call's attempts). Answers with
     /// any status are returned, with the `Authorization` value they answered (so that an error
     /// answer can be stripped of it); only a failure to get an answer is an error.
+    /// Everything happens within `attempt`'s deadline, the token request included.
     fn send(
         &self,
         what: &str,
+        attempt: &Attempt,
         renewed: &mut bool,
         build: impl Fn() -> RequestBuilder,
     ) -> Result<(Response, HeaderValue), Failure> {
         loop {
-            // Token failures have had their own retries: do not multiply them.
-            let authorization = self
-                .auth
-                .header(&self.token_http())
-                .map_err(Failure::fatal)?;
+            let authorization = self.auth.header(&TokenHttp {
+                client: &self.client,
+                attempt,
+                sent: &self.sent,
+            })?;
             self.sent.fetch_add(1, Ordering::Relaxed);
             let resp = build()
+                .timeout(attempt.remaining())
                 .header(AUTHORIZATION, authorization.clone())
                 .send()
                 .map_err(|e| transport_failure(what, &e))?;
@@ -250,9 +260,10 @@ impl HttpApi {
     fn list_once(
         &self,
         token: Option<&HeaderValue>,
+        attempt: &Attempt,
         renewed: &mut bool,
     ) -> Result<ListPage, Failure> {
-        let (resp, authorization) = self.send("list", renewed, || {
+        let (resp, authorization) = self.send("list", attempt, renewed, || {
             let req = self
                 .client
                 .get(&self.media_base)
@@ -287,11 +298,13 @@ impl HttpApi {
         &self,
         url: &str,
         what: &str,
+        attempt: &Attempt,
         renewed: &mut bool,
         sink: &mut dyn BodySink,
     ) -> Result<Media, Failure> {
-        let (mut resp, authorization) =
-            self.send(what, renewed, || self.client.get(url).header(ACCEPT, "*/*"))?;
+        let (mut resp, authorization) = self.send(what, attempt, renewed, || {
+            self.client.get(url).header(ACCEPT, "*/*")
+        })?;
         if !resp.status().is_success() {
             return Err(self.status_failure(resp, &authorization, &Op::Other, *renewed));
         }
@@ -457,9 +470,8 @@ impl MediaApi for HttpApi {
             })
             .transpose()?;
         let mut renewed = false;
-        let page = retry::run(&self.retry, "list", |_| {
-            self.list_once(token.as_ref(), &mut renewed)
-        })?;
+        let page =
+            self.with_retries("list", |a| self.list_once(token.as_ref(), &a, &mut renewed))?;
         log::debug!(
             "listed {} media{}",
             page.items.len(),
@@ -487,8 +499,8 @@ impl MediaApi for HttpApi {
         let url = self.media_url(name);
         let what = format!("get {name:?}");
         let mut renewed = false;
-        let media = retry::run(&self.retry, &what, |_| {
-            self.get_once_into(&url, &what, &mut renewed, sink)
+        let media = self.with_retries(&what, |a| {
+            self.get_once_into(&url, &what, &a, &mut renewed, sink)
         })?;
         log::debug!("{what}: done");
         Ok(media)
@@ -525,8 +537,8 @@ impl MediaApi for HttpApi {
             .transpose()?;
         let op = Op::Put { size, content_type };
         let mut renewed = false;
-        retry::run(&self.retry, &what, |_| {
-            let (resp, authorization) = self.send(&what, &mut renewed, || {
+        self.with_retries(&what, |a| {
+            let (resp, authorization) = self.send(&what, &a, &mut renewed, || {
                 let req = self
                     .client
                     .put(&url)
@@ -553,8 +565,8 @@ impl MediaApi for HttpApi {
         let url = self.media_url(name);
         let what = format!("delete {name:?}");
         let mut renewed = false;
-        let result = retry::run(&self.retry, &what, |_| {
-            let (resp, authorization) = self.send(&what, &mut renewed, || {
+        let result = self.with_retries(&what, |a| {
+            let (resp, authorization) = self.send(&what, &a, &mut renewed, || {
                 self.client.delete(&url).header(ACCEPT, "application/json")
             })?;
             if !resp.status().is_success() {

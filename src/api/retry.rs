@@ -10,8 +10,12 @@
 //! Timing: before retry `n` (1-based) we wait `base/2 + rand(0..=base/2)` with
 //! `base = min(max_backoff, initial_backoff * 2^(n-1))` ("equal jitter": always some wait, never
 //! more than the cap, and clients that failed together spread out). A `Retry-After` replaces that
-//! wait. No wait may pass `max_total` since the first attempt: when nothing remains, we stop. So
-//! a call lasts at most `max_total` plus one attempt's own timeout.
+//! wait. The time bound governs, not the number of attempts: retries go on while `max_total` has
+//! not passed since the first attempt, so an outage shorter than that is never seen by the
+//! caller. Each attempt is handed a deadline ([`Attempt::deadline`]): its own limit, and never
+//! later than `max_total` plus that limit after the call began. Everything an attempt does (the
+//! token request included) must end by it, so a whole call, however the server fails (errors,
+//! stalls, trickling bodies), lasts at most `max_total` plus one attempt's limit.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,7 +26,8 @@ use super::ApiError;
 /// How hard to try before giving up on a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Attempts in all, the first included (1 = no retry).
+    /// Attempts in all, the first included (1 = no retry); by default unbounded, so that
+    /// `max_total` alone decides.
     pub max_attempts: u32,
     /// The wait before the first retry (before jitter); doubles each retry.
     pub initial_backoff: Duration,
@@ -35,11 +40,27 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
-            max_attempts: 6,
+            max_attempts: u32::MAX,
             initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(2),
             max_total: Duration::from_secs(30),
         }
+    }
+}
+
+/// One attempt of a call: its 1-based number and when it must be over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    pub number: u32,
+    pub deadline: Instant,
+}
+
+impl Attempt {
+    /// What remains of this attempt's time (at least a millisecond, so it can be a timeout).
+    pub fn remaining(&self) -> Duration {
+        self.deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
     }
 }
 
@@ -147,29 +168,43 @@ impl Clock for RealClock {
     }
 }
 
-/// Run `attempt` (given its 1-based number) until it succeeds, fails for good, or the policy is
-/// spent. `what` names the call in logs ("get a/b.png"). The final error says how many attempts
-/// were made when there was more than one.
+/// Run `attempt` until it succeeds, fails for good, or the policy is spent. Each attempt may take
+/// `attempt_limit` (its [`Attempt::deadline`] says until when). `what` names the call in logs
+/// ("get a/b.png"). The final error says how many attempts were made when there was more than one.
 pub fn run<T>(
     policy: &RetryPolicy,
     what: &str,
-    attempt: impl FnMut(u32) -> Result<T, Failure>,
+    attempt_limit: Duration,
+    attempt: impl FnMut(Attempt) -> Result<T, Failure>,
 ) -> Result<T, ApiError> {
-    run_with(policy, what, attempt, &mut RealClock, &mut rand::rng())
+    run_with(
+        policy,
+        what,
+        attempt_limit,
+        attempt,
+        &mut RealClock,
+        &mut rand::rng(),
+    )
 }
 
 pub(crate) fn run_with<T>(
     policy: &RetryPolicy,
     what: &str,
-    mut attempt: impl FnMut(u32) -> Result<T, Failure>,
+    attempt_limit: Duration,
+    mut attempt: impl FnMut(Attempt) -> Result<T, Failure>,
     clock: &mut impl Clock,
     rng: &mut impl Rng,
 ) -> Result<T, ApiError> {
     let start = clock.now();
+    let last_deadline = start + policy.max_total + attempt_limit;
     let max_attempts = policy.max_attempts.max(1);
     let mut n = 1;
     loop {
-        let failure = match attempt(n) {
+        let deadline = (clock.now() + attempt_limit).min(last_deadline);
+        let failure = match attempt(Attempt {
+            number: n,
+            deadline,
+        }) {
             Ok(v) => return Ok(v),
             Err(f) => f,
         };
@@ -178,7 +213,7 @@ pub(crate) fn run_with<T>(
         }
         if n >= max_attempts {
             log::debug!(
-                "{what}: attempt {n} of {max_attempts} failed ({}); giving up",
+                "{what}: attempt {n} failed ({}); no attempts left; giving up",
                 failure.error
             );
             return Err(gave_up(failure.error, n));
@@ -199,7 +234,7 @@ pub(crate) fn run_with<T>(
         };
         let delay = wanted.min(remaining);
         log::debug!(
-            "{what}: attempt {n} of {max_attempts} failed ({}); retrying in {delay:?}{}",
+            "{what}: attempt {n} failed ({}); retrying in {delay:?}{}",
             failure.error,
             if failure.retry_after.is_some() {
                 " as Retry-After asked"
@@ -268,6 +303,9 @@ mod tests {
         }
     }
 
+    /// The time one attempt may take in these tests.
+    const LIMIT: Duration = Duration::from_secs(3);
+
     fn policy() -> RetryPolicy {
         RetryPolicy {
             max_attempts: 6,
@@ -288,9 +326,9 @@ mod tests {
     #[test]
     fn defaults_are_the_documented_ones() {
         let p = RetryPolicy::default();
-        assert_eq!(p.max_attempts, 6);
+        assert_eq!(p.max_attempts, u32::MAX, "the time bound governs");
         assert_eq!(p.initial_backoff, Duration::from_millis(100));
-        assert_eq!(p.max_backoff, Duration::from_secs(5));
+        assert_eq!(p.max_backoff, Duration::from_secs(2));
         assert_eq!(p.max_total, Duration::from_secs(30));
         assert_eq!(RetryPolicy::none().max_attempts, 1);
     }
@@ -368,7 +406,9 @@ mod tests {
         let r = run_with(
             &policy(),
             "get x",
-            |n| {
+            LIMIT,
+            |a| {
+                let n = a.number;
                 calls.push(n);
                 if n < 4 {
                     Err(Failure::from(unavailable()))
@@ -395,6 +435,7 @@ mod tests {
         let r: Result<(), _> = run_with(
             &policy(),
             "get x",
+            LIMIT,
             |_| {
                 calls += 1;
                 Err(Failure::from(ApiError::NotFound))
@@ -414,6 +455,7 @@ mod tests {
         let r: Result<(), _> = run_with(
             &policy(),
             "put x",
+            LIMIT,
             |_| {
                 calls += 1;
                 Err(Failure::from(unavailable()))
@@ -430,6 +472,7 @@ mod tests {
         let r: Result<(), _> = run_with(
             &policy(),
             "list",
+            LIMIT,
             |_| Err(Failure::transient(ApiError::Transport("reset".into()))),
             &mut FakeClock::new(),
             &mut StdRng::seed_from_u64(1),
@@ -454,6 +497,7 @@ mod tests {
         let r: Result<(), _> = run_with(
             &p,
             "get x",
+            LIMIT,
             |_| {
                 calls += 1;
                 Err(Failure::from(unavailable()))
@@ -476,7 +520,8 @@ mod tests {
         let r = run_with(
             &p,
             "list",
-            |n| match n {
+            LIMIT,
+            |a| match a.number {
                 1 => Err(Failure {
                     error: unavailable(),
                     retryable: true,
@@ -487,7 +532,7 @@ mod tests {
                     retryable: true,
                     retry_after: Some(Duration::from_secs(60)),
                 }),
-                _ => Ok(n),
+                _ => Ok(a.number),
             },
             &mut clock,
             &mut StdRng::seed_from_u64(1),
@@ -504,10 +549,87 @@ mod tests {
         let r: Result<(), _> = run_with(
             &RetryPolicy::none(),
             "get x",
+            LIMIT,
             |_| Err(Failure::from(unavailable())),
             &mut FakeClock::new(),
             &mut StdRng::seed_from_u64(1),
         );
         assert_eq!(r, Err(unavailable()));
+    }
+
+    #[test]
+    fn the_default_policy_retries_until_the_time_is_spent() {
+        // An outage of 5 s with 120 s to spend: the call succeeds once the server is back.
+        let p = RetryPolicy {
+            max_total: Duration::from_secs(120),
+            ..RetryPolicy::default()
+        };
+        let mut clock = FakeClock::new();
+        let start = clock.now;
+        let r = run_with(
+            &p,
+            "put x",
+            LIMIT,
+            |a| {
+                if a.deadline.saturating_duration_since(start) < Duration::from_secs(5) + LIMIT {
+                    Err(Failure::from(unavailable()))
+                } else {
+                    Ok(a.number)
+                }
+            },
+            &mut clock,
+            &mut StdRng::seed_from_u64(5),
+        );
+        assert!(r.is_ok(), "{r:?}");
+        assert!(clock.slept.iter().all(|d| *d <= Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn attempts_that_stall_end_within_the_total_plus_one_attempt() {
+        // Every attempt uses all of its time (a server that never answers).
+        let p = RetryPolicy {
+            max_total: Duration::from_secs(4),
+            ..RetryPolicy::default()
+        };
+        let clock = std::cell::RefCell::new(FakeClock::new());
+        let start = clock.borrow().now;
+        let mut deadlines = Vec::new();
+        let r: Result<(), _> = run_with(
+            &p,
+            "get x",
+            LIMIT,
+            |a| {
+                deadlines.push(a.deadline);
+                let mut c = clock.borrow_mut();
+                let now = c.now;
+                c.now = now.max(a.deadline);
+                Err(Failure::transient(ApiError::Transport("timed out".into())))
+            },
+            &mut Shared(&clock),
+            &mut StdRng::seed_from_u64(9),
+        );
+        assert!(r.is_err());
+        let end = clock.borrow().now;
+        assert!(
+            end - start <= Duration::from_secs(4) + LIMIT,
+            "{:?}",
+            end - start
+        );
+        assert!(deadlines.len() >= 2, "it was retried");
+        assert!(deadlines
+            .iter()
+            .all(|d| *d - start <= Duration::from_secs(4) + LIMIT));
+    }
+
+    /// A [`FakeClock`] that the attempts can move too.
+    struct Shared<'a>(&'a std::cell::RefCell<FakeClock>);
+
+    impl Clock for Shared<'_> {
+        fn now(&mut self) -> Instant {
+            self.0.borrow_mut().now()
+        }
+        fn sleep(&mut self, d: Duration) {
+            self.0.borrow_mut().sleep(d)
+        }
     }
 }
