@@ -413,7 +413,7 @@ impl Filesystem for FuseFs {
 
     fn mknod(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -427,7 +427,7 @@ impl Filesystem for FuseFs {
         }
         let r = self
             .fs
-            .create(parent.0, name, mode, umask, libc::O_WRONLY)
+            .create(parent.0, name, mode, umask, libc::O_WRONLY, req.pid())
             .and_then(|(attr, opened)| {
                 self.fs.release(opened.fh)?;
                 Ok(attr)
@@ -472,8 +472,8 @@ impl Filesystem for FuseFs {
         );
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.open(ino.0, flags.0) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.fs.open(ino.0, flags.0, req.pid()) {
             Ok(o) => reply.opened(FileHandle(o.fh), fopen(&o)),
             Err(e) => reply.error(errno(&e)),
         }
@@ -641,7 +641,7 @@ impl Filesystem for FuseFs {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -649,7 +649,10 @@ impl Filesystem for FuseFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match self.fs.create(parent.0, name, mode, umask, flags) {
+        match self
+            .fs
+            .create(parent.0, name, mode, umask, flags, req.pid())
+        {
             Ok((a, o)) => {
                 self.fs.entry_handed(a.ino);
                 reply.created(

@@ -105,3 +105,75 @@ fn a_cold_cat_of_a_name_never_listed_is_one_get_with_100_000_media() {
     assert_eq!(s.get, 1, "one GET for the file");
     assert_eq!(s.put + s.delete, 0);
 }
+
+#[test]
+fn ls_l_costs_one_listing_walk_even_with_a_ttl_of_zero() {
+    let emulator = start_emulator(emulator_config());
+    for i in 0..200 {
+        emulator
+            .store()
+            .put(
+                &format!("f{i:03}.txt"),
+                Bytes::from_static(b"x"),
+                "text/plain",
+                None,
+            )
+            .unwrap();
+    }
+    let m = Mount::with(emulator, &["--metadata-ttl", "0s"]);
+    m.reset_stats();
+    let out = sh_ok(&format!("ls -l {} | grep -c '^-'", q(&m.mnt)));
+    assert_eq!(out.trim(), "200");
+    let s = m.stats();
+    assert_eq!((s.list, s.get), (1, 0), "one ls -l at TTL 0");
+}
+
+#[test]
+fn after_the_ttl_on_a_multi_page_account_stat_is_free_rm_is_one_delete_and_an_open_one_get() {
+    let n = 2_500;
+    let m = Mount::with(emulator_with_n(n), &["--metadata-ttl", "1s"]);
+    assert_eq!(count_entries(&m), n);
+    let f = m.path("d1/m000001.txt");
+    sh_ok(&format!("cat {} >/dev/null", q(&f)));
+    std::thread::sleep(Duration::from_millis(1200));
+    m.reset_stats();
+    sh_ok(&format!("stat {} >/dev/null", q(&m.path("d2/m000002.txt"))));
+    let s = m.stats();
+    assert_eq!(
+        (s.list, s.get, s.put, s.delete),
+        (0, 0, 0, 0),
+        "stat after the TTL"
+    );
+    sh_ok(&format!("rm {}", q(&m.path("d2/m000002.txt"))));
+    let s = m.stats();
+    assert_eq!(
+        (s.list, s.get, s.put, s.delete),
+        (0, 0, 0, 1),
+        "rm after the TTL"
+    );
+    // The cached file: its open checks the bytes with one GET, which the read then uses.
+    m.reset_stats();
+    sh_ok(&format!("cat {} >/dev/null", q(&f)));
+    let s = m.stats();
+    assert_eq!(
+        (s.list, s.get, s.put, s.delete),
+        (0, 1, 0, 0),
+        "open after the TTL"
+    );
+}
+
+#[test]
+fn a_redirect_and_a_redirected_loop_cost_one_put_each() {
+    let m = Mount::with(start_emulator(emulator_config()), &["--metadata-ttl", "1h"]);
+    let mnt = q(&m.mnt);
+    m.reset_stats();
+    sh_ok(&format!("echo x > {mnt}/one.txt"));
+    let s = m.stats();
+    assert_eq!((s.list, s.get, s.put), (0, 0, 1), "echo x > f");
+    m.reset_stats();
+    sh_ok(&format!(
+        "for i in $(seq 20); do /bin/echo $i; done > {mnt}/loop.txt"
+    ));
+    let s = m.stats();
+    assert_eq!((s.list, s.get, s.put), (0, 0, 1), "a loop of 20 commands");
+}

@@ -21,10 +21,15 @@
 //!   started within the TTL; an older one is replaced by a new walk (its first pages are that
 //!   old).
 //! - **Lookup/getattr of a file** answer from the cache while it is fresh (seen by a listing, a
-//!   GET or our own PUT within the TTL). Otherwise they revalidate with the cheapest request that
-//!   answers: when the last complete listing fit in one page, one list request (which refreshes
-//!   everything); otherwise one GET of that media (whose body is kept in the data cache, so the
-//!   read that usually follows costs nothing).
+//!   GET or our own PUT within the TTL, or by a listing of its directory that is still open, so
+//!   that `ls -l` costs one walk even with a TTL of zero). Otherwise, when the last complete listing fit in one page,
+//!   they revalidate with one list request (which refreshes everything); on a larger account a
+//!   known name is trusted until the next listing (the API has no HEAD, and a GET to stat a file
+//!   would make `rm` and `stat` download it). A name never seen costs one GET (whose body is
+//!   kept in the data cache, so the read that usually follows costs nothing).
+//! - **Opens** after the TTL check the bytes a cache would serve with one GET (close-to-open
+//!   consistency, as NFS gives): a same-size overwrite made elsewhere is seen, and the kernel's
+//!   page cache of the file is dropped when the bytes changed.
 //! - **Directories** cannot be asked about (the API has no prefix query): a directory is known
 //!   from a listing, revalidated like a file when that is one list request (else the cached one
 //!   is trusted until the next complete listing). A name that is not known and that a GET
@@ -40,7 +45,8 @@
 //!   version is the one the kernel last cached. Bodies and write buffers live in recycled page
 //!   buffers (`buf`), shared without copies between the cache, readers and uploads.
 //! - **Writes** go to a per-inode buffer and are uploaded with one PUT on flush/fsync when
-//!   dirty. Our own PUT/DELETE update the cache locally (no list request).
+//!   they changed since the last successful upload (the state machine is in [`write`]). Our
+//!   own PUT/DELETE update the cache locally (no list request).
 //! - **Removing a directory, renaming a directory** need every media under it, so they first
 //!   make sure the listing is complete and fresh (free when it is, the listing's pages if not);
 //!   ENOTEMPTY is only answered from such a listing (media may have gone elsewhere).
@@ -59,6 +65,7 @@ mod buf;
 pub mod content;
 pub mod error;
 pub mod namespace;
+mod process;
 pub mod write;
 
 use std::collections::{HashMap, HashSet};
@@ -76,7 +83,7 @@ use content::{ContentCache, Early, Fetch, Flight, FlightSink, Leader};
 pub use error::FsError;
 pub use namespace::{Attr, Ino, Kind, ROOT_INO};
 use namespace::{Defaults, InoSet, Namespace, NAME_MAX};
-use write::{save_recovery, too_large, WriteBuf};
+use write::{save_recovery, too_large, upload_target, UploadCause, UploadTarget, WriteBuf};
 
 /// Extended attributes every file has.
 pub const XATTR_URL: &str = "user.bandwidth.url";
@@ -197,6 +204,8 @@ pub struct StatFs {
 struct Handle {
     ino: Ino,
     append: bool,
+    /// The process that opened a handle that may write (when it can be told).
+    opener: Option<u32>,
     /// The inode's write buffer, for handles that may write (and new files).
     buf: Option<Arc<WriteBuf>>,
     /// The body this reader reads (kept even if the media is removed or evicted).
@@ -215,7 +224,14 @@ enum HandleBody {
     Flight(Arc<Flight>),
     /// The whole body.
     Ready(Bytes),
+    /// The download failed for good then: reads within [`FAILED_READ_GRACE`] get the same error.
+    Failed(FsError, Instant),
 }
+
+/// How long a handle answers reads with the error of its failed download. The kernel follows a
+/// failed read-ahead with a read of its own within the same system call; a new download (with
+/// all its retries) for it would double how long the call takes. Later reads try again.
+const FAILED_READ_GRACE: Duration = Duration::from_secs(1);
 
 /// An open directory: the entries handed out so far (offsets index into them).
 struct DirHandle {
@@ -538,20 +554,14 @@ impl MediaFs {
             let path = ns.join(parent, name).ok_or(FsError::NotFound)?;
             match ns.child(parent, name).and_then(|c| ns.node(c)) {
                 Some(n) => {
-                    // A directory can only be revalidated by a listing: done when that is one
-                    // request (a small account), else the cached one is trusted.
-                    let dir_known =
-                        n.kind == Kind::Dir && (ns.complete_pages != 1 || self.listing_fresh(&ns));
-                    if dir_known
-                        || (n.kind == Kind::File && !n.remote)
-                        || (n.kind == Kind::File && fresh(n.verified_at, self.opts.metadata_ttl))
-                    {
+                    if self.trusted(&ns, n) {
                         let ino = n.ino;
                         drop(ns);
                         return self.attr_of(ino);
                     }
                     (path, (n.kind == Kind::File).then_some(n.ino))
                 }
+                // A name created elsewhere shows up as soon as the TTL allows.
                 None if self.listing_fresh(&ns) => return Err(FsError::NotFound),
                 None => (path, None),
             }
@@ -570,6 +580,24 @@ impl MediaFs {
         }
     }
 
+    /// Whether what the cache knows of a node answers a lookup or getattr without a request:
+    /// what the server said of it is within the TTL, or came to a listing of its directory that
+    /// is still open (so one `ls -l` costs one listing walk, even with a TTL of zero). Only a
+    /// listing can revalidate a known name without downloading it, so that is done only when it
+    /// is one request (a small account); on a larger account a known name is trusted until the
+    /// next listing (an open still checks the bytes, see [`MediaFs::revalidate_body`]). A name
+    /// never uploaded is local, hence known.
+    fn trusted(&self, ns: &Namespace, n: &namespace::Node) -> bool {
+        let seen = match n.kind {
+            Kind::File => n.verified_at,
+            Kind::Dir => ns.complete_at,
+        };
+        ns.complete_pages != 1
+            || (n.kind == Kind::File && !n.remote)
+            || fresh(seen, self.opts.metadata_ttl)
+            || ns.shown_to_open_listing(n.parent, seen)
+    }
+
     /// Bring the cache's view of `path` up to date with the cheapest request that can (see the
     /// module comment): a list page on a small account, else a GET, and for a 404 the rest of
     /// the listing (to tell a missing name from a directory not seen yet).
@@ -583,7 +611,6 @@ impl MediaFs {
                 source: ApiError::NotFound,
                 ..
             }) => {
-                self.forget_file(path);
                 let t0 = Instant::now();
                 self.walk_until(None, |ns| {
                     self.listing_fresh(ns)
@@ -640,11 +667,7 @@ impl MediaFs {
             if n.removed && n.opens == 0 {
                 return Err(FsError::NotFound);
             }
-            (n.kind == Kind::File
-                && !n.removed
-                && n.remote
-                && !fresh(n.verified_at, self.opts.metadata_ttl))
-            .then(|| n.path.clone())
+            (n.kind == Kind::File && !n.removed && !self.trusted(&ns, n)).then(|| n.path.clone())
         };
         if let Some(path) = stale {
             if self.buffer_of(ino).is_none() {
@@ -745,7 +768,7 @@ impl MediaFs {
         let buf = self.attach_buffer(ino, false)?;
         let result = self
             .truncate_buffer(ino, &buf, size)
-            .and_then(|()| self.upload(ino, &buf));
+            .and_then(|()| self.upload(ino, &buf, UploadCause::Sync));
         self.detach_buffer(ino, &buf);
         result
     }
@@ -783,6 +806,7 @@ impl MediaFs {
                 ns.kernel_dirs.remove(&ino);
             }
             ns.open_ref(ino);
+            ns.listing_opened(ino, Instant::now());
             (parent, keep)
         };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
@@ -1058,7 +1082,9 @@ impl MediaFs {
         let dh = self.dirs.lock().remove(&fh);
         if let Some(dh) = dh {
             let ino = dh.lock().ino;
-            self.ns.lock().close_ref(ino);
+            let mut ns = self.ns.lock();
+            ns.close_ref(ino);
+            ns.listing_closed(ino);
         }
     }
 
@@ -1141,6 +1167,13 @@ impl MediaFs {
                     .inspect_err(|e| log::warn!("download of {path:?}: {e}"))?;
                 self.record_download(path, Media { body, ..headers })
             });
+        if let Err(FsError::Api {
+            source: ApiError::NotFound,
+            ..
+        }) = &result
+        {
+            self.forget_file(path);
+        }
         let served = flight.served();
         if served || result.is_err() {
             let mut ns = self.ns.lock();
@@ -1181,6 +1214,7 @@ impl MediaFs {
                     n.mtime = SystemTime::now();
                     n.ctime = n.mtime;
                 }
+                n.body_checked_at = Some(Instant::now());
                 n.content_type = m.content_type.clone().or(Some(String::new()));
                 n.cache_control = m.cache_control.clone();
                 n.content_version
@@ -1202,10 +1236,20 @@ impl MediaFs {
             .ok_or(FsError::BadHandle)
     }
 
+    /// What a reading handle reads now: a download that failed within [`FAILED_READ_GRACE`] is
+    /// its error; an older failure is tried again.
+    fn current_body(h: &Handle) -> Result<HandleBody, FsError> {
+        match h.body.lock().clone() {
+            HandleBody::Failed(e, at) if at.elapsed() < FAILED_READ_GRACE => Err(e),
+            HandleBody::Failed(..) => Ok(HandleBody::None),
+            other => Ok(other),
+        }
+    }
+
     /// The whole body a reading handle reads, downloaded on first use.
     fn body_for(&self, h: &Handle) -> Result<Bytes, FsError> {
-        let current = h.body.lock().clone();
-        let media = match current {
+        let media = match Self::current_body(h)? {
+            HandleBody::Failed(e, _) => Err(e),
             HandleBody::Ready(b) => return Ok(b),
             HandleBody::Flight(f) => f.wait(),
             HandleBody::None => {
@@ -1228,14 +1272,16 @@ impl MediaFs {
         Ok((n.path.clone(), n.content_version))
     }
 
-    /// After a failed download, the handle's next read tries again, unless the flight had
-    /// handed out bytes already: a new download could bring another version, and one reader
-    /// must never see two.
+    /// After a failed download, the handle's reads after [`FAILED_READ_GRACE`] try again,
+    /// unless the flight had handed out bytes already: a new download could bring another
+    /// version, and one reader must never see two.
     fn drop_failed_flight(&self, h: &Handle) {
         let mut body = h.body.lock();
         if let HandleBody::Flight(f) = &*body {
-            if matches!(f.result(), Some(Err(_))) && !f.served() {
-                *body = HandleBody::None;
+            if let Some(Err(e)) = f.result() {
+                if !f.served() {
+                    *body = HandleBody::Failed(e, Instant::now());
+                }
             }
         }
     }
@@ -1268,8 +1314,10 @@ impl MediaFs {
         Ok(())
     }
 
-    /// Open a file. Write access (or O_TRUNC) attaches the inode's write buffer.
-    pub fn open(&self, ino: Ino, flags: i32) -> Result<Opened, FsError> {
+    /// Open a file for thread `pid` (as the kernel names it; 0: unknown). Write access (or
+    /// O_TRUNC) attaches the inode's write buffer. An open after the TTL checks the bytes that
+    /// it would serve from a cache (close-to-open consistency, see [`MediaFs::revalidate_body`]).
+    pub fn open(&self, ino: Ino, flags: i32, pid: u32) -> Result<Opened, FsError> {
         let acc = flags & libc::O_ACCMODE;
         let trunc = flags & libc::O_TRUNC != 0;
         let writes = acc == libc::O_WRONLY || acc == libc::O_RDWR || trunc;
@@ -1283,29 +1331,40 @@ impl MediaFs {
                 return Err(FsError::IsDir);
             }
         }
+        if !trunc {
+            self.revalidate_body(ino)?;
+        }
         let buf = if writes {
             Some(self.attach_buffer(ino, trunc)?)
         } else {
             None
         };
         let dirty = buf.is_some() || self.buffer_of(ino).is_some_and(|b| b.state.lock().dirty);
-        let keep_cache = {
+        // The kernel keeps its page cache only when this handle can serve the same bytes for
+        // whatever the kernel no longer has: the handle holds the cached body of that version,
+        // so one reader never sees two versions.
+        let kept_body = {
             let mut ns = self.ns.lock();
             match ns.node_mut(ino) {
                 Some(n) => {
-                    let keep =
-                        !dirty && n.kernel_version != 0 && n.kernel_version == n.content_version;
-                    if !keep {
+                    let kept =
+                        (!dirty && n.kernel_version != 0 && n.kernel_version == n.content_version)
+                            .then(|| self.content.peek(&n.path))
+                            .flatten()
+                            .filter(|(_, v)| *v == n.content_version);
+                    if kept.is_none() {
                         // The kernel drops its cache; what it caches next is what we serve.
                         n.kernel_version = 0;
                     }
-                    keep
+                    kept.map(|(m, _)| m.body)
                 }
-                None => false,
+                None => None,
             }
         };
+        let keep_cache = kept_body.is_some();
         let no_flush = buf.is_none();
-        let fh = self.add_handle(ino, flags, buf);
+        let body = kept_body.map_or(HandleBody::None, HandleBody::Ready);
+        let fh = self.add_handle(ino, flags, buf, pid, body);
         Ok(Opened {
             fh,
             keep_cache,
@@ -1314,14 +1373,56 @@ impl MediaFs {
         })
     }
 
-    fn add_handle(&self, ino: Ino, flags: i32, buf: Option<Arc<WriteBuf>>) -> u64 {
+    /// Close-to-open consistency: bytes this mount or the kernel would serve from a cache are
+    /// checked by one GET once they are older than the TTL (the API has no validators, so the
+    /// GET brings the body, which the read then uses). When they changed, the content version
+    /// moves on, so the open does not keep the kernel's page cache. A write buffer is the truth
+    /// while it exists, and bytes nobody caches need no check (the first read fetches them).
+    fn revalidate_body(&self, ino: Ino) -> Result<(), FsError> {
+        if self.buffer_of(ino).is_some() {
+            return Ok(());
+        }
+        let path = {
+            let ns = self.ns.lock();
+            let Some(n) = ns.live(ino) else {
+                return Err(FsError::NotFound);
+            };
+            let cached = n.kernel_version != 0
+                || self
+                    .content
+                    .peek(&n.path)
+                    .is_some_and(|(_, v)| v == n.content_version);
+            if !n.remote || !cached || fresh(n.body_checked_at, self.opts.metadata_ttl) {
+                return Ok(());
+            }
+            n.path.clone()
+        };
+        match self.download(&path, |_| false) {
+            Ok(_) => Ok(()),
+            Err(FsError::Api {
+                source: ApiError::NotFound,
+                ..
+            }) => Err(FsError::NotFound),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn add_handle(
+        &self,
+        ino: Ino,
+        flags: i32,
+        buf: Option<Arc<WriteBuf>>,
+        pid: u32,
+        body: HandleBody,
+    ) -> u64 {
         self.ns.lock().open_ref(ino);
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         let h = Handle {
             ino,
             append: flags & libc::O_APPEND != 0,
+            opener: buf.as_ref().and_then(|_| process::process_of(pid)),
             buf,
-            body: Mutex::new(HandleBody::None),
+            body: Mutex::new(body),
             served: AtomicBool::new(false),
         };
         self.handles.lock().insert(fh, Arc::new(h));
@@ -1356,8 +1457,12 @@ impl MediaFs {
             Ok(None) => {}
             Err(e) => return reply(Err(e)),
         }
-        let current = h.body.lock().clone();
+        let current = match Self::current_body(&h) {
+            Ok(b) => b,
+            Err(e) => return reply(Err(e)),
+        };
         match current {
+            HandleBody::Failed(e, _) => reply(Err(e)),
             HandleBody::Ready(body) => {
                 self.mark_served(&h);
                 reply(Ok(content::slice(&body, offset, size)))
@@ -1532,19 +1637,19 @@ impl MediaFs {
             .unwrap_or_default()
     }
 
-    /// Upload the buffer if it is dirty: one PUT. On failure the bytes go to the recovery
-    /// directory and the error is returned (to `close`).
-    fn upload(&self, ino: Ino, buf: &WriteBuf) -> Result<(), FsError> {
+    /// Upload the buffer if `cause` asks for it (see [`write`]): one PUT of its current bytes,
+    /// which alone makes it clean. A failure leaves it dirty, keeps its bytes in the recovery
+    /// directory until an upload succeeds, and is returned (to `close`).
+    fn upload(&self, ino: Ino, buf: &WriteBuf, cause: UploadCause) -> Result<(), FsError> {
         let _one_at_a_time = buf.upload.lock();
         let (bytes, generation) = {
             let mut st = buf.state.lock();
-            if !st.dirty || st.unlinked || !st.loaded {
+            if !st.wants_upload(cause) {
                 return Ok(());
             }
             if let Some(size) = st.oversize {
                 // The program already got EFBIG for the write that crossed the limit; what it
                 // wrote before is a truncated file, which must not replace the media.
-                st.dirty = false;
                 return Err(FsError::TooLarge {
                     size,
                     limit: self.opts.max_size,
@@ -1552,107 +1657,147 @@ impl MediaFs {
             }
             (st.data.freeze(), st.generation)
         };
-        let (path, ct, cc) = {
-            let ns = self.ns.lock();
-            let Some(n) = ns.live(ino) else {
-                return Ok(());
-            };
-            let ct = n
-                .content_type_override
-                .clone()
-                .unwrap_or_else(|| content_type_for(&n.path));
-            let cc = n
-                .cache_control_override
-                .clone()
-                .or_else(|| n.cache_control.clone());
-            (n.path.clone(), ct, cc)
+        let Some(target) = self.ns.lock().live(ino).map(|n| upload_target(n, &n.path)) else {
+            return Ok(());
         };
-        let result = self.api.put(&path, bytes.clone(), &ct, cc.as_deref());
-        {
-            let mut st = buf.state.lock();
-            if st.generation == generation {
-                // Saved on the server, or in the recovery directory below.
-                st.dirty = false;
-            }
-        }
-        match result {
-            Ok(()) => {
-                let version = {
-                    let mut ns = self.ns.lock();
-                    let v = ns.next_version();
-                    ns.local_change(ino);
-                    if let Some(n) = ns.node_mut(ino) {
-                        n.size = bytes.len() as u64;
-                        n.remote = true;
-                        n.verified_at = Some(Instant::now());
-                        n.content_version = v;
-                        n.content_type = Some(ct.clone());
-                        n.cache_control = cc.clone();
-                    }
-                    v
-                };
-                let media = Media {
-                    body: bytes,
-                    content_type: Some(ct),
-                    cache_control: cc,
-                };
+        let path = target.path.clone();
+        match self.put_media(target, bytes.clone()) {
+            Ok(media) => {
+                let superseded = buf.state.lock().uploaded(generation);
+                if let Some(file) = superseded {
+                    write::remove_recovery(&file);
+                    log::info!(
+                        "{path:?} is uploaded after all; its copy {} is removed",
+                        file.display()
+                    );
+                }
+                let version = self.ns.lock().uploaded(ino, &media);
                 self.content.insert(&path, media, version);
                 Ok(())
             }
             Err(e) => {
-                let err = self.api_error("upload", &path, e);
-                self.recover(&path, &bytes, &err);
-                Err(err)
+                let mut st = buf.state.lock();
+                if st.saved_generation() != Some(generation) && !st.unlinked {
+                    let file = self.recover(&path, &bytes, &e);
+                    st.saved = file.map(|f| (generation, f));
+                }
+                Err(e)
             }
         }
     }
 
-    /// Save the bytes of a failed upload and say how to upload them again.
-    fn recover(&self, path: &str, bytes: &[u8], err: &FsError) {
+    /// One PUT of `bytes` as `target` says; what the server then holds.
+    fn put_media(&self, target: UploadTarget, bytes: Bytes) -> Result<Media, FsError> {
+        let UploadTarget {
+            path,
+            content_type,
+            cache_control,
+        } = target;
+        self.api
+            .put(
+                &path,
+                bytes.clone(),
+                &content_type,
+                cache_control.as_deref(),
+            )
+            .map_err(|e| self.api_error("upload", &path, e))?;
+        Ok(Media {
+            body: bytes,
+            content_type: Some(content_type),
+            cache_control,
+        })
+    }
+
+    /// Save the bytes of a failed upload and say, once, where and how to upload them again.
+    /// The file they are saved in, if saving worked.
+    fn recover(&self, path: &str, bytes: &[u8], err: &FsError) -> Option<PathBuf> {
         let mnt = self
             .mountpoint
             .lock()
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "MOUNTPOINT".to_string());
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("MOUNTPOINT"));
         match save_recovery(&self.opts.recovery_dir, path, bytes) {
-            Ok(file) => log::error!(
-                "the upload of {path:?} failed ({err}); its {} bytes are saved in {}; to upload \
-                 them again: cp '{}' '{mnt}/{path}'",
-                bytes.len(),
-                file.display(),
-                file.display()
-            ),
-            Err(io) => log::error!(
-                "the upload of {path:?} failed ({err}), and saving its {} bytes in {} failed too \
-                 ({io}): those bytes are lost",
-                bytes.len(),
-                self.opts.recovery_dir.display()
-            ),
+            Ok(file) => {
+                log::error!(
+                    "the upload of {path:?} failed ({err}); its {} bytes are kept in {} (every \
+                     later fsync or close tries again); to upload them yourself: {}",
+                    bytes.len(),
+                    file.display(),
+                    write::reupload_command(&file, &mnt.join(path))
+                );
+                Some(file)
+            }
+            Err(io) => {
+                log::error!(
+                    "the upload of {path:?} failed ({err}), and saving its {} bytes in {} failed \
+                     too ({io}): they are only in memory until an upload succeeds or the file \
+                     is closed",
+                    bytes.len(),
+                    self.opts.recovery_dir.display()
+                );
+                None
+            }
         }
     }
 
-    /// Called on every close of a descriptor: upload if this handle's buffer is dirty.
+    /// Called on every close of a descriptor (FUSE FLUSH): upload if the handle's buffer
+    /// changed, unless a close that will upload is sure to come: the process that opened the
+    /// handle still runs and holds another descriptor of the file. So the shell's closes of a
+    /// redirected file (`echo x > f`, a loop of commands, a writer that forks) upload once, at
+    /// the last of them, and no empty or half-written media appears on the way; and a close that
+    /// returns 0 with no such descriptor left means the server holds the bytes.
     pub fn flush(&self, fh: u64) -> Result<(), FsError> {
         let h = self.handle(fh)?;
+        let Some(buf) = &h.buf else {
+            return Ok(());
+        };
+        if let Some(opener) = h.opener {
+            if buf.state.lock().wants_upload(UploadCause::Sync) && self.held_by(opener, h.ino) {
+                log::debug!(
+                    "{:?}: closed while process {opener}, its opener, holds it open: its last \
+                     close uploads",
+                    self.path_of(h.ino)
+                );
+                return Ok(());
+            }
+        }
+        self.upload(h.ino, buf, UploadCause::Sync)
+    }
+
+    /// Whether process `pid` holds a descriptor of the file `ino` (when that can be told).
+    fn held_by(&self, pid: u32, ino: Ino) -> bool {
+        let Some(mnt) = self.mountpoint.lock().clone() else {
+            return false;
+        };
+        let path = mnt.join(self.path_of(ino));
+        process::holds(pid, &path)
+    }
+
+    /// `fsync`: upload whatever is dirty, now.
+    pub fn fsync(&self, fh: u64) -> Result<(), FsError> {
+        let h = self.handle(fh)?;
         match &h.buf {
-            Some(buf) => self.upload(h.ino, buf),
+            Some(buf) => self.upload(h.ino, buf, UploadCause::Sync),
             None => Ok(()),
         }
     }
 
-    pub fn fsync(&self, fh: u64) -> Result<(), FsError> {
-        self.flush(fh)
-    }
-
-    /// The last close of a handle: upload if still dirty, drop the buffer with its last handle.
+    /// The release of a handle: upload if still dirty (the last one: unless those very bytes
+    /// already failed for good, and are in the recovery directory); the buffer goes with its
+    /// last handle.
     pub fn release(&self, fh: u64) -> Result<(), FsError> {
         let Some(h) = self.handles.lock().remove(&fh) else {
             return Err(FsError::BadHandle);
         };
         let mut result = Ok(());
         if let Some(buf) = &h.buf {
-            result = self.upload(h.ino, buf);
+            let last = buf.state.lock().handles == 1;
+            let cause = if last {
+                UploadCause::LastRelease
+            } else {
+                UploadCause::Sync
+            };
+            result = self.upload(h.ino, buf, cause);
             if self.detach_buffer(h.ino, buf) {
                 // A new file whose upload failed was never on the server: it disappears.
                 let mut ns = self.ns.lock();
@@ -1668,7 +1813,8 @@ impl MediaFs {
         result
     }
 
-    /// Create and open a new file. It is visible at once and uploaded (even empty) on close.
+    /// Create and open a new file for thread `pid`. It is visible at once and uploaded (even
+    /// empty) by the first flush after a write, or else by its last release.
     pub fn create(
         &self,
         parent: Ino,
@@ -1676,6 +1822,7 @@ impl MediaFs {
         mode: u32,
         umask: u32,
         flags: i32,
+        pid: u32,
     ) -> Result<(Attr, Opened), FsError> {
         self.check_ro()?;
         let name = self.component(name)?;
@@ -1688,7 +1835,7 @@ impl MediaFs {
                     let ino = ns.add_local(parent, name, Kind::File, mode & !umask);
                     drop(ns);
                     let buf = self.attach_buffer(ino, true)?;
-                    let fh = self.add_handle(ino, flags, Some(buf));
+                    let fh = self.add_handle(ino, flags, Some(buf), pid, HandleBody::None);
                     let attr = self.attr_of(ino)?;
                     return Ok((
                         attr,
@@ -1705,19 +1852,20 @@ impl MediaFs {
         match existing {
             Some(_) if flags & libc::O_EXCL != 0 => Err(FsError::Exists),
             Some(c) => {
-                let opened = self.open(c, flags)?;
+                let opened = self.open(c, flags, pid)?;
                 Ok((self.attr_of(c)?, opened))
             }
             None => Err(FsError::NotFound),
         }
     }
 
-    /// Upload every dirty buffer (before unmounting).
+    /// Upload every dirty buffer (before unmounting); what cannot be uploaded is in the recovery
+    /// directory.
     pub fn flush_all(&self) -> Result<(), FsError> {
         let bufs = self.write_buffers();
         let mut first = Ok(());
         for (ino, buf) in bufs {
-            if let Err(e) = self.upload(ino, &buf) {
+            if let Err(e) = self.upload(ino, &buf, UploadCause::Sync) {
                 if first.is_ok() {
                     first = Err(e);
                 }
@@ -1787,78 +1935,50 @@ impl MediaFs {
         self.content.remove(path);
     }
 
-    /// The bytes to copy for a rename, and the version they belong to.
-    fn bytes_of(&self, ino: Ino) -> Result<(Bytes, u64), FsError> {
+    /// The bytes to copy for a rename, and the write buffer generation they are (None: not from a
+    /// write buffer).
+    fn bytes_of(&self, ino: Ino) -> Result<(Bytes, Option<u64>), FsError> {
         if let Some(buf) = self.buffer_of(ino) {
             loop {
                 {
                     let mut st = buf.state.lock();
                     if st.loaded {
-                        return Ok((st.data.freeze(), st.generation));
+                        return Ok((st.data.freeze(), Some(st.generation)));
                     }
                 }
                 self.load_buffer(ino, &buf)?;
             }
         }
+        self.revalidate_body(ino)?;
         let (path, version) = {
             let ns = self.ns.lock();
             let n = ns.node(ino).ok_or(FsError::NotFound)?;
             (n.path.clone(), n.content_version)
         };
-        Ok((self.download(&path, |v| v == version)?.body, u64::MAX))
+        Ok((self.download(&path, |v| v == version)?.body, None))
     }
 
     /// Copy one file to `new_path` on the server, then delete the old name. On failure, the
     /// error and, when the copy was made before the delete failed, the copy.
     #[allow(clippy::result_large_err)]
     fn move_media(&self, ino: Ino, new_path: &str) -> Result<Media, (FsError, Option<Media>)> {
-        let (old_path, cc, ct_override) = {
+        let (old_path, target) = {
             let ns = self.ns.lock();
             let n = ns.node(ino).ok_or((FsError::NotFound, None))?;
-            (
-                n.path.clone(),
-                n.cache_control_override
-                    .clone()
-                    .or_else(|| n.cache_control.clone()),
-                n.content_type_override.clone(),
-            )
+            (n.path.clone(), upload_target(n, new_path))
         };
         let (bytes, generation) = self.bytes_of(ino).map_err(|e| (e, None))?;
-        let ct = ct_override.unwrap_or_else(|| content_type_for(new_path));
-        self.api
-            .put(new_path, bytes.clone(), &ct, cc.as_deref())
-            .map_err(|e| (self.api_error("upload", new_path, e), None))?;
-        let media = Media {
-            body: bytes,
-            content_type: Some(ct),
-            cache_control: cc,
-        };
+        let media = self.put_media(target, bytes).map_err(|e| (e, None))?;
         // The copy holds the buffer's bytes: it is clean unless written since.
-        if let Some(buf) = self.buffer_of(ino) {
-            let mut st = buf.state.lock();
-            if st.generation == generation {
-                st.dirty = false;
+        if let (Some(buf), Some(generation)) = (self.buffer_of(ino), generation) {
+            if let Some(file) = buf.state.lock().uploaded(generation) {
+                write::remove_recovery(&file);
             }
         }
         if let Err(e) = self.api.delete(&old_path) {
             return Err((self.api_error("delete", &old_path, e), Some(media)));
         }
         Ok(media)
-    }
-
-    /// The server now holds `media` at the path of `ino` (after a move or copy).
-    fn record_upload(&self, ns: &mut Namespace, ino: Ino, media: &Media) -> u64 {
-        let v = ns.next_version();
-        ns.local_change(ino);
-        if let Some(n) = ns.node_mut(ino) {
-            n.size = media.body.len() as u64;
-            n.remote = true;
-            n.verified_at = Some(Instant::now());
-            n.content_type = media.content_type.clone();
-            n.cache_control = media.cache_control.clone();
-            n.content_version = v;
-        }
-        v
     }
 
     /// Rename a file or directory (copy + delete of each media: the API has no rename).
@@ -1939,9 +2059,7 @@ impl MediaFs {
         if !remote {
             // Never uploaded: nothing to copy; its buffer will upload under the new name.
             if let Some(buf) = self.buffer_of(src) {
-                let mut st = buf.state.lock();
-                st.dirty = true;
-                st.generation += 1;
+                buf.state.lock().mark_for_upload();
             }
             self.finish_rename(src, dst, newparent, newname, &old_path, None);
             return Ok(());
@@ -1972,7 +2090,7 @@ impl MediaFs {
                 Instant::now(),
                 &mut dropped,
             );
-            ino.map(|i| self.record_upload(&mut ns, i, media))
+            ino.map(|i| ns.uploaded(i, media))
         };
         if let Some(v) = version {
             self.content.insert(path, media.clone(), v);
@@ -2006,7 +2124,7 @@ impl MediaFs {
             if let Some(p) = old_parent {
                 keep_emptied_dir(&mut ns, p);
             }
-            let version = media.map(|m| self.record_upload(&mut ns, src, m));
+            let version = media.map(|m| ns.uploaded(src, m));
             (
                 ns.node(src).map(|n| n.path.clone()).unwrap_or_default(),
                 version,
@@ -2044,9 +2162,7 @@ impl MediaFs {
             let new_path = format!("{new_dir}{}", &path[src_path.len()..]);
             if !remote {
                 if let Some(buf) = self.buffer_of(*ino) {
-                    let mut st = buf.state.lock();
-                    st.dirty = true;
-                    st.generation += 1;
+                    buf.state.lock().mark_for_upload();
                 }
                 moved.push((*ino, path.clone(), None));
                 continue;
@@ -2076,7 +2192,7 @@ impl MediaFs {
                     for (ino, old, media) in &moved {
                         ns.local_change_path(old);
                         if let Some(m) = media {
-                            let v = self.record_upload(&mut ns, *ino, m);
+                            let v = ns.uploaded(*ino, m);
                             let p = ns.node(*ino).map(|n| n.path.clone()).unwrap_or_default();
                             inserts.push((p, m.clone(), v));
                         }
@@ -2110,7 +2226,7 @@ impl MediaFs {
                     }
                     ns.move_node(*ino, dir, base);
                     ns.local_change_path(old);
-                    let v = self.record_upload(&mut ns, *ino, m);
+                    let v = ns.uploaded(*ino, m);
                     if let Some(p) = old_parent {
                         keep_emptied_dir(&mut ns, p);
                     }

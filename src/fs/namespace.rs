@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Instant, SystemTime};
 
 use super::error::FsError;
+use crate::api::Media;
 
 /// An inode number.
 pub type Ino = u64;
@@ -84,6 +85,9 @@ pub(crate) struct Node {
     pub remote: bool,
     /// When the size was last confirmed by the server (listing, GET, our PUT).
     pub verified_at: Option<Instant>,
+    /// When the bytes of `content_version` were last confirmed by the server (a GET or our
+    /// PUT; a listing shows only sizes). An open after the TTL checks them again.
+    pub body_checked_at: Option<Instant>,
     /// The last walk that saw this name.
     pub seen_walk: u64,
     /// Epoch of the last local change (0: none).
@@ -179,6 +183,8 @@ pub(crate) struct Namespace {
     /// content version it holds, and when the first of those entries (and their attributes)
     /// was handed out.
     pub kernel_dirs: InoMap<(u64, Instant)>,
+    /// Directories with listings open: how many, and when the latest of them was opened.
+    open_listings: InoMap<(u32, Instant)>,
 }
 
 /// Why a media name cannot be shown as a path, if it cannot.
@@ -225,6 +231,33 @@ impl Namespace {
             negative: HashMap::new(),
             defaults,
             kernel_dirs: InoMap::default(),
+            open_listings: InoMap::default(),
+        }
+    }
+
+    /// A listing of directory `dir` was opened (`opendir`).
+    pub(crate) fn listing_opened(&mut self, dir: Ino, now: Instant) {
+        let e = self.open_listings.entry(dir).or_insert((0, now));
+        *e = (e.0 + 1, now);
+    }
+
+    /// A listing of directory `dir` was closed (`releasedir`).
+    pub(crate) fn listing_closed(&mut self, dir: Ino) {
+        if let Some(e) = self.open_listings.get_mut(&dir) {
+            e.0 = e.0.saturating_sub(1);
+            if e.0 == 0 {
+                self.open_listings.remove(&dir);
+            }
+        }
+    }
+
+    /// Whether what the server said at `seen` of a child of `dir` came while a listing of `dir`
+    /// is open: it then answers the stats that `ls -l` makes of each entry it reads, whatever
+    /// the TTL.
+    pub(crate) fn shown_to_open_listing(&self, dir: Ino, seen: Option<Instant>) -> bool {
+        match (self.open_listings.get(&dir), seen) {
+            (Some((_, opened)), Some(seen)) => seen >= *opened,
+            _ => false,
         }
     }
 
@@ -457,6 +490,24 @@ impl Namespace {
             d.content_version = v;
         }
         self.kernel_dirs.remove(&dir);
+    }
+
+    /// The server now holds `media` under the name of `ino` (our own PUT): its size and headers,
+    /// confirmed now, under a new content version, which is returned.
+    pub(crate) fn uploaded(&mut self, ino: Ino, media: &Media) -> u64 {
+        let v = self.next_version();
+        self.local_change(ino);
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            let now = Instant::now();
+            n.size = media.body.len() as u64;
+            n.remote = true;
+            n.verified_at = Some(now);
+            n.body_checked_at = Some(now);
+            n.content_type = media.content_type.clone();
+            n.cache_control = media.cache_control.clone();
+            n.content_version = v;
+        }
+        v
     }
 
     /// Record a local change of `ino` (and its directories) at a new epoch.
@@ -787,6 +838,7 @@ impl Node {
             size: 0,
             remote: false,
             verified_at: None,
+            body_checked_at: None,
             seen_walk: 0,
             local_epoch: 0,
             content_version: 0,

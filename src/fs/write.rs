@@ -3,14 +3,26 @@
 //! The API can only replace a whole media, so a file open for writing gets a local buffer that
 //! holds the whole file: one per inode, shared by every handle that writes it (so `dup`'d fds,
 //! several opens and an `O_TRUNC` sent apart from its open all see one state). Random writes,
-//! appends, truncates and read-back work on that buffer. It is uploaded on flush (each close)
-//! or fsync when dirty, and on the last release if still dirty; the upload's error is what
-//! `close` returns.
+//! appends, truncates and read-back work on that buffer.
 //!
-//! Nothing a program wrote is silently dropped: when an upload fails for good, the bytes are
-//! saved in the recovery directory (see [`save_recovery`]) and a log line says how to
-//! re-upload them. The one exception is a file that was removed while open: its writes go
-//! nowhere, as on any POSIX file system.
+//! The state machine (the hard part): a buffer is *dirty* from its first change until a PUT of
+//! exactly its current bytes succeeds, and only that makes it clean. A failed upload leaves it
+//! dirty, so every later fsync, flush and close tries again and returns what really happened,
+//! and the mount keeps showing the written bytes. When an upload is asked for
+//! ([`UploadCause`]):
+//! - nothing is sent when the buffer is clean (a close that changed nothing costs nothing);
+//! - a flush (one close of one descriptor) leaves the upload to a close that is sure to come:
+//!   when the process that opened the file still holds another descriptor of it (see
+//!   `MediaFs::flush`), so `echo x > f`, a redirected loop and a writer that forks upload once,
+//!   and no empty or half-written media shows up on the way;
+//! - a buffer made incomplete by a write over the size limit is never uploaded (EFBIG again,
+//!   and `cat big > existing` keeps the old media);
+//! - a removed file's buffer is never uploaded.
+//!
+//! Nothing a program wrote is silently dropped: when the last handle goes away still dirty after
+//! its upload failed, the bytes are saved in the recovery directory (see [`save_recovery`]) and
+//! one log line says where and how to upload them again. The one exception is a file that was
+//! removed while open: its writes go nowhere, as on any POSIX file system.
 //!
 //! The buffer is loaded lazily (a write that needs the old bytes downloads them first, through
 //! the data cache); `O_TRUNC`, or an empty file, needs no download.
@@ -24,6 +36,8 @@ use parking_lot::Mutex;
 
 use super::buf::{Filled, PageBuf};
 use super::error::FsError;
+use super::namespace::Node;
+use crate::api::content_type_for;
 
 /// A file's bytes in a write buffer. While it is written they are in a page buffer of its own
 /// (recycled memory, grown in place); a body loaded from the cache, or the bytes of an upload,
@@ -114,14 +128,28 @@ impl WriteData {
     }
 }
 
+/// Why an upload is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UploadCause {
+    /// A close of a descriptor, or the release of a handle that is not the last, or `fsync`,
+    /// a truncate of a closed file, unmounting: upload whatever is dirty.
+    Sync,
+    /// The last handle goes away: upload whatever is dirty; the bytes are saved if that fails.
+    LastRelease,
+}
+
 /// The state of one inode's write buffer.
 #[derive(Debug, Default)]
 pub(crate) struct WriteState {
     pub data: WriteData,
     /// `data` holds the whole file (downloaded, truncated or new).
     pub loaded: bool,
-    /// `data` differs from the server.
+    /// `data` differs from what the server holds: set by every change, cleared only by a
+    /// successful upload of the current generation.
     pub dirty: bool,
+    /// The generation whose upload failed, and the recovery file its bytes are kept in until an
+    /// upload succeeds.
+    pub saved: Option<(u64, PathBuf)>,
     /// Bumped by every change, so an upload knows whether it saved the latest state.
     pub generation: u64,
     /// Open handles using this buffer.
@@ -140,6 +168,31 @@ pub(crate) struct WriteState {
 pub(crate) struct WriteBuf {
     pub state: Mutex<WriteState>,
     pub upload: Mutex<()>,
+}
+
+/// Where and how a file's bytes are uploaded.
+#[derive(Debug, Clone)]
+pub(crate) struct UploadTarget {
+    pub path: String,
+    pub content_type: String,
+    pub cache_control: Option<String>,
+}
+
+/// The one rule for the headers of an upload of `n` under `path` (its own name, or the new one
+/// of a rename): the content type set through the xattr, else the one the name implies; the
+/// cache control set through the xattr, else the one the server holds.
+pub(crate) fn upload_target(n: &Node, path: &str) -> UploadTarget {
+    UploadTarget {
+        path: path.to_string(),
+        content_type: n
+            .content_type_override
+            .clone()
+            .unwrap_or_else(|| content_type_for(path)),
+        cache_control: n
+            .cache_control_override
+            .clone()
+            .or_else(|| n.cache_control.clone()),
+    }
 }
 
 /// The log line and error for a size over the limit.
@@ -167,8 +220,7 @@ impl WriteState {
         self.data
             .write_at(offset as usize, data)
             .map_err(|e| FsError::Io(format!("no memory for the write buffer: {e}")))?;
-        self.dirty = true;
-        self.generation += 1;
+        self.changed();
         Ok(data.len())
     }
 
@@ -181,9 +233,50 @@ impl WriteState {
         if size == 0 {
             self.loaded = true;
         }
+        self.changed();
+        Ok(())
+    }
+
+    fn changed(&mut self) {
         self.dirty = true;
         self.generation += 1;
-        Ok(())
+    }
+
+    /// The server now holds the bytes of `generation`: clean, unless changed since. Returns the
+    /// recovery file that this makes useless (it held these bytes or older ones).
+    pub(crate) fn uploaded(&mut self, generation: u64) -> Option<PathBuf> {
+        if self.generation == generation {
+            self.dirty = false;
+        }
+        match &self.saved {
+            Some((g, _)) if *g <= generation => self.saved.take().map(|(_, f)| f),
+            _ => None,
+        }
+    }
+
+    /// The generation whose bytes are kept in the recovery directory.
+    pub(crate) fn saved_generation(&self) -> Option<u64> {
+        self.saved.as_ref().map(|(g, _)| *g)
+    }
+
+    /// Whether an upload for `cause` has anything to send (it may still refuse an oversize file).
+    pub(crate) fn wants_upload(&self, cause: UploadCause) -> bool {
+        if !self.dirty || self.unlinked || !self.loaded {
+            return false;
+        }
+        match cause {
+            UploadCause::Sync => true,
+            // The close that failed for these very bytes was their last try; they are kept. An
+            // incomplete (oversize) file was refused at its write and its close already.
+            UploadCause::LastRelease => {
+                self.saved_generation() != Some(self.generation) && self.oversize.is_none()
+            }
+        }
+    }
+
+    /// Mark the bytes as needing an upload (under a new name after a rename, say).
+    pub(crate) fn mark_for_upload(&mut self) {
+        self.changed();
     }
 
     /// Up to `size` bytes at `offset`.
@@ -198,8 +291,23 @@ impl WriteState {
 
 /// The file name a media's bytes are saved under in the recovery directory: the media name with
 /// `%` and `/` percent-encoded (`a/b%c.png` -> `a%2Fb%25c.png`), so it is one safe, reversible
-/// file name.
+/// file name; when that is longer than a file name may be, a hash of the full name and the end
+/// of the name (the full name is then kept beside it, see [`save_recovery`]).
 pub(crate) fn recovery_file_name(name: &str) -> String {
+    let out = flat_name(name);
+    if out.len() <= RECOVERY_NAME_MAX {
+        return out;
+    }
+    // Keep the end (the file's own name and its extension), cut at a character boundary.
+    let mut tail = out.len() - RECOVERY_TAIL;
+    while !out.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{:016x}-{}", fnv1a(name.as_bytes()), &out[tail..])
+}
+
+/// `name` as one file name: `%`, `/` and NUL percent-encoded.
+fn flat_name(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for c in name.chars() {
         match c {
@@ -212,23 +320,72 @@ pub(crate) fn recovery_file_name(name: &str) -> String {
     out
 }
 
-/// Save `data` as `dir/<recovery_file_name(name)>` (the directory is made 0700, the file 0600)
-/// and return the file's path.
+/// The longest recovery file name: a file name's limit, less room for the `.name` beside it.
+const RECOVERY_NAME_MAX: usize = 250;
+/// How much of the end of a long name a recovery file name keeps.
+const RECOVERY_TAIL: usize = 200;
+/// What a recovery file's full media name is kept in, beside it, when its file name is cut.
+const FULL_NAME_SUFFIX: &str = ".name";
+
+/// A stable 64-bit hash (FNV-1a), so the same media is saved under the same file every time.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// A shell command that uploads the recovery file `file` again as `target` (any name, quotes
+/// included).
+pub(crate) fn reupload_command(file: &Path, target: &Path) -> String {
+    format!(
+        "cp -- {} {}",
+        shell_quote(&file.to_string_lossy()),
+        shell_quote(&target.to_string_lossy())
+    )
+}
+
+/// `s` in single quotes for a POSIX shell.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Save `data` as `dir/<recovery_file_name(name)>` (the directory is made 0700, the files 0600)
+/// and return the file's path. When the file name had to be cut, the full media name is kept
+/// beside it in `<file>.name`.
 pub(crate) fn save_recovery(dir: &Path, name: &str, data: &[u8]) -> std::io::Result<PathBuf> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
     let path = dir.join(recovery_file_name(name));
+    if flat_name(name).len() > RECOVERY_NAME_MAX {
+        write_private(&full_name_file(&path), name.as_bytes())?;
+    }
+    write_private(&path, data)?;
+    Ok(path)
+}
+
+/// Remove a recovery file (and the full name beside it) whose bytes reached the server.
+pub(crate) fn remove_recovery(file: &Path) {
+    let _ = std::fs::remove_file(file);
+    let _ = std::fs::remove_file(full_name_file(file));
+}
+
+fn full_name_file(file: &Path) -> PathBuf {
+    let mut p = file.as_os_str().to_owned();
+    p.push(FULL_NAME_SUFFIX);
+    PathBuf::from(p)
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&path)?;
+        .open(path)?;
     f.write_all(data)?;
-    f.sync_all()?;
-    Ok(path)
+    f.sync_all()
 }
 
 #[cfg(test)]

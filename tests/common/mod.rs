@@ -137,6 +137,15 @@ impl Mount {
         self.mnt.join(rel)
     }
 
+    /// The bytes the server holds under `name`.
+    pub fn stored(&self, name: &str) -> Option<Vec<u8>> {
+        self.emulator
+            .store()
+            .get(name)
+            .ok()
+            .map(|s| s.body.to_vec())
+    }
+
     pub fn stats(&self) -> StatsSnapshot {
         self.emulator.stats()
     }

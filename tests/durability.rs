@@ -1,0 +1,333 @@
+//! The durability promise through a real mount: a successful `fsync` or `close` means the server
+//! holds exactly those bytes; anything else is an error returned to the program, or the bytes in
+//! the recovery folder. Each test does what programs really do after an error (retry the fsync,
+//! close later, fork, redirect through the shell) and checks the server's store.
+
+mod common;
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::io::IntoRawFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bwmediafs::emulator::{Emulator, EmulatorConfig, Faults};
+use common::*;
+
+fn server_fails(m: &Mount) {
+    m.emulator.set_faults(Faults {
+        error_rate: 1.0,
+        error_statuses: vec![503],
+        ..Faults::default()
+    });
+}
+
+fn server_heals(m: &Mount) {
+    m.emulator.set_faults(Faults::default());
+}
+
+/// `close(2)` of `f`, with its result (dropping a `File` ignores it).
+fn close(f: File) -> std::io::Result<()> {
+    let fd = f.into_raw_fd();
+    // SAFETY: `fd` is ours and closed once.
+    if unsafe { libc::close(fd) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn read(p: &Path) -> Vec<u8> {
+    let p = p.to_path_buf();
+    timed("read", move || {
+        std::fs::read(p).expect("read through the mount")
+    })
+}
+
+/// The files of the recovery folder: (name, bytes).
+fn recovery_files(m: &Mount) -> Vec<(String, Vec<u8>)> {
+    let dir = m.dir.path().join("recovery");
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    (name, std::fs::read(e.path()).unwrap_or_default())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_retried_fsync_after_a_failed_upload_stores_the_bytes() {
+    let m = Mount::with(
+        emulator_with(&[("old.txt", b"the old version")]),
+        &["--retry-time", "1s"],
+    );
+    // A new file.
+    let p = m.path("new.txt");
+    let mut f = timed("create", move || File::create(p).unwrap());
+    f.write_all(b"new bytes").unwrap();
+    server_fails(&m);
+    let e = f.sync_all().unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    server_heals(&m);
+    f.sync_all().expect("the second fsync uploads");
+    assert_eq!(m.stored("new.txt").as_deref(), Some(&b"new bytes"[..]));
+    close(f).expect("close");
+    assert_eq!(m.stored("new.txt").as_deref(), Some(&b"new bytes"[..]));
+    assert!(
+        recovery_files(&m).is_empty(),
+        "the copy kept while the upload failed is removed once it succeeds"
+    );
+
+    // An existing file: while it is dirty the mount shows the written bytes, not the old ones.
+    let p = m.path("old.txt");
+    let mut f = timed("open", move || {
+        OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(p)
+            .unwrap()
+    });
+    f.write_all(b"the NEW version").unwrap();
+    server_fails(&m);
+    let e = f.sync_all().unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    assert_eq!(read(&m.path("old.txt")), b"the NEW version");
+    assert_eq!(
+        m.stored("old.txt").as_deref(),
+        Some(&b"the old version"[..])
+    );
+    server_heals(&m);
+    // No second fsync: the close itself tries again, and says it worked.
+    close(f).expect("close uploads");
+    assert_eq!(
+        m.stored("old.txt").as_deref(),
+        Some(&b"the NEW version"[..])
+    );
+    assert_eq!(read(&m.path("old.txt")), b"the NEW version");
+}
+
+#[test]
+fn a_close_that_still_fails_keeps_the_bytes_for_any_legal_name() {
+    let m = Mount::with(
+        start_emulator(emulator_config()),
+        &["--retry-time", "500ms"],
+    );
+    // A legal path of 272 bytes: longer than a file name may be. With a quote in it.
+    let dir = format!("{}/{}", "a".repeat(100), "b".repeat(100));
+    let name = format!("{dir}/{}it's.jpg", "c".repeat(60));
+    std::fs::create_dir_all(m.path(&dir)).unwrap();
+    let data = bytes(20_000, 9);
+    server_fails(&m);
+    let p = m.path(&name);
+    let d = data.clone();
+    let r = timed("write", move || {
+        let mut f = File::create(p)?;
+        f.write_all(&d)?;
+        close(f)
+    });
+    assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EIO));
+    // The bytes are in the recovery folder, with the full name beside them.
+    let kept = recovery_files(&m);
+    assert!(
+        kept.iter().any(|(_, b)| *b == data),
+        "the bytes are not in the recovery folder: {:?}",
+        kept.iter().map(|(n, _)| n).collect::<Vec<_>>()
+    );
+    assert!(
+        kept.iter().any(|(_, b)| b == name.as_bytes()),
+        "the full name is not kept beside the bytes"
+    );
+    // The log says how to upload them again, once, and that command works.
+    let log = m.log_text();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("to upload them yourself: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "one recovery note:\n{log}");
+    assert!(!log.contains("lost"), "{log}");
+    let command = lines[0]
+        .split("to upload them yourself: ")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    server_heals(&m);
+    sh_ok(&command);
+    assert_bytes(m.stored(&name).as_deref(), &data, "re-uploaded media");
+}
+
+#[test]
+fn an_outage_shorter_than_the_retry_time_is_invisible() {
+    let config = emulator_config();
+    let mut m = Mount::with(start_emulator(config.clone()), &["--retry-time", "60s"]);
+    let addr = m.emulator.addr();
+    m.emulator.shutdown();
+    m.emulator.wait();
+    let p = m.path("during-outage.bin");
+    let data = bytes(100_000, 3);
+    let d = data.clone();
+    let writer = std::thread::spawn(move || {
+        let mut f = File::create(p)?;
+        f.write_all(&d)?;
+        close(f)
+    });
+    // The server is down for 5 s (more than the 6 attempts that used to be the limit).
+    std::thread::sleep(Duration::from_secs(5));
+    m.emulator = Emulator::start(EmulatorConfig {
+        listen: addr,
+        ..config
+    })
+    .expect("restart the emulator");
+    let t = Instant::now();
+    while !writer.is_finished() {
+        assert!(t.elapsed() < OP_TIMEOUT, "the copy hangs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    writer
+        .join()
+        .unwrap()
+        .expect("the copy succeeds after the outage");
+    assert_bytes(m.stored("during-outage.bin").as_deref(), &data, "stored");
+}
+
+#[test]
+fn a_stalled_server_holds_a_call_no_longer_than_the_retry_time_plus_the_timeout() {
+    // A token that must be renewed within a second: the stalled call needs a token request too.
+    let emulator = start_emulator(EmulatorConfig {
+        token_ttl: Duration::from_secs(2),
+        ..emulator_config()
+    });
+    emulator
+        .store()
+        .put(
+            "f.bin",
+            bytes::Bytes::from(bytes(1000, 1)),
+            "image/png",
+            None,
+        )
+        .unwrap();
+    let m = Mount::with(emulator, &["--retry-time", "4s", "--timeout", "3s"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    m.emulator.set_faults(Faults {
+        latency_ms: 60_000,
+        ..Faults::default()
+    });
+    let p = m.path("f.bin");
+    let t = Instant::now();
+    let r = timed("cat while stalled", move || std::fs::read(p));
+    let took = t.elapsed();
+    assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EIO));
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    // The same for a write.
+    let p = m.path("w.bin");
+    let t = Instant::now();
+    let r = timed("write while stalled", move || {
+        let mut f = File::create(p)?;
+        f.write_all(b"x")?;
+        close(f)
+    });
+    let took = t.elapsed();
+    assert!(r.is_err());
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    m.emulator.set_faults(Faults::default());
+}
+
+#[test]
+fn a_close_uploads_only_what_changed_and_never_an_empty_file_on_the_way() {
+    let m = Mount::with(
+        emulator_with(&[("keep.bin", b"the old media")]),
+        &["--metadata-ttl", "1h"],
+    );
+    let mnt = q(&m.mnt);
+    // `echo x > f`: the shell's first close (before the write) uploads nothing.
+    m.reset_stats();
+    sh_ok(&format!("echo x > {mnt}/echo.txt"));
+    assert_eq!(m.stats().put, 1, "echo x > f");
+    assert_eq!(m.stored("echo.txt").as_deref(), Some(&b"x\n"[..]));
+    // A redirected loop of 50 commands, each of which closes the file when it exits.
+    m.reset_stats();
+    sh_ok(&format!(
+        "for i in $(seq 50); do /bin/echo $i; done > {mnt}/loop.txt"
+    ));
+    let want: String = (1..=50).map(|i| format!("{i}\n")).collect();
+    assert_eq!(m.stats().put, 1, "a redirected loop");
+    assert_eq!(m.stored("loop.txt").as_deref(), Some(want.as_bytes()));
+    // A writer that forks: its children's exits upload nothing half-written.
+    m.reset_stats();
+    sh_ok(&format!(
+        "exec >{mnt}/forked.txt; echo a; /bin/true; (echo b); echo c"
+    ));
+    assert_eq!(m.stats().put, 1, "a writer that forks");
+    assert_eq!(m.stored("forked.txt").as_deref(), Some(&b"a\nb\nc\n"[..]));
+    // A close that changed nothing costs nothing; one with nothing open besides uploads at
+    // once, even an empty file.
+    m.reset_stats();
+    sh_ok(&format!(": >> {mnt}/forked.txt"));
+    assert_eq!(m.stats().put, 0, "an append of nothing");
+    let p = m.path("touched");
+    let f = timed("create", move || File::create(p).unwrap());
+    close(f).unwrap();
+    assert_eq!(
+        m.stored("touched").as_deref(),
+        Some(&b""[..]),
+        "a created file"
+    );
+    // An oversize copy onto an existing media keeps the old media.
+    m.reset_stats();
+    let out = sh(&format!("head -c 4000000 /dev/zero > {mnt}/keep.bin"));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("File too large"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(m.stats().put, 0, "nothing of an oversize copy is uploaded");
+    assert_eq!(m.stored("keep.bin").as_deref(), Some(&b"the old media"[..]));
+}
+
+#[test]
+fn an_open_after_the_ttl_sees_a_same_size_overwrite_made_elsewhere() {
+    let m = Mount::with(
+        emulator_with(&[("same.txt", b"hello world")]),
+        &["--metadata-ttl", "1s"],
+    );
+    let p = m.path("same.txt");
+    assert_eq!(read(&p), b"hello world");
+    m.emulator
+        .store()
+        .put(
+            "same.txt",
+            bytes::Bytes::from_static(b"HELLO WORLD"),
+            "text/plain",
+            None,
+        )
+        .unwrap();
+    // Within the TTL the cached bytes are served.
+    assert_eq!(read(&p), b"hello world");
+    std::thread::sleep(Duration::from_millis(1200));
+    // After it, an open checks them: the new bytes, not the kernel's cached pages.
+    assert_eq!(read(&p), b"HELLO WORLD");
+    assert_eq!(read(&p), b"HELLO WORLD");
+    // A writer that opens after the change edits the new bytes, not the old.
+    std::thread::sleep(Duration::from_millis(1200));
+    m.emulator
+        .store()
+        .put(
+            "same.txt",
+            bytes::Bytes::from_static(b"jello world"),
+            "text/plain",
+            None,
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    sh_ok(&format!(
+        "printf J | dd of={} conv=notrunc status=none",
+        q(&p)
+    ));
+    assert_eq!(m.stored("same.txt").as_deref(), Some(&b"Jello world"[..]));
+}
