@@ -264,7 +264,7 @@ impl FuseFs {
 
     fn attr(&self, reply: ReplyAttr, r: Result<Attr, FsError>) {
         match r {
-            Ok(a) => reply.attr(&self.ttl(), &file_attr(&a)),
+            Ok(a) => reply.attr(&self.fs.kernel_ttl(a.ino), &file_attr(&a)),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -273,7 +273,7 @@ impl FuseFs {
         match r {
             Ok(a) => {
                 self.fs.entry_handed(a.ino);
-                reply.entry(&self.ttl(), &file_attr(&a), Generation(0))
+                reply.entry(&self.fs.kernel_ttl(a.ino), &file_attr(&a), Generation(0))
             }
             Err(e) => reply.error(errno(&e)),
         }

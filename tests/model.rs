@@ -19,8 +19,16 @@
 //! (every path walk asks the file system again), and the core trusts nothing it cached, so a
 //! change made through the API is visible to the very next operation and the model can be exact.
 //! Two kinds of account are run: small (one listing page: every lookup, directories included,
-//! costs one list request that refreshes everything) and paged (one media a page: a file lookup
-//! is one GET, a cached directory is trusted until the next complete listing).
+//! costs one list request that refreshes everything) and paged (one media a page: a known name
+//! is trusted until the next complete listing, and an open checks the file with one GET). API
+//! puts often keep a name's size: only the open's check (close-to-open) can see those.
+//!
+//! What programs do around faults is generated too: an fsync that fails, followed by another
+//! fsync, a close, or a close while the server still fails (then the error, and the bytes in the
+//! recovery folder); a close across an outage shorter than the retry time; a file written
+//! through two descriptors of one open; a redirected shell loop whose every command closes the
+//! file; an oversize copy over a file. The oracle is the promise: a call that returned success
+//! means the store holds exactly those bytes (checked after every step).
 //!
 //! Where the mount legitimately differs from a local disk (see the design), the generator avoids
 //! the case instead of weakening the model:
@@ -29,9 +37,6 @@
 //!   the other is hidden. API puts that would make one (under a file, or at a name that is a
 //!   directory in the model, explicit ones included) are not generated. Through the mount such
 //!   clashes are ordinary errors (ENOTDIR, EISDIR, EEXIST) and are generated often.
-//! - The API has no ETags or timestamps: a listing shows names and sizes only, and a cached body
-//!   is kept while its size is unchanged. So an API put never gives a name a size that name has
-//!   already had (a same-size overwrite made elsewhere shows once the body leaves the cache).
 //! - Paged only: the API cannot be asked about one directory, so a directory emptied elsewhere
 //!   is shown until the next complete listing; API deletes that would empty one are not
 //!   generated. For the same reason whether our removal of the last entry of a directory keeps it
@@ -55,6 +60,7 @@ use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::io::IntoRawFd;
 use std::path::{Path, PathBuf};
 
+use bwmediafs::emulator::Faults;
 use bytes::Bytes;
 use common::*;
 
@@ -151,6 +157,55 @@ enum Op {
     ApiDelete {
         name: String,
     },
+    /// Create or replace a whole file while the server fails: the fsync fails, then `then`.
+    FailedFsync {
+        path: String,
+        len: usize,
+        seed: u64,
+        then: AfterFailure,
+    },
+    /// Create or replace a whole file while the server is down for a moment (shorter than the
+    /// retry time) when it is closed.
+    Outage {
+        path: String,
+        len: usize,
+        seed: u64,
+    },
+    /// Create or replace a whole file through two descriptors of one open (`dup`): the first
+    /// is closed half way through.
+    DupWrite {
+        path: String,
+        len: usize,
+        seed: u64,
+    },
+    /// `for i in $(seq n); do /bin/echo $i; done > path`: every command closes the file.
+    ShellLoop {
+        path: String,
+        n: usize,
+    },
+    /// Replace a file with more than the size limit: EFBIG, and the server keeps what it had.
+    Oversize {
+        path: String,
+    },
+}
+
+/// What a program does after an fsync failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterFailure {
+    /// The server heals; the program fsyncs again, then closes.
+    FsyncAgain,
+    /// The server heals; the program closes.
+    Close,
+    /// The program closes while the server still fails: EIO, the bytes in the recovery folder.
+    CloseWhileFailing,
+}
+
+/// The bytes `ShellLoop` writes.
+fn loop_output(n: usize) -> Vec<u8> {
+    (1..=n)
+        .map(|i| format!("{i}\n"))
+        .collect::<String>()
+        .into_bytes()
 }
 
 impl fmt::Display for Op {
@@ -178,6 +233,26 @@ impl fmt::Display for Op {
                 write!(f, "API put {name} ({len} bytes, seed {seed})")
             }
             Op::ApiDelete { name } => write!(f, "API delete {name}"),
+            Op::FailedFsync {
+                path,
+                len,
+                seed,
+                then,
+            } => write!(
+                f,
+                "create {path} ({len} bytes, seed {seed}) with a failing fsync, then {then:?}"
+            ),
+            Op::Outage { path, len, seed } => {
+                write!(
+                    f,
+                    "create {path} ({len} bytes, seed {seed}) across an outage"
+                )
+            }
+            Op::DupWrite { path, len, seed } => {
+                write!(f, "create {path} ({len} bytes, seed {seed}) through a dup")
+            }
+            Op::ShellLoop { path, n } => write!(f, "loop of {n} commands > {path}"),
+            Op::Oversize { path } => write!(f, "oversize copy > {path}"),
         }
     }
 }
@@ -208,7 +283,7 @@ struct Model {
     media: BTreeMap<String, Vec<u8>>,
     /// Directories that exist without media under them (mkdir, or emptied by us).
     explicit: BTreeSet<String>,
-    /// Every size each name has had (an API put must give a new one; see the module comment).
+    /// Every size each name has had (its keys are every name that was a file).
     sizes: BTreeMap<String, BTreeSet<usize>>,
     /// Names and directories the last API changes touched (the generator aims at them often, so
     /// the mount is asked about what changed elsewhere before anything else refreshes it).
@@ -308,6 +383,17 @@ impl Model {
         }
     }
 
+    /// The errno of creating (or truncating) `path` as a file, if any.
+    fn creatable(&self, path: &str) -> Result<(), i32> {
+        if let Some(e) = self.walk_error(path) {
+            return Err(e);
+        }
+        if self.kind(path) == Kind::Dir {
+            return Err(libc::EISDIR);
+        }
+        Ok(())
+    }
+
     /// Whether an API put of `name` keeps the store a tree the mount can show as the model does.
     fn api_put_ok(&self, name: &str) -> bool {
         prefixes(name).all(|p| !self.media.contains_key(p)) && !self.is_dir(name)
@@ -316,15 +402,35 @@ impl Model {
     /// Predict the outcome of `op` and apply it.
     fn apply(&mut self, op: &Op) -> Outcome {
         match op {
-            Op::Create { path, len, seed } => {
-                if let Some(e) = self.walk_error(path) {
-                    return Err(e);
-                }
-                if self.kind(path) == Kind::Dir {
-                    return Err(libc::EISDIR);
+            Op::Create { path, len, seed }
+            | Op::Outage { path, len, seed }
+            | Op::DupWrite { path, len, seed } => {
+                self.creatable(path)?;
+                self.set(path, bytes(*len, *seed));
+                Ok(None)
+            }
+            Op::FailedFsync {
+                path,
+                len,
+                seed,
+                then,
+            } => {
+                self.creatable(path)?;
+                if *then == AfterFailure::CloseWhileFailing {
+                    // The server keeps what it had; a new name disappears.
+                    return Err(libc::EIO);
                 }
                 self.set(path, bytes(*len, *seed));
                 Ok(None)
+            }
+            Op::ShellLoop { path, n } => {
+                self.creatable(path)?;
+                self.set(path, loop_output(*n));
+                Ok(None)
+            }
+            Op::Oversize { path } => {
+                self.creatable(path)?;
+                Err(libc::EFBIG)
             }
             Op::WriteAt {
                 path,
@@ -572,7 +678,7 @@ fn generate(rng: &mut Rng, model: &Model, api_only: bool, paged: bool) -> Op {
         let choice = if api_only {
             84 + rng.below(16)
         } else {
-            rng.below(100)
+            rng.below(110)
         };
         let op = match choice {
             0..=9 => Op::Create {
@@ -670,12 +776,40 @@ fn generate(rng: &mut Rng, model: &Model, api_only: bool, paged: bool) -> Op {
                     None => continue,
                 }
             }
-            _ => {
+            92..=99 => {
                 let name = file_path(rng, model, 90);
                 if !api_delete_ok(model, &name, paged) {
                     continue;
                 }
                 Op::ApiDelete { name }
+            }
+            // What programs do around faults and the shell's descriptors.
+            _ => {
+                let path = if rng.chance(40) {
+                    new_name(rng, model, false)
+                } else {
+                    file_path(rng, model, 70)
+                };
+                let len = length(rng);
+                match choice {
+                    100..=102 => Op::FailedFsync {
+                        path,
+                        len,
+                        seed,
+                        then: *rng.pick(&[
+                            AfterFailure::FsyncAgain,
+                            AfterFailure::Close,
+                            AfterFailure::CloseWhileFailing,
+                        ]),
+                    },
+                    103 => Op::Outage { path, len, seed },
+                    104..=105 => Op::DupWrite { path, len, seed },
+                    106..=108 => Op::ShellLoop {
+                        path,
+                        n: 1 + rng.below(12),
+                    },
+                    _ => Op::Oversize { path },
+                }
             }
         };
         if too_deep(model, &op) {
@@ -685,15 +819,16 @@ fn generate(rng: &mut Rng, model: &Model, api_only: bool, paged: bool) -> Op {
     }
 }
 
-/// An API put of `name` with a size it never had, if the mount can show it as the model does.
+/// An API put of `name` (often of the size it has: an overwrite only an open's check can
+/// see), if the mount can show it as the model does.
 fn api_put(rng: &mut Rng, model: &Model, name: String) -> Option<Op> {
     if !model.api_put_ok(&name) {
         return None;
     }
-    let had = model.sizes.get(&name);
-    let len = (0..100)
-        .map(|_| length(rng))
-        .find(|l| had.is_none_or(|h| !h.contains(l)))?;
+    let len = match model.media.get(&name) {
+        Some(body) if rng.chance(40) => body.len(),
+        _ => length(rng),
+    };
     let seed = rng.next() % 1_000_000;
     Some(Op::ApiPut { name, len, seed })
 }
@@ -978,9 +1113,126 @@ fn on_mount(op: Op, root: PathBuf) -> io::Result<Option<Vec<u8>>> {
         Op::Unlink { path } => std::fs::remove_file(p(&path))?,
         Op::Mkdir { path } => std::fs::create_dir(p(&path))?,
         Op::Rmdir { path } => std::fs::remove_dir(p(&path))?,
-        Op::ApiPut { .. } | Op::ApiDelete { .. } => unreachable!("not a mount operation"),
+        Op::DupWrite { path, len, seed } => {
+            let data = bytes(len, seed);
+            let (first, second) = data.split_at(len / 2);
+            let mut f = File::create(p(&path))?;
+            f.write_all(first)?;
+            // SAFETY: duplicating a descriptor we own; the copy is owned by `dup` alone.
+            let fd = unsafe { libc::dup(std::os::unix::io::AsRawFd::as_raw_fd(&f)) };
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: `fd` was just returned by dup and is owned by nothing else.
+            let dup = unsafe { <File as std::os::unix::io::FromRawFd>::from_raw_fd(fd) };
+            close(dup)?;
+            f.write_all(second)?;
+            close(f)?;
+        }
+        Op::ShellLoop { path, n } => {
+            let out = sh(&format!(
+                "for i in $(seq {n}); do /bin/echo $i; done > {}",
+                q(&p(&path))
+            ));
+            if !out.status.success() {
+                return Err(shell_error(&String::from_utf8_lossy(&out.stderr)));
+            }
+        }
+        Op::Oversize { path } => {
+            let mut f = File::create(p(&path))?;
+            let big = vec![7u8; bwmediafs::api::MAX_MEDIA_SIZE as usize + 1];
+            let written = f.write_all(&big);
+            let closed = close(f);
+            written?;
+            closed?;
+        }
+        Op::ApiPut { .. } | Op::ApiDelete { .. } | Op::FailedFsync { .. } | Op::Outage { .. } => {
+            unreachable!("not a plain mount operation")
+        }
     }
     Ok(None)
+}
+
+/// The errno a shell's message names.
+fn shell_error(stderr: &str) -> io::Error {
+    let errno = [
+        ("Is a directory", libc::EISDIR),
+        ("Not a directory", libc::ENOTDIR),
+        ("No such file or directory", libc::ENOENT),
+        ("Input/output error", libc::EIO),
+    ]
+    .into_iter()
+    .find(|(text, _)| stderr.contains(text))
+    .map_or(-1, |(_, e)| e);
+    io::Error::from_raw_os_error(errno)
+}
+
+/// `create path` with the server failing at the fsync, then what `then` says.
+fn failed_fsync(m: &Mount, path: &str, data: &[u8], then: AfterFailure) -> io::Result<()> {
+    let p = m.path(path);
+    let d = data.to_vec();
+    let f = timed("create", move || -> io::Result<File> {
+        let mut f = File::create(p)?;
+        f.write_all(&d)?;
+        Ok(f)
+    })?;
+    m.emulator.set_faults(Faults {
+        error_rate: 1.0,
+        error_statuses: vec![503],
+        ..Faults::default()
+    });
+    let failed = f.sync_all();
+    if then != AfterFailure::CloseWhileFailing {
+        m.emulator.set_faults(Faults::default());
+    }
+    let result = match failed {
+        Ok(()) => Err(io::Error::other(
+            "an fsync succeeded while the server failed",
+        )),
+        Err(e) if e.raw_os_error() != Some(libc::EIO) => Err(e),
+        Err(_) => match then {
+            AfterFailure::FsyncAgain => f.sync_all().and_then(|()| close(f)),
+            AfterFailure::Close | AfterFailure::CloseWhileFailing => close(f),
+        },
+    };
+    m.emulator.set_faults(Faults::default());
+    if then == AfterFailure::CloseWhileFailing && in_recovery(m, data).is_none() {
+        return Err(io::Error::other("the bytes are not in the recovery folder"));
+    }
+    result
+}
+
+/// The recovery file holding exactly `data`, if any.
+fn in_recovery(m: &Mount, data: &[u8]) -> Option<PathBuf> {
+    std::fs::read_dir(m.dir.path().join("recovery"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| std::fs::read(p).is_ok_and(|b| b == data))
+}
+
+/// `create path`, closed while the server is down for a moment shorter than the retry time.
+fn across_outage(m: &Mount, path: &str, data: &[u8]) -> io::Result<()> {
+    let p = m.path(path);
+    let d = data.to_vec();
+    let f = timed("create", move || -> io::Result<File> {
+        let mut f = File::create(p)?;
+        f.write_all(&d)?;
+        Ok(f)
+    })?;
+    m.emulator.set_faults(Faults {
+        error_rate: 1.0,
+        error_statuses: vec![503],
+        ..Faults::default()
+    });
+    // The server comes back 400 ms later, well within the retry time: the close succeeds.
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            m.emulator.set_faults(Faults::default());
+        });
+        close(f)
+    })
 }
 
 fn run(m: &Mount, op: &Op) -> Outcome {
@@ -1001,6 +1253,17 @@ fn run(m: &Mount, op: &Op) -> Outcome {
             m.emulator.store().delete(name);
             Ok(None)
         }
+        Op::FailedFsync {
+            path,
+            len,
+            seed,
+            then,
+        } => failed_fsync(m, path, &bytes(*len, *seed), *then)
+            .map(|()| None)
+            .map_err(|e| e.raw_os_error().unwrap_or(-1)),
+        Op::Outage { path, len, seed } => across_outage(m, path, &bytes(*len, *seed))
+            .map(|()| None)
+            .map_err(|e| e.raw_os_error().unwrap_or(-1)),
         _ => {
             let (op, root) = (op.clone(), m.mnt.clone());
             timed(&op.to_string(), move || on_mount(op, root))
@@ -1152,13 +1415,16 @@ impl Drop for Trace {
 }
 
 /// Run `steps` random steps from `seed` against an emulator that lists `page_size` media a page
-/// (small: a large account, where the core revalidates files with a GET and trusts cached
-/// directories).
+/// (small: a large account, where the core trusts known names until the next complete listing
+/// and checks a file with a GET when it is opened).
 fn run_seed(seed: u64, steps: usize, page_size: usize) {
     let mut config = emulator_config();
     config.store.page_size = page_size;
     let paged = page_size < 10;
-    let m = Mount::with(start_emulator(config), &["--metadata-ttl", "0s"]);
+    let m = Mount::with(
+        start_emulator(config),
+        &["--metadata-ttl", "0s", "--retry-time", "1s"],
+    );
     let mut trace = Trace {
         seed,
         page_size,
@@ -1271,8 +1537,18 @@ fn model_seed_4() {
     run_seed(4, STEPS, 1000);
 }
 
-// Listings of several pages (one media a page): files are revalidated with a GET, cached
-// directories are trusted until the next complete listing.
+#[test]
+fn model_seed_9() {
+    run_seed(9, STEPS, 1000);
+}
+
+#[test]
+fn model_seed_10() {
+    run_seed(10, STEPS, 1000);
+}
+
+// Listings of several pages (one media a page): known names are trusted until the next complete
+// listing, and an open checks the file with one GET.
 #[test]
 fn model_paged_seed_5() {
     run_seed(5, STEPS, 1);
@@ -1291,6 +1567,16 @@ fn model_paged_seed_7() {
 #[test]
 fn model_paged_seed_8() {
     run_seed(8, STEPS, 1);
+}
+
+#[test]
+fn model_paged_seed_11() {
+    run_seed(11, STEPS, 1);
+}
+
+#[test]
+fn model_paged_seed_12() {
+    run_seed(12, STEPS, 1);
 }
 
 /// Seeds and a step count from the environment, to replay a failure or explore more.

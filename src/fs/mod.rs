@@ -318,6 +318,22 @@ impl MediaFs {
         self.opts.metadata_ttl
     }
 
+    /// How long the kernel may keep the attributes of `ino` just handed out: the TTL, or zero
+    /// for a file answered from the cache past its TTL (a known name on a multi-page account,
+    /// see [`MediaFs::trusted`]), so that the kernel asks again and its reads follow the size
+    /// that the next open's GET learns.
+    pub fn kernel_ttl(&self, ino: Ino) -> Duration {
+        let ns = self.ns.lock();
+        let stale = ns.node(ino).is_some_and(|n| {
+            n.kind == Kind::File && n.remote && !fresh(n.verified_at, self.opts.metadata_ttl)
+        });
+        if stale {
+            Duration::ZERO
+        } else {
+            self.opts.metadata_ttl
+        }
+    }
+
     /// Where the file system is mounted (used in the recovery instructions of log lines).
     pub fn set_mountpoint(&self, path: &Path) {
         *self.mountpoint.lock() = Some(path.to_path_buf());
@@ -756,8 +772,10 @@ impl MediaFs {
         }
     }
 
-    /// Truncate a file nobody has open: download if needed, upload at once.
+    /// Truncate a file nobody has open: download if needed, upload at once. Like an open, it
+    /// first checks bytes or a size older than the TTL.
     fn truncate_now(&self, ino: Ino, size: u64) -> Result<(), FsError> {
+        self.revalidate_body(ino)?;
         let unchanged = {
             let ns = self.ns.lock();
             ns.node(ino).is_some_and(|n| n.remote && n.size == size)
@@ -1373,11 +1391,12 @@ impl MediaFs {
         })
     }
 
-    /// Close-to-open consistency: bytes this mount or the kernel would serve from a cache are
-    /// checked by one GET once they are older than the TTL (the API has no validators, so the
-    /// GET brings the body, which the read then uses). When they changed, the content version
-    /// moves on, so the open does not keep the kernel's page cache. A write buffer is the truth
-    /// while it exists, and bytes nobody caches need no check (the first read fetches them).
+    /// Close-to-open consistency: bytes this mount or the kernel would serve from a cache, and
+    /// a size trusted past the TTL, are checked by one GET once they are older than the TTL
+    /// (the API has no validators, so the GET brings the body, which the read then uses). When
+    /// they changed, the content version moves on, so the open does not keep the kernel's page
+    /// cache. A write buffer is the truth while it exists; bytes nobody caches, of a size known
+    /// within the TTL, need no check (the first read fetches them).
     fn revalidate_body(&self, ino: Ino) -> Result<(), FsError> {
         if self.buffer_of(ino).is_some() {
             return Ok(());
@@ -1387,12 +1406,16 @@ impl MediaFs {
             let Some(n) = ns.live(ino) else {
                 return Err(FsError::NotFound);
             };
+            let ttl = self.opts.metadata_ttl;
             let cached = n.kernel_version != 0
                 || self
                     .content
                     .peek(&n.path)
                     .is_some_and(|(_, v)| v == n.content_version);
-            if !n.remote || !cached || fresh(n.body_checked_at, self.opts.metadata_ttl) {
+            // A size past the TTL (trusted on a multi-page account) is checked too: the read
+            // that follows would fetch the body anyway, and the kernel reads by that size.
+            let unchecked = cached || !fresh(n.verified_at, ttl);
+            if !n.remote || !unchecked || fresh(n.body_checked_at, ttl) {
                 return Ok(());
             }
             n.path.clone()
