@@ -331,3 +331,42 @@ fn an_open_after_the_ttl_sees_a_same_size_overwrite_made_elsewhere() {
     ));
     assert_eq!(m.stored("same.txt").as_deref(), Some(&b"Jello world"[..]));
 }
+
+#[test]
+fn on_a_multi_page_account_an_open_after_the_ttl_sees_a_new_size() {
+    let emulator = start_emulator(EmulatorConfig {
+        store: bwmediafs::emulator::store::StoreConfig {
+            page_size: 2,
+            ..Default::default()
+        },
+        ..emulator_config()
+    });
+    for name in ["a.txt", "b.txt", "c.txt", "d.txt", "e.txt"] {
+        emulator
+            .store()
+            .put(
+                name,
+                bytes::Bytes::from_static(b"short"),
+                "text/plain",
+                None,
+            )
+            .unwrap();
+    }
+    let m = Mount::with(emulator, &["--metadata-ttl", "1s"]);
+    let p = m.path("c.txt");
+    assert_eq!(read(&p), b"short");
+    let longer = bytes(70_000, 5);
+    m.emulator
+        .store()
+        .put(
+            "c.txt",
+            bytes::Bytes::from(longer.clone()),
+            "text/plain",
+            None,
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_bytes(Some(&read(&p)), &longer, "read after the TTL");
+    let size = std::fs::metadata(&p).unwrap().len();
+    assert_eq!(size, longer.len() as u64);
+}
