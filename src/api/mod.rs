@@ -159,26 +159,64 @@ pub fn walk_pages_bounded(
     max_pages: usize,
     mut on_page: impl FnMut(&ListPage),
 ) -> Result<usize, ApiError> {
+    let mut guard = ListingGuard::new(max_pages);
     let mut token: Option<String> = None;
-    let mut seen = std::collections::HashSet::new();
-    for pages in 1..=max_pages {
+    loop {
         let page = api.list_page(token.as_deref())?;
         on_page(&page);
-        match page.next {
-            None => return Ok(pages),
-            Some(next) => {
-                if !seen.insert(next.clone()) {
-                    return Err(ApiError::Malformed(format!(
-                        "the listing repeats a continuation token after {pages} pages"
-                    )));
-                }
-                token = Some(next);
-            }
+        if !guard.page(page.next.as_deref())? {
+            return Ok(guard.pages());
+        }
+        token = page.next;
+    }
+}
+
+/// The one guard of every listing walk against a server that would make it endless: a page
+/// whose continuation token repeats an earlier one, or a listing longer than its page bound,
+/// ends the walk with [`ApiError::Malformed`].
+#[derive(Debug, Clone)]
+pub struct ListingGuard {
+    max_pages: usize,
+    pages: usize,
+    seen: std::collections::HashSet<String>,
+}
+
+impl ListingGuard {
+    /// A guard for a walk of at most `max_pages` pages.
+    pub fn new(max_pages: usize) -> ListingGuard {
+        ListingGuard {
+            max_pages,
+            pages: 0,
+            seen: std::collections::HashSet::new(),
         }
     }
-    Err(ApiError::Malformed(format!(
-        "the listing did not end after {max_pages} pages"
-    )))
+
+    /// One more page arrived, with `next` as its continuation token: whether the walk goes on
+    /// (false after the last page), or why it must not.
+    pub fn page(&mut self, next: Option<&str>) -> Result<bool, ApiError> {
+        self.pages += 1;
+        let Some(next) = next else {
+            return Ok(false);
+        };
+        if !self.seen.insert(next.to_string()) {
+            return Err(ApiError::Malformed(format!(
+                "the listing repeats a continuation token after {} pages",
+                self.pages
+            )));
+        }
+        if self.pages >= self.max_pages {
+            return Err(ApiError::Malformed(format!(
+                "the listing did not end after {} pages",
+                self.pages
+            )));
+        }
+        Ok(true)
+    }
+
+    /// Pages seen so far.
+    pub fn pages(&self) -> usize {
+        self.pages
+    }
 }
 
 /// Every media of the account, all pages walked.

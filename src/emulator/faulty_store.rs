@@ -28,6 +28,9 @@ pub struct StoreFaults {
     pub hold_gets: AtomicBool,
     /// GETs begun, held ones included.
     pub gets_started: AtomicU64,
+    /// While set, a listing page asked for with a continuation token names that same token as
+    /// its next (a hostile server whose listing never ends).
+    pub repeat_tokens: AtomicBool,
 }
 
 /// A [`MediaApi`] over `store`, with `faults` applied first.
@@ -46,7 +49,11 @@ fn fault(slot: &Mutex<Option<ApiError>>) -> Result<(), ApiError> {
 impl MediaApi for FaultyStore {
     fn list_page(&self, token: Option<&str>) -> Result<ListPage, ApiError> {
         fault(&self.faults.list)?;
-        MediaApi::list_page(&*self.store, token)
+        let mut page = MediaApi::list_page(&*self.store, token)?;
+        if let Some(t) = token.filter(|_| self.faults.repeat_tokens.load(Ordering::SeqCst)) {
+            page.next = Some(t.to_string());
+        }
+        Ok(page)
     }
 
     fn get(&self, name: &str) -> Result<Media, ApiError> {

@@ -93,14 +93,14 @@ impl FsError {
         }
     }
 
-    /// The errno for this error (see [`errno`]).
+    /// The errno for this error, from the one mapping of errors to errno values.
     pub fn errno(&self) -> i32 {
         errno(self)
     }
 }
 
 /// The one mapping of errors to errno values.
-pub fn errno(e: &FsError) -> i32 {
+fn errno(e: &FsError) -> i32 {
     match e {
         FsError::Api { source, .. } => match source {
             ApiError::Unauthorized(_) | ApiError::Forbidden(_) => libc::EACCES,

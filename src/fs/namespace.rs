@@ -21,10 +21,11 @@
 //! file when the file shows up; a directory with local content keeps it and the file is hidden).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::error::FsError;
-use crate::api::Media;
+use crate::api::ApiError;
+use crate::api::{ListPage, ListingGuard, Media, MAX_LIST_PAGES};
 
 /// An inode number.
 pub type Ino = u64;
@@ -129,14 +130,36 @@ pub(crate) struct Walk {
     pub last_page: Instant,
     /// Token of the next page; `None` before the first page and after the last.
     pub next: Option<String>,
-    pub pages: usize,
     pub done: bool,
-    pub seen_tokens: HashSet<String>,
+    /// Counts the pages and ends a walk that a server would make endless.
+    pub guard: ListingGuard,
     /// Names (and sizes) this walk could not place because a file it has not seen (yet) is in
     /// the way; tried again when it finishes, once the files it did not see are gone.
     pub blocked: Vec<(String, u64)>,
     /// Every node this walk saw, in the order it first saw them.
     pub seen: Vec<Ino>,
+}
+
+impl Walk {
+    /// Pages applied so far.
+    pub(crate) fn pages(&self) -> usize {
+        self.guard.pages()
+    }
+
+    /// Whether the walk can be continued at all: it has begun, has not finished, and has not sat
+    /// idle for `idle` (its continuation token may be stale by then).
+    pub(crate) fn can_continue(&self, idle: Duration) -> bool {
+        !self.done && self.pages() > 0 && self.last_page.elapsed() < idle
+    }
+}
+
+/// What applying a listing page did.
+#[derive(Debug, Default)]
+pub(crate) struct PageApplied {
+    /// Paths of the files it removed (their cached bodies go too).
+    pub dropped: Vec<String>,
+    /// Why the walk was ended instead (a server that would make it endless).
+    pub failure: Option<ApiError>,
 }
 
 /// Hashes inode numbers (small sequential integers) with one multiplication: the node table is
@@ -510,6 +533,40 @@ impl Namespace {
         v
     }
 
+    /// A directory we emptied ourselves stays (so `rm -r` can still `rmdir` it).
+    pub(crate) fn keep_emptied(&mut self, dir: Ino) {
+        if dir == ROOT_INO {
+            return;
+        }
+        if let Some(n) = self.node_mut(dir) {
+            if n.kind == Kind::Dir && n.children.is_empty() && !n.removed {
+                n.explicit = true;
+            }
+        }
+    }
+
+    /// The directory at `path`, made (explicit) where missing; `None` if a file is in the way.
+    pub(crate) fn ensure_dirs(&mut self, path: &str) -> Option<Ino> {
+        let mut cur = ROOT_INO;
+        if path.is_empty() {
+            return Some(cur);
+        }
+        for seg in path.split('/') {
+            cur = match self.child(cur, seg) {
+                Some(c) if self.node(c).is_some_and(|n| n.kind == Kind::Dir) => c,
+                Some(_) => return None,
+                None => {
+                    let d = self.add(cur, seg, Kind::Dir);
+                    if let Some(n) = self.node_mut(d) {
+                        n.explicit = true;
+                    }
+                    d
+                }
+            };
+        }
+        Some(cur)
+    }
+
     /// Record a local change of `ino` (and its directories) at a new epoch.
     pub(crate) fn local_change(&mut self, ino: Ino) -> u64 {
         let e = self.next_epoch();
@@ -679,13 +736,52 @@ impl Namespace {
             started: now,
             last_page: now,
             next: None,
-            pages: 0,
             done: false,
-            seen_tokens: HashSet::new(),
+            guard: ListingGuard::new(MAX_LIST_PAGES),
             blocked: Vec::new(),
             seen: Vec::new(),
         });
         id
+    }
+
+    /// Apply `page` of walk `id`: its media join the tree; the walk ends after its last page
+    /// (removing what it did not see) or when the listing guard refuses it. A page of a walk
+    /// that is no longer the current one changes nothing.
+    pub(crate) fn apply_page(
+        &mut self,
+        id: u64,
+        page: &ListPage,
+        pinned: &HashSet<Ino>,
+        now: Instant,
+    ) -> PageApplied {
+        let mut out = PageApplied::default();
+        let start_epoch = match &self.walk {
+            Some(w) if w.id == id => w.start_epoch,
+            _ => return out,
+        };
+        for item in &page.items {
+            self.remote_file(
+                &item.name,
+                item.content_length,
+                Some((id, start_epoch)),
+                now,
+                &mut out.dropped,
+            );
+        }
+        let Some(w) = self.walk.as_mut() else {
+            return out;
+        };
+        w.last_page = now;
+        w.next = page.next.clone();
+        match w.guard.page(page.next.as_deref()) {
+            Ok(true) => {}
+            Ok(false) => out.dropped.extend(self.finish_walk(pinned, now)),
+            Err(e) => {
+                self.walk = None;
+                out.failure = Some(e);
+            }
+        }
+        out
     }
 
     /// Whether `ino` belongs in a listing produced by `walk` (seen by it, or local).
@@ -708,7 +804,7 @@ impl Namespace {
             return Vec::new();
         };
         walk.done = true;
-        let (id, start_epoch, pages) = (walk.id, walk.start_epoch, walk.pages);
+        let (id, start_epoch, pages) = (walk.id, walk.start_epoch, walk.pages());
         let blocked = std::mem::take(&mut walk.blocked);
         let stale: Vec<Ino> = self
             .nodes

@@ -1,12 +1,16 @@
 //! Unit tests of the core through the in-process emulator store: every semantics row, and the
 //! round-trip budget asserted exactly from the store's request counters.
 
+use bytes::Bytes;
+
 use super::*;
+use crate::api::{content_type_for, MediaApi, MAX_MEDIA_SIZE};
 use crate::emulator::faulty_store::{FaultyStore, StoreFaults};
 use crate::emulator::store::{StatsSnapshot, Store, StoreConfig};
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
+use std::time::SystemTime;
 
 // ----- fixtures ------------------------------------------------------------------------------
 
@@ -1002,6 +1006,32 @@ fn a_stale_lookup_on_a_large_account_trusts_the_cache_and_the_read_gets_the_byte
     t.reset();
     assert_eq!(errno_of(t.cat("c")), libc::ENOENT);
     assert_eq!(errno_of(t.resolve("c")), libc::ENOENT);
+}
+
+/// A server whose listing repeats a continuation token would make a walk endless: the walk
+/// the core itself makes (the production one) ends with an I/O error, and the mount works again
+/// once the listing does.
+#[test]
+fn a_listing_that_repeats_a_token_ends_with_an_error() {
+    let store = new_store(2);
+    for n in ["a", "b", "c", "d", "e"] {
+        seed(&store, n, b"1");
+    }
+    let t = mount_ttl(store, Duration::ZERO);
+    t.faults
+        .repeat_tokens
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    t.reset();
+    assert_eq!(errno_of(t.ls("")), libc::EIO);
+    assert_eq!(
+        t.stats().list,
+        2,
+        "the second page repeats the token it was asked with"
+    );
+    t.faults
+        .repeat_tokens
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(t.ls("").unwrap(), vec!["a", "b", "c", "d", "e"]);
 }
 
 #[test]

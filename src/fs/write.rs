@@ -1,452 +1,221 @@
-//! Write buffers: what programs write goes to memory first, and is uploaded with one PUT.
+//! Writes, closes and syncs: the operations over the write buffers of [`super::buffer`].
 //!
-//! The API can only replace a whole media, so a file open for writing gets a local buffer that
-//! holds the whole file: one per inode, shared by every handle that writes it (so `dup`'d fds,
-//! several opens and an `O_TRUNC` sent apart from its open all see one state). Random writes,
-//! appends, truncates and read-back work on that buffer.
-//!
-//! The state machine (the hard part): a buffer is *dirty* from its first change until a PUT of
-//! exactly its current bytes succeeds, and only that makes it clean. A failed upload leaves it
-//! dirty, so every later fsync, flush and close tries again and returns what really happened,
-//! and the mount keeps showing the written bytes. When an upload is asked for
-//! ([`UploadCause`]):
-//! - nothing is sent when the buffer is clean (a close that changed nothing costs nothing);
-//! - a flush (one close of one descriptor) leaves the upload to a close that is sure to come:
-//!   when the process that opened the file still holds another descriptor of it (see
-//!   `MediaFs::flush`), so `echo x > f`, a redirected loop and a writer that forks upload once,
-//!   and no empty or half-written media shows up on the way;
-//! - a buffer made incomplete by a write over the size limit is never uploaded (EFBIG again,
-//!   and `cat big > existing` keeps the old media);
-//! - a removed file's buffer is never uploaded.
-//!
-//! Nothing a program wrote is silently dropped: when the last handle goes away still dirty after
-//! its upload failed, the bytes are saved in the recovery directory (see [`save_recovery`]) and
-//! one log line says where and how to upload them again. The one exception is a file that was
-//! removed while open: its writes go nowhere, as on any POSIX file system.
-//!
-//! The buffer is loaded lazily (a write that needs the old bytes downloads them first, through
-//! the data cache); `O_TRUNC`, or an empty file, needs no download.
+//! The hard cases:
+//! - One buffer per inode, shared by every handle that writes it; it is loaded lazily (a write
+//!   that needs the old bytes downloads them first, through the data cache); `O_TRUNC`, or an
+//!   empty file, needs no download.
+//! - Which close uploads: FUSE does not say which close is the last. A close leaves the upload
+//!   to a later one when that one is certain: the process that opened the file still holds
+//!   another descriptor of it (the shell's own copy in `echo x > f`, a loop redirected to a
+//!   file, a program that forked). Otherwise the close uploads and returns the upload's result.
+//! - The last release uploads what is still dirty (writes through `mmap` come after the close),
+//!   but not bytes whose close already failed: they are in the recovery folder.
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 
-use super::buf::{Filled, PageBuf};
+use super::buffer::{too_large, UploadCause, WriteBuf, WriteData};
 use super::error::FsError;
-use super::namespace::Node;
-use crate::api::content_type_for;
+use super::namespace::{Ino, Kind};
+use super::{process, MediaFs};
+use crate::api::ApiError;
 
-/// A file's bytes in a write buffer. While it is written they are in a page buffer of its own
-/// (recycled memory, grown in place); a body loaded from the cache, or the bytes of an upload,
-/// are a shared [`Bytes`] instead, copied only if written again. So an upload hands the
-/// buffer to the PUT and to the data cache without a copy.
-#[derive(Debug, Default)]
-pub(crate) struct WriteData {
-    /// The bytes, when this buffer owns them.
-    own: Option<PageBuf>,
-    /// The bytes otherwise.
-    shared: Bytes,
-    len: usize,
-}
-
-impl WriteData {
-    /// Bytes shared with others (the data cache), copied before a change.
-    pub(crate) fn from_bytes(b: Bytes) -> WriteData {
-        WriteData {
-            own: None,
-            len: b.len(),
-            shared: b,
+impl MediaFs {
+    /// Fill a write buffer with the current bytes of its file (once).
+    pub(super) fn load_buffer(&self, ino: Ino, buf: &WriteBuf) -> Result<(), FsError> {
+        let (path, version, remote, size) = {
+            let ns = self.ns.lock();
+            let n = ns.node(ino).ok_or(FsError::NotFound)?;
+            (n.path.clone(), n.content_version, n.remote, n.size)
+        };
+        let body = if !remote || size == 0 {
+            Bytes::new()
+        } else {
+            match self.download(&path, |v| v == version) {
+                Ok(m) => m.body,
+                // Gone from the server meanwhile: the writer starts from an empty file.
+                Err(FsError::Api {
+                    source: ApiError::NotFound,
+                    ..
+                }) => Bytes::new(),
+                Err(e) => return Err(e),
+            }
+        };
+        let mut st = buf.state.lock();
+        if !st.loaded {
+            st.data = WriteData::from_bytes(body);
+            st.loaded = true;
         }
+        Ok(())
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
-    pub(crate) fn as_slice(&self) -> &[u8] {
-        match &self.own {
-            Some(b) => &b.as_slice()[..self.len],
-            None => &self.shared[..self.len],
-        }
-    }
-
-    /// The bytes as a `Bytes`, without a copy; the next change copies them.
-    pub(crate) fn freeze(&mut self) -> Bytes {
-        if let Some(buf) = self.own.take() {
-            self.shared = Bytes::from_owner(Filled { buf, len: self.len });
-        }
-        self.shared.clone()
-    }
-
-    /// Own the bytes, with room for `cap`.
-    fn own(&mut self, cap: usize) -> std::io::Result<&mut PageBuf> {
-        if self.own.is_none() {
-            let mut buf = PageBuf::new(cap.max(self.len))?;
-            buf.as_mut_slice()[..self.len].copy_from_slice(&self.shared[..self.len]);
-            self.shared = Bytes::new();
-            self.own = Some(buf);
-        }
+    /// The inode's write buffer, made if needed, with one more handle on it.
+    pub(super) fn attach_buffer(&self, ino: Ino, trunc: bool) -> Result<Arc<WriteBuf>, FsError> {
         let buf = self
-            .own
-            .as_mut()
-            .ok_or_else(|| std::io::Error::other("no buffer"))?;
-        buf.reserve(cap)?;
+            .writes
+            .lock()
+            .entry(ino)
+            .or_insert_with(|| Arc::new(WriteBuf::default()))
+            .clone();
+        {
+            let mut st = buf.state.lock();
+            if trunc {
+                st.truncate(0)?; // frees, never fails
+            }
+            st.handles += 1;
+            if !trunc && !st.loaded {
+                let ns = self.ns.lock();
+                if ns.node(ino).is_some_and(|n| n.size == 0 || !n.remote) {
+                    st.loaded = true;
+                }
+            }
+        }
+        if trunc {
+            self.touch_mtime(ino);
+        }
         Ok(buf)
     }
 
-    /// Write `data` at `offset`; a gap is zero-filled.
-    fn write_at(&mut self, offset: usize, data: &[u8]) -> std::io::Result<()> {
-        let end = offset + data.len();
-        let len = self.len;
-        let buf = self.own(end)?.as_mut_slice();
-        if offset > len {
-            buf[len..offset].fill(0); // recycled memory holds old bytes
-        }
-        buf[offset..end].copy_from_slice(data);
-        self.len = self.len.max(end);
-        Ok(())
-    }
-
-    /// Grow (zero-filled) or shrink to `size`.
-    fn truncate(&mut self, size: usize) -> std::io::Result<()> {
-        if size == 0 {
-            *self = WriteData::default();
-        } else if size <= self.len {
-            if self.own.is_none() {
-                self.shared = self.shared.slice(..size);
+    /// One handle less on a write buffer; the last one takes it out of the table.
+    /// Returns whether it was the last.
+    pub(super) fn detach_buffer(&self, ino: Ino, buf: &Arc<WriteBuf>) -> bool {
+        let last = {
+            let mut st = buf.state.lock();
+            st.handles = st.handles.saturating_sub(1);
+            st.handles == 0
+        };
+        if last {
+            let mut map = self.writes.lock();
+            let st = buf.state.lock();
+            if st.handles == 0 && map.get(&ino).is_some_and(|b| Arc::ptr_eq(b, buf)) {
+                map.remove(&ino);
             }
-            self.len = size;
-        } else {
-            let len = self.len;
-            self.own(size)?.as_mut_slice()[len..size].fill(0);
-            self.len = size;
         }
-        Ok(())
+        last
     }
-}
 
-/// Why an upload is asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum UploadCause {
-    /// A close of a descriptor, or the release of a handle that is not the last, or `fsync`,
-    /// a truncate of a closed file, unmounting: upload whatever is dirty.
-    Sync,
-    /// The last handle goes away: upload whatever is dirty; the bytes are saved if that fails.
-    LastRelease,
-}
-
-/// The state of one inode's write buffer.
-#[derive(Debug, Default)]
-pub(crate) struct WriteState {
-    pub data: WriteData,
-    /// `data` holds the whole file (downloaded, truncated or new).
-    pub loaded: bool,
-    /// `data` differs from what the server holds: set by every change, cleared only by a
-    /// successful upload of the current generation.
-    pub dirty: bool,
-    /// The generation whose upload failed, and the recovery file its bytes are kept in until an
-    /// upload succeeds.
-    pub saved: Option<(u64, PathBuf)>,
-    /// Bumped by every change, so an upload knows whether it saved the latest state.
-    pub generation: u64,
-    /// Open handles using this buffer.
-    pub handles: usize,
-    /// The file was removed while open: never upload.
-    pub unlinked: bool,
-    /// A write tried to make the file this large, over the limit: the program was told EFBIG,
-    /// and the truncated data must not be uploaded (the server keeps what it had). A truncate
-    /// back under the limit clears it.
-    pub oversize: Option<u64>,
-}
-
-/// One inode's write buffer: its state, and a lock that makes uploads of this media one at a
-/// time (the only lock held across a network call, besides per-media downloads).
-#[derive(Debug, Default)]
-pub(crate) struct WriteBuf {
-    pub state: Mutex<WriteState>,
-    pub upload: Mutex<()>,
-}
-
-/// Where and how a file's bytes are uploaded.
-#[derive(Debug, Clone)]
-pub(crate) struct UploadTarget {
-    pub path: String,
-    pub content_type: String,
-    pub cache_control: Option<String>,
-}
-
-/// The one rule for the headers of an upload of `n` under `path` (its own name, or the new one
-/// of a rename): the content type set through the xattr, else the one the name implies; the
-/// cache control set through the xattr, else the one the server holds.
-pub(crate) fn upload_target(n: &Node, path: &str) -> UploadTarget {
-    UploadTarget {
-        path: path.to_string(),
-        content_type: n
-            .content_type_override
-            .clone()
-            .unwrap_or_else(|| content_type_for(path)),
-        cache_control: n
-            .cache_control_override
-            .clone()
-            .or_else(|| n.cache_control.clone()),
-    }
-}
-
-/// The log line and error for a size over the limit.
-pub(crate) fn too_large(name: &str, size: u64, limit: u64) -> FsError {
-    log::warn!(
-        "{name:?}: a write or truncate to {size} bytes was refused (EFBIG): media are limited to \
-         {limit} bytes ({:.2} MiB)",
-        limit as f64 / (1024.0 * 1024.0)
-    );
-    FsError::TooLarge { size, limit }
-}
-
-impl WriteState {
-    /// A fresh buffer for a new or truncated file.
-    #[cfg(test)]
-    pub(crate) fn empty() -> WriteState {
-        WriteState {
-            loaded: true,
-            ..WriteState::default()
+    /// Write `data` at `offset` (at the end for O_APPEND handles).
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, FsError> {
+        self.check_ro()?;
+        let h = self.handle(fh)?;
+        let buf = h.buf.clone().ok_or(FsError::BadHandle)?;
+        let limit = self.opts.max_size;
+        if !h.append && offset.saturating_add(data.len() as u64) > limit {
+            let end = offset.saturating_add(data.len() as u64);
+            buf.state.lock().oversize = Some(end);
+            return Err(too_large(&self.path_of(h.ino), end, limit));
+        }
+        loop {
+            {
+                let mut st = buf.state.lock();
+                if st.loaded {
+                    let at = if h.append {
+                        st.data.len() as u64
+                    } else {
+                        offset
+                    };
+                    let end = at.saturating_add(data.len() as u64);
+                    if end > limit {
+                        st.oversize = Some(end);
+                        drop(st);
+                        return Err(too_large(&self.path_of(h.ino), end, limit));
+                    }
+                    let n = st.write_at(at, data)?;
+                    drop(st);
+                    self.touch_mtime(h.ino);
+                    return Ok(n as u32);
+                }
+            }
+            self.load_buffer(h.ino, &buf)?;
         }
     }
 
-    /// Write `data` at `offset` (the buffer must be loaded). Gaps are zero-filled.
-    pub(crate) fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<usize, FsError> {
-        self.data
-            .write_at(offset as usize, data)
-            .map_err(|e| FsError::Io(format!("no memory for the write buffer: {e}")))?;
-        self.changed();
-        Ok(data.len())
-    }
-
-    /// Grow (zero-filled) or shrink to `size` (the buffer must be loaded, unless `size` is 0).
-    pub(crate) fn truncate(&mut self, size: u64) -> Result<(), FsError> {
-        self.data
-            .truncate(size as usize)
-            .map_err(|e| FsError::Io(format!("no memory for the write buffer: {e}")))?;
-        self.oversize = None;
-        if size == 0 {
-            self.loaded = true;
+    /// Called on every close of a descriptor (FUSE FLUSH): upload if the handle's buffer
+    /// changed, unless a close that will upload is sure to come: the process that opened the
+    /// handle still runs and holds another descriptor of the file. So the shell's closes of a
+    /// redirected file (`echo x > f`, a loop of commands, a writer that forks) upload once, at
+    /// the last of them, and no empty or half-written media appears on the way; and a close that
+    /// returns 0 with no such descriptor left means the server holds the bytes.
+    pub fn flush(&self, fh: u64) -> Result<(), FsError> {
+        let h = self.handle(fh)?;
+        let Some(buf) = &h.buf else {
+            return Ok(());
+        };
+        if let Some(opener) = h.opener {
+            if buf.state.lock().wants_upload(UploadCause::Sync) && self.held_by(opener, h.ino) {
+                log::debug!(
+                    "{:?}: closed while process {opener}, its opener, holds it open: its last \
+                     close uploads",
+                    self.path_of(h.ino)
+                );
+                return Ok(());
+            }
         }
-        self.changed();
-        Ok(())
+        self.upload(h.ino, buf, UploadCause::Sync)
     }
 
-    fn changed(&mut self) {
-        self.dirty = true;
-        self.generation += 1;
-    }
-
-    /// The server now holds the bytes of `generation`: clean, unless changed since. Returns the
-    /// recovery file that this makes useless (it held these bytes or older ones).
-    pub(crate) fn uploaded(&mut self, generation: u64) -> Option<PathBuf> {
-        if self.generation == generation {
-            self.dirty = false;
-        }
-        match &self.saved {
-            Some((g, _)) if *g <= generation => self.saved.take().map(|(_, f)| f),
-            _ => None,
-        }
-    }
-
-    /// The generation whose bytes are kept in the recovery directory.
-    pub(crate) fn saved_generation(&self) -> Option<u64> {
-        self.saved.as_ref().map(|(g, _)| *g)
-    }
-
-    /// Whether an upload for `cause` has anything to send (it may still refuse an oversize file).
-    pub(crate) fn wants_upload(&self, cause: UploadCause) -> bool {
-        if !self.dirty || self.unlinked || !self.loaded {
+    /// Whether process `pid` holds a descriptor of the file `ino` (when that can be told).
+    pub(super) fn held_by(&self, pid: u32, ino: Ino) -> bool {
+        let Some(mnt) = self.mountpoint.lock().clone() else {
             return false;
+        };
+        let path = mnt.join(self.path_of(ino));
+        process::holds(pid, &path)
+    }
+
+    /// `fsync`: upload whatever is dirty, now.
+    pub fn fsync(&self, fh: u64) -> Result<(), FsError> {
+        let h = self.handle(fh)?;
+        match &h.buf {
+            Some(buf) => self.upload(h.ino, buf, UploadCause::Sync),
+            None => Ok(()),
         }
-        match cause {
-            UploadCause::Sync => true,
-            // The close that failed for these very bytes was their last try; they are kept. An
-            // incomplete (oversize) file was refused at its write and its close already.
-            UploadCause::LastRelease => {
-                self.saved_generation() != Some(self.generation) && self.oversize.is_none()
+    }
+
+    /// The release of a handle: upload if still dirty (the last one: unless those very bytes
+    /// already failed for good, and are in the recovery directory); the buffer goes with its
+    /// last handle.
+    pub fn release(&self, fh: u64) -> Result<(), FsError> {
+        let Some(h) = self.handles.lock().remove(&fh) else {
+            return Err(FsError::BadHandle);
+        };
+        let mut result = Ok(());
+        if let Some(buf) = &h.buf {
+            let last = buf.state.lock().handles == 1;
+            let cause = if last {
+                UploadCause::LastRelease
+            } else {
+                UploadCause::Sync
+            };
+            result = self.upload(h.ino, buf, cause);
+            if self.detach_buffer(h.ino, buf) {
+                // A new file whose upload failed was never on the server: it disappears.
+                let mut ns = self.ns.lock();
+                if ns
+                    .live(h.ino)
+                    .is_some_and(|n| !n.remote && n.kind == Kind::File)
+                {
+                    ns.detach(h.ino);
+                }
             }
         }
+        self.ns.lock().close_ref(h.ino);
+        result
     }
 
-    /// Mark the bytes as needing an upload (under a new name after a rename, say).
-    pub(crate) fn mark_for_upload(&mut self) {
-        self.changed();
-    }
-
-    /// Up to `size` bytes at `offset`.
-    pub(crate) fn read(&self, offset: u64, size: u32) -> &[u8] {
-        let data = self.data.as_slice();
-        let len = data.len() as u64;
-        let start = offset.min(len) as usize;
-        let end = offset.saturating_add(size as u64).min(len) as usize;
-        &data[start..end]
-    }
-}
-
-/// The file name a media's bytes are saved under in the recovery directory: the media name with
-/// `%` and `/` percent-encoded (`a/b%c.png` -> `a%2Fb%25c.png`), so it is one safe, reversible
-/// file name; when that is longer than a file name may be, a hash of the full name and the end
-/// of the name (the full name is then kept beside it, see [`save_recovery`]).
-pub(crate) fn recovery_file_name(name: &str) -> String {
-    let out = flat_name(name);
-    if out.len() <= RECOVERY_NAME_MAX {
-        return out;
-    }
-    // Keep the end (the file's own name and its extension), cut at a character boundary.
-    let mut tail = out.len() - RECOVERY_TAIL;
-    while !out.is_char_boundary(tail) {
-        tail += 1;
-    }
-    format!("{:016x}-{}", fnv1a(name.as_bytes()), &out[tail..])
-}
-
-/// `name` as one file name: `%`, `/` and NUL percent-encoded.
-fn flat_name(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for c in name.chars() {
-        match c {
-            '%' => out.push_str("%25"),
-            '/' => out.push_str("%2F"),
-            '\0' => out.push_str("%00"),
-            c => out.push(c),
+    /// Upload every dirty buffer (before unmounting); what cannot be uploaded is in the recovery
+    /// directory.
+    pub fn flush_all(&self) -> Result<(), FsError> {
+        let bufs = self.write_buffers();
+        let mut first = Ok(());
+        for (ino, buf) in bufs {
+            if let Err(e) = self.upload(ino, &buf, UploadCause::Sync) {
+                if first.is_ok() {
+                    first = Err(e);
+                }
+            }
         }
-    }
-    out
-}
-
-/// The longest recovery file name: a file name's limit, less room for the `.name` beside it.
-const RECOVERY_NAME_MAX: usize = 250;
-/// How much of the end of a long name a recovery file name keeps.
-const RECOVERY_TAIL: usize = 200;
-/// What a recovery file's full media name is kept in, beside it, when its file name is cut.
-const FULL_NAME_SUFFIX: &str = ".name";
-
-/// A stable 64-bit hash (FNV-1a), so the same media is saved under the same file every time.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
-/// A shell command that uploads the recovery file `file` again as `target` (any name, quotes
-/// included).
-pub(crate) fn reupload_command(file: &Path, target: &Path) -> String {
-    format!(
-        "cp -- {} {}",
-        shell_quote(&file.to_string_lossy()),
-        shell_quote(&target.to_string_lossy())
-    )
-}
-
-/// `s` in single quotes for a POSIX shell.
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
-/// Save `data` as `dir/<recovery_file_name(name)>` (the directory is made 0700, the files 0600)
-/// and return the file's path. When the file name had to be cut, the full media name is kept
-/// beside it in `<file>.name`.
-pub(crate) fn save_recovery(dir: &Path, name: &str, data: &[u8]) -> std::io::Result<PathBuf> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    let path = dir.join(recovery_file_name(name));
-    if flat_name(name).len() > RECOVERY_NAME_MAX {
-        write_private(&full_name_file(&path), name.as_bytes())?;
-    }
-    write_private(&path, data)?;
-    Ok(path)
-}
-
-/// Remove a recovery file (and the full name beside it) whose bytes reached the server.
-pub(crate) fn remove_recovery(file: &Path) {
-    let _ = std::fs::remove_file(file);
-    let _ = std::fs::remove_file(full_name_file(file));
-}
-
-fn full_name_file(file: &Path) -> PathBuf {
-    let mut p = file.as_os_str().to_owned();
-    p.push(FULL_NAME_SUFFIX);
-    PathBuf::from(p)
-}
-
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(data)?;
-    f.sync_all()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn random_writes_and_truncates() {
-        let mut w = WriteState::empty();
-        w.write_at(3, b"abc").unwrap();
-        assert_eq!(w.data.as_slice(), b"\0\0\0abc");
-        w.write_at(0, b"xy").unwrap();
-        assert_eq!(w.data.as_slice(), b"xy\0abc");
-        w.truncate(2).unwrap();
-        assert_eq!(w.data.as_slice(), b"xy");
-        w.truncate(4).unwrap();
-        assert_eq!(w.data.as_slice(), b"xy\0\0");
-        assert_eq!(w.read(1, 2), b"y\0");
-        assert_eq!(w.read(10, 2), b"");
-        assert!(w.dirty);
-    }
-
-    #[test]
-    fn frozen_bytes_are_copied_on_the_next_change() {
-        let mut w = WriteState::empty();
-        // Recycled memory holds old bytes: gaps must still read as zeros.
-        let mut junk = PageBuf::new(1 << 20).unwrap();
-        junk.as_mut_slice().fill(0xff);
-        drop(junk);
-        w.write_at(1 << 19, b"end").unwrap();
-        assert!(w.data.as_slice()[..1 << 19].iter().all(|&b| b == 0));
-        let frozen = w.data.freeze();
-        assert_eq!(frozen.len(), (1 << 19) + 3);
-        w.write_at(0, b"new").unwrap();
-        assert_eq!(&frozen[..3], b"\0\0\0", "the uploaded bytes do not change");
-        assert_eq!(&w.data.as_slice()[..3], b"new");
-        let mut shared = WriteData::from_bytes(Bytes::from_static(b"abcdef"));
-        shared.truncate(3).unwrap();
-        assert_eq!(shared.as_slice(), b"abc");
-        shared.truncate(5).unwrap();
-        assert_eq!(shared.as_slice(), b"abc\0\0");
-        assert_eq!(shared.freeze(), Bytes::from_static(b"abc\0\0"));
-    }
-
-    #[test]
-    fn recovery_names_are_flat_and_reversible() {
-        assert_eq!(recovery_file_name("a/b%c.png"), "a%2Fb%25c.png");
-        assert_eq!(recovery_file_name("plain.txt"), "plain.txt");
-    }
-
-    #[test]
-    fn recovery_file_is_private() {
-        use std::os::unix::fs::PermissionsExt;
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("rec/sub");
-        let p = save_recovery(&dir, "x/y.txt", b"hello").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"hello");
-        assert_eq!(p.file_name().unwrap(), "x%2Fy.txt");
-        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o700);
-        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
+        first
     }
 }

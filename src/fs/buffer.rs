@@ -1,0 +1,296 @@
+//! Write buffers: what programs write goes to memory first, and is uploaded with one PUT.
+//!
+//! The API can only replace a whole media, so a file open for writing gets a local buffer that
+//! holds the whole file: one per inode, shared by every handle that writes it (so `dup`'d fds,
+//! several opens and an `O_TRUNC` sent apart from its open all see one state). Random writes,
+//! appends, truncates and read-back work on that buffer.
+//!
+//! The state machine (the hard part): a buffer is *dirty* from its first change until a PUT of
+//! exactly its current generation succeeds ([`WriteState::uploaded`]), and only that makes it
+//! clean. A failed upload leaves it dirty, so every later fsync and close tries again and
+//! returns what really happened, and the mount keeps showing the written bytes; its bytes are
+//! kept in the recovery folder meanwhile (`saved`). [`WriteState::wants_upload`] says when an
+//! upload has anything to send:
+//! - nothing when the buffer is clean (a close that changed nothing costs nothing), not loaded,
+//!   or removed (a removed file's writes go nowhere, as on any POSIX file system);
+//! - at the last release, not the bytes whose close already failed (they are kept), nor an
+//!   incomplete file;
+//! - a buffer made incomplete by a write over the size limit (`oversize`) is never uploaded:
+//!   the upload answers EFBIG again, and `cat big > existing` keeps the old media.
+//!
+//! Which close asks for an upload is decided in `write` (`MediaFs::flush`).
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use std::path::PathBuf;
+
+use super::buf::{Filled, PageBuf};
+use super::error::FsError;
+
+/// A file's bytes in a write buffer. While it is written they are in a page buffer of its own
+/// (recycled memory, grown in place); a body loaded from the cache, or the bytes of an upload,
+/// are a shared [`Bytes`] instead, copied only if written again. So an upload hands the
+/// buffer to the PUT and to the data cache without a copy.
+#[derive(Debug, Default)]
+pub(crate) struct WriteData {
+    /// The bytes, when this buffer owns them.
+    own: Option<PageBuf>,
+    /// The bytes otherwise.
+    shared: Bytes,
+    len: usize,
+}
+
+impl WriteData {
+    /// Bytes shared with others (the data cache), copied before a change.
+    pub(crate) fn from_bytes(b: Bytes) -> WriteData {
+        WriteData {
+            own: None,
+            len: b.len(),
+            shared: b,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match &self.own {
+            Some(b) => &b.as_slice()[..self.len],
+            None => &self.shared[..self.len],
+        }
+    }
+
+    /// The bytes as a `Bytes`, without a copy; the next change copies them.
+    pub(crate) fn freeze(&mut self) -> Bytes {
+        if let Some(buf) = self.own.take() {
+            self.shared = Bytes::from_owner(Filled { buf, len: self.len });
+        }
+        self.shared.clone()
+    }
+
+    /// Own the bytes, with room for `cap`.
+    fn own(&mut self, cap: usize) -> std::io::Result<&mut PageBuf> {
+        if self.own.is_none() {
+            let mut buf = PageBuf::new(cap.max(self.len))?;
+            buf.as_mut_slice()[..self.len].copy_from_slice(&self.shared[..self.len]);
+            self.shared = Bytes::new();
+            self.own = Some(buf);
+        }
+        let buf = self
+            .own
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("no buffer"))?;
+        buf.reserve(cap)?;
+        Ok(buf)
+    }
+
+    /// Write `data` at `offset`; a gap is zero-filled.
+    fn write_at(&mut self, offset: usize, data: &[u8]) -> std::io::Result<()> {
+        let end = offset + data.len();
+        let len = self.len;
+        let buf = self.own(end)?.as_mut_slice();
+        if offset > len {
+            buf[len..offset].fill(0); // recycled memory holds old bytes
+        }
+        buf[offset..end].copy_from_slice(data);
+        self.len = self.len.max(end);
+        Ok(())
+    }
+
+    /// Grow (zero-filled) or shrink to `size`.
+    fn truncate(&mut self, size: usize) -> std::io::Result<()> {
+        if size == 0 {
+            *self = WriteData::default();
+        } else if size <= self.len {
+            if self.own.is_none() {
+                self.shared = self.shared.slice(..size);
+            }
+            self.len = size;
+        } else {
+            let len = self.len;
+            self.own(size)?.as_mut_slice()[len..size].fill(0);
+            self.len = size;
+        }
+        Ok(())
+    }
+}
+
+/// Why an upload is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UploadCause {
+    /// A close of a descriptor, or the release of a handle that is not the last, or `fsync`,
+    /// a truncate of a closed file, unmounting: upload whatever is dirty.
+    Sync,
+    /// The last handle goes away: upload whatever is dirty; the bytes are saved if that fails.
+    LastRelease,
+}
+
+/// The state of one inode's write buffer.
+#[derive(Debug, Default)]
+pub(crate) struct WriteState {
+    pub data: WriteData,
+    /// `data` holds the whole file (downloaded, truncated or new).
+    pub loaded: bool,
+    /// `data` differs from what the server holds: set by every change, cleared only by a
+    /// successful upload of the current generation.
+    pub dirty: bool,
+    /// The generation whose upload failed, and the recovery file its bytes are kept in until an
+    /// upload succeeds.
+    pub saved: Option<(u64, PathBuf)>,
+    /// Bumped by every change, so an upload knows whether it saved the latest state.
+    pub generation: u64,
+    /// Open handles using this buffer.
+    pub handles: usize,
+    /// The file was removed while open: never upload.
+    pub unlinked: bool,
+    /// A write tried to make the file this large, over the limit: the program was told EFBIG,
+    /// and the truncated data must not be uploaded (the server keeps what it had). A truncate
+    /// back under the limit clears it.
+    pub oversize: Option<u64>,
+}
+
+/// One inode's write buffer: its state, and a lock that makes uploads of this media one at a
+/// time (the only lock held across a network call, besides per-media downloads).
+#[derive(Debug, Default)]
+pub(crate) struct WriteBuf {
+    pub state: Mutex<WriteState>,
+    pub upload: Mutex<()>,
+}
+
+/// The log line and error for a size over the limit.
+pub(crate) fn too_large(name: &str, size: u64, limit: u64) -> FsError {
+    log::warn!(
+        "{name:?}: a write or truncate to {size} bytes was refused (EFBIG): media are limited to \
+         {limit} bytes ({:.2} MiB)",
+        limit as f64 / (1024.0 * 1024.0)
+    );
+    FsError::TooLarge { size, limit }
+}
+
+impl WriteState {
+    /// A fresh buffer for a new or truncated file.
+    #[cfg(test)]
+    pub(crate) fn empty() -> WriteState {
+        WriteState {
+            loaded: true,
+            ..WriteState::default()
+        }
+    }
+
+    /// Write `data` at `offset` (the buffer must be loaded). Gaps are zero-filled.
+    pub(crate) fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<usize, FsError> {
+        self.data
+            .write_at(offset as usize, data)
+            .map_err(|e| FsError::Io(format!("no memory for the write buffer: {e}")))?;
+        self.changed();
+        Ok(data.len())
+    }
+
+    /// Grow (zero-filled) or shrink to `size` (the buffer must be loaded, unless `size` is 0).
+    pub(crate) fn truncate(&mut self, size: u64) -> Result<(), FsError> {
+        self.data
+            .truncate(size as usize)
+            .map_err(|e| FsError::Io(format!("no memory for the write buffer: {e}")))?;
+        self.oversize = None;
+        if size == 0 {
+            self.loaded = true;
+        }
+        self.changed();
+        Ok(())
+    }
+
+    fn changed(&mut self) {
+        self.dirty = true;
+        self.generation += 1;
+    }
+
+    /// The server now holds the bytes of `generation`: clean, unless changed since. Returns the
+    /// recovery file that this makes useless (it held these bytes or older ones).
+    pub(crate) fn uploaded(&mut self, generation: u64) -> Option<PathBuf> {
+        if self.generation == generation {
+            self.dirty = false;
+        }
+        match &self.saved {
+            Some((g, _)) if *g <= generation => self.saved.take().map(|(_, f)| f),
+            _ => None,
+        }
+    }
+
+    /// The generation whose bytes are kept in the recovery directory.
+    pub(crate) fn saved_generation(&self) -> Option<u64> {
+        self.saved.as_ref().map(|(g, _)| *g)
+    }
+
+    /// Whether an upload for `cause` has anything to send (it may still refuse an oversize file).
+    pub(crate) fn wants_upload(&self, cause: UploadCause) -> bool {
+        if !self.dirty || self.unlinked || !self.loaded {
+            return false;
+        }
+        match cause {
+            UploadCause::Sync => true,
+            // The close that failed for these very bytes was their last try; they are kept. An
+            // incomplete (oversize) file was refused at its write and its close already.
+            UploadCause::LastRelease => {
+                self.saved_generation() != Some(self.generation) && self.oversize.is_none()
+            }
+        }
+    }
+
+    /// Mark the bytes as needing an upload (under a new name after a rename, say).
+    pub(crate) fn mark_for_upload(&mut self) {
+        self.changed();
+    }
+
+    /// Up to `size` bytes at `offset`.
+    pub(crate) fn read(&self, offset: u64, size: u32) -> &[u8] {
+        let data = self.data.as_slice();
+        let len = data.len() as u64;
+        let start = offset.min(len) as usize;
+        let end = offset.saturating_add(size as u64).min(len) as usize;
+        &data[start..end]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_writes_and_truncates() {
+        let mut w = WriteState::empty();
+        w.write_at(3, b"abc").unwrap();
+        assert_eq!(w.data.as_slice(), b"\0\0\0abc");
+        w.write_at(0, b"xy").unwrap();
+        assert_eq!(w.data.as_slice(), b"xy\0abc");
+        w.truncate(2).unwrap();
+        assert_eq!(w.data.as_slice(), b"xy");
+        w.truncate(4).unwrap();
+        assert_eq!(w.data.as_slice(), b"xy\0\0");
+        assert_eq!(w.read(1, 2), b"y\0");
+        assert_eq!(w.read(10, 2), b"");
+        assert!(w.dirty);
+    }
+
+    #[test]
+    fn frozen_bytes_are_copied_on_the_next_change() {
+        let mut w = WriteState::empty();
+        // Recycled memory holds old bytes: gaps must still read as zeros.
+        let mut junk = PageBuf::new(1 << 20).unwrap();
+        junk.as_mut_slice().fill(0xff);
+        drop(junk);
+        w.write_at(1 << 19, b"end").unwrap();
+        assert!(w.data.as_slice()[..1 << 19].iter().all(|&b| b == 0));
+        let frozen = w.data.freeze();
+        assert_eq!(frozen.len(), (1 << 19) + 3);
+        w.write_at(0, b"new").unwrap();
+        assert_eq!(&frozen[..3], b"\0\0\0", "the uploaded bytes do not change");
+        assert_eq!(&w.data.as_slice()[..3], b"new");
+        let mut shared = WriteData::from_bytes(Bytes::from_static(b"abcdef"));
+        shared.truncate(3).unwrap();
+        assert_eq!(shared.as_slice(), b"abc");
+        shared.truncate(5).unwrap();
+        assert_eq!(shared.as_slice(), b"abc\0\0");
+        assert_eq!(shared.freeze(), Bytes::from_static(b"abc\0\0"));
+    }
+}

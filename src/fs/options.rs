@@ -1,0 +1,66 @@
+//! How the file system behaves, and where it keeps its state.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::api::MAX_MEDIA_SIZE;
+
+/// How the file system behaves.
+#[derive(Debug, Clone)]
+pub struct FsOptions {
+    /// How long a listing (and what a GET or our PUT told us) is trusted.
+    pub metadata_ttl: Duration,
+    /// Bytes of media bodies kept in memory.
+    pub cache_size: u64,
+    /// Owner shown for every file (until chown).
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits shown for files and directories (until chmod).
+    pub file_mode: u16,
+    pub dir_mode: u16,
+    /// Refuse every change with EROFS.
+    pub read_only: bool,
+    /// Largest file a write or truncate may make.
+    pub max_size: u64,
+    /// Where the bytes of uploads that failed for good are saved.
+    pub recovery_dir: PathBuf,
+}
+
+impl Default for FsOptions {
+    fn default() -> Self {
+        // SAFETY: getuid/getgid cannot fail and touch no memory.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        FsOptions {
+            metadata_ttl: Duration::from_secs(10),
+            cache_size: 256 * 1024 * 1024,
+            uid,
+            gid,
+            file_mode: 0o644,
+            dir_mode: 0o755,
+            read_only: false,
+            max_size: MAX_MEDIA_SIZE,
+            recovery_dir: default_recovery_dir(uid),
+        }
+    }
+}
+
+/// Where bwmediafs keeps its state (recovered uploads, the background log):
+/// `$XDG_STATE_HOME/bwmediafs`, or `~/.local/state/bwmediafs`, or `/tmp/bwmediafs-UID`.
+pub fn state_dir(uid: u32) -> PathBuf {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|s| !s.is_empty())
+                .map(|h| PathBuf::from(h).join(".local/state"))
+        });
+    match state {
+        Some(s) => s.join("bwmediafs"),
+        None => PathBuf::from(format!("/tmp/bwmediafs-{uid}")),
+    }
+}
+
+fn default_recovery_dir(uid: u32) -> PathBuf {
+    state_dir(uid).join("recovery")
+}

@@ -1,0 +1,358 @@
+//! Opens, reads and downloads.
+//!
+//! The hard cases:
+//! - A media is downloaded once (single-flight) into the data cache and served from memory; each
+//!   read is answered as soon as its bytes have arrived (the first reader's thread answers early
+//!   and stays to finish the download, which the next reads get as it arrives).
+//! - Close-to-open consistency: an open after the TTL checks the bytes a cache would serve, and
+//!   a size trusted past the TTL, with one GET (the API has no validators); when they changed,
+//!   the open drops the kernel's page cache.
+//! - `FOPEN_KEEP_CACHE` is granted only when the handle holds the body of the version the
+//!   kernel cached, so whatever the kernel evicts is served from the same bytes.
+//! - A download that ends short or changes is an error, never short data; a read that gets 404
+//!   removes the name.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use super::content::{Early, Fetch, FlightSink, Leader};
+use super::error::FsError;
+use super::handles::{Handle, HandleBody};
+use super::namespace::{Ino, Kind};
+use super::types::Opened;
+use super::{content, fresh, MediaFs};
+use crate::api::{ApiError, Media};
+
+impl MediaFs {
+    /// The body of `path`, from the data cache when `accept` takes the cached version, else by
+    /// one GET (shared with concurrent callers). The namespace learns the size and headers.
+    pub(super) fn download(
+        &self,
+        path: &str,
+        accept: impl Fn(u64) -> bool,
+    ) -> Result<Media, FsError> {
+        match self.content.begin(path, accept) {
+            Fetch::Cached(m) => Ok(m),
+            Fetch::Joined(f) => f.wait(),
+            Fetch::Lead(leader) => self.lead_download(path, leader, None),
+        }
+    }
+
+    /// Download `path` as the one leader of its flight; `early` is a reader answered as soon as
+    /// its bytes are in (or with the outcome, if that comes first).
+    pub(super) fn lead_download(
+        &self,
+        path: &str,
+        leader: Leader<'_>,
+        early: Option<Early>,
+    ) -> Result<Media, FsError> {
+        let flight = leader.flight().clone();
+        let mut sink = FlightSink::new(&flight, early);
+        let result = self
+            .api
+            .get_into(path, &mut sink)
+            .map_err(|e| self.api_error("download", path, e))
+            .and_then(|headers| {
+                let body = sink
+                    .finish()
+                    .inspect_err(|e| log::warn!("download of {path:?}: {e}"))?;
+                self.record_download(path, Media { body, ..headers })
+            });
+        if let Err(FsError::Api {
+            source: ApiError::NotFound,
+            ..
+        }) = &result
+        {
+            self.forget_file(path);
+        }
+        let served = flight.served();
+        if served || result.is_err() {
+            let mut ns = self.ns.lock();
+            if let Some(n) = ns.resolve(path).and_then(|i| ns.node_mut(i)) {
+                match &result {
+                    // Bytes were handed out while the body came in: the kernel caches them.
+                    Ok((_, version)) if served => n.kernel_version = *version,
+                    // What the kernel caches of a download that failed belongs to no version.
+                    Err(_) if served => n.kernel_version = 0,
+                    _ => {}
+                }
+            }
+        }
+        let result = leader.finish(result);
+        sink.answer_early(&result);
+        result
+    }
+
+    /// A GET brought `m` for `path`: the namespace learns its size and headers. Returns the
+    /// media and the content version to cache it under.
+    pub(super) fn record_download(&self, path: &str, m: Media) -> Result<(Media, u64), FsError> {
+        let len = m.body.len() as u64;
+        let old = self.content.peek(path);
+        let mut ns = self.ns.lock();
+        let mut dropped = Vec::new();
+        let ino = ns.remote_file(path, len, None, Instant::now(), &mut dropped);
+        let version = match ino {
+            Some(ino) => {
+                ns.local_change(ino);
+                let v = ns.next_version();
+                let n = ns.node_mut(ino).ok_or(FsError::NotFound)?;
+                let changed = match &old {
+                    Some((om, _)) => om.body != m.body,
+                    None => n.kernel_version != 0,
+                };
+                if changed {
+                    n.content_version = v;
+                    n.mtime = SystemTime::now();
+                    n.ctime = n.mtime;
+                }
+                n.body_checked_at = Some(Instant::now());
+                n.content_type = m.content_type.clone().or(Some(String::new()));
+                n.cache_control = m.cache_control.clone();
+                n.content_version
+            }
+            None => 0,
+        };
+        drop(ns);
+        for p in &dropped {
+            self.content.remove(p);
+        }
+        Ok((m, version))
+    }
+
+    /// The whole body a reading handle reads, downloaded on first use.
+    pub(super) fn body_for(&self, h: &Handle) -> Result<Bytes, FsError> {
+        let media = match Self::current_body(h)? {
+            HandleBody::Failed(e, _) => Err(e),
+            HandleBody::Ready(b) => return Ok(b),
+            HandleBody::Flight(f) => f.wait(),
+            HandleBody::None => {
+                let (path, version) = self.path_version(h.ino)?;
+                self.download(&path, |v| v == version)
+            }
+        };
+        let media = media.inspect_err(|_| self.drop_failed_flight(h))?;
+        let mut body = h.body.lock();
+        if let HandleBody::Ready(b) = &*body {
+            return Ok(b.clone());
+        }
+        *body = HandleBody::Ready(media.body.clone());
+        Ok(media.body)
+    }
+
+    pub(super) fn path_version(&self, ino: Ino) -> Result<(String, u64), FsError> {
+        let ns = self.ns.lock();
+        let n = ns.live(ino).ok_or(FsError::NotFound)?;
+        Ok((n.path.clone(), n.content_version))
+    }
+
+    /// Open a file for thread `pid` (as the kernel names it; 0: unknown). Write access (or
+    /// O_TRUNC) attaches the inode's write buffer. An open after the TTL checks the bytes that
+    /// it would serve from a cache (close-to-open consistency, see `MediaFs::revalidate_body`).
+    pub fn open(&self, ino: Ino, flags: i32, pid: u32) -> Result<Opened, FsError> {
+        let acc = flags & libc::O_ACCMODE;
+        let trunc = flags & libc::O_TRUNC != 0;
+        let writes = acc == libc::O_WRONLY || acc == libc::O_RDWR || trunc;
+        if writes {
+            self.check_ro()?;
+        }
+        {
+            let ns = self.ns.lock();
+            let n = ns.live(ino).ok_or(FsError::NotFound)?;
+            if n.kind == Kind::Dir {
+                return Err(FsError::IsDir);
+            }
+        }
+        if !trunc {
+            self.revalidate_body(ino)?;
+        }
+        let buf = if writes {
+            Some(self.attach_buffer(ino, trunc)?)
+        } else {
+            None
+        };
+        let dirty = buf.is_some() || self.buffer_of(ino).is_some_and(|b| b.state.lock().dirty);
+        // The kernel keeps its page cache only when this handle can serve the same bytes for
+        // whatever the kernel no longer has: the handle holds the cached body of that version,
+        // so one reader never sees two versions.
+        let kept_body = {
+            let mut ns = self.ns.lock();
+            match ns.node_mut(ino) {
+                Some(n) => {
+                    let kept =
+                        (!dirty && n.kernel_version != 0 && n.kernel_version == n.content_version)
+                            .then(|| self.content.peek(&n.path))
+                            .flatten()
+                            .filter(|(_, v)| *v == n.content_version);
+                    if kept.is_none() {
+                        // The kernel drops its cache; what it caches next is what we serve.
+                        n.kernel_version = 0;
+                    }
+                    kept.map(|(m, _)| m.body)
+                }
+                None => None,
+            }
+        };
+        let keep_cache = kept_body.is_some();
+        let no_flush = buf.is_none();
+        let body = kept_body.map_or(HandleBody::None, HandleBody::Ready);
+        let fh = self.add_handle(ino, flags, buf, pid, body);
+        Ok(Opened {
+            fh,
+            keep_cache,
+            no_flush,
+            direct_io: acc == libc::O_WRONLY,
+        })
+    }
+
+    /// Close-to-open consistency: bytes this mount or the kernel would serve from a cache, and
+    /// a size trusted past the TTL, are checked by one GET once they are older than the TTL
+    /// (the API has no validators, so the GET brings the body, which the read then uses). When
+    /// they changed, the content version moves on, so the open does not keep the kernel's page
+    /// cache. A write buffer is the truth while it exists; bytes nobody caches, of a size known
+    /// within the TTL, need no check (the first read fetches them).
+    pub(super) fn revalidate_body(&self, ino: Ino) -> Result<(), FsError> {
+        if self.buffer_of(ino).is_some() {
+            return Ok(());
+        }
+        let path = {
+            let ns = self.ns.lock();
+            let Some(n) = ns.live(ino) else {
+                return Err(FsError::NotFound);
+            };
+            let ttl = self.opts.metadata_ttl;
+            let cached = n.kernel_version != 0
+                || self
+                    .content
+                    .peek(&n.path)
+                    .is_some_and(|(_, v)| v == n.content_version);
+            // A size past the TTL (trusted on a multi-page account) is checked too: the read
+            // that follows would fetch the body anyway, and the kernel reads by that size.
+            let unchecked = cached || !fresh(n.verified_at, ttl);
+            if !n.remote || !unchecked || fresh(n.body_checked_at, ttl) {
+                return Ok(());
+            }
+            n.path.clone()
+        };
+        match self.download(&path, |_| false) {
+            Ok(_) => Ok(()),
+            Err(FsError::Api {
+                source: ApiError::NotFound,
+                ..
+            }) => Err(FsError::NotFound),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Up to `size` bytes at `offset` (fewer at the end of the file).
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes, FsError> {
+        let out = Arc::new(Mutex::new(None));
+        let slot = out.clone();
+        self.read_with(fh, offset, size, move |r| *slot.lock() = Some(r));
+        let answer = out.lock().take();
+        answer.unwrap_or_else(|| Err(FsError::Io("the read was not answered".into())))
+    }
+
+    /// [`MediaFs::read`], answered through `reply` (exactly once) as soon as the bytes are
+    /// there. On a cold cache the caller's thread then stays to download the rest of the media,
+    /// which the next reads (on other threads) get as it arrives.
+    pub fn read_with(
+        &self,
+        fh: u64,
+        offset: u64,
+        size: u32,
+        reply: impl FnOnce(Result<Bytes, FsError>) + Send + 'static,
+    ) {
+        let h = match self.handle(fh) {
+            Ok(h) => h,
+            Err(e) => return reply(Err(e)),
+        };
+        match self.read_buffer(&h, offset, size) {
+            Ok(Some(b)) => return reply(Ok(b)),
+            Ok(None) => {}
+            Err(e) => return reply(Err(e)),
+        }
+        let current = match Self::current_body(&h) {
+            Ok(b) => b,
+            Err(e) => return reply(Err(e)),
+        };
+        match current {
+            HandleBody::Failed(e, _) => reply(Err(e)),
+            HandleBody::Ready(body) => {
+                self.mark_served(&h);
+                reply(Ok(content::slice(&body, offset, size)))
+            }
+            HandleBody::Flight(f) => {
+                if let Some(Ok(m)) = f.result() {
+                    *h.body.lock() = HandleBody::Ready(m.body.clone());
+                    self.mark_served(&h);
+                    return reply(Ok(content::slice(&m.body, offset, size)));
+                }
+                let r = f.read(offset, size);
+                if r.is_err() {
+                    self.drop_failed_flight(&h);
+                }
+                reply(r)
+            }
+            HandleBody::None => {
+                let (path, version) = match self.path_version(h.ino) {
+                    Ok(pv) => pv,
+                    Err(e) => return reply(Err(e)),
+                };
+                match self.content.begin(&path, |v| v == version) {
+                    Fetch::Cached(m) => {
+                        *h.body.lock() = HandleBody::Ready(m.body.clone());
+                        self.mark_served(&h);
+                        reply(Ok(content::slice(&m.body, offset, size)))
+                    }
+                    Fetch::Joined(f) => {
+                        *h.body.lock() = HandleBody::Flight(f.clone());
+                        let r = f.read(offset, size);
+                        if r.is_err() {
+                            self.drop_failed_flight(&h);
+                        }
+                        reply(r)
+                    }
+                    Fetch::Lead(leader) => {
+                        *h.body.lock() = HandleBody::Flight(leader.flight().clone());
+                        let early = Early {
+                            offset,
+                            size,
+                            reply: Box::new(reply),
+                        };
+                        match self.lead_download(&path, leader, Some(early)) {
+                            Ok(m) => *h.body.lock() = HandleBody::Ready(m.body),
+                            Err(_) => self.drop_failed_flight(&h),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bytes from the write buffer of the handle's inode, when it has a loaded one.
+    pub(super) fn read_buffer(
+        &self,
+        h: &Handle,
+        offset: u64,
+        size: u32,
+    ) -> Result<Option<Bytes>, FsError> {
+        let Some(buf) = h.buf.clone().or_else(|| self.buffer_of(h.ino)) else {
+            return Ok(None);
+        };
+        loop {
+            {
+                let st = buf.state.lock();
+                if st.loaded {
+                    return Ok(Some(Bytes::copy_from_slice(st.read(offset, size))));
+                }
+            }
+            if h.buf.is_none() {
+                return Ok(None); // someone else's unloaded buffer: read the media itself
+            }
+            self.load_buffer(h.ino, &buf)?;
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The recovery folder: the bytes of an upload that failed, kept until an upload succeeds.
+//!
+//! The hard cases:
+//! - Any legal media name must fit: a name is one file name with `/` and `%` percent-encoded, so
+//!   it tells the media name; a name longer than a file name may be is cut to a hash of the
+//!   full name and its end, with the full name in `FILE.name` beside it.
+//! - The logged command that uploads the bytes again is quoted for the shell whatever the name.
+//! - The files are private (0600 in a 0700 folder) and written with fsync, so they survive a
+//!   crash of the machine.
+
+use std::path::{Path, PathBuf};
+
+use super::error::FsError;
+use super::MediaFs;
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+
+/// The file name a media's bytes are saved under in the recovery directory: the media name with
+/// `%` and `/` percent-encoded (`a/b%c.png` -> `a%2Fb%25c.png`), so it is one safe, reversible
+/// file name; when that is longer than a file name may be, a hash of the full name and the end
+/// of the name (the full name is then kept beside it).
+pub(crate) fn recovery_file_name(name: &str) -> String {
+    let out = flat_name(name);
+    if out.len() <= RECOVERY_NAME_MAX {
+        return out;
+    }
+    // Keep the end (the file's own name and its extension), cut at a character boundary.
+    let mut tail = out.len() - RECOVERY_TAIL;
+    while !out.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{:016x}-{}", fnv1a(name.as_bytes()), &out[tail..])
+}
+
+/// `name` as one file name: `%`, `/` and NUL percent-encoded.
+fn flat_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '/' => out.push_str("%2F"),
+            '\0' => out.push_str("%00"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The longest recovery file name: a file name's limit, less room for the `.name` beside it.
+const RECOVERY_NAME_MAX: usize = 250;
+/// How much of the end of a long name a recovery file name keeps.
+const RECOVERY_TAIL: usize = 200;
+/// What a recovery file's full media name is kept in, beside it, when its file name is cut.
+const FULL_NAME_SUFFIX: &str = ".name";
+
+/// A stable 64-bit hash (FNV-1a), so the same media is saved under the same file every time.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// A shell command that uploads the recovery file `file` again as `target` (any name, quotes
+/// included).
+pub(crate) fn reupload_command(file: &Path, target: &Path) -> String {
+    format!(
+        "cp -- {} {}",
+        shell_quote(&file.to_string_lossy()),
+        shell_quote(&target.to_string_lossy())
+    )
+}
+
+/// `s` in single quotes for a POSIX shell.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Save `data` as `dir/<recovery_file_name(name)>` (the directory is made 0700, the files 0600)
+/// and return the file's path. When the file name had to be cut, the full media name is kept
+/// beside it in `<file>.name`.
+pub(crate) fn save_recovery(dir: &Path, name: &str, data: &[u8]) -> std::io::Result<PathBuf> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let path = dir.join(recovery_file_name(name));
+    if flat_name(name).len() > RECOVERY_NAME_MAX {
+        write_private(&full_name_file(&path), name.as_bytes())?;
+    }
+    write_private(&path, data)?;
+    Ok(path)
+}
+
+/// Remove a recovery file (and the full name beside it) whose bytes reached the server.
+pub(crate) fn remove_recovery(file: &Path) {
+    let _ = std::fs::remove_file(file);
+    let _ = std::fs::remove_file(full_name_file(file));
+}
+
+fn full_name_file(file: &Path) -> PathBuf {
+    let mut p = file.as_os_str().to_owned();
+    p.push(FULL_NAME_SUFFIX);
+    PathBuf::from(p)
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+impl MediaFs {
+    /// Save the bytes of a failed upload and say, once, where and how to upload them again.
+    /// The file they are saved in, if saving worked.
+    pub(super) fn recover(&self, path: &str, bytes: &[u8], err: &FsError) -> Option<PathBuf> {
+        let mnt = self
+            .mountpoint
+            .lock()
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("MOUNTPOINT"));
+        match save_recovery(&self.opts.recovery_dir, path, bytes) {
+            Ok(file) => {
+                log::error!(
+                    "the upload of {path:?} failed ({err}); its {} bytes are kept in {} (every \
+                     later fsync or close tries again); to upload them yourself: {}",
+                    bytes.len(),
+                    file.display(),
+                    reupload_command(&file, &mnt.join(path))
+                );
+                Some(file)
+            }
+            Err(io) => {
+                log::error!(
+                    "the upload of {path:?} failed ({err}), and saving its {} bytes in {} failed \
+                     too ({io}): they are only in memory until an upload succeeds or the file \
+                     is closed",
+                    bytes.len(),
+                    self.opts.recovery_dir.display()
+                );
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    pub(super) fn recovery_names_are_flat_and_reversible() {
+        assert_eq!(recovery_file_name("a/b%c.png"), "a%2Fb%25c.png");
+        assert_eq!(recovery_file_name("plain.txt"), "plain.txt");
+    }
+
+    #[test]
+    pub(super) fn recovery_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("rec/sub");
+        let p = save_recovery(&dir, "x/y.txt", b"hello").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"hello");
+        assert_eq!(p.file_name().unwrap(), "x%2Fy.txt");
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}

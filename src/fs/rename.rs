@@ -1,0 +1,335 @@
+//! Renames of files and directories: the API has no rename, so each media is copied (a PUT under
+//! the new name) and the old name deleted.
+//!
+//! The hard cases:
+//! - A rename of a closed file checks bytes older than the TTL first, like an open, so a copy
+//!   never carries bytes replaced elsewhere.
+//! - If the delete fails after the copy, both names remain (nothing is lost) and the error is
+//!   returned.
+//! - A file never uploaded has nothing to copy: its buffer uploads under the new name.
+//! - A directory rename needs every media under it, so it first makes sure the listing is
+//!   complete and fresh; ENOTEMPTY for its target is answered only from such a listing.
+//! - A file written while its copy was made stays dirty (the copy holds older bytes).
+
+use std::ffi::OsStr;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::error::FsError;
+use super::namespace::{Ino, Kind};
+use super::recovery::remove_recovery;
+use super::types::{RENAME_EXCHANGE, RENAME_NOREPLACE};
+use super::upload::upload_target;
+use super::MediaFs;
+use crate::api::Media;
+
+impl MediaFs {
+    /// The bytes to copy for a rename, and the write buffer generation they are (None: not from a
+    /// write buffer).
+    pub(super) fn bytes_of(&self, ino: Ino) -> Result<(Bytes, Option<u64>), FsError> {
+        if let Some(buf) = self.buffer_of(ino) {
+            loop {
+                {
+                    let mut st = buf.state.lock();
+                    if st.loaded {
+                        return Ok((st.data.freeze(), Some(st.generation)));
+                    }
+                }
+                self.load_buffer(ino, &buf)?;
+            }
+        }
+        self.revalidate_body(ino)?;
+        let (path, version) = {
+            let ns = self.ns.lock();
+            let n = ns.node(ino).ok_or(FsError::NotFound)?;
+            (n.path.clone(), n.content_version)
+        };
+        Ok((self.download(&path, |v| v == version)?.body, None))
+    }
+
+    /// Copy one file to `new_path` on the server, then delete the old name. On failure, the
+    /// error and, when the copy was made before the delete failed, the copy.
+    #[allow(clippy::result_large_err)]
+    pub(super) fn move_media(
+        &self,
+        ino: Ino,
+        new_path: &str,
+    ) -> Result<Media, (FsError, Option<Media>)> {
+        let (old_path, target) = {
+            let ns = self.ns.lock();
+            let n = ns.node(ino).ok_or((FsError::NotFound, None))?;
+            (n.path.clone(), upload_target(n, new_path))
+        };
+        let (bytes, generation) = self.bytes_of(ino).map_err(|e| (e, None))?;
+        let media = self.put_media(target, bytes).map_err(|e| (e, None))?;
+        // The copy holds the buffer's bytes: it is clean unless written since.
+        if let (Some(buf), Some(generation)) = (self.buffer_of(ino), generation) {
+            if let Some(file) = buf.state.lock().uploaded(generation) {
+                remove_recovery(&file);
+            }
+        }
+        if let Err(e) = self.api.delete(&old_path) {
+            return Err((self.api_error("delete", &old_path, e), Some(media)));
+        }
+        Ok(media)
+    }
+
+    /// Rename a file or directory (copy + delete of each media: the API has no rename).
+    pub fn rename(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        newparent: Ino,
+        newname: &OsStr,
+        flags: u32,
+    ) -> Result<(), FsError> {
+        self.check_ro()?;
+        if flags & RENAME_EXCHANGE != 0 || flags & !RENAME_NOREPLACE != 0 {
+            return Err(FsError::Invalid("unsupported rename flags".into()));
+        }
+        let new_s = self.component(newname)?;
+        let src = self.child_or_lookup(parent, name)?;
+        let dst = match self.child_or_lookup(newparent, newname) {
+            Ok(i) => Some(i),
+            Err(FsError::NotFound) => None,
+            Err(e) => return Err(e),
+        };
+        if dst == Some(src) {
+            return Ok(());
+        }
+        if dst.is_some() && flags & RENAME_NOREPLACE != 0 {
+            return Err(FsError::Exists);
+        }
+        let (src_kind, dst_kind) = {
+            let ns = self.ns.lock();
+            ns.live_dir(newparent)?;
+            let sk = ns.live(src).ok_or(FsError::NotFound)?.kind;
+            let dk = dst.and_then(|d| ns.live(d)).map(|n| n.kind);
+            if sk == Kind::Dir && ns.is_within(newparent, src) {
+                return Err(FsError::Invalid(
+                    "cannot move a directory into itself".into(),
+                ));
+            }
+            (sk, dk)
+        };
+        if let (Kind::Dir, Some(d), Some(Kind::Dir)) = (src_kind, dst, dst_kind) {
+            // Only a fresh complete listing can say whether the target is empty: media may have
+            // come or gone elsewhere (free when the listing is fresh; rename_dir needs it too).
+            self.ensure_complete()?;
+            if self
+                .ns
+                .lock()
+                .live(d)
+                .is_some_and(|n| !n.children.is_empty())
+            {
+                return Err(FsError::NotEmpty);
+            }
+        }
+        match (src_kind, dst_kind) {
+            (Kind::File, Some(Kind::Dir)) => Err(FsError::IsDir),
+            (Kind::Dir, Some(Kind::File)) => Err(FsError::NotDir),
+            (Kind::File, _) => self.rename_file(src, newparent, new_s, dst),
+            (Kind::Dir, _) => self.rename_dir(src, newparent, new_s, dst),
+        }
+    }
+
+    pub(super) fn rename_file(
+        &self,
+        src: Ino,
+        newparent: Ino,
+        newname: &str,
+        dst: Option<Ino>,
+    ) -> Result<(), FsError> {
+        let (old_path, new_path, remote) = {
+            let ns = self.ns.lock();
+            let n = ns.live(src).ok_or(FsError::NotFound)?;
+            let new_path = ns.join(newparent, newname).ok_or(FsError::NotFound)?;
+            (n.path.clone(), new_path, n.remote)
+        };
+        if let Some(d) = dst {
+            self.preload_readers(d);
+        }
+        if !remote {
+            // Never uploaded: nothing to copy; its buffer will upload under the new name.
+            if let Some(buf) = self.buffer_of(src) {
+                buf.state.lock().mark_for_upload();
+            }
+            self.finish_rename(src, dst, newparent, newname, &old_path, None);
+            return Ok(());
+        }
+        match self.move_media(src, &new_path) {
+            Ok(media) => {
+                self.finish_rename(src, dst, newparent, newname, &old_path, Some(&media));
+                Ok(())
+            }
+            Err((e, Some(copy))) => {
+                // The copy exists, the old name too: show both.
+                self.record_copy(&new_path, &copy);
+                Err(e)
+            }
+            Err((e, None)) => Err(e),
+        }
+    }
+
+    /// A copy of a media was made at `path` but its source stays.
+    pub(super) fn record_copy(&self, path: &str, media: &Media) {
+        let version = {
+            let mut ns = self.ns.lock();
+            let mut dropped = Vec::new();
+            let ino = ns.remote_file(
+                path,
+                media.body.len() as u64,
+                None,
+                Instant::now(),
+                &mut dropped,
+            );
+            ino.map(|i| ns.uploaded(i, media))
+        };
+        if let Some(v) = version {
+            self.content.insert(path, media.clone(), v);
+        }
+    }
+
+    /// Move `src` into place in the namespace after the server side is done.
+    pub(super) fn finish_rename(
+        &self,
+        src: Ino,
+        dst: Option<Ino>,
+        newparent: Ino,
+        newname: &str,
+        old_path: &str,
+        media: Option<&Media>,
+    ) {
+        if let Some(d) = dst {
+            if let Some(buf) = self.buffer_of(d) {
+                buf.state.lock().unlinked = true;
+            }
+        }
+        let (new_path, version) = {
+            let mut ns = self.ns.lock();
+            let old_parent = ns.node(src).map(|n| n.parent);
+            if let Some(d) = dst {
+                ns.detach(d);
+            }
+            ns.move_node(src, newparent, newname);
+            ns.local_change(src);
+            ns.local_change_path(old_path);
+            if let Some(p) = old_parent {
+                ns.keep_emptied(p);
+            }
+            let version = media.map(|m| ns.uploaded(src, m));
+            (
+                ns.node(src).map(|n| n.path.clone()).unwrap_or_default(),
+                version,
+            )
+        };
+        self.content.remove(old_path);
+        if let (Some(m), Some(v)) = (media, version) {
+            self.content.insert(&new_path, m.clone(), v);
+        }
+    }
+
+    pub(super) fn rename_dir(
+        &self,
+        src: Ino,
+        newparent: Ino,
+        newname: &str,
+        dst: Option<Ino>,
+    ) -> Result<(), FsError> {
+        // Every media under the directory must be known to move them all.
+        self.ensure_complete()?;
+        let (src_path, new_dir, files) = {
+            let ns = self.ns.lock();
+            let n = ns.live(src).ok_or(FsError::NotFound)?;
+            let new_dir = ns.join(newparent, newname).ok_or(FsError::NotFound)?;
+            let files: Vec<(Ino, String, bool)> = ns
+                .files_under(src)
+                .into_iter()
+                .filter_map(|i| ns.node(i).map(|f| (i, f.path.clone(), f.remote)))
+                .collect();
+            (n.path.clone(), new_dir, files)
+        };
+        let mut moved: Vec<(Ino, String, Option<Media>)> = Vec::new();
+        let mut failure = None;
+        for (ino, path, remote) in &files {
+            let new_path = format!("{new_dir}{}", &path[src_path.len()..]);
+            if !remote {
+                if let Some(buf) = self.buffer_of(*ino) {
+                    buf.state.lock().mark_for_upload();
+                }
+                moved.push((*ino, path.clone(), None));
+                continue;
+            }
+            match self.move_media(*ino, &new_path) {
+                Ok(media) => moved.push((*ino, path.clone(), Some(media))),
+                Err((e, copy)) => {
+                    if let Some(c) = copy {
+                        self.record_copy(&new_path, &c);
+                    }
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        match failure {
+            None => {
+                if let Some(d) = dst {
+                    self.ns.lock().detach(d);
+                }
+                let mut inserts = Vec::new();
+                {
+                    let mut ns = self.ns.lock();
+                    let old_parent = ns.node(src).map(|n| n.parent);
+                    ns.move_node(src, newparent, newname);
+                    ns.local_change(src);
+                    for (ino, old, media) in &moved {
+                        ns.local_change_path(old);
+                        if let Some(m) = media {
+                            let v = ns.uploaded(*ino, m);
+                            let p = ns.node(*ino).map(|n| n.path.clone()).unwrap_or_default();
+                            inserts.push((p, m.clone(), v));
+                        }
+                    }
+                    if let Some(p) = old_parent {
+                        ns.keep_emptied(p);
+                    }
+                }
+                for (_, old, _) in &files {
+                    self.content.remove(old);
+                }
+                for (p, m, v) in inserts {
+                    self.content.insert(&p, m, v);
+                }
+                Ok(())
+            }
+            Some(e) => {
+                // Move what did move, one file at a time; the rest stays where it was.
+                for (ino, old, media) in &moved {
+                    let Some(m) = media else { continue };
+                    let new_path = format!("{new_dir}{}", &old[src_path.len()..]);
+                    let mut ns = self.ns.lock();
+                    let parent_path = new_path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+                    let base = new_path.rsplit('/').next().unwrap_or("");
+                    let Some(dir) = ns.ensure_dirs(parent_path) else {
+                        continue;
+                    };
+                    let old_parent = ns.node(*ino).map(|n| n.parent);
+                    if let Some(existing) = ns.child(dir, base) {
+                        ns.detach(existing);
+                    }
+                    ns.move_node(*ino, dir, base);
+                    ns.local_change_path(old);
+                    let v = ns.uploaded(*ino, m);
+                    if let Some(p) = old_parent {
+                        ns.keep_emptied(p);
+                    }
+                    drop(ns);
+                    self.content.remove(old);
+                    self.content.insert(&new_path, m.clone(), v);
+                }
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Uploads: one PUT of a buffer's current bytes, the one rule for its headers, and what the
+//! server then holds.
+//!
+//! The hard cases:
+//! - Only a successful PUT of the current generation makes a buffer clean; a failure leaves it
+//!   dirty and keeps its bytes in the recovery folder until an upload succeeds.
+//! - The headers come from one rule (`upload_target`) for an upload, a rename's copy and the
+//!   xattrs that show them.
+//! - Uploads of one media go one at a time (the upload lock), so an older upload never lands
+//!   after a newer one.
+
+use bytes::Bytes;
+
+use super::buffer::{UploadCause, WriteBuf};
+use super::error::FsError;
+use super::namespace::{Ino, Node};
+use super::recovery::remove_recovery;
+use super::MediaFs;
+use crate::api::{content_type_for, Media};
+
+/// Where and how a file's bytes are uploaded.
+#[derive(Debug, Clone)]
+pub(crate) struct UploadTarget {
+    pub path: String,
+    pub content_type: String,
+    pub cache_control: Option<String>,
+}
+
+/// The one rule for the headers of an upload of `n` under `path` (its own name, or the new one
+/// of a rename): the content type set through the xattr, else the one the name implies; the
+/// cache control set through the xattr, else the one the server holds.
+pub(crate) fn upload_target(n: &Node, path: &str) -> UploadTarget {
+    UploadTarget {
+        path: path.to_string(),
+        content_type: n
+            .content_type_override
+            .clone()
+            .unwrap_or_else(|| content_type_for(path)),
+        cache_control: n
+            .cache_control_override
+            .clone()
+            .or_else(|| n.cache_control.clone()),
+    }
+}
+
+impl MediaFs {
+    /// Upload the buffer if `cause` asks for it (see [`super::buffer`]): one PUT of its current bytes,
+    /// which alone makes it clean. A failure leaves it dirty, keeps its bytes in the recovery
+    /// directory until an upload succeeds, and is returned (to `close`).
+    pub(super) fn upload(
+        &self,
+        ino: Ino,
+        buf: &WriteBuf,
+        cause: UploadCause,
+    ) -> Result<(), FsError> {
+        let _one_at_a_time = buf.upload.lock();
+        let (bytes, generation) = {
+            let mut st = buf.state.lock();
+            if !st.wants_upload(cause) {
+                return Ok(());
+            }
+            if let Some(size) = st.oversize {
+                // The program already got EFBIG for the write that crossed the limit; what it
+                // wrote before is a truncated file, which must not replace the media.
+                return Err(FsError::TooLarge {
+                    size,
+                    limit: self.opts.max_size,
+                });
+            }
+            (st.data.freeze(), st.generation)
+        };
+        let Some(target) = self.ns.lock().live(ino).map(|n| upload_target(n, &n.path)) else {
+            return Ok(());
+        };
+        let path = target.path.clone();
+        match self.put_media(target, bytes.clone()) {
+            Ok(media) => {
+                let superseded = buf.state.lock().uploaded(generation);
+                if let Some(file) = superseded {
+                    remove_recovery(&file);
+                    log::info!(
+                        "{path:?} is uploaded after all; its copy {} is removed",
+                        file.display()
+                    );
+                }
+                let version = self.ns.lock().uploaded(ino, &media);
+                self.content.insert(&path, media, version);
+                Ok(())
+            }
+            Err(e) => {
+                let mut st = buf.state.lock();
+                if st.saved_generation() != Some(generation) && !st.unlinked {
+                    let file = self.recover(&path, &bytes, &e);
+                    st.saved = file.map(|f| (generation, f));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// One PUT of `bytes` as `target` says; what the server then holds.
+    pub(super) fn put_media(&self, target: UploadTarget, bytes: Bytes) -> Result<Media, FsError> {
+        let UploadTarget {
+            path,
+            content_type,
+            cache_control,
+        } = target;
+        self.api
+            .put(
+                &path,
+                bytes.clone(),
+                &content_type,
+                cache_control.as_deref(),
+            )
+            .map_err(|e| self.api_error("upload", &path, e))?;
+        Ok(Media {
+            body: bytes,
+            content_type: Some(content_type),
+            cache_control,
+        })
+    }
+}

@@ -1,0 +1,153 @@
+//! Extended attributes and statfs.
+//!
+//! The hard cases:
+//! - `user.bandwidth.url` is derived (the media URL to put in an MMS).
+//! - `user.bandwidth.cache_control` exists only when the media has one, which only a GET tells:
+//!   listing the attributes of a file whose headers are unknown costs one GET (whose body the
+//!   data cache keeps for the read that usually follows).
+//! - Attributes outside `user.*` answer ENOTSUP, so `ls -l` asks once per mount.
+
+use std::ffi::OsStr;
+
+use super::error::FsError;
+use super::namespace::{Ino, Kind, NAME_MAX};
+use super::types::{StatFs, XATTR_CACHE_CONTROL, XATTR_CONTENT_TYPE, XATTR_URL};
+use super::MediaFs;
+use crate::api::content_type_for;
+
+impl MediaFs {
+    /// Sizes for `df`: the bytes of the media known, and a large free space.
+    pub fn statfs(&self) -> StatFs {
+        const BSIZE: u64 = 4096;
+        let (files, bytes) = self.ns.lock().totals();
+        let free = (1u64 << 50) / BSIZE; // 1 PiB: the store has no documented total
+        StatFs {
+            blocks: bytes.div_ceil(BSIZE) + free,
+            bfree: free,
+            bavail: free,
+            files,
+            ffree: 1 << 32,
+            bsize: BSIZE as u32,
+            namelen: NAME_MAX as u32,
+            frsize: BSIZE as u32,
+        }
+    }
+
+    pub(super) fn file_path(&self, ino: Ino) -> Result<String, FsError> {
+        let ns = self.ns.lock();
+        let n = ns.node(ino).ok_or(FsError::NotFound)?;
+        if n.kind == Kind::Dir {
+            return Err(FsError::NoAttr);
+        }
+        Ok(n.path.clone())
+    }
+
+    /// Whether the headers stored on the server are known for `ino`.
+    pub(super) fn headers_known(&self, ino: Ino) -> bool {
+        self.ns
+            .lock()
+            .node(ino)
+            .is_some_and(|n| n.content_type.is_some() || !n.remote)
+    }
+
+    /// The value of an extended attribute.
+    ///
+    /// Only the `user.` namespace exists here: a name in any other (`security.selinux`,
+    /// `system.posix_acl_access`, ...) is `ENOTSUP`, not `ENODATA`. That is the truth (no labels,
+    /// no ACLs) and it is what lets `ls -l` ask once per mount instead of twice per file: ls
+    /// remembers a device that answered "not supported", never one that answered "no data".
+    pub fn getxattr(&self, ino: Ino, name: &OsStr) -> Result<Vec<u8>, FsError> {
+        let name = name.to_str().ok_or(FsError::NoAttr)?;
+        if !name.starts_with("user.") {
+            return Err(FsError::NotSupported);
+        }
+        if ![XATTR_URL, XATTR_CONTENT_TYPE, XATTR_CACHE_CONTROL].contains(&name) {
+            return Err(FsError::NoAttr);
+        }
+        let path = self.file_path(ino)?;
+        if name == XATTR_URL {
+            return Ok(self.api.media_url(&path).into_bytes());
+        }
+        if !self.headers_known(ino) {
+            self.download(&path, |_| true)?;
+        }
+        let ns = self.ns.lock();
+        let n = ns.node(ino).ok_or(FsError::NotFound)?;
+        let value = if name == XATTR_CONTENT_TYPE {
+            n.content_type_override
+                .clone()
+                .or_else(|| n.content_type.clone().filter(|c| !c.is_empty()))
+                .or_else(|| Some(content_type_for(&n.path)))
+        } else {
+            n.cache_control_override
+                .clone()
+                .or_else(|| n.cache_control.clone())
+        };
+        value.map(String::into_bytes).ok_or(FsError::NoAttr)
+    }
+
+    /// Names of the extended attributes, each followed by a NUL byte.
+    /// Whether `cache_control` is listed depends on the media's headers, so a file whose headers
+    /// are not known yet is fetched first (one GET, whose body the data cache keeps).
+    pub fn listxattr(&self, ino: Ino) -> Result<Vec<u8>, FsError> {
+        if !self.headers_known(ino) {
+            if let Ok(path) = self.file_path(ino) {
+                self.download(&path, |_| true)?;
+            }
+        }
+        let ns = self.ns.lock();
+        let n = ns.node(ino).ok_or(FsError::NotFound)?;
+        let mut out = Vec::new();
+        if n.kind == Kind::File {
+            let mut names = vec![XATTR_URL, XATTR_CONTENT_TYPE];
+            if n.cache_control_override.is_some() || n.cache_control.is_some() {
+                names.push(XATTR_CACHE_CONTROL);
+            }
+            for name in names {
+                out.extend_from_slice(name.as_bytes());
+                out.push(0);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Set the content type or cache control used at the file's next upload.
+    pub fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8]) -> Result<(), FsError> {
+        self.check_ro()?;
+        let name = name.to_str().ok_or(FsError::NotSupported)?;
+        let value = std::str::from_utf8(value)
+            .map_err(|_| FsError::Invalid("the value is not UTF-8".into()))?
+            .trim_end_matches('\0')
+            .to_string();
+        self.file_path(ino).map_err(|e| match e {
+            FsError::NoAttr => FsError::NotSupported,
+            e => e,
+        })?;
+        let mut ns = self.ns.lock();
+        let n = ns.node_mut(ino).ok_or(FsError::NotFound)?;
+        match name {
+            XATTR_CONTENT_TYPE => n.content_type_override = Some(value),
+            XATTR_CACHE_CONTROL => n.cache_control_override = Some(value),
+            XATTR_URL => return Err(FsError::NotPermitted),
+            _ => return Err(FsError::NotSupported),
+        }
+        Ok(())
+    }
+
+    pub fn removexattr(&self, ino: Ino, name: &OsStr) -> Result<(), FsError> {
+        self.check_ro()?;
+        let name = name.to_str().ok_or(FsError::NoAttr)?;
+        let mut ns = self.ns.lock();
+        let n = ns.node_mut(ino).ok_or(FsError::NotFound)?;
+        let slot = match name {
+            XATTR_CONTENT_TYPE => &mut n.content_type_override,
+            XATTR_CACHE_CONTROL => &mut n.cache_control_override,
+            XATTR_URL => return Err(FsError::NotPermitted),
+            _ => return Err(FsError::NoAttr),
+        };
+        match slot.take() {
+            Some(_) => Ok(()),
+            None => Err(FsError::NoAttr),
+        }
+    }
+}
