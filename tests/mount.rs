@@ -605,3 +605,22 @@ fn mmap_reads_and_writes_go_through() {
     let read = timed("read back", move || std::fs::read(p).unwrap());
     assert_bytes(Some(&read), &want, "the mapped writes, read back");
 }
+
+#[test]
+fn links_and_special_files_are_not_permitted() {
+    let m = Mount::new();
+    std::fs::write(m.path("target.txt"), b"t").unwrap();
+    let mnt = q(&m.mnt);
+    for (what, cmd) in [
+        ("symlink", format!("ln -s target.txt {mnt}/link")),
+        ("hard link", format!("ln {mnt}/target.txt {mnt}/hard")),
+        ("fifo", format!("mkfifo {mnt}/fifo")),
+    ] {
+        let out = sh(&cmd);
+        assert!(!out.status.success(), "{what} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("Operation not permitted"), "{what}: {err}");
+    }
+    assert!(m.stored("link").is_none() && m.stored("hard").is_none());
+    assert_eq!(m.stored("target.txt").as_deref(), Some(&b"t"[..]));
+}

@@ -4,10 +4,8 @@
 //! access to it fails with "Transport endpoint is not connected" (ENOTCONN). We recognise it,
 //! clear it (a lazy unmount) and go on, or say exactly which command clears it.
 
-use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Make sure `path` can be mounted on; returns its canonical form.
 pub fn prepare(path: &Path) -> Result<PathBuf, String> {
@@ -82,25 +80,7 @@ fn unescape(field: &str) -> Vec<u8> {
     out
 }
 
-/// Unmount `path`: directly as root, else with `fusermount3 -u`. `lazy` detaches even when busy.
-pub fn unmount(path: &Path, lazy: bool) -> Result<(), String> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
-    let flags = if lazy { libc::MNT_DETACH } else { 0 };
-    // SAFETY: a valid NUL-terminated path.
-    if unsafe { libc::umount2(c.as_ptr(), flags) } == 0 {
-        return Ok(());
-    }
-    let direct = std::io::Error::last_os_error();
-    let flag = if lazy { "-uz" } else { "-u" };
-    match Command::new("fusermount3").arg(flag).arg(path).output() {
-        Ok(out) if out.status.success() => Ok(()),
-        Ok(out) => Err(format!(
-            "{direct}; fusermount3: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Err(e) => Err(format!("{direct}; fusermount3: {e}")),
-    }
-}
+pub use crate::fuse::unmount;
 
 #[cfg(test)]
 mod tests {

@@ -171,4 +171,32 @@ impl MediaFs {
         }
         self.content.remove(path);
     }
+
+    /// `mknod`: a regular file is a create (uploaded, even empty, at once); the API stores only
+    /// media, so any other kind is refused.
+    pub fn mknod(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        pid: u32,
+    ) -> Result<Attr, FsError> {
+        if mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(FsError::NotPermitted);
+        }
+        let (attr, opened) = self.create(parent, name, mode, umask, libc::O_WRONLY, pid)?;
+        self.release(opened.fh)?;
+        Ok(attr)
+    }
+
+    /// Symbolic links cannot be stored: the API stores only media.
+    pub fn symlink(&self) -> Result<Attr, FsError> {
+        Err(FsError::NotPermitted)
+    }
+
+    /// Hard links cannot be stored: the API stores only media.
+    pub fn link(&self) -> Result<Attr, FsError> {
+        Err(FsError::NotPermitted)
+    }
 }

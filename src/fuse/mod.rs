@@ -14,171 +14,25 @@
 //! Replies go out before the work that follows them: a read's thread answers as soon as its
 //! bytes are in and stays to finish the download; a listing's thread answers, then fetches the
 //! next page of the walk (`readdir_ahead`) while the kernel hands out the entries it has.
+//!
+//! Mounting, the session and unmounting are in [`session`].
+
+mod session;
+
+pub use session::{mount, unmount, MountOptions, Mounted, EVENT_THREADS};
 
 use std::ffi::OsStr;
 use std::io;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-use fuser::{
-    AccessFlags, Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, InitFlags, KernelConfig, LockOwner, MountOption, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, Session, SessionACL, SessionUnmounter, TimeOrNow,
-    WriteFlags,
-};
-use parking_lot::{Condvar, Mutex};
-
 use crate::fs::{Attr, DirEntry, FsError, Kind, MediaFs, Opened, SetAttr};
-
-/// Event-loop threads: how many requests may be in progress at once.
-pub const EVENT_THREADS: usize = 16;
-
-/// How the mount is made.
-#[derive(Debug, Clone, Default)]
-pub struct MountOptions {
-    /// Let every user in (the kernel then checks mode bits: `default_permissions`).
-    pub allow_other: bool,
-    /// Let root in besides the mounting user.
-    pub allow_root: bool,
-    pub read_only: bool,
-    /// Shown as the source in `/proc/mounts` and `df`.
-    pub fsname: String,
-}
-
-/// A live mount. Dropping it unmounts (lazily if the file system is busy).
-pub struct Mounted {
-    mountpoint: PathBuf,
-    unmounter: Mutex<SessionUnmounter>,
-    done: Arc<(Mutex<bool>, Condvar)>,
-    thread: Option<JoinHandle<io::Result<()>>>,
-}
-
-/// Mount `fs` on `mountpoint`; returns once the kernel has initialised the mount. The session
-/// runs on its own threads until [`Mounted::unmount`] or an external `umount`.
-pub fn mount(fs: Arc<MediaFs>, mountpoint: &Path, opts: &MountOptions) -> io::Result<Mounted> {
-    let mut config = Config::default();
-    config.n_threads = Some(EVENT_THREADS);
-    config.clone_fd = true;
-    let fsname = if opts.fsname.is_empty() {
-        "bwmediafs".to_string()
-    } else {
-        opts.fsname.clone()
-    };
-    config.mount_options = vec![
-        MountOption::FSName(fsname),
-        MountOption::Subtype("bwmediafs".to_string()),
-        MountOption::NoDev,
-        MountOption::NoSuid,
-    ];
-    if opts.read_only {
-        config.mount_options.push(MountOption::RO);
-    }
-    config.acl = if opts.allow_other {
-        SessionACL::All
-    } else if opts.allow_root {
-        SessionACL::RootAndOwner
-    } else {
-        SessionACL::Owner
-    };
-    if opts.allow_other || opts.allow_root {
-        config.mount_options.push(MountOption::DefaultPermissions);
-    }
-    fs.set_mountpoint(mountpoint);
-    let adapter = FuseFs { fs };
-    let mut session = Session::new(adapter, mountpoint, &config)?;
-    let unmounter = session.unmount_callable();
-    let done = Arc::new((Mutex::new(false), Condvar::new()));
-    let done2 = done.clone();
-    let thread = std::thread::Builder::new()
-        .name("bwmediafs-session".into())
-        .spawn(move || {
-            let r = session.run();
-            if let Err(e) = &r {
-                log::error!("the FUSE session ended with an error: {e}");
-            }
-            *done2.0.lock() = true;
-            done2.1.notify_all();
-            r
-        })?;
-    Ok(Mounted {
-        mountpoint: mountpoint.to_path_buf(),
-        unmounter: Mutex::new(unmounter),
-        done,
-        thread: Some(thread),
-    })
-}
-
-impl Mounted {
-    /// Block until the file system is unmounted (by `umount` from outside or by `unmount`).
-    pub fn wait(&self) {
-        let mut done = self.done.0.lock();
-        while !*done {
-            self.done.1.wait(&mut done);
-        }
-    }
-
-    pub fn mountpoint(&self) -> &Path {
-        &self.mountpoint
-    }
-
-    /// Ask for the unmount without waiting (for a signal handler while another thread is in
-    /// [`Mounted::wait`]). If the file system is busy the error is returned and the mount is
-    /// detached lazily (as `umount -l`): it leaves the tree at once and the session ends when
-    /// its last user leaves.
-    pub fn request_unmount(&self) -> io::Result<()> {
-        let r = self.unmounter.lock().unmount();
-        if let Err(e) = &r {
-            log::warn!(
-                "unmounting {} failed ({e}); detaching it lazily",
-                self.mountpoint.display()
-            );
-            lazy_unmount(&self.mountpoint);
-        }
-        r
-    }
-
-    /// Unmount cleanly and wait for the session to end (see [`Mounted::request_unmount`] for
-    /// a busy file system).
-    pub fn unmount(mut self) -> io::Result<()> {
-        if let Err(e) = self.request_unmount() {
-            self.thread = None;
-            return Err(e);
-        }
-        self.wait();
-        match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(r)) => r,
-            Some(Err(_)) => Err(io::Error::other("the FUSE session thread panicked")),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        if self.thread.is_none() || *self.done.0.lock() {
-            return;
-        }
-        let _ = self.request_unmount();
-    }
-}
-
-fn lazy_unmount(path: &Path) {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return;
-    };
-    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
-    let r = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-    if r != 0 {
-        let _ = std::process::Command::new("fusermount3")
-            .arg("-uz")
-            .arg(path)
-            .status();
-    }
-}
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
 
 /// The `fuser::Filesystem` over the core.
 struct FuseFs {
@@ -421,18 +275,29 @@ impl Filesystem for FuseFs {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        if mode & libc::S_IFMT != libc::S_IFREG {
-            reply.error(Errno::EPERM);
-            return;
-        }
-        let r = self
-            .fs
-            .create(parent.0, name, mode, umask, libc::O_WRONLY, req.pid())
-            .and_then(|(attr, opened)| {
-                self.fs.release(opened.fh)?;
-                Ok(attr)
-            });
-        self.entry(reply, r);
+        self.entry(reply, self.fs.mknod(parent.0, name, mode, umask, req.pid()));
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _link_name: &OsStr,
+        _target: &std::path::Path,
+        reply: ReplyEntry,
+    ) {
+        self.entry(reply, self.fs.symlink());
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        self.entry(reply, self.fs.link());
     }
 
     fn mkdir(

@@ -1,0 +1,175 @@
+//! Mounting and unmounting: the FUSE session on its own threads, and the one unmount helper
+//! that the adapter and the command line share.
+//!
+//! The hard cases:
+//! - A mount returns once the kernel has initialised it; the session then runs until
+//!   [`Mounted::unmount`] or an external `umount`.
+//! - A busy file system cannot be unmounted cleanly: it is then detached lazily (as
+//!   `umount -l`), leaving the tree at once while the session ends when its last user leaves.
+//! - Root unmounts directly; other users go through `fusermount3`.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use fuser::{Config, MountOption, Session, SessionACL, SessionUnmounter};
+use parking_lot::{Condvar, Mutex};
+
+use super::FuseFs;
+use crate::fs::MediaFs;
+
+/// Event-loop threads: how many requests may be in progress at once.
+pub const EVENT_THREADS: usize = 16;
+
+/// How the mount is made.
+#[derive(Debug, Clone, Default)]
+pub struct MountOptions {
+    /// Let every user in (the kernel then checks mode bits: `default_permissions`).
+    pub allow_other: bool,
+    /// Let root in besides the mounting user.
+    pub allow_root: bool,
+    pub read_only: bool,
+    /// Shown as the source in `/proc/mounts` and `df`.
+    pub fsname: String,
+}
+
+/// A live mount. Dropping it unmounts (lazily if the file system is busy).
+pub struct Mounted {
+    mountpoint: PathBuf,
+    unmounter: Mutex<SessionUnmounter>,
+    done: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+/// Mount `fs` on `mountpoint`; returns once the kernel has initialised the mount. The session
+/// runs on its own threads until [`Mounted::unmount`] or an external `umount`.
+pub fn mount(fs: Arc<MediaFs>, mountpoint: &Path, opts: &MountOptions) -> io::Result<Mounted> {
+    let mut config = Config::default();
+    config.n_threads = Some(EVENT_THREADS);
+    config.clone_fd = true;
+    let fsname = if opts.fsname.is_empty() {
+        "bwmediafs".to_string()
+    } else {
+        opts.fsname.clone()
+    };
+    config.mount_options = vec![
+        MountOption::FSName(fsname),
+        MountOption::Subtype("bwmediafs".to_string()),
+        MountOption::NoDev,
+        MountOption::NoSuid,
+    ];
+    if opts.read_only {
+        config.mount_options.push(MountOption::RO);
+    }
+    config.acl = if opts.allow_other {
+        SessionACL::All
+    } else if opts.allow_root {
+        SessionACL::RootAndOwner
+    } else {
+        SessionACL::Owner
+    };
+    if opts.allow_other || opts.allow_root {
+        config.mount_options.push(MountOption::DefaultPermissions);
+    }
+    fs.set_mountpoint(mountpoint);
+    let adapter = FuseFs { fs };
+    let mut session = Session::new(adapter, mountpoint, &config)?;
+    let unmounter = session.unmount_callable();
+    let done = Arc::new((Mutex::new(false), Condvar::new()));
+    let done2 = done.clone();
+    let thread = std::thread::Builder::new()
+        .name("bwmediafs-session".into())
+        .spawn(move || {
+            let r = session.run();
+            if let Err(e) = &r {
+                log::error!("the FUSE session ended with an error: {e}");
+            }
+            *done2.0.lock() = true;
+            done2.1.notify_all();
+            r
+        })?;
+    Ok(Mounted {
+        mountpoint: mountpoint.to_path_buf(),
+        unmounter: Mutex::new(unmounter),
+        done,
+        thread: Some(thread),
+    })
+}
+
+impl Mounted {
+    /// Block until the file system is unmounted (by `umount` from outside or by `unmount`).
+    pub fn wait(&self) {
+        let mut done = self.done.0.lock();
+        while !*done {
+            self.done.1.wait(&mut done);
+        }
+    }
+
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// Ask for the unmount without waiting (for a signal handler while another thread is in
+    /// [`Mounted::wait`]). If the file system is busy the error is returned and the mount is
+    /// detached lazily (as `umount -l`): it leaves the tree at once and the session ends when
+    /// its last user leaves.
+    pub fn request_unmount(&self) -> io::Result<()> {
+        let r = self.unmounter.lock().unmount();
+        if let Err(e) = &r {
+            log::warn!(
+                "unmounting {} failed ({e}); detaching it lazily",
+                self.mountpoint.display()
+            );
+            let _ = unmount(&self.mountpoint, true);
+        }
+        r
+    }
+
+    /// Unmount cleanly and wait for the session to end (see [`Mounted::request_unmount`] for
+    /// a busy file system).
+    pub fn unmount(mut self) -> io::Result<()> {
+        if let Err(e) = self.request_unmount() {
+            self.thread = None;
+            return Err(e);
+        }
+        self.wait();
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(io::Error::other("the FUSE session thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if self.thread.is_none() || *self.done.0.lock() {
+            return;
+        }
+        let _ = self.request_unmount();
+    }
+}
+
+/// Unmount `path`: directly as root, else with `fusermount3 -u`. `lazy` detaches even when busy.
+pub fn unmount(path: &Path, lazy: bool) -> Result<(), String> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+    let flags = if lazy { libc::MNT_DETACH } else { 0 };
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::umount2(c.as_ptr(), flags) } == 0 {
+        return Ok(());
+    }
+    let direct = std::io::Error::last_os_error();
+    let flag = if lazy { "-uz" } else { "-u" };
+    match Command::new("fusermount3").arg(flag).arg(path).output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(format!(
+            "{direct}; fusermount3: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Err(format!("{direct}; fusermount3: {e}")),
+    }
+}
