@@ -105,9 +105,9 @@ pub(crate) struct Node {
     pub mtime: SystemTime,
     pub ctime: SystemTime,
     pub crtime: SystemTime,
-    /// Headers stored on the server, when known (from a GET or our PUT).
-    pub content_type: Option<String>,
-    pub cache_control: Option<String>,
+    /// The headers stored on the server, when known (from a GET or our PUT); `None` when they
+    /// are not known (a name only listed).
+    pub stored: Option<Box<StoredHeaders>>,
     /// Headers set through xattrs, used at the next upload.
     pub content_type_override: Option<String>,
     pub cache_control_override: Option<String>,
@@ -118,6 +118,23 @@ pub(crate) struct Node {
     pub lookups: u32,
     /// Open handles (files and directories).
     pub opens: u32,
+}
+
+/// The headers a media is stored with (either may be absent).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct StoredHeaders {
+    pub content_type: Option<String>,
+    pub cache_control: Option<String>,
+}
+
+impl StoredHeaders {
+    /// The headers of a media as a GET answered it, or as our PUT sent it.
+    pub(crate) fn of(media: &Media) -> StoredHeaders {
+        StoredHeaders {
+            content_type: media.content_type.clone(),
+            cache_control: media.cache_control.clone(),
+        }
+    }
 }
 
 /// A paged listing in progress (or just finished).
@@ -526,8 +543,7 @@ impl Namespace {
             n.remote = true;
             n.verified_at = Some(now);
             n.body_checked_at = Some(now);
-            n.content_type = media.content_type.clone();
-            n.cache_control = media.cache_control.clone();
+            n.stored = Some(Box::new(StoredHeaders::of(media)));
             n.content_version = v;
         }
         v
@@ -946,8 +962,7 @@ impl Node {
             mtime: now,
             ctime: now,
             crtime: now,
-            content_type: None,
-            cache_control: None,
+            stored: None,
             content_type_override: None,
             cache_control_override: None,
             removed: false,

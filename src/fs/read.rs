@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 use super::content::{Early, Fetch, FlightSink, Leader};
 use super::error::FsError;
 use super::handles::{Handle, HandleBody};
-use super::namespace::{Ino, Kind};
+use super::namespace::{Ino, Kind, StoredHeaders};
 use super::types::Opened;
 use super::{content, fresh, MediaFs};
 use crate::api::{ApiError, Media};
@@ -109,8 +109,7 @@ impl MediaFs {
                     n.ctime = n.mtime;
                 }
                 n.body_checked_at = Some(Instant::now());
-                n.content_type = m.content_type.clone().or(Some(String::new()));
-                n.cache_control = m.cache_control.clone();
+                n.stored = Some(Box::new(StoredHeaders::of(&m)));
                 n.content_version
             }
             None => 0,

@@ -39,7 +39,7 @@ pub(crate) fn upload_target(n: &Node, path: &str) -> UploadTarget {
         cache_control: n
             .cache_control_override
             .clone()
-            .or_else(|| n.cache_control.clone()),
+            .or_else(|| n.stored.as_ref().and_then(|h| h.cache_control.clone())),
     }
 }
 

@@ -47,7 +47,7 @@ impl MediaFs {
         self.ns
             .lock()
             .node(ino)
-            .is_some_and(|n| n.content_type.is_some() || !n.remote)
+            .is_some_and(|n| n.stored.is_some() || !n.remote)
     }
 
     /// The value of an extended attribute.
@@ -76,12 +76,12 @@ impl MediaFs {
         let value = if name == XATTR_CONTENT_TYPE {
             n.content_type_override
                 .clone()
-                .or_else(|| n.content_type.clone().filter(|c| !c.is_empty()))
+                .or_else(|| n.stored.as_ref().and_then(|h| h.content_type.clone()))
                 .or_else(|| Some(content_type_for(&n.path)))
         } else {
             n.cache_control_override
                 .clone()
-                .or_else(|| n.cache_control.clone())
+                .or_else(|| n.stored.as_ref().and_then(|h| h.cache_control.clone()))
         };
         value.map(String::into_bytes).ok_or(FsError::NoAttr)
     }
@@ -100,7 +100,9 @@ impl MediaFs {
         let mut out = Vec::new();
         if n.kind == Kind::File {
             let mut names = vec![XATTR_URL, XATTR_CONTENT_TYPE];
-            if n.cache_control_override.is_some() || n.cache_control.is_some() {
+            if n.cache_control_override.is_some()
+                || n.stored.as_ref().is_some_and(|h| h.cache_control.is_some())
+            {
                 names.push(XATTR_CACHE_CONTROL);
             }
             for name in names {
