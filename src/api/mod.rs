@@ -226,10 +226,13 @@ pub fn list_all(api: &dyn MediaApi) -> Result<Vec<MediaInfo>, ApiError> {
     Ok(all)
 }
 
+/// The content type of bytes nothing says more about.
+pub const UNKNOWN_CONTENT_TYPE: &str = "application/octet-stream";
+
 /// The content type to upload a media with, guessed from its name's extension.
 pub fn content_type_for(name: &str) -> String {
     mime_guess::from_path(name)
         .first()
         .map(|m| m.essence_str().to_string())
-        .unwrap_or_else(|| "application/octet-stream".to_string())
+        .unwrap_or_else(|| UNKNOWN_CONTENT_TYPE.to_string())
 }

@@ -1214,6 +1214,44 @@ fn xattrs() {
     assert!(t.fs.listxattr(dir).unwrap().is_empty());
 }
 
+/// One rule for the headers: what `getfattr` shows is what an upload sends. A media stored with
+/// a type its name does not imply keeps it when it is rewritten or renamed through the mount.
+#[test]
+fn a_rewrite_and_a_rename_keep_the_stored_headers_that_getxattr_shows() {
+    let store = new_store(1000);
+    Store::put(
+        &store,
+        "photo.bin",
+        Bytes::from_static(b"jpeg bytes"),
+        "image/jpeg",
+        Some("max-age=5"),
+    )
+    .unwrap();
+    let t = mount(store);
+    let ino = t.resolve("photo.bin").unwrap().ino;
+    assert_eq!(t.cat("photo.bin").unwrap(), b"jpeg bytes");
+    let ct = |ino| t.fs.getxattr(ino, &os(XATTR_CONTENT_TYPE)).unwrap();
+    assert_eq!(ct(ino), b"image/jpeg");
+    let o = t.fs.open(ino, libc::O_RDWR, 0).unwrap();
+    t.fs.write(o.fh, 0, b"JPEG").unwrap();
+    t.fs.flush(o.fh).unwrap();
+    t.fs.release(o.fh).unwrap();
+    let m = Store::get(&t.store, "photo.bin").unwrap();
+    assert_eq!(
+        m.content_type, "image/jpeg",
+        "a rewrite keeps the stored type"
+    );
+    assert_eq!(m.cache_control.as_deref(), Some("max-age=5"));
+    assert_eq!(ct(ino), b"image/jpeg");
+    t.mv("photo.bin", "renamed.dat").unwrap();
+    let m = Store::get(&t.store, "renamed.dat").unwrap();
+    assert_eq!(
+        m.content_type, "image/jpeg",
+        "a rename keeps the stored type"
+    );
+    assert_eq!(ct(t.resolve("renamed.dat").unwrap().ino), b"image/jpeg");
+}
+
 #[test]
 fn read_only_refuses_every_change() {
     let store = new_store(1000);

@@ -16,7 +16,7 @@ use super::error::FsError;
 use super::namespace::{Ino, Node};
 use super::recovery::remove_recovery;
 use super::MediaFs;
-use crate::api::{content_type_for, Media};
+use crate::api::{content_type_for, Media, UNKNOWN_CONTENT_TYPE};
 
 /// Where and how a file's bytes are uploaded.
 #[derive(Debug, Clone)]
@@ -26,20 +26,28 @@ pub(crate) struct UploadTarget {
     pub cache_control: Option<String>,
 }
 
-/// The one rule for the headers of an upload of `n` under `path` (its own name, or the new one
-/// of a rename): the content type set through the xattr, else the one the name implies; the
-/// cache control set through the xattr, else the one the server holds.
+/// The one rule for the headers of `n` uploaded under `path` (its own name, or the new one of a
+/// rename), which the xattrs also show: the value set through the xattr; else, for the content
+/// type, the one a new name implies (renaming to a known extension changes the type); else the
+/// one the server holds for the media (when known); else the one the name implies. So a
+/// rewrite keeps the headers the media was stored with, and `getfattr` shows what an upload
+/// sends.
 pub(crate) fn upload_target(n: &Node, path: &str) -> UploadTarget {
+    let stored = n.stored.as_deref();
+    let implied = content_type_for(path);
+    let renamed_to_known_type = path != n.path && implied != UNKNOWN_CONTENT_TYPE;
     UploadTarget {
         path: path.to_string(),
         content_type: n
             .content_type_override
             .clone()
-            .unwrap_or_else(|| content_type_for(path)),
+            .or_else(|| renamed_to_known_type.then(|| implied.clone()))
+            .or_else(|| stored.and_then(|h| h.content_type.clone()))
+            .unwrap_or(implied),
         cache_control: n
             .cache_control_override
             .clone()
-            .or_else(|| n.stored.as_ref().and_then(|h| h.cache_control.clone())),
+            .or_else(|| stored.and_then(|h| h.cache_control.clone())),
     }
 }
 

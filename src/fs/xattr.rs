@@ -12,8 +12,8 @@ use std::ffi::OsStr;
 use super::error::FsError;
 use super::namespace::{Ino, Kind, NAME_MAX};
 use super::types::{StatFs, XATTR_CACHE_CONTROL, XATTR_CONTENT_TYPE, XATTR_URL};
+use super::upload::upload_target;
 use super::MediaFs;
-use crate::api::content_type_for;
 
 impl MediaFs {
     /// Sizes for `df`: the bytes of the media known, and a large free space.
@@ -73,15 +73,11 @@ impl MediaFs {
         }
         let ns = self.ns.lock();
         let n = ns.node(ino).ok_or(FsError::NotFound)?;
+        let target = upload_target(n, &n.path);
         let value = if name == XATTR_CONTENT_TYPE {
-            n.content_type_override
-                .clone()
-                .or_else(|| n.stored.as_ref().and_then(|h| h.content_type.clone()))
-                .or_else(|| Some(content_type_for(&n.path)))
+            Some(target.content_type)
         } else {
-            n.cache_control_override
-                .clone()
-                .or_else(|| n.stored.as_ref().and_then(|h| h.cache_control.clone()))
+            target.cache_control
         };
         value.map(String::into_bytes).ok_or(FsError::NoAttr)
     }
@@ -100,9 +96,7 @@ impl MediaFs {
         let mut out = Vec::new();
         if n.kind == Kind::File {
             let mut names = vec![XATTR_URL, XATTR_CONTENT_TYPE];
-            if n.cache_control_override.is_some()
-                || n.stored.as_ref().is_some_and(|h| h.cache_control.is_some())
-            {
+            if upload_target(n, &n.path).cache_control.is_some() {
                 names.push(XATTR_CACHE_CONTROL);
             }
             for name in names {
