@@ -13,7 +13,7 @@ use bwmediafs::api::http::{HttpApi, HttpConfig, DEFAULT_BASE_URL, DEFAULT_TOKEN_
 use bwmediafs::api::retry::RetryPolicy;
 use bwmediafs::cli::credentials::{self, Account};
 use bwmediafs::cli::daemon::{self, Readiness};
-use bwmediafs::cli::options::{check_url, parse_mount_flags, Args, MountFlags};
+use bwmediafs::cli::options::{check_transport_security, parse_mount_flags, Args, MountFlags};
 use bwmediafs::cli::{demo, mountpoint};
 use bwmediafs::fs::{FsOptions, MediaFs};
 use bwmediafs::fuse::{self, MountOptions};
@@ -181,8 +181,8 @@ fn http_config(args: &Args, account: Account) -> Result<HttpConfig, String> {
         .clone()
         .or(account.token_url)
         .unwrap_or_else(|| DEFAULT_TOKEN_URL.to_string());
-    check_url(&base_url, args.allow_insecure_http)?;
-    check_url(&token_url, args.allow_insecure_http)?;
+    check_transport_security(&base_url, args.allow_insecure_http)?;
+    check_transport_security(&token_url, args.allow_insecure_http)?;
     let mut http = HttpConfig::new(account.account_id, account.credentials);
     http.base_url = base_url;
     http.token_url = token_url;

@@ -112,7 +112,7 @@ impl std::fmt::Debug for HttpApi {
 }
 
 /// Check that `url` is an http(s) URL without credentials in it; `what` names it in errors.
-fn check_url(url: &str, what: &str) -> Result<(), ApiError> {
+fn check_endpoint_url(url: &str, what: &str) -> Result<(), ApiError> {
     let parsed = reqwest::Url::parse(url)
         .map_err(|e| ApiError::Config(format!("the {what} {url:?} is not a URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
@@ -139,9 +139,9 @@ impl HttpApi {
     /// No request is made (the first call fetches the OAuth2 token).
     pub fn new(config: HttpConfig) -> Result<HttpApi, ApiError> {
         let base = config.base_url.trim().trim_end_matches('/');
-        check_url(base, "base URL")?;
+        check_endpoint_url(base, "base URL")?;
         if matches!(config.credentials, Credentials::OAuth2 { .. }) {
-            check_url(config.token_url.trim(), "token URL")?;
+            check_endpoint_url(config.token_url.trim(), "token URL")?;
         }
         let account = config.account_id.trim();
         if account.is_empty()

@@ -205,7 +205,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// Refuse plain http to anything but loopback unless the user asked for it.
-pub fn check_url(url: &str, allow_insecure_http: bool) -> Result<(), String> {
+pub fn check_transport_security(url: &str, allow_insecure_http: bool) -> Result<(), String> {
     let Some(rest) = url.strip_prefix("http://") else {
         return if url.starts_with("https://") {
             Ok(())
@@ -280,13 +280,13 @@ mod tests {
 
     #[test]
     fn plain_http_only_to_loopback_unless_allowed() {
-        assert!(check_url("http://127.0.0.1:8080/api/v2", false).is_ok());
-        assert!(check_url("http://localhost/api", false).is_ok());
-        assert!(check_url("http://[::1]:80/x", false).is_ok());
-        assert!(check_url("https://messaging.bandwidth.com/api/v2", false).is_ok());
-        let e = check_url("http://10.1.2.3/api", false).unwrap_err();
+        assert!(check_transport_security("http://127.0.0.1:8080/api/v2", false).is_ok());
+        assert!(check_transport_security("http://localhost/api", false).is_ok());
+        assert!(check_transport_security("http://[::1]:80/x", false).is_ok());
+        assert!(check_transport_security("https://messaging.bandwidth.com/api/v2", false).is_ok());
+        let e = check_transport_security("http://10.1.2.3/api", false).unwrap_err();
         assert!(e.contains("--allow-insecure-http"), "{e}");
-        assert!(check_url("http://example.com/api", true).is_ok());
-        assert!(check_url("ftp://x", true).is_err());
+        assert!(check_transport_security("http://example.com/api", true).is_ok());
+        assert!(check_transport_security("ftp://x", true).is_err());
     }
 }

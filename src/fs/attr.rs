@@ -150,7 +150,7 @@ impl MediaFs {
 
     /// The server says `path` does not exist: drop the file from the cache (unless it has a
     /// local life: open for writing, or never uploaded).
-    pub(super) fn forget_file(&self, path: &str) {
+    pub(super) fn drop_missing_file(&self, path: &str) {
         let pinned = self.pinned();
         let mut ns = self.ns.lock();
         if let Some(ino) = ns.resolve(path) {
@@ -295,11 +295,11 @@ impl MediaFs {
         if unchanged {
             return Ok(());
         }
-        let buf = self.attach_buffer(ino, false)?;
+        let buf = self.acquire_buffer(ino, false)?;
         let result = self
             .truncate_buffer(ino, &buf, size)
             .and_then(|()| self.upload(ino, &buf, UploadCause::Sync));
-        self.detach_buffer(ino, &buf);
+        self.release_buffer(ino, &buf);
         result
     }
 

@@ -88,7 +88,7 @@ impl MediaFs {
                 None => {
                     let ino = ns.add_local(parent, name, Kind::File, mode & !umask);
                     drop(ns);
-                    let buf = self.attach_buffer(ino, true)?;
+                    let buf = self.acquire_buffer(ino, true)?;
                     let fh = self.add_handle(ino, flags, Some(buf), pid, HandleBody::None);
                     let attr = self.attr_of(ino)?;
                     return Ok((

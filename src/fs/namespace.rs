@@ -216,8 +216,6 @@ pub(crate) struct Namespace {
     /// Names changed locally (created, uploaded, deleted) and the epoch of the change.
     recent_local: HashMap<String, u64>,
     warned: HashSet<String>,
-    /// Names a GET answered 404 for, and when.
-    pub negative: HashMap<String, Instant>,
     pub defaults: Defaults,
     /// Directories whose whole listing the kernel caches (FOPEN_CACHE_DIR): the directory's
     /// content version it holds, and when the first of those entries (and their attributes)
@@ -268,7 +266,6 @@ impl Namespace {
             complete_pages: 0,
             recent_local: HashMap::new(),
             warned: HashSet::new(),
-            negative: HashMap::new(),
             defaults,
             kernel_dirs: InoMap::default(),
             open_listings: InoMap::default(),
@@ -725,7 +722,6 @@ impl Namespace {
         if walk_id != 0 {
             self.seen_by_walk(ino, walk_id);
         }
-        self.negative.remove(name);
         Some(ino)
     }
 

@@ -66,7 +66,7 @@ impl MediaFs {
             ..
         }) = &result
         {
-            self.forget_file(path);
+            self.drop_missing_file(path);
         }
         let served = flight.served();
         if served || result.is_err() {
@@ -168,7 +168,7 @@ impl MediaFs {
             self.revalidate_body(ino)?;
         }
         let buf = if writes {
-            Some(self.attach_buffer(ino, trunc)?)
+            Some(self.acquire_buffer(ino, trunc)?)
         } else {
             None
         };

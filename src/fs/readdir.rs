@@ -46,15 +46,11 @@ pub(super) struct DirHandle {
 }
 
 impl MediaFs {
-    pub fn opendir(&self, ino: Ino) -> Result<u64, FsError> {
-        self.open_dir(ino).map(|o| o.fh)
-    }
-
     /// Open a directory. `keep_cache` says that the listing the kernel cached (FOPEN_CACHE_DIR)
     /// is current: the listing is fresh, the directory has not changed since the kernel
     /// received all of it, and the attributes that came with it are within the TTL. Then a
     /// warm `ls -l` costs an open and a release, and nothing else reaches us.
-    pub fn open_dir(&self, ino: Ino) -> Result<Opened, FsError> {
+    pub fn opendir(&self, ino: Ino) -> Result<Opened, FsError> {
         let (parent, keep_cache) = {
             let mut ns = self.ns.lock();
             let n = ns.live_dir(ino)?;

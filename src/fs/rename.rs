@@ -24,6 +24,16 @@ use super::upload::upload_target;
 use super::MediaFs;
 use crate::api::Media;
 
+/// How a move of one media (a copy under the new name, then a delete of the old) ended.
+pub(super) enum Moved {
+    /// The new name holds the media and the old one is gone: what the server now holds.
+    Done(Media),
+    /// The copy was made but the old name could not be deleted: both names exist.
+    CopiedNotDeleted { copy: Media, error: FsError },
+    /// Nothing changed on the server.
+    Failed(FsError),
+}
+
 impl MediaFs {
     /// The bytes to copy for a rename, and the write buffer generation they are (None: not from a
     /// write buffer).
@@ -48,10 +58,17 @@ impl MediaFs {
         Ok((self.download(&path, |v| v == version)?.body, None))
     }
 
-    /// Copy one file to `new_path` on the server, then delete the old name. On failure, the
-    /// error and, when the copy was made before the delete failed, the copy.
+    /// Copy one file to `new_path` on the server, then delete the old name.
+    pub(super) fn move_media(&self, ino: Ino, new_path: &str) -> Moved {
+        match self.copy_then_delete(ino, new_path) {
+            Ok(media) => Moved::Done(media),
+            Err((error, Some(copy))) => Moved::CopiedNotDeleted { copy, error },
+            Err((error, None)) => Moved::Failed(error),
+        }
+    }
+
     #[allow(clippy::result_large_err)]
-    pub(super) fn move_media(
+    fn copy_then_delete(
         &self,
         ino: Ino,
         new_path: &str,
@@ -159,16 +176,16 @@ impl MediaFs {
             return Ok(());
         }
         match self.move_media(src, &new_path) {
-            Ok(media) => {
+            Moved::Done(media) => {
                 self.finish_rename(src, dst, newparent, newname, &old_path, Some(&media));
                 Ok(())
             }
-            Err((e, Some(copy))) => {
+            Moved::CopiedNotDeleted { copy, error } => {
                 // The copy exists, the old name too: show both.
                 self.record_copy(&new_path, &copy);
-                Err(e)
+                Err(error)
             }
-            Err((e, None)) => Err(e),
+            Moved::Failed(error) => Err(error),
         }
     }
 
@@ -262,12 +279,14 @@ impl MediaFs {
                 continue;
             }
             match self.move_media(*ino, &new_path) {
-                Ok(media) => moved.push((*ino, path.clone(), Some(media))),
-                Err((e, copy)) => {
-                    if let Some(c) = copy {
-                        self.record_copy(&new_path, &c);
-                    }
-                    failure = Some(e);
+                Moved::Done(media) => moved.push((*ino, path.clone(), Some(media))),
+                Moved::CopiedNotDeleted { copy, error } => {
+                    self.record_copy(&new_path, &copy);
+                    failure = Some(error);
+                    break;
+                }
+                Moved::Failed(error) => {
+                    failure = Some(error);
                     break;
                 }
             }

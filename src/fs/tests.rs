@@ -127,7 +127,7 @@ impl T {
 
     fn ls(&self, path: &str) -> Result<Vec<String>, FsError> {
         let ino = self.resolve(path)?.ino;
-        let fh = self.fs.opendir(ino)?;
+        let fh = self.fs.opendir(ino)?.fh;
         let mut names = Vec::new();
         let mut offset = 0;
         loop {
@@ -267,7 +267,7 @@ fn cold_ls_costs_one_list_per_1000_and_nothing_within_the_ttl() {
 /// A whole pass over a directory as the kernel makes it: batches of `batch` entries, an entry
 /// that does not fit asked for again, and a last call that hands out nothing.
 fn kernel_pass(t: &T, dir: Ino, batch: usize) -> (bool, Vec<String>) {
-    let o = t.fs.open_dir(dir).unwrap();
+    let o = t.fs.opendir(dir).unwrap();
     let mut offset = 0;
     let mut names = Vec::new();
     loop {
@@ -318,7 +318,7 @@ fn the_kernel_keeps_a_cached_listing_while_it_is_current() {
     assert!(!kernel_pass(&t, dir, 7).0, "a file was removed");
     // A pass that skipped entries did not fill the kernel's cache.
     t.write_file("d/new2", b"4").unwrap();
-    let o = t.fs.open_dir(dir).unwrap();
+    let o = t.fs.opendir(dir).unwrap();
     assert!(!o.keep_cache);
     let mut last = 0;
     t.fs.readdir(o.fh, 10, false, |e| {
@@ -349,7 +349,7 @@ fn readdir_ahead_fetches_the_next_page_for_a_reader_that_came_back() {
     std::thread::sleep(Duration::from_millis(150));
     t.reset();
     let dir = t.resolve("d").unwrap().ino;
-    let fh = t.fs.opendir(dir).unwrap();
+    let fh = t.fs.opendir(dir).unwrap().fh;
     let mut offset = 0;
     let mut names = Vec::new();
     let mut read = |t: &T, max: usize| {
@@ -401,7 +401,7 @@ fn readdir_streams_the_first_entries_after_one_page() {
     t.ls("").unwrap(); // finish the walk the mount started
     std::thread::sleep(Duration::from_millis(150));
     t.reset();
-    let fh = t.fs.opendir(ROOT_INO).unwrap();
+    let fh = t.fs.opendir(ROOT_INO).unwrap().fh;
     let mut seen = Vec::new();
     t.fs.readdir(fh, 0, false, |e| {
         seen.push((e.name.to_string(), e.offset));
@@ -1406,7 +1406,7 @@ fn a_listing_does_not_undo_a_racing_upload() {
     let t = mount_ttl(store.clone(), Duration::from_millis(30));
     std::thread::sleep(Duration::from_millis(40));
     // Start a walk: its first page only.
-    let fh = t.fs.opendir(ROOT_INO).unwrap();
+    let fh = t.fs.opendir(ROOT_INO).unwrap().fh;
     let mut n = 0;
     t.fs.readdir(fh, 0, false, |_| {
         n += 1;
@@ -1690,7 +1690,7 @@ fn readdirplus_entries_are_references_the_kernel_forgets() {
         seed(&store, n, b"1");
     }
     let t = mount_ttl(store.clone(), Duration::from_millis(50));
-    let fh = t.fs.opendir(ROOT_INO).unwrap();
+    let fh = t.fs.opendir(ROOT_INO).unwrap().fh;
     let mut inos = Vec::new();
     t.fs.readdir(fh, 0, true, |e| {
         inos.push((e.name.to_string(), e.ino));

@@ -51,7 +51,7 @@ impl MediaFs {
     }
 
     /// The inode's write buffer, made if needed, with one more handle on it.
-    pub(super) fn attach_buffer(&self, ino: Ino, trunc: bool) -> Result<Arc<WriteBuf>, FsError> {
+    pub(super) fn acquire_buffer(&self, ino: Ino, trunc: bool) -> Result<Arc<WriteBuf>, FsError> {
         let buf = self
             .writes
             .lock()
@@ -79,7 +79,7 @@ impl MediaFs {
 
     /// One handle less on a write buffer; the last one takes it out of the table.
     /// Returns whether it was the last.
-    pub(super) fn detach_buffer(&self, ino: Ino, buf: &Arc<WriteBuf>) -> bool {
+    pub(super) fn release_buffer(&self, ino: Ino, buf: &Arc<WriteBuf>) -> bool {
         let last = {
             let mut st = buf.state.lock();
             st.handles = st.handles.saturating_sub(1);
@@ -189,7 +189,7 @@ impl MediaFs {
                 UploadCause::Sync
             };
             result = self.upload(h.ino, buf, cause);
-            if self.detach_buffer(h.ino, buf) {
+            if self.release_buffer(h.ino, buf) {
                 // A new file whose upload failed was never on the server: it disappears.
                 let mut ns = self.ns.lock();
                 if ns

@@ -410,7 +410,7 @@ impl Filesystem for FuseFs {
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         // The kernel caches the listing as it reads it (FOPEN_CACHE_DIR) and keeps what it
         // cached only when the core says it is current (FOPEN_KEEP_CACHE).
-        match self.fs.open_dir(ino.0) {
+        match self.fs.opendir(ino.0) {
             Ok(o) => {
                 let mut flags = FopenFlags::FOPEN_CACHE_DIR;
                 if o.keep_cache {
