@@ -15,6 +15,7 @@ use bwmediafs::cli::credentials::{self, Account};
 use bwmediafs::cli::daemon::{self, Readiness};
 use bwmediafs::cli::options::{check_transport_security, parse_mount_flags, Args, MountFlags};
 use bwmediafs::cli::{demo, mountpoint};
+use bwmediafs::emulator::Emulator;
 use bwmediafs::fs::{FsOptions, MediaFs};
 use bwmediafs::fuse::{self, MountOptions};
 
@@ -75,7 +76,43 @@ fn run(args: &Args, readiness: &mut Readiness) -> Result<(), String> {
     }
 
     // Kept alive for the life of the mount in demo mode.
-    let (_emulator, http) = match http {
+    let (_emulator, fs, source) = connect(args, &flags, http)?;
+    let mount_options = MountOptions {
+        allow_other: flags.allow_other,
+        allow_root: flags.allow_root,
+        read_only: flags.read_only,
+        fsname: "bwmediafs".to_string(),
+    };
+    let mounted = fuse::mount(fs.clone(), &mountpoint, &mount_options)
+        .map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
+    log::info!("mounted {source} on {}", mountpoint.display());
+    let hint = ready_hint(args, &mountpoint);
+    if args.foreground && !hint.is_empty() {
+        eprintln!("{hint}");
+    }
+    readiness.ready(&hint);
+
+    spawn_signal_handler(fs.clone(), mountpoint.clone());
+    mounted.wait();
+    // Normally every file was uploaded at its close; this catches what a lazy unmount left.
+    if let Err(e) = fs.flush_all() {
+        log::error!("some files could not be uploaded at unmount: {e}");
+        return Err(format!(
+            "unmounted, but some files could not be uploaded: {e}"
+        ));
+    }
+    log::info!("unmounted {}", mountpoint.display());
+    Ok(())
+}
+
+/// Reach the media store (the built-in emulator in demo mode, kept alive by the first value):
+/// the file system over it, and what it is called in the log.
+fn connect(
+    args: &Args,
+    flags: &MountFlags,
+    http: Option<HttpConfig>,
+) -> Result<(Option<Emulator>, Arc<MediaFs>, String), String> {
+    let (emulator, http) = match http {
         Some(http) => (None, http),
         None => {
             let (emulator, mut http) =
@@ -95,25 +132,21 @@ fn run(args: &Args, readiness: &mut Readiness) -> Result<(), String> {
         format!("the media of account {}", http.account_id)
     };
     let api = HttpApi::new(http).map_err(|e| e.to_string())?;
-    let fs = MediaFs::connect(Arc::new(api), fs_options(args, &flags))
+    let fs = MediaFs::connect(Arc::new(api), fs_options(args, flags))
         .map(Arc::new)
         .map_err(|e| format!("cannot reach the media store: {e}"))?;
-    let mount_options = MountOptions {
-        allow_other: flags.allow_other,
-        allow_root: flags.allow_root,
-        read_only: flags.read_only,
-        fsname: "bwmediafs".to_string(),
-    };
-    let mounted = fuse::mount(fs.clone(), &mountpoint, &mount_options)
-        .map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
-    log::info!("mounted {source} on {}", mountpoint.display());
+    Ok((emulator, fs, source))
+}
+
+/// What a demo mount tells the user once it is ready (nothing for a real mount).
+fn ready_hint(args: &Args, mountpoint: &Path) -> String {
     let log_note = if args.foreground {
         String::new()
     } else {
         let log = args.log_file.clone().unwrap_or_else(default_log_file);
         format!(" (log: {})", log.display())
     };
-    let hint = if args.demo {
+    if args.demo {
         format!(
             "bwmediafs: demo media store mounted on {0}; try `ls -lR {0}`, unmount with \
              `umount {0}`{log_note}",
@@ -121,23 +154,7 @@ fn run(args: &Args, readiness: &mut Readiness) -> Result<(), String> {
         )
     } else {
         String::new()
-    };
-    if args.foreground && !hint.is_empty() {
-        eprintln!("{hint}");
     }
-    readiness.ready(&hint);
-
-    spawn_signal_handler(fs.clone(), mountpoint.clone());
-    mounted.wait();
-    // Normally every file was uploaded at its close; this catches what a lazy unmount left.
-    if let Err(e) = fs.flush_all() {
-        log::error!("some files could not be uploaded at unmount: {e}");
-        return Err(format!(
-            "unmounted, but some files could not be uploaded: {e}"
-        ));
-    }
-    log::info!("unmounted {}", mountpoint.display());
-    Ok(())
 }
 
 /// On SIGINT/SIGTERM/SIGHUP: upload dirty files, then unmount, which ends `mounted.wait()`.

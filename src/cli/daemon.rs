@@ -46,9 +46,35 @@ impl Readiness {
     }
 }
 
+/// The threads of this process, from `/proc/self/status`.
+fn thread_count() -> Option<usize> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Fork. Returns in the child only; the parent waits for the child's word and exits with it.
-/// Must be called while the process has a single thread.
+/// Refused unless the process has a single thread (a child forked from several threads could
+/// inherit a lock some other thread held, and hang on it).
 pub fn background() -> std::io::Result<Readiness> {
+    match thread_count() {
+        Some(1) => {}
+        Some(n) => {
+            return Err(std::io::Error::other(format!(
+                "the process already has {n} threads; it can only go to the background before \
+                 any starts"
+            )))
+        }
+        None => {
+            return Err(std::io::Error::other(
+                "cannot tell how many threads the process has (/proc/self/status)",
+            ))
+        }
+    }
     let mut fds = [0; 2];
     // SAFETY: pipe2 fills the two descriptors it is given.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -57,7 +83,7 @@ pub fn background() -> std::io::Result<Readiness> {
     // SAFETY: both are fresh descriptors that nothing else owns.
     let (read_end, write_end) =
         unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // SAFETY: the process has one thread (the caller's promise), so the child is sound.
+    // SAFETY: the process has one thread (checked above), so the child is sound.
     match unsafe { libc::fork() } {
         -1 => Err(std::io::Error::last_os_error()),
         0 => {

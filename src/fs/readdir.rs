@@ -13,6 +13,7 @@
 //!   (FOPEN_KEEP_CACHE) only when the listing is fresh, the directory has not changed since the
 //!   kernel received all of it, and the attributes that came with it are within the TTL.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -43,6 +44,16 @@ pub(super) struct DirHandle {
     /// When the first entries went out.
     pub(super) first_reply: Option<Instant>,
     pub(super) eof: bool,
+}
+
+/// What a listing waits for before looking again.
+enum Wait {
+    /// One more page of walk `id` (which had `pages`).
+    Next(u64, usize),
+    /// A new walk, other than `old`, with at least one page.
+    New(Option<u64>),
+    /// Nothing: look again.
+    Again,
 }
 
 impl MediaFs {
@@ -195,111 +206,111 @@ impl MediaFs {
     /// else what the walk it follows has confirmed so far, fetching one more page if it has
     /// none to give.
     pub(super) fn more_entries(&self, dh: &Mutex<DirHandle>) -> Result<(), FsError> {
-        /// What to wait for before looking again.
-        enum Wait {
-            /// One more page of walk `id` (which had `pages`).
-            Next(u64, usize),
-            /// A new walk, other than `old`, with at least one page.
-            New(Option<u64>),
-            /// Nothing: look again.
-            Again,
-        }
         loop {
             let pinned = self.pinned();
-            let wait = {
+            match self.take_entries(dh, &pinned) {
+                None => return Ok(()),
+                Some(wait) => self.wait_for(dh, wait)?,
+            }
+        }
+    }
+
+    /// Add what the cache has for the listing; `None` when it got entries (or its end), else
+    /// what to wait for before looking again.
+    fn take_entries(&self, dh: &Mutex<DirHandle>, pinned: &HashSet<Ino>) -> Option<Wait> {
+        let mut d = dh.lock();
+        let ns = self.ns.lock();
+        let Some(dir) = ns.live(d.ino) else {
+            d.eof = true;
+            return None;
+        };
+        let children = &dir.children;
+        let push = |d: &mut DirHandle, c: Ino| {
+            if d.emitted.insert(c) {
+                d.entries.push(c);
+            }
+        };
+        if d.walk.is_none() && self.listing_fresh(&ns) {
+            for c in children.values() {
+                push(&mut d, *c);
+            }
+            d.eof = true;
+            return None;
+        }
+        match ns.walk.as_ref() {
+            Some(w)
+                if d.walk == Some(w.id)
+                    || (d.walk.is_none() && self.continuable(w) && self.walk_fresh(w)) =>
+            {
+                d.walk = Some(w.id);
+                let before = d.entries.len();
+                match d.seen_pos {
+                    // After the first look, only what the walk saw since matters (local
+                    // changes made meanwhile are taken at the end).
+                    Some(pos) if !w.done => {
+                        for &c in w.seen.get(pos..).unwrap_or_default() {
+                            let here = ns.live(c).is_some_and(|n| n.parent == d.ino);
+                            if here && !d.emitted.contains(&c) {
+                                push(&mut d, c);
+                            }
+                        }
+                    }
+                    _ => {
+                        for c in children.values() {
+                            if !d.emitted.contains(c) && (w.done || ns.confirmed(*c, w, pinned)) {
+                                push(&mut d, *c);
+                            }
+                        }
+                    }
+                }
+                d.seen_pos = Some(w.seen.len());
+                if w.done {
+                    d.eof = true;
+                    return None;
+                }
+                if d.entries.len() > before {
+                    return None;
+                }
+                Some(Wait::Next(w.id, w.pages()))
+            }
+            // Our walk was abandoned or replaced: join the current one if we can.
+            _ if d.walk.is_some() => {
+                d.walk = None;
+                d.seen_pos = None;
+                Some(Wait::Again)
+            }
+            // None can be continued: start one.
+            other => Some(Wait::New(other.map(|w| w.id))),
+        }
+    }
+
+    /// Wait for what [`MediaFs::take_entries`] asked for: a page of the walk the listing
+    /// follows, or a new walk to follow.
+    fn wait_for(&self, dh: &Mutex<DirHandle>, wait: Wait) -> Result<(), FsError> {
+        match wait {
+            Wait::Again => {}
+            Wait::Next(id, pages) => self.walk_until(Some(id), |ns| match ns.walk.as_ref() {
+                Some(w) => w.id != id || w.pages() != pages || w.done,
+                None => true,
+            })?,
+            Wait::New(old) => {
+                self.walk_until(None, |ns| {
+                    ns.walk
+                        .as_ref()
+                        .is_some_and(|w| Some(w.id) != old && w.pages() > 0)
+                })?;
+                // Follow the walk we waited for, even if it is already complete.
                 let mut d = dh.lock();
                 let ns = self.ns.lock();
-                let Some(dir) = ns.live(d.ino) else {
-                    d.eof = true;
-                    return Ok(());
-                };
-                let children = &dir.children;
-                let push = |d: &mut DirHandle, c: Ino| {
-                    if d.emitted.insert(c) {
-                        d.entries.push(c);
-                    }
-                };
-                if d.walk.is_none() && self.listing_fresh(&ns) {
-                    for c in children.values() {
-                        push(&mut d, *c);
-                    }
-                    d.eof = true;
-                    return Ok(());
-                }
-                match ns.walk.as_ref() {
-                    Some(w)
-                        if d.walk == Some(w.id)
-                            || (d.walk.is_none() && self.continuable(w) && self.walk_fresh(w)) =>
-                    {
+                if let Some(w) = ns.walk.as_ref() {
+                    if Some(w.id) != old {
                         d.walk = Some(w.id);
-                        let before = d.entries.len();
-                        match d.seen_pos {
-                            // After the first look, only what the walk saw since matters (local
-                            // changes made meanwhile are taken at the end).
-                            Some(pos) if !w.done => {
-                                for &c in w.seen.get(pos..).unwrap_or_default() {
-                                    let here = ns.live(c).is_some_and(|n| n.parent == d.ino);
-                                    if here && !d.emitted.contains(&c) {
-                                        push(&mut d, c);
-                                    }
-                                }
-                            }
-                            _ => {
-                                for c in children.values() {
-                                    if !d.emitted.contains(c)
-                                        && (w.done || ns.confirmed(*c, w, &pinned))
-                                    {
-                                        push(&mut d, *c);
-                                    }
-                                }
-                            }
-                        }
-                        d.seen_pos = Some(w.seen.len());
-                        if w.done {
-                            d.eof = true;
-                            return Ok(());
-                        }
-                        if d.entries.len() > before {
-                            return Ok(());
-                        }
-                        Wait::Next(w.id, w.pages())
-                    }
-                    // Our walk was abandoned or replaced: join the current one if we can.
-                    _ if d.walk.is_some() => {
-                        d.walk = None;
                         d.seen_pos = None;
-                        Wait::Again
-                    }
-                    // None can be continued: start one.
-                    other => Wait::New(other.map(|w| w.id)),
-                }
-            };
-            match wait {
-                Wait::Again => {}
-                Wait::Next(id, pages) => {
-                    self.walk_until(Some(id), |ns| match ns.walk.as_ref() {
-                        Some(w) => w.id != id || w.pages() != pages || w.done,
-                        None => true,
-                    })?
-                }
-                Wait::New(old) => {
-                    self.walk_until(None, |ns| {
-                        ns.walk
-                            .as_ref()
-                            .is_some_and(|w| Some(w.id) != old && w.pages() > 0)
-                    })?;
-                    // Follow the walk we waited for, even if it is already complete.
-                    let mut d = dh.lock();
-                    let ns = self.ns.lock();
-                    if let Some(w) = ns.walk.as_ref() {
-                        if Some(w.id) != old {
-                            d.walk = Some(w.id);
-                            d.seen_pos = None;
-                        }
                     }
                 }
             }
         }
+        Ok(())
     }
 
     /// Called after a reply to a listing: when its reader has come back at least once (it reads

@@ -247,6 +247,8 @@ impl MediaFs {
         }
     }
 
+    /// Rename a directory: every media under it is moved (a copy and a delete each). When one
+    /// fails, what did move is shown under the new name and the rest stays where it was.
     pub(super) fn rename_dir(
         &self,
         src: Ino,
@@ -267,88 +269,106 @@ impl MediaFs {
                 .collect();
             (n.path.clone(), new_dir, files)
         };
+        let new_path_of = |old: &str| match old.strip_prefix(src_path.as_str()) {
+            Some(rest) => format!("{new_dir}{rest}"),
+            None => old.to_string(),
+        };
         let mut moved: Vec<(Ino, String, Option<Media>)> = Vec::new();
-        let mut failure = None;
         for (ino, path, remote) in &files {
-            let new_path = format!("{new_dir}{}", &path[src_path.len()..]);
             if !remote {
+                // Never uploaded: its buffer uploads under the new name.
                 if let Some(buf) = self.buffer_of(*ino) {
                     buf.state.lock().mark_for_upload();
                 }
                 moved.push((*ino, path.clone(), None));
                 continue;
             }
-            match self.move_media(*ino, &new_path) {
-                Moved::Done(media) => moved.push((*ino, path.clone(), Some(media))),
+            let new_path = new_path_of(path);
+            let error = match self.move_media(*ino, &new_path) {
+                Moved::Done(media) => {
+                    moved.push((*ino, path.clone(), Some(media)));
+                    continue;
+                }
                 Moved::CopiedNotDeleted { copy, error } => {
                     self.record_copy(&new_path, &copy);
-                    failure = Some(error);
-                    break;
+                    error
                 }
-                Moved::Failed(error) => {
-                    failure = Some(error);
-                    break;
+                Moved::Failed(error) => error,
+            };
+            self.show_moved_files(&moved, new_path_of);
+            return Err(error);
+        }
+        self.finish_dir_rename(src, dst, newparent, newname, &files, &moved);
+        Ok(())
+    }
+
+    /// Every media under `src` moved: move the directory itself in the namespace.
+    fn finish_dir_rename(
+        &self,
+        src: Ino,
+        dst: Option<Ino>,
+        newparent: Ino,
+        newname: &str,
+        files: &[(Ino, String, bool)],
+        moved: &[(Ino, String, Option<Media>)],
+    ) {
+        let mut inserts = Vec::new();
+        {
+            let mut ns = self.ns.lock();
+            if let Some(d) = dst {
+                ns.detach(d);
+            }
+            let old_parent = ns.node(src).map(|n| n.parent);
+            ns.move_node(src, newparent, newname);
+            ns.local_change(src);
+            for (ino, old, media) in moved {
+                ns.local_change_path(old);
+                if let Some(m) = media {
+                    let v = ns.uploaded(*ino, m);
+                    let p = ns.node(*ino).map(|n| n.path.clone()).unwrap_or_default();
+                    inserts.push((p, m.clone(), v));
                 }
+            }
+            if let Some(p) = old_parent {
+                ns.keep_emptied(p);
             }
         }
-        match failure {
-            None => {
-                if let Some(d) = dst {
-                    self.ns.lock().detach(d);
-                }
-                let mut inserts = Vec::new();
-                {
-                    let mut ns = self.ns.lock();
-                    let old_parent = ns.node(src).map(|n| n.parent);
-                    ns.move_node(src, newparent, newname);
-                    ns.local_change(src);
-                    for (ino, old, media) in &moved {
-                        ns.local_change_path(old);
-                        if let Some(m) = media {
-                            let v = ns.uploaded(*ino, m);
-                            let p = ns.node(*ino).map(|n| n.path.clone()).unwrap_or_default();
-                            inserts.push((p, m.clone(), v));
-                        }
-                    }
-                    if let Some(p) = old_parent {
-                        ns.keep_emptied(p);
-                    }
-                }
-                for (_, old, _) in &files {
-                    self.content.remove(old);
-                }
-                for (p, m, v) in inserts {
-                    self.content.insert(&p, m, v);
-                }
-                Ok(())
+        for (_, old, _) in files {
+            self.content.remove(old);
+        }
+        for (p, m, v) in inserts {
+            self.content.insert(&p, m, v);
+        }
+    }
+
+    /// A directory rename stopped half way: show each media that did move under its new name,
+    /// one at a time; the rest stays where it was.
+    fn show_moved_files(
+        &self,
+        moved: &[(Ino, String, Option<Media>)],
+        new_path_of: impl Fn(&str) -> String,
+    ) {
+        for (ino, old, media) in moved {
+            let Some(m) = media else { continue };
+            let new_path = new_path_of(old);
+            let (parent_path, base) = new_path.rsplit_once('/').unwrap_or(("", &new_path));
+            let mut ns = self.ns.lock();
+            let Some(dir) = ns.ensure_dirs(parent_path) else {
+                continue;
+            };
+            let old_parent = ns.node(*ino).map(|n| n.parent);
+            if let Some(existing) = ns.child(dir, base) {
+                ns.detach(existing);
             }
-            Some(e) => {
-                // Move what did move, one file at a time; the rest stays where it was.
-                for (ino, old, media) in &moved {
-                    let Some(m) = media else { continue };
-                    let new_path = format!("{new_dir}{}", &old[src_path.len()..]);
-                    let mut ns = self.ns.lock();
-                    let parent_path = new_path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-                    let base = new_path.rsplit('/').next().unwrap_or("");
-                    let Some(dir) = ns.ensure_dirs(parent_path) else {
-                        continue;
-                    };
-                    let old_parent = ns.node(*ino).map(|n| n.parent);
-                    if let Some(existing) = ns.child(dir, base) {
-                        ns.detach(existing);
-                    }
-                    ns.move_node(*ino, dir, base);
-                    ns.local_change_path(old);
-                    let v = ns.uploaded(*ino, m);
-                    if let Some(p) = old_parent {
-                        ns.keep_emptied(p);
-                    }
-                    drop(ns);
-                    self.content.remove(old);
-                    self.content.insert(&new_path, m.clone(), v);
-                }
-                Err(e)
+            ns.move_node(*ino, dir, base);
+            ns.local_change_path(old);
+            let v = ns.uploaded(*ino, m);
+            if let Some(p) = old_parent {
+                ns.keep_emptied(p);
             }
+            drop(ns);
+            self.content.remove(old);
+            self.content.insert(&new_path, m.clone(), v);
         }
     }
 }
