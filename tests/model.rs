@@ -1167,8 +1167,9 @@ fn shell_error(stderr: &str) -> io::Error {
     io::Error::from_raw_os_error(errno)
 }
 
-/// `create path` with the server failing at the fsync, then what `then` says.
-fn failed_fsync(m: &Mount, path: &str, data: &[u8], then: AfterFailure) -> io::Result<()> {
+/// `path` created and written (nothing uploaded yet), then the server made to fail every
+/// request; the file is still open.
+fn written_while_failing(m: &Mount, path: &str, data: &[u8]) -> io::Result<File> {
     let p = m.path(path);
     let d = data.to_vec();
     let f = timed("create", move || -> io::Result<File> {
@@ -1181,6 +1182,12 @@ fn failed_fsync(m: &Mount, path: &str, data: &[u8], then: AfterFailure) -> io::R
         error_statuses: vec![503],
         ..Faults::default()
     });
+    Ok(f)
+}
+
+/// `create path` with the server failing at the fsync, then what `then` says.
+fn failed_fsync(m: &Mount, path: &str, data: &[u8], then: AfterFailure) -> io::Result<()> {
+    let f = written_while_failing(m, path, data)?;
     let failed = f.sync_all();
     if then != AfterFailure::CloseWhileFailing {
         m.emulator.set_faults(Faults::default());
@@ -1213,18 +1220,7 @@ fn in_recovery(m: &Mount, data: &[u8]) -> Option<PathBuf> {
 
 /// `create path`, closed while the server is down for a moment shorter than the retry time.
 fn across_outage(m: &Mount, path: &str, data: &[u8]) -> io::Result<()> {
-    let p = m.path(path);
-    let d = data.to_vec();
-    let f = timed("create", move || -> io::Result<File> {
-        let mut f = File::create(p)?;
-        f.write_all(&d)?;
-        Ok(f)
-    })?;
-    m.emulator.set_faults(Faults {
-        error_rate: 1.0,
-        error_statuses: vec![503],
-        ..Faults::default()
-    });
+    let f = written_while_failing(m, path, data)?;
     // The server comes back 400 ms later, well within the retry time: the close succeeds.
     std::thread::scope(|scope| {
         scope.spawn(|| {
@@ -1233,6 +1229,11 @@ fn across_outage(m: &Mount, path: &str, data: &[u8]) -> io::Result<()> {
         });
         close(f)
     })
+}
+
+/// An operation's result as an outcome: its errno when it failed.
+fn outcome(r: io::Result<Option<Vec<u8>>>) -> Outcome {
+    r.map_err(|e| e.raw_os_error().unwrap_or(-1))
 }
 
 fn run(m: &Mount, op: &Op) -> Outcome {
@@ -1258,16 +1259,13 @@ fn run(m: &Mount, op: &Op) -> Outcome {
             len,
             seed,
             then,
-        } => failed_fsync(m, path, &bytes(*len, *seed), *then)
-            .map(|()| None)
-            .map_err(|e| e.raw_os_error().unwrap_or(-1)),
-        Op::Outage { path, len, seed } => across_outage(m, path, &bytes(*len, *seed))
-            .map(|()| None)
-            .map_err(|e| e.raw_os_error().unwrap_or(-1)),
+        } => outcome(failed_fsync(m, path, &bytes(*len, *seed), *then).map(|()| None)),
+        Op::Outage { path, len, seed } => {
+            outcome(across_outage(m, path, &bytes(*len, *seed)).map(|()| None))
+        }
         _ => {
             let (op, root) = (op.clone(), m.mnt.clone());
-            timed(&op.to_string(), move || on_mount(op, root))
-                .map_err(|e| e.raw_os_error().unwrap_or(-1))
+            outcome(timed(&op.to_string(), move || on_mount(op, root)))
         }
     }
 }
