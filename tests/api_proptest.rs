@@ -1,5 +1,5 @@
 //! Property tests of the client's two parsers of outside input: media id <-> URL path
-//! (`api::path`) and listing pages (`api::http::parse_list`).
+//! (`api::path`) and listing pages (`api::wire::parse_list`).
 //!
 //! Media ids: every string survives encode then decode; the encoded form uses only URL-path-safe
 //! characters, keeps `/` as the only separator, and the URL built from it addresses exactly that
@@ -15,9 +15,10 @@
 use std::time::Duration;
 
 use bwmediafs::api::auth::Credentials;
-use bwmediafs::api::http::{parse_list, HttpApi, HttpConfig};
+use bwmediafs::api::http::{HttpApi, HttpConfig};
 use bwmediafs::api::path::{decode_media_id, encode_media_id, url_can_carry};
 use bwmediafs::api::retry::RetryPolicy;
+use bwmediafs::api::wire::parse_list;
 use bwmediafs::api::{ApiError, MediaApi, MediaInfo};
 use bytes::Bytes;
 use proptest::prelude::*;

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod http;
 pub mod path;
 pub mod retry;
+pub mod wire;
 
 use bytes::Bytes;
 
