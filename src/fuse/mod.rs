@@ -15,7 +15,7 @@
 //! bytes are in and stays to finish the download; a listing's thread answers, then fetches the
 //! next page of the walk (`readdir_ahead`) while the kernel hands out the entries it has.
 //!
-//! Mounting, the session and unmounting are in [`session`].
+//! Mounting, the session and unmounting are in `session`.
 
 mod session;
 
