@@ -1,0 +1,442 @@
+//! The round-trip budget of the design, asserted exactly from the store's request counters.
+
+use super::*;
+
+#[test]
+fn mount_costs_one_list_page_which_seeds_the_cache() {
+    let store = new_store(1000);
+    for i in 0..5 {
+        seed(&store, &format!("m{i}.png"), b"x");
+    }
+    let t = mount(store);
+    assert_eq!(t.stats(), snap(1, 0, 0, 0));
+    assert_eq!(t.ls("").unwrap().len(), 5);
+    let a = t.resolve("m3.png").unwrap();
+    assert_eq!(a.size, 1);
+    assert_eq!(errno_of(t.resolve("nope")), libc::ENOENT);
+    assert_eq!(t.stats(), snap(1, 0, 0, 0));
+}
+
+#[test]
+fn cold_ls_costs_one_list_per_1000_and_nothing_within_the_ttl() {
+    let store = new_store(1000);
+    for i in 0..2500 {
+        seed(&store, &format!("f{i:05}.jpg"), b"abc");
+    }
+    let t = mount_ttl(store, Duration::from_millis(300));
+    // Right after the mount, the walk its page started is continued: 2 more pages.
+    t.reset();
+    assert_eq!(t.ls("").unwrap().len(), 2500);
+    assert_eq!(t.stats(), snap(2, 0, 0, 0));
+    // Cold (after the TTL): ceil(2500/1000) pages, nothing else, `ls -l` lookups included.
+    std::thread::sleep(Duration::from_millis(350));
+    t.reset();
+    let names = t.ls("").unwrap();
+    for n in &names {
+        assert_eq!(t.resolve(n).unwrap().size, 3);
+    }
+    assert_eq!(t.stats(), snap(3, 0, 0, 0));
+    // Again within the TTL: nothing.
+    t.reset();
+    assert_eq!(t.ls("").unwrap().len(), 2500);
+    assert_eq!(t.resolve("f01234.jpg").unwrap().size, 3);
+    assert_eq!(t.stats(), snap(0, 0, 0, 0));
+}
+
+/// A whole pass over a directory as the kernel makes it: batches of `batch` entries, an entry
+/// that does not fit asked for again, and a last call that hands out nothing.
+fn kernel_pass(t: &T, dir: Ino, batch: usize) -> (bool, Vec<String>) {
+    let o = t.fs.opendir(dir).unwrap();
+    let mut offset = 0;
+    let mut names = Vec::new();
+    loop {
+        let mut got = 0;
+        t.fs.readdir(o.fh, offset, false, |e| {
+            if got == batch {
+                return true; // full: this entry is not taken
+            }
+            got += 1;
+            offset = e.offset;
+            if e.name != "." && e.name != ".." {
+                names.push(e.name.to_string());
+            }
+            false
+        })
+        .unwrap();
+        if got == 0 {
+            break;
+        }
+    }
+    t.fs.releasedir(o.fh);
+    (o.keep_cache, names)
+}
+
+#[test]
+fn the_kernel_keeps_a_cached_listing_while_it_is_current() {
+    let store = new_store(10);
+    for i in 0..25 {
+        seed(&store, &format!("d/n{i:02}"), b"1");
+    }
+    seed(&store, "e/x", b"1");
+    let t = mount_ttl(store, Duration::from_millis(300));
+    let dir = t.resolve("d").unwrap().ino;
+    let (keep, names) = kernel_pass(&t, dir, 7);
+    assert!(!keep, "nothing cached yet");
+    assert_eq!(names.len(), 25);
+    let (keep, _) = kernel_pass(&t, dir, 7);
+    assert!(keep, "the kernel has the whole listing and nothing changed");
+    // A change in another directory does not matter; one in this directory does.
+    t.write_file("e/y", b"2").unwrap();
+    assert!(kernel_pass(&t, dir, 7).0);
+    t.write_file("d/new", b"3").unwrap();
+    let (keep, names) = kernel_pass(&t, dir, 7);
+    assert!(!keep, "a file was added");
+    assert_eq!(names.len(), 26);
+    assert!(kernel_pass(&t, dir, 7).0);
+    t.rm("d/n00").unwrap();
+    assert!(!kernel_pass(&t, dir, 7).0, "a file was removed");
+    // A pass that skipped entries did not fill the kernel's cache.
+    t.write_file("d/new2", b"4").unwrap();
+    let o = t.fs.opendir(dir).unwrap();
+    assert!(!o.keep_cache);
+    let mut last = 0;
+    t.fs.readdir(o.fh, 10, false, |e| {
+        last = e.offset;
+        false
+    })
+    .unwrap();
+    t.fs.readdir(o.fh, last, false, |_| false).unwrap();
+    t.fs.releasedir(o.fh);
+    assert!(
+        !kernel_pass(&t, dir, 7).0,
+        "the last full pass was the one with a seek"
+    );
+    assert!(kernel_pass(&t, dir, 7).0);
+    // Past the TTL the listing is walked again, so the kernel's copy is dropped.
+    std::thread::sleep(Duration::from_millis(350));
+    assert!(!kernel_pass(&t, dir, 7).0);
+}
+
+#[test]
+fn readdir_ahead_fetches_the_next_page_for_a_reader_that_came_back() {
+    let store = new_store(10);
+    for i in 0..35 {
+        seed(&store, &format!("d/n{i:02}"), b"1");
+    }
+    let t = mount_ttl(store, Duration::from_millis(100));
+    t.ls("d").unwrap(); // finish the walk the mount started
+    std::thread::sleep(Duration::from_millis(150));
+    t.reset();
+    let dir = t.resolve("d").unwrap().ino;
+    let fh = t.fs.opendir(dir).unwrap().fh;
+    let mut offset = 0;
+    let mut names = Vec::new();
+    let mut read = |t: &T, max: usize| {
+        let mut got = 0;
+        t.fs.readdir(fh, offset, false, |e| {
+            if got == max {
+                return true;
+            }
+            offset = e.offset;
+            if e.name != "." && e.name != ".." {
+                names.push(e.name.to_string());
+            }
+            got += 1;
+            false
+        })
+        .unwrap();
+        got
+    };
+    read(&t, 5);
+    t.fs.readdir_ahead(fh);
+    assert_eq!(
+        t.stats().list,
+        1,
+        "no page ahead for a reader that may stop here"
+    );
+    read(&t, 5);
+    t.fs.readdir_ahead(fh);
+    assert_eq!(
+        t.stats().list,
+        2,
+        "the reader came back: the next page is fetched"
+    );
+    while read(&t, 5) > 0 {
+        t.fs.readdir_ahead(fh);
+    }
+    t.fs.readdir_ahead(fh);
+    t.fs.releasedir(fh);
+    assert_eq!(names.len(), 35);
+    assert_eq!(t.stats().list, 4, "ceil(35/10) pages, none after the last");
+}
+
+#[test]
+fn readdir_streams_the_first_entries_after_one_page() {
+    let store = new_store(10);
+    for i in 0..35 {
+        seed(&store, &format!("n{i:02}"), b"1");
+    }
+    let t = mount_ttl(store, Duration::from_millis(100));
+    t.ls("").unwrap(); // finish the walk the mount started
+    std::thread::sleep(Duration::from_millis(150));
+    t.reset();
+    let fh = t.fs.opendir(ROOT_INO).unwrap().fh;
+    let mut seen = Vec::new();
+    t.fs.readdir(fh, 0, false, |e| {
+        seen.push((e.name.to_string(), e.offset));
+        seen.len() >= 5
+    })
+    .unwrap();
+    assert_eq!(t.stats().list, 1, "first entries after one page");
+    assert_eq!(seen[0].0, ".");
+    assert_eq!(seen[2].0, "n00");
+    // The reader continues: more pages as it asks.
+    let mut offset = seen.last().unwrap().1;
+    let mut names: Vec<String> = seen.iter().skip(2).map(|s| s.0.clone()).collect();
+    loop {
+        let mut got = 0;
+        t.fs.readdir(fh, offset, false, |e| {
+            offset = e.offset;
+            names.push(e.name.to_string());
+            got += 1;
+            false
+        })
+        .unwrap();
+        if got == 0 {
+            break;
+        }
+    }
+    t.fs.releasedir(fh);
+    assert_eq!(names.len(), 35);
+    assert_eq!(t.stats().list, 4);
+}
+
+#[test]
+fn cold_lookup_of_an_unlisted_name_is_one_get_and_the_read_is_free() {
+    let store = new_store(10);
+    for i in 0..25 {
+        seed(
+            &store,
+            &format!("p{i:02}.txt"),
+            format!("body {i}").as_bytes(),
+        );
+    }
+    let t = mount(store);
+    t.reset();
+    // p20 is on the third page: never listed.
+    let a = t.resolve("p20.txt").unwrap();
+    assert_eq!(a.size, 7);
+    assert_eq!(t.stats(), snap(0, 1, 0, 0));
+    assert_eq!(t.cat("p20.txt").unwrap(), b"body 20");
+    assert_eq!(t.stats(), snap(0, 1, 0, 0));
+}
+
+#[test]
+fn cat_after_ls_is_one_get_and_again_is_free_with_keep_cache() {
+    let store = new_store(1000);
+    seed(&store, "a.txt", b"hello");
+    let t = mount(store);
+    t.ls("").unwrap();
+    t.reset();
+    assert_eq!(t.cat("a.txt").unwrap(), b"hello");
+    assert_eq!(t.stats(), snap(0, 1, 0, 0));
+    let ino = t.resolve("a.txt").unwrap().ino;
+    let o = t.fs.open(ino, libc::O_RDONLY, 0).unwrap();
+    assert!(o.keep_cache, "unchanged since the kernel cached it");
+    assert_eq!(t.read_all(o.fh).unwrap(), b"hello");
+    t.fs.release(o.fh).unwrap();
+    assert_eq!(t.stats(), snap(0, 1, 0, 0));
+}
+
+#[test]
+fn creating_a_new_file_is_one_put_and_shows_at_once() {
+    let store = new_store(1000);
+    let t = mount(store);
+    t.reset();
+    t.write_file("new.png", b"PNGDATA").unwrap();
+    assert_eq!(t.stats(), snap(0, 0, 1, 0));
+    assert_eq!(t.ls("").unwrap(), vec!["new.png"]);
+    assert_eq!(t.cat("new.png").unwrap(), b"PNGDATA");
+    assert_eq!(t.stats(), snap(0, 0, 1, 0));
+    let m = Store::get(&t.store, "new.png").unwrap();
+    assert_eq!(m.content_type, "image/png");
+    assert_eq!(&m.body[..], b"PNGDATA");
+}
+
+#[test]
+fn creating_on_a_cold_small_account_costs_one_lookup_request() {
+    let store = new_store(1000);
+    seed(&store, "old", b"1");
+    let t = mount_ttl(store, Duration::from_millis(50));
+    std::thread::sleep(Duration::from_millis(80));
+    t.reset();
+    t.write_file("new.txt", b"x").unwrap();
+    assert_eq!(t.stats(), snap(1, 0, 1, 0));
+}
+
+#[test]
+fn touch_creates_an_empty_media_with_one_put() {
+    let t = mount(new_store(1000));
+    t.reset();
+    let (attr, o) = t.create(ROOT_INO, "empty", libc::O_WRONLY | libc::O_CREAT);
+    assert_eq!(attr.size, 0);
+    t.fs.flush(o.fh).unwrap();
+    t.fs.release(o.fh).unwrap();
+    assert_eq!(t.stats(), snap(0, 0, 1, 0));
+    assert_eq!(t.stored("empty").unwrap(), b"");
+}
+
+#[test]
+fn rdonly_creat_makes_an_empty_media() {
+    let t = mount(new_store(1000));
+    let (_, o) = t.create(ROOT_INO, "ro-created", libc::O_RDONLY | libc::O_CREAT);
+    assert!(t.fs.read(o.fh, 0, 10).unwrap().is_empty());
+    t.fs.flush(o.fh).unwrap();
+    t.fs.release(o.fh).unwrap();
+    assert_eq!(t.stored("ro-created").unwrap(), b"");
+}
+
+#[test]
+fn flush_of_a_clean_handle_uploads_nothing() {
+    // The kernel flushes on every close of a dup'd descriptor.
+    let store = new_store(1000);
+    seed(&store, "f", b"abc");
+    let t = mount(store);
+    t.reset();
+    let ino = t.resolve("f").unwrap().ino;
+    let o = t.fs.open(ino, libc::O_RDWR, 0).unwrap();
+    t.fs.write(o.fh, 0, b"X").unwrap();
+    t.fs.flush(o.fh).unwrap();
+    t.fs.flush(o.fh).unwrap();
+    t.fs.fsync(o.fh).unwrap();
+    t.fs.release(o.fh).unwrap();
+    assert_eq!(t.stats(), snap(0, 1, 1, 0));
+    assert_eq!(t.stored("f").unwrap(), b"Xbc");
+}
+
+#[test]
+fn unlink_is_one_delete_and_open_readers_keep_reading() {
+    let store = new_store(1000);
+    seed(&store, "d/gone.txt", b"still here");
+    let t = mount(store);
+    let ino = t.resolve("d/gone.txt").unwrap().ino;
+    let o = t.fs.open(ino, libc::O_RDONLY, 0).unwrap();
+    t.reset();
+    t.rm("d/gone.txt").unwrap();
+    // The reader had not read yet: its bytes were fetched before the delete.
+    assert_eq!(t.stats(), snap(0, 1, 0, 1));
+    assert_eq!(t.read_all(o.fh).unwrap(), b"still here");
+    assert_eq!(t.fs.getattr(ino).unwrap().nlink, 0);
+    t.fs.release(o.fh).unwrap();
+    assert!(t.stored("d/gone.txt").is_none());
+    assert_eq!(errno_of(t.resolve("d/gone.txt")), libc::ENOENT);
+    // The directory we emptied stays until rmdir (so `rm -r` works).
+    assert_eq!(t.ls("d").unwrap(), Vec::<String>::new());
+    t.fs.rmdir(ROOT_INO, &os("d")).unwrap();
+    assert_eq!(errno_of(t.resolve("d")), libc::ENOENT);
+}
+
+#[test]
+fn unlink_of_a_cached_file_is_exactly_one_delete() {
+    let store = new_store(1000);
+    seed(&store, "x", b"1");
+    let t = mount(store);
+    t.reset();
+    t.rm("x").unwrap();
+    assert_eq!(t.stats(), snap(0, 0, 0, 1));
+    assert_eq!(t.ls("").unwrap(), Vec::<String>::new());
+    assert_eq!(t.stats(), snap(0, 0, 0, 1));
+}
+
+#[test]
+fn rename_of_a_cached_file_is_one_put_and_one_delete() {
+    let store = new_store(1000);
+    seed(&store, "a.txt", b"content");
+    let t = mount(store);
+    assert_eq!(t.cat("a.txt").unwrap(), b"content");
+    let ino = t.resolve("a.txt").unwrap().ino;
+    t.reset();
+    t.mv("a.txt", "sub.png").unwrap();
+    assert_eq!(t.stats(), snap(0, 0, 1, 1));
+    assert!(t.stored("a.txt").is_none());
+    assert_eq!(t.stored("sub.png").unwrap(), b"content");
+    assert_eq!(
+        Store::get(&t.store, "sub.png").unwrap().content_type,
+        "image/png"
+    );
+    // Same inode under the new name, served from the cache.
+    assert_eq!(t.resolve("sub.png").unwrap().ino, ino);
+    assert_eq!(t.cat("sub.png").unwrap(), b"content");
+    assert_eq!(t.ls("").unwrap(), vec!["sub.png"]);
+    assert_eq!(t.stats(), snap(0, 0, 1, 1));
+}
+
+#[test]
+fn rename_replaces_the_target() {
+    let store = new_store(1000);
+    seed(&store, "a", b"new");
+    seed(&store, "b", b"old");
+    let t = mount(store);
+    t.mv("a", "b").unwrap();
+    assert_eq!(t.stored("b").unwrap(), b"new");
+    assert!(t.stored("a").is_none());
+    assert_eq!(t.ls("").unwrap(), vec!["b"]);
+    assert_eq!(t.cat("b").unwrap(), b"new");
+}
+
+#[test]
+fn rename_keeps_both_names_when_the_delete_fails() {
+    let store = new_store(1000);
+    seed(&store, "a", b"data");
+    let t = mount(store);
+    *t.faults.delete.lock() = Some(ApiError::Status {
+        status: 503,
+        kind: None,
+        description: None,
+    });
+    assert_eq!(errno_of(t.mv("a", "b")), libc::EIO);
+    assert_eq!(t.stored("a").unwrap(), b"data");
+    assert_eq!(t.stored("b").unwrap(), b"data");
+    assert_eq!(t.ls("").unwrap(), vec!["a", "b"]);
+}
+
+#[test]
+fn rename_of_a_directory_moves_every_media_under_it() {
+    let store = new_store(1000);
+    seed(&store, "dir/a", b"1");
+    seed(&store, "dir/sub/b", b"22");
+    seed(&store, "other", b"3");
+    let t = mount(store);
+    let dir_ino = t.resolve("dir").unwrap().ino;
+    t.fs.mkdir(dir_ino, &os("emptysub"), 0o755, 0).unwrap();
+    t.reset();
+    t.mv("dir", "moved").unwrap();
+    assert_eq!(t.stats(), snap(0, 2, 2, 2));
+    assert_eq!(t.store.names(), vec!["moved/a", "moved/sub/b", "other"]);
+    assert_eq!(t.resolve("moved").unwrap().ino, dir_ino);
+    assert_eq!(t.ls("moved").unwrap(), vec!["a", "emptysub", "sub"]);
+    assert_eq!(t.cat("moved/sub/b").unwrap(), b"22");
+    assert_eq!(errno_of(t.resolve("dir")), libc::ENOENT);
+    // Onto a non-empty directory: refused.
+    t.fs.mkdir(ROOT_INO, &os("full"), 0o755, 0).unwrap();
+    t.write_file("full/x", b"x").unwrap();
+    assert_eq!(errno_of(t.mv("moved", "full")), libc::ENOTEMPTY);
+}
+
+#[test]
+fn rename_of_a_file_still_being_written_uploads_under_the_new_name() {
+    let t = mount(new_store(1000));
+    let (_, o) = t.create(ROOT_INO, ".tmp123", libc::O_WRONLY | libc::O_CREAT);
+    t.fs.write(o.fh, 0, b"abc").unwrap();
+    t.reset();
+    t.mv(".tmp123", "final.txt").unwrap();
+    assert_eq!(
+        t.stats(),
+        snap(0, 0, 0, 0),
+        "never uploaded: nothing to copy"
+    );
+    t.fs.flush(o.fh).unwrap();
+    t.fs.release(o.fh).unwrap();
+    assert_eq!(t.store.names(), vec!["final.txt"]);
+    assert_eq!(t.stats(), snap(0, 0, 1, 0));
+}
