@@ -11,46 +11,16 @@ use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use bwmediafs::api::{ApiError, MediaApi};
+use bwmediafs::cli::mountpoint;
 use bwmediafs::emulator::faulty_store::{FaultyStore, StoreFaults};
 use bwmediafs::emulator::store::{StatsSnapshot, Store, StoreConfig};
 use bwmediafs::fs::{FsOptions, MediaFs};
 use bwmediafs::fuse::{mount, MountOptions, Mounted};
 use bytes::Bytes;
-
-const TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Run `f` on its own thread; panic if it does not finish in time.
-fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(TIMEOUT) {
-        Ok(v) => v,
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: no answer in {TIMEOUT:?}"),
-        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: panicked"),
-    }
-}
-
-/// A shell command under `timeout`: (success, stdout, stderr).
-fn sh(cmd: &str) -> (bool, String, String) {
-    let out = Command::new("timeout")
-        .args(["-k", "5", &TIMEOUT.as_secs().to_string(), "sh", "-c", cmd])
-        .output()
-        .expect("run sh");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn ok(cmd: &str) -> String {
-    let (success, out, err) = sh(cmd);
-    assert!(success, "`{cmd}` failed: {err}{out}");
-    out
-}
+use common::{sh_ok, sh_outcome, stored_in, timed, OP_TIMEOUT};
 
 /// A mount over a store; unmounts in Drop whatever happens.
 struct Mnt {
@@ -98,7 +68,7 @@ fn setup(store: Arc<Store>, configure: impl FnOnce(&mut FsOptions, &mut MountOpt
     let fs = Arc::new(MediaFs::connect(api, opts).unwrap());
     let p = path.clone();
     let core = fs.clone();
-    let mounted = within("mount", move || mount(core, &p, &mopts)).unwrap();
+    let mounted = timed("mount", move || mount(core, &p, &mopts)).unwrap();
     let mut m = Mnt {
         store,
         fs,
@@ -109,7 +79,7 @@ fn setup(store: Arc<Store>, configure: impl FnOnce(&mut FsOptions, &mut MountOpt
         tmp,
     };
     let p = m.path.clone();
-    m.dev = within("stat the mount", move || {
+    m.dev = timed("stat the mount", move || {
         std::fs::metadata(p).unwrap().dev()
     });
     m
@@ -151,7 +121,7 @@ impl Mnt {
         self.store.stats.snapshot()
     }
     fn stored(&self, name: &str) -> Option<Vec<u8>> {
-        Store::get(&self.store, name).ok().map(|m| m.body.to_vec())
+        stored_in(&self.store, name)
     }
 }
 
@@ -165,11 +135,7 @@ fn diff(a: StatsSnapshot, b: StatsSnapshot) -> (u64, u64, u64, u64) {
 }
 
 fn mounted_here(path: &Path) -> bool {
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    let p = path.display().to_string();
-    mounts
-        .lines()
-        .any(|l| l.split(' ').nth(1) == Some(p.as_str()))
+    mountpoint::mounted_type(path).is_some()
 }
 
 // ----- tests -----------------------------------------------------------------------------------
@@ -188,28 +154,34 @@ fn reading_tools_see_files_and_directories() {
         |_, _| {},
     );
     assert!(mounted_here(&m.path));
-    let ls = ok(&format!("ls -l {}", m.p("")));
+    let ls = sh_ok(&format!("ls -l {}", m.p("")));
     assert!(ls.contains("a.txt") && ls.contains("msg"), "{ls}");
     assert!(
         ls.lines()
             .any(|l| l.contains(" 5 ") && l.ends_with("a.txt")),
         "{ls}"
     );
-    assert_eq!(ok(&format!("cat {}", m.p("a.txt"))), "hello");
-    ok(&format!(
+    assert_eq!(sh_ok(&format!("cat {}", m.p("a.txt"))), "hello");
+    sh_ok(&format!(
         "cp {} {}",
         m.p("msg/0/photo.png"),
         m.t("out.png").display()
     ));
     assert_eq!(std::fs::read(m.t("out.png")).unwrap(), b"\x89PNG fake");
-    let find = ok(&format!("cd {} && find . -type f | sort", m.p("")));
+    let find = sh_ok(&format!("cd {} && find . -type f | sort", m.p("")));
     assert_eq!(find, "./a.txt\n./msg/0/photo.png\n./msg/1/clip.mp4\n");
-    assert_eq!(ok(&format!("stat -c %s {}", m.p("msg/1/clip.mp4"))), "9\n");
-    assert_eq!(ok(&format!("stat -c %F {}", m.p("msg/1"))), "directory\n");
-    let df = ok(&format!("df {}", m.p("")));
+    assert_eq!(
+        sh_ok(&format!("stat -c %s {}", m.p("msg/1/clip.mp4"))),
+        "9\n"
+    );
+    assert_eq!(
+        sh_ok(&format!("stat -c %F {}", m.p("msg/1"))),
+        "directory\n"
+    );
+    let df = sh_ok(&format!("df {}", m.p("")));
     assert!(df.contains("bwmedia-test"), "{df}");
-    assert_eq!(ok(&format!("stat -f -c %l {}", m.p(""))), "255\n");
-    let (success, _, err) = sh(&format!("cat {}", m.p("nope")));
+    assert_eq!(sh_ok(&format!("stat -f -c %l {}", m.p(""))), "255\n");
+    let (success, _, err) = sh_outcome(&format!("cat {}", m.p("nope")));
     assert!(!success && err.contains("No such file"), "{err}");
 }
 
@@ -224,7 +196,7 @@ fn the_round_trip_budget_holds_through_the_kernel() {
         "mount"
     );
     // ls -l of 1500 media: ceil(1500/1000) = 2 pages in all (the mount's one included).
-    let out = ok(&format!("ls -l {} | wc -l", m.p("")));
+    let out = sh_ok(&format!("ls -l {} | wc -l", m.p("")));
     assert_eq!(out.trim(), "1501");
     assert_eq!(
         diff(StatsSnapshot::default(), m.stats()),
@@ -232,25 +204,25 @@ fn the_round_trip_budget_holds_through_the_kernel() {
         "ls -l"
     );
     let s = m.stats();
-    ok(&format!("ls -l {} > /dev/null", m.p("")));
+    sh_ok(&format!("ls -l {} > /dev/null", m.p("")));
     assert_eq!(diff(s, m.stats()), (0, 0, 0, 0), "ls -l again");
     let s = m.stats();
-    assert_eq!(ok(&format!("cat {}", m.p("f00042.txt"))), "data");
+    assert_eq!(sh_ok(&format!("cat {}", m.p("f00042.txt"))), "data");
     assert_eq!(diff(s, m.stats()), (0, 1, 0, 0), "cat after ls");
     let s = m.stats();
-    assert_eq!(ok(&format!("cat {}", m.p("f00042.txt"))), "data");
+    assert_eq!(sh_ok(&format!("cat {}", m.p("f00042.txt"))), "data");
     assert_eq!(diff(s, m.stats()), (0, 0, 0, 0), "cat again");
     std::fs::write(m.t("new.txt"), b"new content").unwrap();
     let s = m.stats();
-    ok(&format!("cp {} {}", m.t("new.txt").display(), m.p("")));
+    sh_ok(&format!("cp {} {}", m.t("new.txt").display(), m.p("")));
     let (l, g, p, d) = diff(s, m.stats());
     assert!(p == 1 && l + g <= 1 && d == 0, "cp new: {:?}", (l, g, p, d));
     assert_eq!(m.stored("new.txt").unwrap(), b"new content");
     let s = m.stats();
-    ok(&format!("rm {}", m.p("new.txt")));
+    sh_ok(&format!("rm {}", m.p("new.txt")));
     assert_eq!(diff(s, m.stats()), (0, 0, 0, 1), "rm");
     let s = m.stats();
-    ok(&format!("mv {} {}", m.p("f00042.txt"), m.p("moved.txt")));
+    sh_ok(&format!("mv {} {}", m.p("f00042.txt"), m.p("moved.txt")));
     assert_eq!(diff(s, m.stats()), (0, 0, 1, 1), "mv of a cached file");
     assert_eq!(m.stored("moved.txt").unwrap(), b"data");
     assert!(m.stored("f00042.txt").is_none());
@@ -260,31 +232,31 @@ fn the_round_trip_budget_holds_through_the_kernel() {
 fn writing_tools_work() {
     let m = setup(store_with(1000, &[("f", b"abcdefgh")]), |_, _| {});
     // Random write into an existing file.
-    ok(&format!(
+    sh_ok(&format!(
         "dd if=/dev/zero of={} bs=1 count=3 seek=2 conv=notrunc status=none",
         m.p("f")
     ));
     assert_eq!(m.stored("f").unwrap(), b"ab\0\0\0fgh");
-    ok(&format!("truncate -s 4 {}", m.p("f")));
+    sh_ok(&format!("truncate -s 4 {}", m.p("f")));
     assert_eq!(m.stored("f").unwrap(), b"ab\0\0");
-    ok(&format!("truncate -s 6 {}", m.p("f")));
+    sh_ok(&format!("truncate -s 6 {}", m.p("f")));
     assert_eq!(m.stored("f").unwrap(), b"ab\0\0\0\0");
-    ok(&format!("printf 'line1\\n' > {}", m.p("f")));
-    ok(&format!("printf 'line2\\n' >> {}", m.p("f")));
+    sh_ok(&format!("printf 'line1\\n' > {}", m.p("f")));
+    sh_ok(&format!("printf 'line2\\n' >> {}", m.p("f")));
     assert_eq!(m.stored("f").unwrap(), b"line1\nline2\n");
-    assert_eq!(ok(&format!("cat {}", m.p("f"))), "line1\nline2\n");
+    assert_eq!(sh_ok(&format!("cat {}", m.p("f"))), "line1\nline2\n");
     // touch: a new empty media with one PUT; on an existing file only the times change.
     let s = m.stats();
-    ok(&format!("touch {}", m.p("empty.txt")));
+    sh_ok(&format!("touch {}", m.p("empty.txt")));
     assert_eq!(m.stored("empty.txt").unwrap(), b"");
     assert_eq!(diff(s, m.stats()).2, 1);
     let s = m.stats();
-    ok(&format!("touch -d '2001-02-03 04:05:06' {}", m.p("f")));
+    sh_ok(&format!("touch -d '2001-02-03 04:05:06' {}", m.p("f")));
     assert_eq!(diff(s, m.stats()).2, 0);
-    assert_eq!(ok(&format!("date -r {} +%Y", m.p("f"))), "2001\n");
+    assert_eq!(sh_ok(&format!("date -r {} +%Y", m.p("f"))), "2001\n");
     // Read-your-writes on O_RDWR, before the upload.
     let p = m.path.join("f");
-    within("O_RDWR", move || {
+    timed("O_RDWR", move || {
         use std::io::{Read, Seek, SeekFrom, Write};
         let mut f = std::fs::OpenOptions::new()
             .read(true)
@@ -300,14 +272,14 @@ fn writing_tools_work() {
     });
     assert_eq!(m.stored("f").unwrap(), b"LINE1\nline2\n");
     // Over the limit: EFBIG at the write that crosses it.
-    let (success, _, err) = sh(&format!(
+    let (success, _, err) = sh_outcome(&format!(
         "dd if=/dev/zero of={} bs=1M count=5 status=none",
         m.p("big")
     ));
     assert!(!success && err.contains("File too large"), "{err}");
     // O_RDONLY|O_CREAT makes an empty media.
     let p = m.path.join("rocreat");
-    within("O_RDONLY|O_CREAT", move || {
+    timed("O_RDONLY|O_CREAT", move || {
         use std::os::unix::fs::OpenOptionsExt;
         std::fs::OpenOptions::new()
             .read(true)
@@ -322,34 +294,34 @@ fn writing_tools_work() {
 fn moving_removing_and_directories() {
     let m = setup(store_with(1000, &[("keep.txt", b"k")]), |_, _| {});
     std::fs::write(m.t("src.txt"), b"payload").unwrap();
-    ok(&format!("mkdir -p {}", m.p("a/b/c")));
-    ok(&format!(
+    sh_ok(&format!("mkdir -p {}", m.p("a/b/c")));
+    sh_ok(&format!(
         "cp {} {}",
         m.t("src.txt").display(),
         m.p("a/b/c/")
     ));
     assert_eq!(m.stored("a/b/c/src.txt").unwrap(), b"payload");
-    ok(&format!("mv {} {}", m.p("a/b"), m.p("z")));
+    sh_ok(&format!("mv {} {}", m.p("a/b"), m.p("z")));
     assert_eq!(m.store.names(), vec!["keep.txt", "z/c/src.txt"]);
-    assert_eq!(ok(&format!("cat {}", m.p("z/c/src.txt"))), "payload");
+    assert_eq!(sh_ok(&format!("cat {}", m.p("z/c/src.txt"))), "payload");
     // mv onto an existing file replaces it.
-    ok(&format!(
+    sh_ok(&format!(
         "cp {} {}",
         m.t("src.txt").display(),
         m.p("other.txt")
     ));
-    ok(&format!("mv {} {}", m.p("other.txt"), m.p("keep.txt")));
+    sh_ok(&format!("mv {} {}", m.p("other.txt"), m.p("keep.txt")));
     assert_eq!(m.stored("keep.txt").unwrap(), b"payload");
     assert!(m.stored("other.txt").is_none());
-    let (success, _, err) = sh(&format!("rmdir {}", m.p("z")));
+    let (success, _, err) = sh_outcome(&format!("rmdir {}", m.p("z")));
     assert!(!success && err.contains("not empty"), "{err}");
-    ok(&format!("rm -r {}", m.p("z")));
-    ok(&format!("rmdir {}", m.p("a")));
-    assert_eq!(ok(&format!("ls {}", m.p(""))), "keep.txt\n");
+    sh_ok(&format!("rm -r {}", m.p("z")));
+    sh_ok(&format!("rmdir {}", m.p("a")));
+    assert_eq!(sh_ok(&format!("ls {}", m.p(""))), "keep.txt\n");
     assert_eq!(m.store.names(), vec!["keep.txt"]);
     // A file still open for reading stays readable after rm.
     let p = m.path.join("keep.txt");
-    within("read after rm", move || {
+    timed("read after rm", move || {
         use std::io::Read;
         let mut f = std::fs::File::open(&p).unwrap();
         let mut first = [0u8; 3];
@@ -370,26 +342,26 @@ fn cp_p_rsync_and_tar_preserve_what_they_set() {
     std::fs::write(src.join("one.txt"), b"1").unwrap();
     std::fs::write(src.join("sub/two.png"), b"22").unwrap();
     std::fs::set_permissions(src.join("one.txt"), std::fs::Permissions::from_mode(0o600)).unwrap();
-    ok(&format!(
+    sh_ok(&format!(
         "touch -d '2020-01-02 03:04:05' {}/one.txt",
         src.display()
     ));
-    ok(&format!(
+    sh_ok(&format!(
         "cp -p {}/one.txt {}",
         src.display(),
         m.p("one.txt")
     ));
     assert_eq!(
-        ok(&format!("stat -c '%a %Y' {}", m.p("one.txt"))),
-        ok(&format!("stat -c '%a %Y' {}/one.txt", src.display()))
+        sh_ok(&format!("stat -c '%a %Y' {}", m.p("one.txt"))),
+        sh_ok(&format!("stat -c '%a %Y' {}/one.txt", src.display()))
     );
-    ok(&format!(
+    sh_ok(&format!(
         "tar cf - -C {} . | tar xf - -C {}",
         src.display(),
         m.p("")
     ));
     assert_eq!(m.stored("sub/two.png").unwrap(), b"22");
-    ok(&format!("rsync -a {}/ {}/", src.display(), m.p("dst")));
+    sh_ok(&format!("rsync -a {}/ {}/", src.display(), m.p("dst")));
     assert_eq!(m.stored("dst/one.txt").unwrap(), b"1");
     assert_eq!(m.stored("dst/sub/two.png").unwrap(), b"22");
     assert_eq!(
@@ -398,7 +370,7 @@ fn cp_p_rsync_and_tar_preserve_what_they_set() {
     );
     // Sizes and times were remembered: a second run transfers nothing.
     let s = m.stats();
-    let out = ok(&format!("rsync -ai {}/ {}/", src.display(), m.p("dst")));
+    let out = sh_ok(&format!("rsync -ai {}/ {}/", src.display(), m.p("dst")));
     assert_eq!(diff(s, m.stats()).2, 0, "second rsync uploaded: {out}");
 }
 
@@ -411,7 +383,7 @@ fn a_failed_upload_fails_close_and_keeps_the_bytes() {
         description: None,
     });
     let p = m.path.join("lost.txt");
-    let errno = within("close", move || {
+    let errno = timed("close", move || {
         use std::io::Write;
         let mut f = std::fs::File::create(&p).unwrap();
         f.write_all(b"do not lose me").unwrap();
@@ -424,7 +396,7 @@ fn a_failed_upload_fails_close_and_keeps_the_bytes() {
     let saved = m.tmp.path().join("recovery/lost.txt");
     assert_eq!(std::fs::read(saved).unwrap(), b"do not lose me");
     std::fs::write(m.t("x"), b"x").unwrap();
-    let (success, _, _) = sh(&format!("cp {} {}", m.t("x").display(), m.p("x")));
+    let (success, _, _) = sh_outcome(&format!("cp {} {}", m.t("x").display(), m.p("x")));
     assert!(!success, "cp must report the failed upload");
     assert!(m.store.is_empty());
 }
@@ -432,23 +404,23 @@ fn a_failed_upload_fails_close_and_keeps_the_bytes() {
 #[test]
 fn xattrs_through_the_mount() {
     let m = setup(store_with(1000, &[("m/pic.jpg", b"jpeg")]), |_, _| {});
-    let url = ok(&format!(
+    let url = sh_ok(&format!(
         "getfattr --only-values -n user.bandwidth.url {}",
         m.p("m/pic.jpg")
     ));
     assert_eq!(url, m.store.media_url("m/pic.jpg"));
-    let ct = ok(&format!(
+    let ct = sh_ok(&format!(
         "getfattr --only-values -n user.bandwidth.content_type {}",
         m.p("m/pic.jpg")
     ));
     assert_eq!(ct, "image/jpeg");
-    let all = ok(&format!("getfattr -d {}", m.p("m/pic.jpg")));
+    let all = sh_ok(&format!("getfattr -d {}", m.p("m/pic.jpg")));
     assert!(all.contains("user.bandwidth.url="), "{all}");
-    ok(&format!(
+    sh_ok(&format!(
         "setfattr -n user.bandwidth.cache_control -v no-store {}",
         m.p("m/pic.jpg")
     ));
-    ok(&format!("printf new > {}", m.p("m/pic.jpg")));
+    sh_ok(&format!("printf new > {}", m.p("m/pic.jpg")));
     let stored = Store::get(&m.store, "m/pic.jpg").unwrap();
     assert_eq!(stored.cache_control.as_deref(), Some("no-store"));
 }
@@ -459,10 +431,10 @@ fn a_read_only_mount_refuses_changes() {
         o.read_only = true;
         mo.read_only = true;
     });
-    assert_eq!(ok(&format!("cat {}", m.p("r.txt"))), "read me");
-    let (success, _, err) = sh(&format!("touch {}", m.p("new")));
+    assert_eq!(sh_ok(&format!("cat {}", m.p("r.txt"))), "read me");
+    let (success, _, err) = sh_outcome(&format!("touch {}", m.p("new")));
     assert!(!success && err.contains("Read-only file system"), "{err}");
-    let (success, _, _) = sh(&format!("rm {}", m.p("r.txt")));
+    let (success, _, _) = sh_outcome(&format!("rm {}", m.p("r.txt")));
     assert!(!success);
     assert_eq!(m.store.names(), vec!["r.txt"]);
 }
@@ -478,17 +450,17 @@ fn a_slow_download_does_not_block_other_operations() {
     let reader = std::thread::spawn(move || std::fs::read(p));
     let t0 = Instant::now();
     while m.faults.gets_started.load(Ordering::SeqCst) == 0 {
-        assert!(t0.elapsed() < TIMEOUT, "the download never started");
+        assert!(t0.elapsed() < OP_TIMEOUT, "the download never started");
         std::thread::sleep(Duration::from_millis(5));
     }
     // The download is stuck; everything else answers at once.
     let quick = Instant::now();
-    assert_eq!(ok(&format!("ls {}", m.p(""))), "fast.txt\nslow.bin\n");
-    ok(&format!("stat {} > /dev/null", m.p("slow.bin")));
-    ok(&format!("printf w > {}", m.p("written.txt")));
+    assert_eq!(sh_ok(&format!("ls {}", m.p(""))), "fast.txt\nslow.bin\n");
+    sh_ok(&format!("stat {} > /dev/null", m.p("slow.bin")));
+    sh_ok(&format!("printf w > {}", m.p("written.txt")));
     assert!(quick.elapsed() < Duration::from_secs(5));
     m.faults.hold_gets.store(false, Ordering::SeqCst);
-    let body = within("the slow read", move || reader.join().unwrap().unwrap());
+    let body = timed("the slow read", move || reader.join().unwrap().unwrap());
     assert_eq!(body, b"slow");
 }
 
@@ -498,7 +470,7 @@ fn unmount_is_clean_and_leaves_nothing_mounted() {
     let path = m.path.clone();
     assert!(mounted_here(&path));
     let mounted = m.mounted.take().unwrap();
-    within("unmount", move || mounted.unmount()).unwrap();
+    timed("unmount", move || mounted.unmount()).unwrap();
     assert!(!mounted_here(&path));
 }
 
@@ -513,8 +485,8 @@ fn wait_returns_after_an_external_umount() {
     });
     std::thread::sleep(Duration::from_millis(50));
     assert!(rx.try_recv().is_err(), "wait returned while mounted");
-    ok(&format!("umount {}", m.p("")));
-    rx.recv_timeout(TIMEOUT)
+    sh_ok(&format!("umount {}", m.p("")));
+    rx.recv_timeout(OP_TIMEOUT)
         .expect("wait did not return after umount");
     assert!(!mounted_here(&m.path));
 }
@@ -523,12 +495,12 @@ fn wait_returns_after_an_external_umount() {
 fn a_busy_unmount_fails_and_detaches_lazily() {
     let mut m = setup(store_with(1000, &[("held.txt", b"held")]), |_, _| {});
     let p = m.path.join("held.txt");
-    let held = within("open", move || std::fs::File::open(p).unwrap());
+    let held = timed("open", move || std::fs::File::open(p).unwrap());
     let mounted = m.mounted.take().unwrap();
-    let r = within("busy unmount", move || mounted.unmount());
+    let r = timed("busy unmount", move || mounted.unmount());
     assert!(r.is_err(), "unmount of a busy file system must report it");
     assert!(!mounted_here(&m.path), "detached lazily");
-    let body = within("read after detach", move || {
+    let body = timed("read after detach", move || {
         use std::io::Read;
         let mut held = held;
         let mut s = String::new();
@@ -548,8 +520,8 @@ fn request_unmount_ends_wait_on_another_thread() {
         waiter.wait();
         let _ = tx.send(());
     });
-    within("request_unmount", move || mounted.request_unmount()).unwrap();
-    rx.recv_timeout(TIMEOUT).expect("wait did not return");
+    timed("request_unmount", move || mounted.request_unmount()).unwrap();
+    rx.recv_timeout(OP_TIMEOUT).expect("wait did not return");
     assert!(!mounted_here(&m.path));
 }
 
@@ -579,9 +551,9 @@ fn nodes_of_vanished_media_are_freed_when_the_kernel_forgets_them() {
     let m = setup(store_with(100, &media), |o, _| {
         o.metadata_ttl = Duration::from_millis(300)
     });
-    let listing = ok(&format!("ls -lR {}", m.p("")));
+    let listing = sh_ok(&format!("ls -lR {}", m.p("")));
     assert_eq!(listing.matches(".txt").count(), 300);
-    assert_eq!(ok(&format!("cat {}", m.p("d1/m001.txt"))), "x");
+    assert_eq!(sh_ok(&format!("cat {}", m.p("d1/m001.txt"))), "x");
     let held = std::fs::File::open(m.path.join("d0/m000.txt")).unwrap();
     assert_eq!(
         m.fs.node_count(),
@@ -592,7 +564,7 @@ fn nodes_of_vanished_media_are_freed_when_the_kernel_forgets_them() {
         m.store.delete(n);
     }
     std::thread::sleep(Duration::from_millis(400));
-    assert_eq!(ok(&format!("ls -A {}", m.p(""))), "");
+    assert_eq!(sh_ok(&format!("ls -A {}", m.p(""))), "");
     assert_eq!(
         nodes_after_forgets(&m, 3),
         3,

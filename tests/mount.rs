@@ -23,10 +23,6 @@ fn put(m: &Mount, name: &str, body: &[u8]) {
         .expect("store put");
 }
 
-fn stored(m: &Mount, name: &str) -> Option<Vec<u8>> {
-    m.emulator.store().get(name).ok().map(|s| s.body.to_vec())
-}
-
 /// Every regular file under `root` with its size, as `find` sees it.
 fn find_files(root: &std::path::Path) -> BTreeMap<String, u64> {
     let out = sh_ok(&format!(
@@ -97,12 +93,12 @@ fn shell_tools_write_and_the_api_sees_it() {
 
     // cp in
     sh_ok(&format!("cp {} {}", q(&src), q(&m.path("copied.bin"))));
-    assert_bytes(stored(&m, "copied.bin").as_deref(), &data, "copied.bin");
+    assert_bytes(m.stored("copied.bin").as_deref(), &data, "copied.bin");
     // > and >>
     sh_ok(&format!("echo hello > {}", q(&m.path("note.txt"))));
     sh_ok(&format!("echo world >> {}", q(&m.path("note.txt"))));
     assert_bytes(
-        stored(&m, "note.txt").as_deref(),
+        m.stored("note.txt").as_deref(),
         b"hello\nworld\n",
         "note.txt",
     );
@@ -112,18 +108,18 @@ fn shell_tools_write_and_the_api_sees_it() {
         q(&m.path("note.txt"))
     ));
     assert_bytes(
-        stored(&m, "note.txt").as_deref(),
+        m.stored("note.txt").as_deref(),
         b"heXYo\nworld\n",
         "note.txt",
     );
     // truncate shrinks and grows
     sh_ok(&format!("truncate -s 3 {}", q(&m.path("note.txt"))));
-    assert_bytes(stored(&m, "note.txt").as_deref(), b"heX", "note.txt");
+    assert_bytes(m.stored("note.txt").as_deref(), b"heX", "note.txt");
     sh_ok(&format!("truncate -s 5 {}", q(&m.path("note.txt"))));
-    assert_bytes(stored(&m, "note.txt").as_deref(), b"heX\0\0", "note.txt");
+    assert_bytes(m.stored("note.txt").as_deref(), b"heX\0\0", "note.txt");
     // touch creates an empty media
     sh_ok(&format!("touch {}", q(&m.path("empty"))));
-    assert_bytes(stored(&m, "empty").as_deref(), b"", "empty");
+    assert_bytes(m.stored("empty").as_deref(), b"", "empty");
     // mv onto a new name, then over an existing one
     sh_ok(&format!(
         "mv {} {}",
@@ -131,26 +127,26 @@ fn shell_tools_write_and_the_api_sees_it() {
         q(&m.path("moved.bin"))
     ));
     assert!(
-        stored(&m, "copied.bin").is_none(),
+        m.stored("copied.bin").is_none(),
         "{} should not be stored",
         "copied.bin"
     );
-    assert_bytes(stored(&m, "moved.bin").as_deref(), &data, "moved.bin");
+    assert_bytes(m.stored("moved.bin").as_deref(), &data, "moved.bin");
     sh_ok(&format!(
         "mv {} {}",
         q(&m.path("note.txt")),
         q(&m.path("moved.bin"))
     ));
-    assert_bytes(stored(&m, "moved.bin").as_deref(), b"heX\0\0", "moved.bin");
+    assert_bytes(m.stored("moved.bin").as_deref(), b"heX\0\0", "moved.bin");
     assert!(
-        stored(&m, "note.txt").is_none(),
+        m.stored("note.txt").is_none(),
         "{} should not be stored",
         "note.txt"
     );
     // mkdir -p, cp into it, rmdir
     sh_ok(&format!("mkdir -p {}", q(&m.path("a/b"))));
     sh_ok(&format!("cp {} {}", q(&src), q(&m.path("a/b/"))));
-    assert_bytes(stored(&m, "a/b/src.bin").as_deref(), &data, "a/b/src.bin");
+    assert_bytes(m.stored("a/b/src.bin").as_deref(), &data, "a/b/src.bin");
     sh_ok(&format!("mkdir {}", q(&m.path("a/empty"))));
     sh_ok(&format!("rmdir {}", q(&m.path("a/empty"))));
     let busy = sh(&format!("rmdir {}", q(&m.path("a/b"))));
@@ -161,7 +157,7 @@ fn shell_tools_write_and_the_api_sees_it() {
     // rm
     sh_ok(&format!("rm {}", q(&m.path("a/b/src.bin"))));
     assert!(
-        stored(&m, "a/b/src.bin").is_none(),
+        m.stored("a/b/src.bin").is_none(),
         "{} should not be stored",
         "a/b/src.bin"
     );
@@ -172,7 +168,7 @@ fn shell_tools_write_and_the_api_sees_it() {
     let md = std::fs::metadata(m.path("kept.bin")).unwrap();
     assert_eq!(md.mode() & 0o777, 0o600);
     assert_eq!(md.mtime(), std::fs::metadata(&src).unwrap().mtime());
-    assert_bytes(stored(&m, "kept.bin").as_deref(), &data, "kept.bin");
+    assert_bytes(m.stored("kept.bin").as_deref(), &data, "kept.bin");
 
     let names = m.emulator.store().names();
     assert_eq!(names, vec!["empty", "kept.bin", "moved.bin"]);
@@ -196,7 +192,7 @@ fn rsync_into_and_out_of_the_mount() {
         vec!["a.txt", "sub/b.bin", "sub/deeper/c.png"]
     );
     assert_bytes(
-        stored(&m, "sub/b.bin").as_deref(),
+        m.stored("sub/b.bin").as_deref(),
         &bytes(2000, 1),
         "sub/b.bin",
     );
@@ -214,11 +210,7 @@ fn oversize_copy_fails_with_file_too_large_and_stores_nothing() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("File too large"), "{err}");
-    assert!(
-        stored(&m, "big").is_none(),
-        "{} should not be stored",
-        "big"
-    );
+    assert!(m.stored("big").is_none(), "{} should not be stored", "big");
     assert!(
         m.log_text().contains("3932160"),
         "the log should state the limit"
@@ -241,7 +233,7 @@ fn an_upload_the_server_refuses_makes_close_fail() {
     });
     assert!(result.is_err(), "fsync/close of a refused upload succeeded");
     assert!(
-        stored(&m, "refused.bin").is_none(),
+        m.stored("refused.bin").is_none(),
         "{} should not be stored",
         "refused.bin"
     );
@@ -302,7 +294,7 @@ fn round_trip_budget_of_common_actions() {
         (0, 0, 1, 1),
         "mv of a cached file"
     );
-    assert_bytes(stored(&m, "g3").as_deref(), &bytes(100, 3), "g3");
+    assert_bytes(m.stored("g3").as_deref(), &bytes(100, 3), "g3");
 }
 
 #[test]
@@ -368,7 +360,7 @@ fn an_open_file_stays_readable_after_rm() {
     assert_eq!(before, b"still here");
     assert_eq!(after, b"still here");
     assert!(
-        stored(&m, "doomed").is_none(),
+        m.stored("doomed").is_none(),
         "{} should not be stored",
         "doomed"
     );
@@ -435,14 +427,11 @@ fn sigterm_uploads_open_dirty_files_then_unmounts() {
         use std::io::Write;
         f.write_all(&data).unwrap();
     }
-    assert_eq!(
-        stored(&m, "open-dirty.bin").map(|b| b.len()).unwrap_or(0),
-        0
-    );
+    assert_eq!(m.stored("open-dirty.bin").map(|b| b.len()).unwrap_or(0), 0);
     m.signal(libc::SIGTERM);
     // The process uploads, then unmounts; our handle is left dangling and closing it may fail.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while stored(&m, "open-dirty.bin").as_deref() != Some(&data[..]) {
+    while m.stored("open-dirty.bin").as_deref() != Some(&data[..]) {
         assert!(
             std::time::Instant::now() < deadline,
             "dirty file not uploaded on SIGTERM"
@@ -593,11 +582,11 @@ fn mmap_reads_and_writes_go_through() {
     want[99_995..].copy_from_slice(b"WORLD");
     // The release that uploads comes after munmap, asynchronously.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while stored(&m, "m.bin").as_deref() != Some(&want[..]) && Instant::now() < deadline {
+    while m.stored("m.bin").as_deref() != Some(&want[..]) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_bytes(
-        stored(&m, "m.bin").as_deref(),
+        m.stored("m.bin").as_deref(),
         &want,
         "the mapped writes, uploaded",
     );

@@ -11,10 +11,6 @@ use bwmediafs::emulator::{Emulator, EmulatorConfig, Faults};
 use bytes::Bytes;
 use common::*;
 
-fn stored(m: &Mount, name: &str) -> Option<Vec<u8>> {
-    m.emulator.store().get(name).ok().map(|s| s.body.to_vec())
-}
-
 /// Write a whole file through the mount; the result of the last step (close included).
 fn write_file(path: std::path::PathBuf, data: Vec<u8>) -> std::io::Result<()> {
     timed("write", move || {
@@ -53,7 +49,7 @@ fn twenty_percent_faults_lose_and_corrupt_nothing() {
         let data = bytes(30_000 + i as usize, 1000 + i);
         match write_file(m.path(&format!("in-{i:03}")), data.clone()) {
             Ok(()) => assert_eq!(
-                stored(&m, &format!("in-{i:03}")).as_deref(),
+                m.stored(&format!("in-{i:03}")).as_deref(),
                 Some(&data[..]),
                 "close succeeded but the media is not stored"
             ),
@@ -99,7 +95,7 @@ fn an_upload_that_fails_for_good_fails_close_and_keeps_the_bytes() {
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
     m.emulator.set_faults(Faults::default());
     assert!(
-        stored(&m, "msg/0/lost.png").is_none(),
+        m.stored("msg/0/lost.png").is_none(),
         "{} should not be stored",
         "msg/0/lost.png"
     );
@@ -170,7 +166,7 @@ fn an_unreachable_server_fails_fast_and_the_mount_recovers_by_itself() {
         b"again"
     );
     write_file(m.path("after"), b"ok".to_vec()).unwrap();
-    assert_eq!(stored(&m, "after").unwrap(), b"ok");
+    assert_eq!(m.stored("after").unwrap(), b"ok");
 }
 
 #[test]
@@ -274,7 +270,7 @@ fn eight_threads_of_mixed_operations_agree_with_the_api() {
         .names()
         .into_iter()
         .map(|n| {
-            let body = stored(&m, &n).unwrap();
+            let body = m.stored(&n).unwrap();
             (n, body)
         })
         .collect();

@@ -139,11 +139,7 @@ impl Mount {
 
     /// The bytes the server holds under `name`.
     pub fn stored(&self, name: &str) -> Option<Vec<u8>> {
-        self.emulator
-            .store()
-            .get(name)
-            .ok()
-            .map(|s| s.body.to_vec())
+        stored_in(self.emulator.store(), name)
     }
 
     pub fn stats(&self) -> StatsSnapshot {
@@ -221,6 +217,11 @@ impl Drop for Mount {
     }
 }
 
+/// The bytes `store` holds under `name`.
+pub fn stored_in(store: &bwmediafs::emulator::store::Store, name: &str) -> Option<Vec<u8>> {
+    store.get(name).ok().map(|s| s.body.to_vec())
+}
+
 /// Run `f` on another thread; fail the test if it takes longer than [`OP_TIMEOUT`].
 pub fn timed<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = mpsc::channel();
@@ -245,6 +246,16 @@ pub fn sh(script: &str) -> Output {
         .arg(script)
         .output()
         .expect("run bash")
+}
+
+/// Run a shell command line: whether it succeeded, its standard output and its errors.
+pub fn sh_outcome(script: &str) -> (bool, String, String) {
+    let out = sh(script);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Run a shell command line that must succeed; its standard output.
