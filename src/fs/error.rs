@@ -55,6 +55,10 @@ pub enum FsError {
     NotPermitted,
     #[error("invalid argument: {0}")]
     Invalid(String),
+    /// A download ended short, or the media changed between two attempts of it: the fault is
+    /// the server's (or the network's), never short data handed out.
+    #[error("the download went wrong: {0}")]
+    BadDownload(String),
     #[error("local I/O error: {0}")]
     Io(String),
 }
@@ -128,7 +132,7 @@ fn errno(e: &FsError) -> i32 {
         FsError::NotSupported => libc::ENOTSUP,
         FsError::NotPermitted => libc::EPERM,
         FsError::Invalid(_) => libc::EINVAL,
-        FsError::Io(_) => libc::EIO,
+        FsError::BadDownload(_) | FsError::Io(_) => libc::EIO,
     }
 }
 

@@ -74,6 +74,9 @@ pub use options::{state_dir, FsOptions};
 use readdir::DirHandle;
 pub use types::*;
 
+/// What a failed upload is called in errors and logs.
+const UPLOAD: &str = "upload";
+
 /// The file system. Send + Sync: every operation may run on any thread.
 pub struct MediaFs {
     api: Arc<dyn MediaApi>,
@@ -144,7 +147,9 @@ impl MediaFs {
         self.content.used()
     }
 
-    /// An API failure as an `FsError`, logged once where it is actionable.
+    /// An API failure as an `FsError`, logged where it is actionable: a refused credential once
+    /// per mount; a failed upload in its recovery note instead, once for each version of the
+    /// bytes (every later fsync and close tries again).
     pub(super) fn api_error(&self, op: &'static str, name: &str, e: ApiError) -> FsError {
         let err = FsError::api(op, name, e);
         if let FsError::Api { source, .. } = &err {
@@ -155,6 +160,7 @@ impl MediaFs {
                     }
                 }
                 ApiError::NotFound => log::debug!("{err}"),
+                _ if op == UPLOAD => log::debug!("{err}"),
                 ApiError::UnsupportedType(ct) => log::warn!(
                     "{op} of {name:?}: the server refused the content type {ct:?} (HTTP 415); \
                      set another with `setfattr -n {XATTR_CONTENT_TYPE} -v TYPE FILE` or rename \

@@ -79,7 +79,11 @@ impl MediaFs {
             (n.path.clone(), upload_target(n, new_path))
         };
         let (bytes, generation) = self.bytes_of(ino).map_err(|e| (e, None))?;
-        let media = self.put_media(target, bytes).map_err(|e| (e, None))?;
+        let media = self.put_media(target, bytes).map_err(|e| {
+            // Nothing is lost (the old name stays), so there is no recovery note to say it.
+            log::warn!("{e}");
+            (e, None)
+        })?;
         // The copy holds the buffer's bytes: it is clean unless written since.
         if let (Some(buf), Some(generation)) = (self.buffer_of(ino), generation) {
             if let Some(file) = buf.state.lock().uploaded(generation) {

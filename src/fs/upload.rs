@@ -15,7 +15,7 @@ use super::buffer::{UploadCause, WriteBuf};
 use super::error::FsError;
 use super::namespace::{Ino, Node};
 use super::recovery::remove_recovery;
-use super::MediaFs;
+use super::{MediaFs, UPLOAD};
 use crate::api::{content_type_for, Media, UNKNOWN_CONTENT_TYPE};
 
 /// Where and how a file's bytes are uploaded.
@@ -120,7 +120,7 @@ impl MediaFs {
                 &content_type,
                 cache_control.as_deref(),
             )
-            .map_err(|e| self.api_error("upload", &path, e))?;
+            .map_err(|e| self.api_error(UPLOAD, &path, e))?;
         Ok(Media {
             body: bytes,
             content_type: Some(content_type),

@@ -196,7 +196,7 @@ impl<'a> FlightSink<'a> {
     /// The body received, once the API call succeeded.
     pub(crate) fn finish(&mut self) -> Result<Bytes, FsError> {
         if let Some(why) = self.failed.take() {
-            return Err(FsError::Io(why));
+            return Err(FsError::BadDownload(why));
         }
         if let Some(mut v) = self.unknown.take() {
             v.truncate(self.unknown_len);
@@ -204,7 +204,7 @@ impl<'a> FlightSink<'a> {
         }
         match &self.shared {
             Some(sh) if self.filled == sh.len && self.pos == sh.len => Ok(part(sh, 0, sh.len)),
-            Some(sh) => Err(FsError::Io(format!(
+            Some(sh) => Err(FsError::BadDownload(format!(
                 "the download ended after {} of {} bytes",
                 self.pos, sh.len
             ))),

@@ -360,7 +360,7 @@ mod tests {
             attempt(&mut sink, 6, &[b"abcd"]);
             attempt(&mut sink, len, &parts);
             assert!(
-                matches!(sink.finish(), Err(FsError::Io(_))),
+                matches!(sink.finish(), Err(FsError::BadDownload(_))),
                 "{len} {parts:?}"
             );
             let err = leader.finish(Err(FsError::Io("changed".into())));
