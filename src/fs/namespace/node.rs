@@ -1,0 +1,186 @@
+//! One file or directory of the tree, what `stat` shows of it, and the inode maps.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Instant, SystemTime};
+
+use crate::api::Media;
+
+/// An inode number.
+pub type Ino = u64;
+/// The root directory's inode.
+pub const ROOT_INO: Ino = 1;
+/// Longest name component, in bytes.
+pub const NAME_MAX: usize = 255;
+
+/// File or directory (the only kinds this file system has).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+}
+
+/// What `stat` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: Ino,
+    pub kind: Kind,
+    pub size: u64,
+    pub perm: u16,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub atime: SystemTime,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+    pub crtime: SystemTime,
+}
+
+/// Mode and owner of nodes nobody chmod'ed or chown'ed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Defaults {
+    pub file_mode: u16,
+    pub dir_mode: u16,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// One file or directory. A listing of 100,000 media holds 100,000 of these, so its name is a
+/// part of its path rather than a string of its own, and it lives in a box (a hash table of
+/// nodes inline would reserve the slack of its buckets at the full size of a node).
+#[derive(Debug)]
+pub(crate) struct Node {
+    pub ino: Ino,
+    pub parent: Ino,
+    /// The media name (files) or the prefix without its trailing `/` (directories; "" = root).
+    pub path: String,
+    /// Where the name starts in `path`.
+    name_at: u32,
+    pub kind: Kind,
+    pub children: BTreeMap<Box<str>, Ino>,
+    /// A directory that exists without media under it (mkdir, or emptied by us).
+    pub explicit: bool,
+    pub size: u64,
+    /// Known to exist on the server.
+    pub remote: bool,
+    /// When the size was last confirmed by the server (listing, GET, our PUT).
+    pub verified_at: Option<Instant>,
+    /// When the bytes of `content_version` were last confirmed by the server (a GET or our
+    /// PUT; a listing shows only sizes). An open after the TTL checks them again.
+    pub body_checked_at: Option<Instant>,
+    /// The last walk that saw this name.
+    pub seen_walk: u64,
+    /// Epoch of the last local change (0: none).
+    pub local_epoch: u64,
+    /// Changes whenever the bytes we would serve may have changed (for a directory: whenever
+    /// its list of children changes).
+    pub content_version: u64,
+    /// The content version the kernel may hold in its page cache (0: none).
+    pub kernel_version: u64,
+    pub perm: Option<u16>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub atime: SystemTime,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+    pub crtime: SystemTime,
+    /// The headers stored on the server, when known (from a GET or our PUT); `None` when they
+    /// are not known (a name only listed).
+    pub stored: Option<Box<StoredHeaders>>,
+    /// Headers set through xattrs, used at the next upload.
+    pub content_type_override: Option<String>,
+    pub cache_control_override: Option<String>,
+    /// No longer in the tree (unlinked, replaced, vanished); kept while the kernel or an open
+    /// handle can still name it (see [`Namespace::reap`]).
+    pub removed: bool,
+    /// References the kernel holds: one per entry handed to it, until it sends a forget.
+    pub lookups: u32,
+    /// Open handles (files and directories).
+    pub opens: u32,
+}
+
+/// The headers a media is stored with (either may be absent).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct StoredHeaders {
+    pub content_type: Option<String>,
+    pub cache_control: Option<String>,
+}
+
+impl StoredHeaders {
+    /// The headers of a media as a GET answered it, or as our PUT sent it.
+    pub(crate) fn of(media: &Media) -> StoredHeaders {
+        StoredHeaders {
+            content_type: media.content_type.clone(),
+            cache_control: media.cache_control.clone(),
+        }
+    }
+}
+
+/// Hashes inode numbers (small sequential integers) with one multiplication: the node table is
+/// probed for every entry of every listing page, and SipHash showed in the profile.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct InoHasher(u64);
+
+impl std::hash::Hasher for InoHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+pub(crate) type InoBuild = std::hash::BuildHasherDefault<InoHasher>;
+pub(crate) type InoMap<V> = HashMap<Ino, V, InoBuild>;
+pub(crate) type InoSet = HashSet<Ino, InoBuild>;
+
+impl Node {
+    pub(super) fn new(ino: Ino, parent: Ino, path: String, kind: Kind, now: SystemTime) -> Node {
+        let mut node = Node {
+            ino,
+            parent,
+            path: String::new(),
+            name_at: 0,
+            kind,
+            children: BTreeMap::new(),
+            explicit: false,
+            size: 0,
+            remote: false,
+            verified_at: None,
+            body_checked_at: None,
+            seen_walk: 0,
+            local_epoch: 0,
+            content_version: 0,
+            kernel_version: 0,
+            perm: None,
+            uid: None,
+            gid: None,
+            atime: now,
+            mtime: now,
+            ctime: now,
+            crtime: now,
+            stored: None,
+            content_type_override: None,
+            cache_control_override: None,
+            removed: false,
+            lookups: 0,
+            opens: 0,
+        };
+        node.set_path(path);
+        node
+    }
+
+    /// The name in its directory: the last segment of its path.
+    pub(crate) fn name(&self) -> &str {
+        &self.path[self.name_at as usize..]
+    }
+
+    pub(super) fn set_path(&mut self, path: String) {
+        self.name_at = path.rfind('/').map_or(0, |i| i + 1) as u32;
+        self.path = path;
+    }
+}

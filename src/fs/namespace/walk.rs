@@ -1,0 +1,323 @@
+//! The listing walk: a paged listing applied to the tree page by page as it arrives.
+//!
+//! The hard cases:
+//! - When a walk completes, every file it did not see is gone, except files that changed
+//!   locally after the walk started (an upload or a create racing with the listing must not be
+//!   undone by a listing that started before it): each local change takes a new *epoch*, and a
+//!   walk only removes or rewrites what is older than its start epoch.
+//! - A name that is both a file and a prefix of other names: the file wins, whatever order the
+//!   pages bring them in; names a walk cannot place yet wait until it finishes.
+//! - A server that would make the walk endless is stopped by the listing guard.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{bad_media_name, Ino, Kind, Namespace, ROOT_INO};
+use crate::api::{ApiError, ListPage, ListingGuard, MAX_LIST_PAGES};
+
+/// A paged listing in progress (or just finished).
+#[derive(Debug, Clone)]
+pub(crate) struct Walk {
+    pub id: u64,
+    pub start_epoch: u64,
+    /// When its first page was asked for: the age of what it shows.
+    pub started: Instant,
+    pub last_page: Instant,
+    /// Token of the next page; `None` before the first page and after the last.
+    pub next: Option<String>,
+    pub done: bool,
+    /// Counts the pages and ends a walk that a server would make endless.
+    pub guard: ListingGuard,
+    /// Names (and sizes) this walk could not place because a file it has not seen (yet) is in
+    /// the way; tried again when it finishes, once the files it did not see are gone.
+    pub blocked: Vec<(String, u64)>,
+    /// Every node this walk saw, in the order it first saw them.
+    pub seen: Vec<Ino>,
+}
+
+impl Walk {
+    /// Pages applied so far.
+    pub(crate) fn pages(&self) -> usize {
+        self.guard.pages()
+    }
+
+    /// Whether the walk can be continued at all: it has begun, has not finished, and has not sat
+    /// idle for `idle` (its continuation token may be stale by then).
+    pub(crate) fn can_continue(&self, idle: Duration) -> bool {
+        !self.done && self.pages() > 0 && self.last_page.elapsed() < idle
+    }
+}
+
+/// What applying a listing page did.
+#[derive(Debug, Default)]
+pub(crate) struct PageApplied {
+    /// Paths of the files it removed (their cached bodies go too).
+    pub dropped: Vec<String>,
+    /// Why the walk was ended instead (a server that would make it endless).
+    pub failure: Option<ApiError>,
+}
+
+impl Namespace {
+    /// Directories along `segs`, made as needed. `Err(path)` when a prefix is a file.
+    fn dirs_for(&mut self, segs: &[&str], walk_id: u64) -> Result<Ino, String> {
+        let mut cur = ROOT_INO;
+        for seg in segs {
+            cur = match self.child(cur, seg) {
+                Some(c) => match self.nodes.get(&c).map(|n| n.kind) {
+                    Some(Kind::Dir) => c,
+                    _ => {
+                        return Err(self
+                            .nodes
+                            .get(&c)
+                            .map(|n| n.path.clone())
+                            .unwrap_or_default())
+                    }
+                },
+                None => self.add(cur, seg, Kind::Dir),
+            };
+            if walk_id != 0 {
+                self.seen_by_walk(cur, walk_id);
+            }
+        }
+        Ok(cur)
+    }
+
+    /// Whether a directory holds only media known from the server (so a file may replace it).
+    fn replaceable(&self, dir: Ino) -> bool {
+        let mut stack = vec![dir];
+        while let Some(i) = stack.pop() {
+            let Some(n) = self.nodes.get(&i) else {
+                continue;
+            };
+            match n.kind {
+                Kind::Dir if n.explicit => return false,
+                Kind::File if !n.remote => return false,
+                _ => {}
+            }
+            stack.extend(n.children.values().copied());
+        }
+        true
+    }
+
+    /// A media the server reported (listing item or GET): add it or update its size.
+    /// `walk` is `(id, start_epoch)` for a listing, `None` for a GET (which is always current).
+    /// Returns its inode, or `None` when the name is skipped or hidden. Paths of files removed to
+    /// make room (a directory replaced by a file) are pushed on `dropped`.
+    pub(crate) fn remote_file(
+        &mut self,
+        name: &str,
+        size: u64,
+        walk: Option<(u64, u64)>,
+        now: Instant,
+        dropped: &mut Vec<String>,
+    ) -> Option<Ino> {
+        if let Some(why) = bad_media_name(name) {
+            self.warn_once(name, why);
+            return None;
+        }
+        let (walk_id, start_epoch) = walk.unwrap_or((0, u64::MAX));
+        if walk.is_some() {
+            // A local change after this walk started is newer than what the page says.
+            if let Some(&e) = self.recent_local.get(name) {
+                if e > start_epoch {
+                    if let Some(ino) = self.resolve(name) {
+                        self.seen_by_walk(ino, walk_id);
+                        return Some(ino);
+                    }
+                    return None;
+                }
+            }
+        }
+        let segs: Vec<&str> = name.split('/').collect();
+        let (last, dirs) = segs.split_last()?;
+        let parent = match self.dirs_for(dirs, walk_id) {
+            Ok(p) => p,
+            Err(file) => {
+                if let Some(w) = self.walk.as_mut().filter(|w| w.id == walk_id) {
+                    if !w.done {
+                        w.blocked.push((name.to_string(), size));
+                        return None;
+                    }
+                }
+                self.warn_once(
+                    name,
+                    &format!("{file:?} is a file, so it cannot be a directory"),
+                );
+                return None;
+            }
+        };
+        let ino = match self.child(parent, last) {
+            Some(c) if self.nodes.get(&c).map(|n| n.kind) == Some(Kind::File) => c,
+            Some(c) => {
+                if !self.replaceable(c) {
+                    self.warn_once(name, "a directory of that name has local content");
+                    return None;
+                }
+                for path in self.detach(c) {
+                    self.warn_once(
+                        &path,
+                        &format!("{name:?} is a file, so it cannot be a directory"),
+                    );
+                    dropped.push(path);
+                }
+                self.add(parent, last, Kind::File)
+            }
+            None => self.add(parent, last, Kind::File),
+        };
+        let v = self.next_version();
+        let n = self.nodes.get_mut(&ino)?;
+        if n.size != size && n.remote {
+            n.content_version = v;
+            n.mtime = SystemTime::now();
+            n.ctime = n.mtime;
+        }
+        n.size = size;
+        n.remote = true;
+        n.verified_at = Some(now);
+        if walk_id != 0 {
+            self.seen_by_walk(ino, walk_id);
+        }
+        Some(ino)
+    }
+
+    /// Walk `walk_id` saw `ino`: mark it, and log it the first time (so that a directory
+    /// listing following the walk looks only at what each page brought).
+    fn seen_by_walk(&mut self, ino: Ino, walk_id: u64) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            if n.seen_walk != walk_id {
+                n.seen_walk = walk_id;
+                if let Some(w) = self.walk.as_mut().filter(|w| w.id == walk_id) {
+                    w.seen.push(ino);
+                }
+            }
+        }
+    }
+
+    /// Start a new walk (replacing any unfinished one).
+    pub(crate) fn start_walk(&mut self, now: Instant) -> u64 {
+        let id = self.next_walk_id;
+        self.next_walk_id += 1;
+        self.walk = Some(Walk {
+            id,
+            start_epoch: self.epoch,
+            started: now,
+            last_page: now,
+            next: None,
+            done: false,
+            guard: ListingGuard::new(MAX_LIST_PAGES),
+            blocked: Vec::new(),
+            seen: Vec::new(),
+        });
+        id
+    }
+
+    /// Apply `page` of walk `id`: its media join the tree; the walk ends after its last page
+    /// (removing what it did not see) or when the listing guard refuses it. A page of a walk
+    /// that is no longer the current one changes nothing.
+    pub(crate) fn apply_page(
+        &mut self,
+        id: u64,
+        page: &ListPage,
+        pinned: &HashSet<Ino>,
+        now: Instant,
+    ) -> PageApplied {
+        let mut out = PageApplied::default();
+        let start_epoch = match &self.walk {
+            Some(w) if w.id == id => w.start_epoch,
+            _ => return out,
+        };
+        for item in &page.items {
+            self.remote_file(
+                &item.name,
+                item.content_length,
+                Some((id, start_epoch)),
+                now,
+                &mut out.dropped,
+            );
+        }
+        let Some(w) = self.walk.as_mut() else {
+            return out;
+        };
+        w.last_page = now;
+        w.next = page.next.clone();
+        match w.guard.page(page.next.as_deref()) {
+            Ok(true) => {}
+            Ok(false) => out.dropped.extend(self.finish_walk(pinned, now)),
+            Err(e) => {
+                self.walk = None;
+                out.failure = Some(e);
+            }
+        }
+        out
+    }
+
+    /// Whether `ino` belongs in a listing produced by `walk` (seen by it, or local).
+    pub(crate) fn confirmed(&self, ino: Ino, walk: &Walk, pinned: &HashSet<Ino>) -> bool {
+        match self.nodes.get(&ino) {
+            Some(n) => {
+                n.seen_walk == walk.id
+                    || n.local_epoch > walk.start_epoch
+                    || (n.kind == Kind::Dir && n.explicit)
+                    || pinned.contains(&ino)
+            }
+            None => false,
+        }
+    }
+
+    /// A walk saw its last page: everything it did not see and that did not change locally
+    /// since it started is gone. Returns the paths of the files removed.
+    pub(crate) fn finish_walk(&mut self, pinned: &HashSet<Ino>, now: Instant) -> Vec<String> {
+        let Some(walk) = self.walk.as_mut() else {
+            return Vec::new();
+        };
+        walk.done = true;
+        let (id, start_epoch, pages) = (walk.id, walk.start_epoch, walk.pages());
+        let blocked = std::mem::take(&mut walk.blocked);
+        let stale: Vec<Ino> = self
+            .nodes
+            .values()
+            .filter(|n| {
+                !n.removed
+                    && n.kind == Kind::File
+                    && n.seen_walk != id
+                    && n.local_epoch <= start_epoch
+                    && !pinned.contains(&n.ino)
+            })
+            .map(|n| n.ino)
+            .collect();
+        let mut removed = Vec::new();
+        for ino in stale {
+            removed.extend(self.detach(ino));
+        }
+        // A file deleted elsewhere no longer hides the names under it (a file replaced by a
+        // directory); a file this walk saw still does, with a warning.
+        for (name, size) in blocked {
+            self.remote_file(&name, size, Some((id, start_epoch)), now, &mut removed);
+        }
+        loop {
+            let empty: Vec<Ino> = self
+                .nodes
+                .values()
+                .filter(|n| {
+                    !n.removed
+                        && n.kind == Kind::Dir
+                        && n.ino != ROOT_INO
+                        && !n.explicit
+                        && n.children.is_empty()
+                        && n.local_epoch <= start_epoch
+                })
+                .map(|n| n.ino)
+                .collect();
+            if empty.is_empty() {
+                break;
+            }
+            for ino in empty {
+                self.detach(ino);
+            }
+        }
+        self.recent_local.retain(|_, e| *e > start_epoch);
+        self.complete_at = Some(now);
+        self.complete_pages = pages;
+        removed
+    }
+}
