@@ -40,10 +40,9 @@ pub(crate) struct PageBuf {
     cap: usize,
 }
 
-// SAFETY: a PageBuf owns its mapping; access to the bytes goes through &self/&mut self (or the
-// documented unsafe accessors, whose callers keep reads and writes apart).
+// SAFETY: a PageBuf owns its mapping, and its bytes are reached only through &self (reads) and
+// &mut self (writes). It is not Sync: a buffer shared while it is written is a SharedPageBuf.
 unsafe impl Send for PageBuf {}
-unsafe impl Sync for PageBuf {}
 
 impl std::fmt::Debug for PageBuf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -201,39 +200,6 @@ impl PageBuf {
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.cap) }
     }
 
-    /// The bytes `start..end` while others may be reading other bytes of the buffer.
-    ///
-    /// # Safety
-    /// No other reference to `start..end` may exist while the returned one lives.
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn range_mut(&self, start: usize, end: usize) -> &mut [u8] {
-        assert!(start <= end && end <= self.cap);
-        std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(start), end - start)
-    }
-
-    /// The bytes `start..end` while another thread may be writing other bytes of the buffer.
-    ///
-    /// # Safety
-    /// Nobody may write `start..end` while the returned reference lives.
-    pub(crate) unsafe fn range(&self, start: usize, end: usize) -> &[u8] {
-        assert!(start <= end && end <= self.cap);
-        std::slice::from_raw_parts(self.ptr.as_ptr().add(start), end - start)
-    }
-
-    /// Fault in the pages of the first `len` bytes now (MADV_POPULATE_WRITE, Linux 5.14), so
-    /// that a writer filling them later does not stop at every page. Pages already there keep
-    /// their bytes, so this may run while the buffer is being written; on an older kernel it
-    /// does nothing.
-    pub(crate) fn populate(&self, len: usize) {
-        let len = round_up(len.min(self.cap), PAGE);
-        if len > 0 {
-            // SAFETY: our own mapping; the advice adds missing pages and changes no bytes.
-            unsafe {
-                libc::madvise(self.ptr.as_ptr().cast(), len, libc::MADV_POPULATE_WRITE);
-            }
-        }
-    }
-
     fn unmap(&mut self) {
         if self.cap > 0 {
             // SAFETY: our own mapping, never used again.
@@ -241,6 +207,55 @@ impl PageBuf {
                 libc::munmap(self.ptr.as_ptr().cast(), self.cap);
             }
             self.cap = 0;
+        }
+    }
+}
+
+/// A page buffer shared between threads while one of them fills it (a download read as it
+/// arrives). It offers only ranged access, each under the caller's promise that a range being
+/// written is not read at the same time: there is no whole-slice view, so safe code cannot read
+/// bytes another thread is writing.
+pub(crate) struct SharedPageBuf(PageBuf);
+
+// SAFETY: the bytes are reached only through the unsafe ranged accessors below, whose callers
+// keep the reads and writes of any one range apart.
+unsafe impl Sync for SharedPageBuf {}
+
+impl SharedPageBuf {
+    pub(crate) fn new(buf: PageBuf) -> SharedPageBuf {
+        SharedPageBuf(buf)
+    }
+
+    /// The bytes `start..end` while others may be reading other bytes of the buffer.
+    ///
+    /// # Safety
+    /// No other reference to `start..end` may exist while the returned one lives.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn range_mut(&self, start: usize, end: usize) -> &mut [u8] {
+        assert!(start <= end && end <= self.0.cap);
+        std::slice::from_raw_parts_mut(self.0.ptr.as_ptr().add(start), end - start)
+    }
+
+    /// The bytes `start..end` while another thread may be writing other bytes of the buffer.
+    ///
+    /// # Safety
+    /// Nobody may write `start..end` while the returned reference lives.
+    pub(crate) unsafe fn range(&self, start: usize, end: usize) -> &[u8] {
+        assert!(start <= end && end <= self.0.cap);
+        std::slice::from_raw_parts(self.0.ptr.as_ptr().add(start), end - start)
+    }
+
+    /// Fault in the pages of the first `len` bytes now (MADV_POPULATE_WRITE, Linux 5.14), so
+    /// that a writer filling them later does not stop at every page. Pages already there keep
+    /// their bytes, so this may run while the buffer is being written; on an older kernel it
+    /// does nothing.
+    pub(crate) fn populate(&self, len: usize) {
+        let len = round_up(len.min(self.0.cap), PAGE);
+        if len > 0 {
+            // SAFETY: our own mapping; the advice adds missing pages and changes no bytes.
+            unsafe {
+                libc::madvise(self.0.ptr.as_ptr().cast(), len, libc::MADV_POPULATE_WRITE);
+            }
         }
     }
 }

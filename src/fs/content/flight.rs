@@ -15,13 +15,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 
-use super::super::buf::{self, PageBuf};
+use super::super::buf::{self, PageBuf, SharedPageBuf};
 use super::super::error::FsError;
 use crate::api::{BodySink, Media};
 
 /// The buffer a download fills, and its announced length.
 struct Shared {
-    buf: PageBuf,
+    buf: SharedPageBuf,
     len: usize,
 }
 
@@ -249,7 +249,10 @@ impl BodySink for FlightSink<'_> {
                 };
                 match PageBuf::new(len) {
                     Ok(buf) => {
-                        let sh = Arc::new(Shared { buf, len });
+                        let sh = Arc::new(Shared {
+                            buf: SharedPageBuf::new(buf),
+                            len,
+                        });
                         let ahead = sh.clone();
                         buf::in_background(move || ahead.buf.populate(ahead.len));
                         self.flight.st.lock().shared = Some(sh.clone());
