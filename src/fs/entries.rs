@@ -20,6 +20,7 @@ use super::types::Opened;
 use super::MediaFs;
 
 impl MediaFs {
+    /// Make a directory; it exists for the life of the mount, or while media live under it.
     pub fn mkdir(&self, parent: Ino, name: &OsStr, mode: u32, umask: u32) -> Result<Attr, FsError> {
         self.check_ro()?;
         let name = self.component(name)?;
@@ -34,6 +35,7 @@ impl MediaFs {
         self.attr_of(ino)
     }
 
+    /// Remove an empty directory (ENOTEMPTY only from a complete and fresh listing).
     pub fn rmdir(&self, parent: Ino, name: &OsStr) -> Result<(), FsError> {
         self.check_ro()?;
         let ino = self.child_or_lookup(parent, name)?;

@@ -25,40 +25,61 @@ pub enum FsError {
         op: &'static str,
         /// The media name (empty for a listing).
         name: String,
+        /// What the API said.
         source: ApiError,
     },
+    /// The name does not exist (ENOENT).
     #[error("no such file or directory")]
     NotFound,
+    /// The name exists already (EEXIST).
     #[error("file exists")]
     Exists,
+    /// A directory was needed (ENOTDIR).
     #[error("not a directory")]
     NotDir,
+    /// A file was needed (EISDIR).
     #[error("is a directory")]
     IsDir,
+    /// The directory has entries (ENOTEMPTY).
     #[error("directory not empty")]
     NotEmpty,
+    /// A name component is too long (ENAMETOOLONG).
     #[error("a file name component is longer than 255 bytes")]
     NameTooLong,
+    /// A name that cannot be a media name (EINVAL).
     #[error("invalid file name: {0}")]
     InvalidName(String),
+    /// A file would pass the size limit (EFBIG).
     #[error("file too large: {size} bytes, the limit is {limit} bytes")]
-    TooLarge { size: u64, limit: u64 },
+    TooLarge {
+        /// The size the file would have had.
+        size: u64,
+        /// The largest a media may be.
+        limit: u64,
+    },
+    /// The mount is read-only (EROFS).
     #[error("the file system is mounted read-only")]
     ReadOnly,
+    /// No such open handle (EBADF).
     #[error("bad file handle")]
     BadHandle,
+    /// No such extended attribute (ENODATA).
     #[error("no such extended attribute")]
     NoAttr,
+    /// Not something this file system does (ENOTSUP).
     #[error("operation not supported")]
     NotSupported,
+    /// Not something the API can store (EPERM).
     #[error("operation not permitted")]
     NotPermitted,
+    /// An argument that makes no sense here (EINVAL).
     #[error("invalid argument: {0}")]
     Invalid(String),
     /// A download ended short, or the media changed between two attempts of it: the fault is
     /// the server's (or the network's), never short data handed out.
     #[error("the download went wrong: {0}")]
     BadDownload(String),
+    /// A local failure: memory, the recovery folder (EIO).
     #[error("local I/O error: {0}")]
     Io(String),
 }

@@ -34,6 +34,8 @@
 //! walk lock -> dir handle -> upload lock -> writes map -> write buffer state -> namespace ->
 //! {content cache, handle table, dir table}.
 
+#![warn(missing_docs)]
+
 mod attr;
 mod buf;
 mod buffer;
@@ -128,6 +130,7 @@ impl MediaFs {
         }
     }
 
+    /// The settings it was made with.
     pub fn options(&self) -> &FsOptions {
         &self.opts
     }

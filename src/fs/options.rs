@@ -14,9 +14,11 @@ pub struct FsOptions {
     pub cache_size: u64,
     /// Owner shown for every file (until chown).
     pub uid: u32,
+    /// Group shown for every file (until chown).
     pub gid: u32,
-    /// Permission bits shown for files and directories (until chmod).
+    /// Permission bits shown for files (until chmod).
     pub file_mode: u16,
+    /// Permission bits shown for directories (until chmod).
     pub dir_mode: u16,
     /// Refuse every change with EROFS.
     pub read_only: bool,

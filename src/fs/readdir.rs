@@ -339,6 +339,7 @@ impl MediaFs {
         });
     }
 
+    /// Close a directory listing.
     pub fn releasedir(&self, fh: u64) {
         let dh = self.dirs.lock().remove(&fh);
         if let Some(dh) = dh {

@@ -130,6 +130,7 @@ impl MediaFs {
         Ok(())
     }
 
+    /// Forget a content type or cache control set through the xattrs.
     pub fn removexattr(&self, ino: Ino, name: &OsStr) -> Result<(), FsError> {
         self.check_ro()?;
         let name = name.to_str().ok_or(FsError::NoAttr)?;

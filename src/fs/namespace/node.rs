@@ -15,23 +15,36 @@ pub const NAME_MAX: usize = 255;
 /// File or directory (the only kinds this file system has).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// A media.
     File,
+    /// A prefix of media names, or a directory made in this mount.
     Dir,
 }
 
 /// What `stat` shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attr {
+    /// The inode number.
     pub ino: Ino,
+    /// File or directory.
     pub kind: Kind,
+    /// Length in bytes (a directory: 0).
     pub size: u64,
+    /// Permission bits.
     pub perm: u16,
+    /// Links (a removed file still open: 0).
     pub nlink: u32,
+    /// Owner.
     pub uid: u32,
+    /// Group.
     pub gid: u32,
+    /// Last access, as far as this mount knows.
     pub atime: SystemTime,
+    /// Last change of the bytes, as far as this mount knows.
     pub mtime: SystemTime,
+    /// Last change of the bytes or the attributes.
     pub ctime: SystemTime,
+    /// When this mount first saw the name.
     pub crtime: SystemTime,
 }
 
