@@ -16,7 +16,6 @@
 //! An attempt has one deadline for all it does (the token request, the request, its body), so a
 //! call ends within the retry time plus one request timeout however the server fails.
 
-use std::error::Error as StdError;
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -24,13 +23,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header::{
-    HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE,
-    RETRY_AFTER,
+    HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE,
 };
+
+mod body;
+
+use body::{announced_length, chain, cut, drain, read_body, VecSink};
+pub(crate) use body::{read_limited, retry_after, transport_failure};
 
 use super::auth::{Auth, Credentials, TokenHttp};
 use super::path::{encode_media_id, url_can_carry};
-use super::retry::{self, parse_retry_after, Attempt, Failure, RetryPolicy};
+use super::retry::{self, Attempt, Failure, RetryPolicy};
 use super::wire::{parse_list, secrets_of, status_error, Op};
 use super::{ApiError, BodySink, ListPage, Media, MediaApi, MAX_MEDIA_SIZE};
 
@@ -356,59 +359,6 @@ impl HttpApi {
     }
 }
 
-/// A [`BodySink`] into one vector: the whole body at the end.
-#[derive(Default)]
-struct VecSink {
-    buf: Vec<u8>,
-    len: usize,
-    /// The answer announced its length (the vector has it); else it grows as bytes come.
-    announced: bool,
-}
-
-impl BodySink for VecSink {
-    fn start(&mut self, len: Option<u64>) {
-        self.len = 0;
-        // Zeroed by the allocator (fresh pages), not by a pass over the memory.
-        self.buf = vec![0; len.map_or(0, |n| n as usize)];
-        self.announced = len.is_some();
-    }
-
-    fn space(&mut self) -> &mut [u8] {
-        if !self.announced && self.buf.len() < self.len + 64 * 1024 {
-            self.buf.resize(self.len + 64 * 1024, 0);
-        }
-        &mut self.buf[self.len..]
-    }
-
-    fn advance(&mut self, n: usize) {
-        self.len += n;
-    }
-}
-
-/// The `Content-Length` of an answer, refused when over `cap`.
-fn announced_length(resp: &Response, cap: u64, what: &str) -> Result<Option<u64>, Failure> {
-    let announced = resp
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.trim().parse::<u64>().ok());
-    match announced {
-        Some(n) if n > cap => Err(Failure::fatal(ApiError::Malformed(format!(
-            "the {what} announces {n} bytes, more than the {cap} accepted"
-        )))),
-        _ => Ok(announced),
-    }
-}
-
-/// A body that stopped before its end: transient.
-fn cut(what: &str, body: &str, got: u64, announced: Option<u64>, e: &std::io::Error) -> Failure {
-    let of = announced.map(|n| format!(" of {n}")).unwrap_or_default();
-    Failure::transient(ApiError::Transport(format!(
-        "{what}: the {body} was cut after {got}{of} bytes: {}",
-        chain(e)
-    )))
-}
-
 impl MediaApi for HttpApi {
     fn list_page(&self, token: Option<&str>) -> Result<ListPage, ApiError> {
         let token = token
@@ -436,9 +386,8 @@ impl MediaApi for HttpApi {
     fn get(&self, name: &str) -> Result<Media, ApiError> {
         let mut sink = VecSink::default();
         let media = self.get_into(name, &mut sink)?;
-        sink.buf.truncate(sink.len);
         Ok(Media {
-            body: Bytes::from(sink.buf),
+            body: sink.into_bytes(),
             ..media
         })
     }
@@ -548,95 +497,6 @@ fn check_name(name: &str) -> Result<(), ApiError> {
             "the media id {name:?} cannot be sent: a URL cannot carry a '.' or '..' segment"
         )))
     }
-}
-
-/// An error and its causes, one line: reqwest's own message hides the useful part in `source`.
-fn chain(e: &(dyn StdError + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let s = c.to_string();
-        if !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        cause = c.source();
-    }
-    out
-}
-
-/// A request that got no answer: connection refused or reset, timeout, DNS. All transient.
-pub(crate) fn transport_failure(what: &str, e: &reqwest::Error) -> Failure {
-    if e.is_builder() {
-        return Failure::fatal(ApiError::Config(format!("{what}: {}", chain(e))));
-    }
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else {
-        "failed"
-    };
-    Failure::transient(ApiError::Transport(format!("{what} {kind}: {}", chain(e))))
-}
-
-/// The wait an answer's `Retry-After` header asks for, when it has a valid one.
-pub(crate) fn retry_after(resp: &Response) -> Option<Duration> {
-    resp.headers()
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after)
-}
-
-/// Up to `cap` bytes of a body (the rest is not read): for error and token answers.
-pub(crate) fn read_limited(resp: Response, cap: u64) -> std::io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    resp.take(cap).read_to_end(&mut buf)?;
-    Ok(buf)
-}
-
-/// Read a small success body to its end so the connection goes back to the pool.
-fn drain(resp: Response) {
-    let _ = read_limited(resp, MAX_ERROR_BODY);
-}
-
-/// A whole body, exactly as long as announced. Cut or short: transient. Over `cap`: malformed.
-fn read_body(mut resp: Response, cap: u64, what: &str) -> Result<Bytes, Failure> {
-    let announced = resp
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.trim().parse::<u64>().ok());
-    if let Some(n) = announced {
-        if n > cap {
-            return Err(Failure::fatal(ApiError::Malformed(format!(
-                "the {what} announces {n} bytes, more than the {cap} accepted"
-            ))));
-        }
-    }
-    let of = announced.map(|n| format!(" of {n}")).unwrap_or_default();
-    let mut buf = Vec::with_capacity(announced.unwrap_or(0) as usize);
-    if let Err(e) = (&mut resp).take(cap + 1).read_to_end(&mut buf) {
-        return Err(Failure::transient(ApiError::Transport(format!(
-            "the {what} was cut after {}{of} bytes: {}",
-            buf.len(),
-            chain(&e)
-        ))));
-    }
-    let got = buf.len() as u64;
-    if got > cap {
-        return Err(Failure::fatal(ApiError::Malformed(format!(
-            "the {what} is larger than the {cap} bytes accepted"
-        ))));
-    }
-    if let Some(n) = announced {
-        if got != n {
-            return Err(Failure::transient(ApiError::Malformed(format!(
-                "the {what} has {got} bytes where {n} were announced"
-            ))));
-        }
-    }
-    Ok(Bytes::from(buf))
 }
 
 #[cfg(test)]
