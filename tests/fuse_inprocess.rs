@@ -3,10 +3,9 @@
 //! connection aborted if a clean unmount does not finish), and every operation runs under a
 //! timeout so a hang fails the test instead of hanging it.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::io::IntoRawFd;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -20,7 +19,7 @@ use bwmediafs::emulator::store::{StatsSnapshot, Store, StoreConfig};
 use bwmediafs::fs::{FsOptions, MediaFs};
 use bwmediafs::fuse::{mount, MountOptions, Mounted};
 use bytes::Bytes;
-use common::{sh_ok, sh_outcome, stored_in, timed, OP_TIMEOUT};
+use common::{sh_ok, sh_outcome, stored_in, timed, LastResort, OP_TIMEOUT};
 
 /// A mount over a store; unmounts in Drop whatever happens.
 struct Mnt {
@@ -29,8 +28,9 @@ struct Mnt {
     faults: Arc<StoreFaults>,
     mounted: Option<Mounted>,
     path: PathBuf,
-    dev: u64,
     tmp: tempfile::TempDir,
+    /// Dropped after `Drop` has unmounted: it detaches and aborts what is still mounted.
+    _last_resort: LastResort,
 }
 
 fn store_with(page_size: usize, media: &[(&str, &[u8])]) -> Arc<Store> {
@@ -69,29 +69,21 @@ fn setup(store: Arc<Store>, configure: impl FnOnce(&mut FsOptions, &mut MountOpt
     let p = path.clone();
     let core = fs.clone();
     let mounted = timed("mount", move || mount(core, &p, &mopts)).unwrap();
-    let mut m = Mnt {
+    Mnt {
         store,
         fs,
         faults,
         mounted: Some(mounted),
-        dev: 0,
+        _last_resort: LastResort::new(&path),
         path,
         tmp,
-    };
-    let p = m.path.clone();
-    m.dev = timed("stat the mount", move || {
-        std::fs::metadata(p).unwrap().dev()
-    });
-    m
+    }
 }
 
 impl Drop for Mnt {
     fn drop(&mut self) {
+        // Handed to the test, or unmounted here; what is left is the last resort's.
         let Some(mounted) = self.mounted.take() else {
-            // Handed to the test: make sure it did not leave the mount behind.
-            if mounted_here(&self.path) {
-                let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-            }
             return;
         };
         let (tx, rx) = mpsc::channel();
@@ -100,12 +92,7 @@ impl Drop for Mnt {
         });
         match rx.recv_timeout(Duration::from_secs(15)) {
             Ok(Ok(())) => {}
-            other => {
-                eprintln!("clean unmount failed ({other:?}): detaching and aborting");
-                let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-                let minor = (self.dev & 0xff) | ((self.dev >> 12) & !0xff);
-                let _ = std::fs::write(format!("/sys/fs/fuse/connections/{minor}/abort"), "1");
-            }
+            other => eprintln!("clean unmount failed ({other:?})"),
         }
     }
 }

@@ -32,6 +32,45 @@ pub fn start_emulator(config: EmulatorConfig) -> Emulator {
     Emulator::start(config).expect("start the emulator")
 }
 
+/// The last resort of every mount guard, in-process or not: dropped after the guard has ended
+/// the mount its own way, it detaches the mount lazily and aborts its FUSE connection if the
+/// mount is still there, so that nothing that touches the path later hangs.
+pub struct LastResort {
+    path: PathBuf,
+    /// The mount's device, whose minor number names its FUSE connection.
+    dev: u64,
+}
+
+impl LastResort {
+    /// The guard of the mount on `path` (stat'ed now, while it answers).
+    pub fn new(path: &Path) -> LastResort {
+        use std::os::unix::fs::MetadataExt;
+        let p = path.to_path_buf();
+        let dev = timed("stat the mount", move || {
+            std::fs::metadata(p).map(|m| m.dev()).unwrap_or(0)
+        });
+        LastResort {
+            path: path.to_path_buf(),
+            dev,
+        }
+    }
+}
+
+impl Drop for LastResort {
+    fn drop(&mut self) {
+        if mountpoint::mounted_type(&self.path).is_none() {
+            return;
+        }
+        eprintln!(
+            "{} is still mounted: detaching it and aborting its connection",
+            self.path.display()
+        );
+        let _ = mountpoint::unmount(&self.path, true);
+        let minor = (self.dev & 0xff) | ((self.dev >> 12) & !0xff);
+        let _ = std::fs::write(format!("/sys/fs/fuse/connections/{minor}/abort"), "1");
+    }
+}
+
 /// A running `bwmediafs -f` on a temp dir.
 pub struct Mount {
     pub emulator: Emulator,
@@ -39,6 +78,8 @@ pub struct Mount {
     pub mnt: PathBuf,
     pub log: PathBuf,
     child: Option<Child>,
+    /// Dropped last, after `Drop` has unmounted and reaped the process.
+    last_resort: Option<LastResort>,
 }
 
 /// The environment that gives the binary the emulator's OAuth2 client.
@@ -107,8 +148,10 @@ impl Mount {
             mnt,
             log,
             child: Some(child),
+            last_resort: None,
         };
         mount.wait_mounted();
+        mount.last_resort = Some(LastResort::new(&mount.mnt));
         mount
     }
 
@@ -211,9 +254,7 @@ impl Drop for Mount {
                 }
             }
         }
-        if self.is_mounted() {
-            let _ = mountpoint::unmount(&self.mnt, true);
-        }
+        // Then `last_resort` drops: it detaches and aborts what is still mounted.
     }
 }
 
