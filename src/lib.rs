@@ -6,6 +6,8 @@
 //! - [`api`]: the Media API client behind the [`api::MediaApi`] trait;
 //! - [`emulator`]: the local API server, whose store also serves `MediaApi` in-process.
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod cli;
 pub mod emulator;

@@ -30,10 +30,17 @@ use super::ApiError;
 #[derive(Clone, PartialEq, Eq)]
 pub enum Credentials {
     /// HTTP Basic with an API user (legacy; Bandwidth retires passwords in December 2026).
-    Basic { username: String, password: String },
+    Basic {
+        /// The API user.
+        username: String,
+        /// Its password.
+        password: String,
+    },
     /// OAuth2 client credentials: exchanged for a bearer token at the token endpoint.
     OAuth2 {
+        /// The client id.
         client_id: String,
+        /// Its secret.
         client_secret: String,
     },
 }

@@ -32,15 +32,20 @@ pub struct MediaInfo {
 /// One page of a listing, and the token that fetches the next (absent on the last page).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListPage {
+    /// The media of this page.
     pub items: Vec<MediaInfo>,
+    /// The continuation token of the next page.
     pub next: Option<String>,
 }
 
 /// A downloaded media: its bytes and the headers stored with it at upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Media {
+    /// The bytes.
     pub body: Bytes,
+    /// The `Content-Type` stored with it.
     pub content_type: Option<String>,
+    /// The `Cache-Control` stored with it.
     pub cache_control: Option<String>,
 }
 
@@ -59,15 +64,23 @@ pub enum ApiError {
     NotFound,
     /// The upload is over the size limit (413, or any 4xx on an upload larger than the limit).
     #[error("media too large: {size} bytes, the limit is {limit} bytes")]
-    TooLarge { size: u64, limit: u64 },
+    TooLarge {
+        /// The size of the upload.
+        size: u64,
+        /// The largest a media may be.
+        limit: u64,
+    },
     /// 415: the server refused the content type.
     #[error("content type {0:?} refused by the server (HTTP 415)")]
     UnsupportedType(String),
     /// Any other HTTP status, after the retries it deserved.
     #[error("HTTP {status} from the server{}{}", .kind.as_deref().map(|k| format!(" ({k})")).unwrap_or_default(), .description.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
     Status {
+        /// The HTTP status.
         status: u16,
+        /// The `type` of the error body, when it had one.
         kind: Option<String>,
+        /// The `description` of the error body (secrets masked), when it had one.
         description: Option<String>,
     },
     /// No answer: connection refused or reset, timeout, DNS (after all retries).

@@ -15,10 +15,13 @@ use crate::api::auth::Credentials;
 /// The account and how to authenticate to it.
 #[derive(Debug, Clone)]
 pub struct Account {
+    /// The 7-digit account id.
     pub account_id: String,
+    /// How to authenticate.
     pub credentials: Credentials,
-    /// `BW_BASE_URL` / `BW_TOKEN_URL` from the file, when it sets them.
+    /// `BW_BASE_URL` from the file, when it sets it.
     pub base_url: Option<String>,
+    /// `BW_TOKEN_URL` from the file, when it sets it.
     pub token_url: Option<String>,
 }
 

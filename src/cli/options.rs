@@ -96,11 +96,17 @@ pub struct Args {
 /// What `-o` said.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MountFlags {
+    /// `ro`.
     pub read_only: bool,
+    /// `allow_other`.
     pub allow_other: bool,
+    /// `allow_root`.
     pub allow_root: bool,
+    /// `uid=N`: the owner shown.
     pub uid: Option<u32>,
+    /// `gid=N`: the group shown.
     pub gid: Option<u32>,
+    /// `umask=NNN`: bits taken off the modes shown.
     pub umask: Option<u16>,
 }
 

@@ -20,9 +20,13 @@ const HOLD_LIMIT: Duration = Duration::from_secs(30);
 /// call of its kind.
 #[derive(Default)]
 pub struct StoreFaults {
+    /// The error of every listing page while set.
     pub list: Mutex<Option<ApiError>>,
+    /// The error of every GET while set.
     pub get: Mutex<Option<ApiError>>,
+    /// The error of every PUT while set.
     pub put: Mutex<Option<ApiError>>,
+    /// The error of every DELETE while set.
     pub delete: Mutex<Option<ApiError>>,
     /// While set, GETs wait until it is cleared.
     pub hold_gets: AtomicBool,
@@ -35,7 +39,9 @@ pub struct StoreFaults {
 
 /// A [`MediaApi`] over `store`, with `faults` applied first.
 pub struct FaultyStore {
+    /// The store behind the calls.
     pub store: Arc<Store>,
+    /// What the calls do instead, while set.
     pub faults: Arc<StoreFaults>,
 }
 

@@ -235,6 +235,7 @@ impl Emulator {
         self.shared.store.stats.snapshot()
     }
 
+    /// Start the request counters from zero.
     pub fn reset_stats(&self) {
         self.shared.store.stats.reset()
     }
@@ -244,6 +245,7 @@ impl Emulator {
         *self.shared.faults.write() = faults;
     }
 
+    /// The faults injected now.
     pub fn faults(&self) -> Faults {
         self.shared.faults.read().clone()
     }

@@ -44,33 +44,48 @@ impl Default for StoreConfig {
 /// One stored media.
 #[derive(Debug, Clone)]
 pub struct StoredMedia {
+    /// The bytes.
     pub body: Bytes,
+    /// The `Content-Type` it was uploaded with.
     pub content_type: String,
+    /// The `Cache-Control` it was uploaded with.
     pub cache_control: Option<String>,
+    /// When it was uploaded (it lives for the retention after).
     pub stored_at: Instant,
 }
 
 /// Requests served, per operation, failures included.
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Listing pages.
     pub list: AtomicU64,
+    /// Downloads.
     pub get: AtomicU64,
+    /// Uploads.
     pub put: AtomicU64,
+    /// Deletes.
     pub delete: AtomicU64,
+    /// Token requests.
     pub token: AtomicU64,
 }
 
 /// A copy of [`Stats`] at one moment, as `GET /_emulator/stats` answers it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct StatsSnapshot {
+    /// Listing pages.
     pub list: u64,
+    /// Downloads.
     pub get: u64,
+    /// Uploads.
     pub put: u64,
+    /// Deletes.
     pub delete: u64,
+    /// Token requests.
     pub token: u64,
 }
 
 impl Stats {
+    /// The counters now.
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
             list: self.list.load(Ordering::Relaxed),
@@ -80,6 +95,7 @@ impl Stats {
             token: self.token.load(Ordering::Relaxed),
         }
     }
+    /// Start every counter from zero.
     pub fn reset(&self) {
         for c in [&self.list, &self.get, &self.put, &self.delete, &self.token] {
             c.store(0, Ordering::Relaxed);
@@ -93,7 +109,12 @@ pub enum StoreError {
     /// 404
     NotFound,
     /// 413
-    TooLarge { size: u64, limit: u64 },
+    TooLarge {
+        /// The size of the upload.
+        size: u64,
+        /// The store's limit.
+        limit: u64,
+    },
     /// 400: the continuation token is not one this store made.
     BadToken,
 }
@@ -103,12 +124,14 @@ pub enum StoreError {
 pub struct Store {
     config: RwLock<StoreConfig>,
     media: RwLock<BTreeMap<String, StoredMedia>>,
+    /// Requests served.
     pub stats: Stats,
 }
 
 const TOKEN_PREFIX: &str = "bwemu1:";
 
 impl Store {
+    /// An empty store.
     pub fn new(config: StoreConfig) -> Store {
         Store {
             config: RwLock::new(config),
@@ -117,6 +140,7 @@ impl Store {
         }
     }
 
+    /// The settings now.
     pub fn config(&self) -> StoreConfig {
         self.config.read().clone()
     }
@@ -168,6 +192,7 @@ impl Store {
         Ok((items, next))
     }
 
+    /// A live media.
     pub fn get(&self, name: &str) -> Result<StoredMedia, StoreError> {
         let media = self.media.read();
         match media.get(name) {
@@ -176,6 +201,7 @@ impl Store {
         }
     }
 
+    /// Store a media (replacing one of the same name), unless it is over the size limit.
     pub fn put(
         &self,
         name: &str,
@@ -215,6 +241,7 @@ impl Store {
             .count()
     }
 
+    /// Whether no media lives.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

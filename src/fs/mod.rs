@@ -34,8 +34,6 @@
 //! walk lock -> dir handle -> upload lock -> writes map -> write buffer state -> namespace ->
 //! {content cache, handle table, dir table}.
 
-#![warn(missing_docs)]
-
 mod attr;
 mod buf;
 mod buffer;

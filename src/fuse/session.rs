@@ -32,6 +32,7 @@ pub struct MountOptions {
     pub allow_other: bool,
     /// Let root in besides the mounting user.
     pub allow_root: bool,
+    /// Refuse every change (`ro`).
     pub read_only: bool,
     /// Shown as the source in `/proc/mounts` and `df`.
     pub fsname: String,
@@ -109,6 +110,7 @@ impl Mounted {
         }
     }
 
+    /// Where it is mounted.
     pub fn mountpoint(&self) -> &Path {
         &self.mountpoint
     }

@@ -61,12 +61,14 @@ pub struct HttpConfig {
     pub token_url: String,
     /// The account whose media we see.
     pub account_id: String,
+    /// How to authenticate.
     pub credentials: Credentials,
     /// Limit on establishing a connection.
     pub connect_timeout: Duration,
     /// Limit on one attempt of a call: the token request (when one is due), the request and its
     /// whole answer together.
     pub request_timeout: Duration,
+    /// How failed attempts are retried.
     pub retry: RetryPolicy,
 }
 

@@ -51,7 +51,9 @@ impl Default for RetryPolicy {
 /// One attempt of a call: its 1-based number and when it must be over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attempt {
+    /// 1 for the first attempt.
     pub number: u32,
+    /// When everything the attempt does must be over.
     pub deadline: Instant,
 }
 
@@ -94,6 +96,7 @@ impl RetryPolicy {
 /// Why one attempt failed, and whether another may succeed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
+    /// What went wrong.
     pub error: ApiError,
     /// A retry may succeed (429, 5xx, network failures, short bodies).
     pub retryable: bool,
