@@ -27,6 +27,10 @@ use reqwest::header::{
 };
 
 mod body;
+mod config;
+
+use config::check_endpoint_url;
+pub use config::{HttpConfig, DEFAULT_BASE_URL, DEFAULT_TOKEN_URL};
 
 use body::{announced_length, chain, cut, drain, read_body, VecSink};
 pub(crate) use body::{read_limited, retry_after, transport_failure};
@@ -37,11 +41,6 @@ use super::retry::{self, Attempt, Failure, RetryPolicy};
 use super::wire::{parse_list, secrets_of, status_error, Op};
 use super::{ApiError, BodySink, ListPage, Media, MediaApi, MAX_MEDIA_SIZE};
 
-/// Production's Messaging API base.
-pub const DEFAULT_BASE_URL: &str = "https://messaging.bandwidth.com/api/v2";
-/// Production's OAuth2 token endpoint.
-pub const DEFAULT_TOKEN_URL: &str = "https://api.bandwidth.com/api/v1/oauth2/token";
-
 /// The request and response header that carries the listing's continuation token.
 const CONTINUATION_TOKEN: HeaderName = HeaderName::from_static("continuation-token");
 
@@ -51,41 +50,6 @@ pub(crate) const MAX_ERROR_BODY: u64 = 64 * 1024;
 const MAX_LIST_BODY: u64 = 32 * 1024 * 1024;
 /// The most of a media we accept: well above the 3.75 MB limit, low enough to bound memory.
 const MAX_GET_BODY: u64 = 64 * 1024 * 1024;
-
-/// Where and how to reach the Media API.
-#[derive(Debug, Clone)]
-pub struct HttpConfig {
-    /// The Messaging API base, e.g. [`DEFAULT_BASE_URL`]; with or without a trailing `/`.
-    pub base_url: String,
-    /// The OAuth2 token endpoint (unused with Basic credentials).
-    pub token_url: String,
-    /// The account whose media we see.
-    pub account_id: String,
-    /// How to authenticate.
-    pub credentials: Credentials,
-    /// Limit on establishing a connection.
-    pub connect_timeout: Duration,
-    /// Limit on one attempt of a call: the token request (when one is due), the request and its
-    /// whole answer together.
-    pub request_timeout: Duration,
-    /// How failed attempts are retried.
-    pub retry: RetryPolicy,
-}
-
-impl HttpConfig {
-    /// Production's URLs, 5 s to connect, 30 s a request, the default retry policy.
-    pub fn new(account_id: impl Into<String>, credentials: Credentials) -> HttpConfig {
-        HttpConfig {
-            base_url: DEFAULT_BASE_URL.to_string(),
-            token_url: DEFAULT_TOKEN_URL.to_string(),
-            account_id: account_id.into(),
-            credentials,
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(30),
-            retry: RetryPolicy::default(),
-        }
-    }
-}
 
 /// The Media API of one account over HTTP.
 pub struct HttpApi {
@@ -108,29 +72,6 @@ impl std::fmt::Debug for HttpApi {
             .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
-}
-
-/// Check that `url` is an http(s) URL without credentials in it; `what` names it in errors.
-fn check_endpoint_url(url: &str, what: &str) -> Result<(), ApiError> {
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| ApiError::Config(format!("the {what} {url:?} is not a URL: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(ApiError::Config(format!(
-            "the {what} must be http or https, not {:?}",
-            parsed.scheme()
-        )));
-    }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(ApiError::Config(format!(
-            "the {what} may not contain credentials; give them separately"
-        )));
-    }
-    if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(ApiError::Config(format!(
-            "the {what} may not have a query or fragment"
-        )));
-    }
-    Ok(())
 }
 
 impl HttpApi {
