@@ -100,19 +100,7 @@ fn a_listing_does_not_undo_a_racing_upload() {
     let (_, o) = t.create(ROOT_INO, "0first", libc::O_WRONLY | libc::O_CREAT);
     t.fs.write(o.fh, 0, b"mine").unwrap();
     t.fs.release(o.fh).unwrap();
-    let mut offset = 3;
-    loop {
-        let mut got = 0;
-        t.fs.readdir(fh, offset, false, |e| {
-            offset = e.offset;
-            got += 1;
-            false
-        })
-        .unwrap();
-        if got == 0 {
-            break;
-        }
-    }
+    t.read_dir_from(fh, 3).unwrap();
     t.fs.releasedir(fh);
     assert_eq!(t.cat("0first").unwrap(), b"mine");
 }

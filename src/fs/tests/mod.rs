@@ -132,25 +132,29 @@ impl T {
     fn ls(&self, path: &str) -> Result<Vec<String>, FsError> {
         let ino = self.resolve(path)?.ino;
         let fh = self.fs.opendir(ino)?.fh;
+        let names = self.read_dir_from(fh, 0);
+        self.fs.releasedir(fh);
+        let mut names = names?;
+        names.retain(|n| n != "." && n != "..");
+        names.sort();
+        Ok(names)
+    }
+
+    /// The names an open listing hands out from `offset` to its end, 50 a reply.
+    fn read_dir_from(&self, fh: u64, mut offset: u64) -> Result<Vec<String>, FsError> {
         let mut names = Vec::new();
-        let mut offset = 0;
         loop {
             let mut got = 0;
             self.fs.readdir(fh, offset, false, |e| {
                 offset = e.offset;
                 got += 1;
-                if e.name != "." && e.name != ".." {
-                    names.push(e.name.to_string());
-                }
+                names.push(e.name.to_string());
                 got >= 50
             })?;
             if got == 0 {
-                break;
+                return Ok(names);
             }
         }
-        self.fs.releasedir(fh);
-        names.sort();
-        Ok(names)
     }
 
     fn read_all(&self, fh: u64) -> Result<Vec<u8>, FsError> {
@@ -203,6 +207,17 @@ impl T {
         let flushed = self.fs.flush(fh);
         let _ = self.fs.release(fh);
         r.and(flushed)
+    }
+
+    /// `truncate(2)` of `ino` to `size`.
+    fn resize(&self, ino: Ino, size: u64) -> Result<Attr, FsError> {
+        self.fs.setattr(
+            ino,
+            SetAttr {
+                size: Some(size),
+                ..Default::default()
+            },
+        )
     }
 
     fn rm(&self, path: &str) -> Result<(), FsError> {

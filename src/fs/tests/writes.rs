@@ -17,22 +17,8 @@ fn random_writes_append_and_truncate_with_read_back() {
     t.fs.write(o.fh, 12, b"Z").unwrap();
     assert_eq!(t.fs.getattr(ino).unwrap().size, 13);
     // ftruncate shrink and grow.
-    t.fs.setattr(
-        ino,
-        SetAttr {
-            size: Some(4),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    t.fs.setattr(
-        ino,
-        SetAttr {
-            size: Some(6),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    t.resize(ino, 4).unwrap();
+    t.resize(ino, 6).unwrap();
     assert_eq!(t.read_all(o.fh).unwrap(), b"01ab\0\0");
     t.fs.flush(o.fh).unwrap();
     t.fs.release(o.fh).unwrap();
@@ -61,37 +47,15 @@ fn truncate_without_an_open_file_uploads_at_once() {
     let t = mount(store);
     let ino = t.resolve("t").unwrap().ino;
     t.reset();
-    let a =
-        t.fs.setattr(
-            ino,
-            SetAttr {
-                size: Some(3),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let a = t.resize(ino, 3).unwrap();
     assert_eq!(a.size, 3);
     assert_eq!(t.stored("t").unwrap(), b"abc");
     assert_eq!(t.stats(), snap(0, 1, 1, 0));
-    t.fs.setattr(
-        ino,
-        SetAttr {
-            size: Some(0),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    t.resize(ino, 0).unwrap();
     assert_eq!(t.stored("t").unwrap(), b"");
     assert_eq!(t.stats(), snap(0, 1, 2, 0));
     // Same size: nothing to do.
-    t.fs.setattr(
-        ino,
-        SetAttr {
-            size: Some(0),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    t.resize(ino, 0).unwrap();
     assert_eq!(t.stats(), snap(0, 1, 2, 0));
 }
 
@@ -104,14 +68,7 @@ fn an_o_trunc_sent_apart_from_its_open_changes_the_shared_buffer() {
     let ino = t.resolve("s").unwrap().ino;
     t.reset();
     let o = t.fs.open(ino, libc::O_WRONLY, 0).unwrap();
-    t.fs.setattr(
-        ino,
-        SetAttr {
-            size: Some(0),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    t.resize(ino, 0).unwrap();
     t.fs.write(o.fh, 0, b"new").unwrap();
     t.fs.flush(o.fh).unwrap();
     t.fs.release(o.fh).unwrap();
@@ -125,16 +82,7 @@ fn efbig_at_the_write_or_truncate_that_crosses_the_limit() {
     let (_, o) = t.create(ROOT_INO, "big", libc::O_WRONLY | libc::O_CREAT);
     t.fs.write(o.fh, 0, &[1u8; 60]).unwrap();
     let ino = t.resolve("big").unwrap().ino;
-    assert_eq!(
-        errno_of(t.fs.setattr(
-            ino,
-            SetAttr {
-                size: Some(101),
-                ..Default::default()
-            }
-        )),
-        libc::EFBIG
-    );
+    assert_eq!(errno_of(t.resize(ino, 101)), libc::EFBIG);
     // A refused truncate changes nothing: the file is still whole and uploads.
     t.fs.write(o.fh, 60, &[1u8; 40]).unwrap();
     t.fs.flush(o.fh).unwrap();
@@ -167,14 +115,7 @@ fn the_default_limit_is_bandwidths() {
     assert_eq!(errno_of(t.fs.write(o.fh, limit, b"x")), libc::EFBIG);
     // Truncating back under the limit makes the file whole again.
     let ino = t.resolve("max").unwrap().ino;
-    t.fs.setattr(
-        ino,
-        SetAttr {
-            size: Some(limit),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    t.resize(ino, limit).unwrap();
     t.fs.release(o.fh).unwrap();
     assert_eq!(t.stored("max").unwrap().len() as u64, limit);
 }
