@@ -270,18 +270,14 @@ impl MediaFs {
         buf: &Arc<WriteBuf>,
         size: u64,
     ) -> Result<(), FsError> {
-        loop {
-            {
-                let mut st = buf.state.lock();
-                if st.loaded || size == 0 {
-                    st.truncate(size)?;
-                    drop(st);
-                    self.touch_mtime(ino);
-                    return Ok(());
-                }
-            }
-            self.load_buffer(ino, buf)?;
+        if size == 0 {
+            // Nothing of the old bytes is needed.
+            buf.state.lock().truncate(0)?;
+        } else {
+            buf.loaded(|| self.file_bytes(ino), |st| st.truncate(size))??;
         }
+        self.touch_mtime(ino);
+        Ok(())
     }
 
     /// Truncate a file nobody has open: download if needed, upload at once. Like an open, it

@@ -158,6 +158,31 @@ pub(crate) struct WriteBuf {
     pub upload: Mutex<()>,
 }
 
+impl WriteBuf {
+    /// Run `f` on the state once it holds the whole file. When it does not yet, `load` brings
+    /// the file's current bytes (outside the lock, it may download them), which the state takes
+    /// unless someone loaded it meanwhile.
+    pub(crate) fn loaded<T>(
+        &self,
+        load: impl FnOnce() -> Result<Bytes, FsError>,
+        f: impl FnOnce(&mut WriteState) -> T,
+    ) -> Result<T, FsError> {
+        {
+            let mut st = self.state.lock();
+            if st.loaded {
+                return Ok(f(&mut st));
+            }
+        }
+        let body = load()?;
+        let mut st = self.state.lock();
+        if !st.loaded {
+            st.data = WriteData::from_bytes(body);
+            st.loaded = true;
+        }
+        Ok(f(&mut st))
+    }
+}
+
 /// The log line and error for a size over the limit.
 pub(crate) fn too_large(name: &str, size: u64, limit: u64) -> FsError {
     log::warn!(

@@ -18,6 +18,7 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 use parking_lot::Mutex;
 
+use super::buffer::WriteState;
 use super::content::{Early, Fetch, FlightSink, Leader};
 use super::error::FsError;
 use super::handles::{Handle, HandleBody};
@@ -341,17 +342,12 @@ impl MediaFs {
         let Some(buf) = h.buf.clone().or_else(|| self.buffer_of(h.ino)) else {
             return Ok(None);
         };
-        loop {
-            {
-                let st = buf.state.lock();
-                if st.loaded {
-                    return Ok(Some(Bytes::copy_from_slice(st.read(offset, size))));
-                }
-            }
-            if h.buf.is_none() {
-                return Ok(None); // someone else's unloaded buffer: read the media itself
-            }
-            self.load_buffer(h.ino, &buf)?;
+        let copy = |st: &mut WriteState| Bytes::copy_from_slice(st.read(offset, size));
+        if h.buf.is_none() {
+            // Someone else's buffer: read it when it holds the file, else the media itself.
+            let mut st = buf.state.lock();
+            return Ok(st.loaded.then(|| copy(&mut st)));
         }
+        buf.loaded(|| self.file_bytes(h.ino), copy).map(Some)
     }
 }

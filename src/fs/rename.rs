@@ -39,15 +39,10 @@ impl MediaFs {
     /// write buffer).
     pub(super) fn bytes_of(&self, ino: Ino) -> Result<(Bytes, Option<u64>), FsError> {
         if let Some(buf) = self.buffer_of(ino) {
-            loop {
-                {
-                    let mut st = buf.state.lock();
-                    if st.loaded {
-                        return Ok((st.data.freeze(), Some(st.generation)));
-                    }
-                }
-                self.load_buffer(ino, &buf)?;
-            }
+            return buf.loaded(
+                || self.file_bytes(ino),
+                |st| (st.data.freeze(), Some(st.generation)),
+            );
         }
         self.revalidate_body(ino)?;
         let (path, version) = {

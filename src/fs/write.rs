@@ -15,39 +15,33 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::buffer::{too_large, UploadCause, WriteBuf, WriteData};
+use super::buffer::{too_large, UploadCause, WriteBuf};
 use super::error::FsError;
 use super::namespace::{Ino, Kind};
 use super::{process, MediaFs};
 use crate::api::ApiError;
 
 impl MediaFs {
-    /// Fill a write buffer with the current bytes of its file (once).
-    pub(super) fn load_buffer(&self, ino: Ino, buf: &WriteBuf) -> Result<(), FsError> {
+    /// The current bytes of a file, to load its write buffer with (a download through the data
+    /// cache; none for a file never uploaded or empty, or one gone from the server meanwhile).
+    pub(super) fn file_bytes(&self, ino: Ino) -> Result<Bytes, FsError> {
         let (path, version, remote, size) = {
             let ns = self.ns.lock();
             let n = ns.node(ino).ok_or(FsError::NotFound)?;
             (n.path.clone(), n.content_version, n.remote, n.size)
         };
-        let body = if !remote || size == 0 {
-            Bytes::new()
-        } else {
-            match self.download(&path, |v| v == version) {
-                Ok(m) => m.body,
-                // Gone from the server meanwhile: the writer starts from an empty file.
-                Err(FsError::Api {
-                    source: ApiError::NotFound,
-                    ..
-                }) => Bytes::new(),
-                Err(e) => return Err(e),
-            }
-        };
-        let mut st = buf.state.lock();
-        if !st.loaded {
-            st.data = WriteData::from_bytes(body);
-            st.loaded = true;
+        if !remote || size == 0 {
+            return Ok(Bytes::new());
         }
-        Ok(())
+        match self.download(&path, |v| v == version) {
+            Ok(m) => Ok(m.body),
+            // Gone from the server meanwhile: the writer starts from an empty file.
+            Err(FsError::Api {
+                source: ApiError::NotFound,
+                ..
+            }) => Ok(Bytes::new()),
+            Err(e) => Err(e),
+        }
     }
 
     /// The inode's write buffer, made if needed, with one more handle on it.
@@ -106,28 +100,29 @@ impl MediaFs {
             buf.state.lock().oversize = Some(end);
             return Err(too_large(&self.path_of(h.ino), end, limit));
         }
-        loop {
-            {
-                let mut st = buf.state.lock();
-                if st.loaded {
-                    let at = if h.append {
-                        st.data.len() as u64
-                    } else {
-                        offset
-                    };
-                    let end = at.saturating_add(data.len() as u64);
-                    if end > limit {
-                        st.oversize = Some(end);
-                        drop(st);
-                        return Err(too_large(&self.path_of(h.ino), end, limit));
-                    }
-                    let n = st.write_at(at, data)?;
-                    drop(st);
-                    self.touch_mtime(h.ino);
-                    return Ok(n as u32);
+        let written = buf.loaded(
+            || self.file_bytes(h.ino),
+            |st| {
+                let at = if h.append {
+                    st.data.len() as u64
+                } else {
+                    offset
+                };
+                let end = at.saturating_add(data.len() as u64);
+                if end > limit {
+                    st.oversize = Some(end);
+                    return Err(end);
                 }
+                Ok(st.write_at(at, data))
+            },
+        )?;
+        match written {
+            Ok(n) => {
+                let n = n?;
+                self.touch_mtime(h.ino);
+                Ok(n as u32)
             }
-            self.load_buffer(h.ino, &buf)?;
+            Err(end) => Err(too_large(&self.path_of(h.ino), end, limit)),
         }
     }
 
