@@ -37,23 +37,33 @@ pub fn start_emulator(config: EmulatorConfig) -> Emulator {
 /// mount is still there, so that nothing that touches the path later hangs.
 pub struct LastResort {
     path: PathBuf,
-    /// The mount's device, whose minor number names its FUSE connection.
-    dev: u64,
+    /// The mount's FUSE connection (the minor number of its device).
+    connection: Option<u32>,
 }
 
 impl LastResort {
-    /// The guard of the mount on `path` (stat'ed now, while it answers).
+    /// The guard of the mount on `path`. The connection is read from the mount table, not by
+    /// a stat of the mount: a stat would fill the kernel's attribute cache, which then answers
+    /// for a daemon that has died.
     pub fn new(path: &Path) -> LastResort {
-        use std::os::unix::fs::MetadataExt;
-        let p = path.to_path_buf();
-        let dev = timed("stat the mount", move || {
-            std::fs::metadata(p).map(|m| m.dev()).unwrap_or(0)
-        });
         LastResort {
             path: path.to_path_buf(),
-            dev,
+            connection: fuse_connection(path),
         }
     }
+}
+
+/// The FUSE connection number of the mount on `path`, from `/proc/self/mountinfo`.
+fn fuse_connection(path: &Path) -> Option<u32> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = path.to_str()?;
+    info.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        if fields.get(4) != Some(&want) {
+            return None;
+        }
+        fields.get(2)?.split_once(':')?.1.parse().ok()
+    })
 }
 
 impl Drop for LastResort {
@@ -66,8 +76,9 @@ impl Drop for LastResort {
             self.path.display()
         );
         let _ = mountpoint::unmount(&self.path, true);
-        let minor = (self.dev & 0xff) | ((self.dev >> 12) & !0xff);
-        let _ = std::fs::write(format!("/sys/fs/fuse/connections/{minor}/abort"), "1");
+        if let Some(c) = self.connection {
+            let _ = std::fs::write(format!("/sys/fs/fuse/connections/{c}/abort"), "1");
+        }
     }
 }
 
