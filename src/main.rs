@@ -54,7 +54,7 @@ fn run(args: &Args, readiness: &mut Readiness) -> Result<(), String> {
     // Everything that can be checked without threads happens before the fork, so its errors
     // come straight back to the user.
     let flags = parse_mount_flags(&args.options)?;
-    let mountpoint = mountpoint::prepare(&args.mountpoint)?;
+    let mountpoint = mountpoint::prepare(&args.mountpoint, flags.nonempty)?;
     let account = if args.demo {
         None
     } else {

@@ -77,6 +77,29 @@ fn missing_mountpoint_ends_with_a_clear_message() {
 }
 
 #[test]
+fn a_mountpoint_with_entries_is_refused_unless_nonempty() {
+    let emulator = start_emulator(emulator_config());
+    let (_dir, mnt) = mountpoint_dir();
+    let _guard = Unmount(mnt.clone());
+    std::fs::write(mnt.join("mine.txt"), b"hidden by a mount").unwrap();
+    let (status, err) = run_to_end(&[mnt.to_str().unwrap()], &oauth_env(&emulator));
+    assert!(!status.success());
+    assert!(
+        err.contains("not empty") && err.contains("-o nonempty"),
+        "{err}"
+    );
+    assert!(mountpoint::mounted_type(&mnt).is_none());
+    assert_eq!(emulator.stats().list, 0, "refused before asking the server");
+    // Asked for, it mounts over them.
+    let (status, err) = run_to_end(
+        &["-o", "nonempty", mnt.to_str().unwrap()],
+        &oauth_env(&emulator),
+    );
+    assert!(status.success(), "{err}");
+    assert!(mountpoint::mounted_type(&mnt).is_some());
+}
+
+#[test]
 fn unreachable_server_ends_with_a_clear_message_and_no_mount() {
     // A port that nothing listens on: bind one, note it, close it.
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -7,8 +7,9 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-/// Make sure `path` can be mounted on; returns its canonical form.
-pub fn prepare(path: &Path) -> Result<PathBuf, String> {
+/// Make sure `path` can be mounted on; returns its canonical form. A directory with entries is
+/// refused unless `nonempty` (the mount would hide them).
+pub fn prepare(path: &Path, nonempty: bool) -> Result<PathBuf, String> {
     let shown = path.display();
     match std::fs::metadata(path) {
         Ok(meta) if !meta.is_dir() => {
@@ -38,6 +39,17 @@ pub fn prepare(path: &Path) -> Result<PathBuf, String> {
         return Err(format!(
             "{shown} is already a mount point ({fstype}); unmount it first with `umount {shown}`"
         ));
+    }
+    if !nonempty {
+        let entries = std::fs::read_dir(&canonical)
+            .map(|d| d.count())
+            .map_err(|e| format!("cannot use the mountpoint {shown}: {e}"))?;
+        if entries > 0 {
+            return Err(format!(
+                "the mountpoint {shown} is not empty ({entries} entries): the mount would hide \
+                 them; use an empty directory, or pass -o nonempty to mount over them"
+            ));
+        }
     }
     Ok(canonical)
 }
@@ -96,13 +108,19 @@ mod tests {
     fn missing_and_non_directory_mountpoints_are_refused_with_the_fix() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope");
-        let e = prepare(&missing).unwrap_err();
+        let e = prepare(&missing, false).unwrap_err();
         assert!(e.contains("mkdir -p"), "{e}");
         let file = dir.path().join("f");
         std::fs::write(&file, b"x").unwrap();
-        assert!(prepare(&file).unwrap_err().contains("not a directory"));
+        assert!(prepare(&file, false)
+            .unwrap_err()
+            .contains("not a directory"));
+        // It holds `f` now: refused, unless asked for.
+        assert!(prepare(dir.path(), false)
+            .unwrap_err()
+            .contains("-o nonempty"));
         assert_eq!(
-            prepare(dir.path()).unwrap(),
+            prepare(dir.path(), true).unwrap(),
             std::fs::canonicalize(dir.path()).unwrap()
         );
     }

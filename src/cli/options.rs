@@ -22,7 +22,7 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(name = "bwmediafs", version, verbatim_doc_comment)]
 pub struct Args {
-    /// The empty directory to mount the media store on.
+    /// The empty directory to mount the media store on (see -o nonempty).
     pub mountpoint: PathBuf,
 
     /// Serve a built-in emulator with sample media instead of a real account (no credentials).
@@ -50,7 +50,8 @@ pub struct Args {
     #[arg(short, long)]
     pub foreground: bool,
 
-    /// Mount options, comma-separated: ro, rw, allow_other, allow_root, uid=N, gid=N, umask=OCTAL.
+    /// Mount options, comma-separated: ro, rw, allow_other, allow_root, uid=N, gid=N, umask=OCTAL,
+    /// nonempty (mount over a directory that has entries).
     #[arg(short = 'o', value_name = "OPTIONS", action = clap::ArgAction::Append)]
     pub options: Vec<String>,
 
@@ -108,6 +109,8 @@ pub struct MountFlags {
     pub gid: Option<u32>,
     /// `umask=NNN`: bits taken off the modes shown.
     pub umask: Option<u16>,
+    /// `nonempty`: mount over a directory that has entries (hiding them).
+    pub nonempty: bool,
 }
 
 /// Parse every `-o` argument. Options that only matter to `mount` itself (`rw`, `dev`, `suid`,
@@ -132,6 +135,7 @@ pub fn parse_mount_flags(options: &[String]) -> Result<MountFlags, String> {
             "rw" => flags.read_only = false,
             "allow_other" => flags.allow_other = true,
             "allow_root" => flags.allow_root = true,
+            "nonempty" => flags.nonempty = true,
             "uid" => flags.uid = Some(number(value)?),
             "gid" => flags.gid = Some(number(value)?),
             "umask" => {
@@ -162,7 +166,7 @@ pub fn parse_mount_flags(options: &[String]) -> Result<MountFlags, String> {
             _ => {
                 return Err(format!(
                     "unknown mount option -o {opt}; known: ro, rw, allow_other, allow_root, \
-                     uid=N, gid=N, umask=OCTAL"
+                     uid=N, gid=N, umask=OCTAL, nonempty"
                 ))
             }
         }
@@ -259,7 +263,8 @@ mod tests {
                 allow_root: false,
                 uid: Some(1000),
                 gid: Some(100),
-                umask: Some(0o027)
+                umask: Some(0o027),
+                nonempty: false,
             }
         );
         assert!(parse_mount_flags(&["noatime,_netdev".into()]).is_ok());
