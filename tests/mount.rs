@@ -613,3 +613,26 @@ fn links_and_special_files_are_not_permitted() {
     assert!(m.stored("link").is_none() && m.stored("hard").is_none());
     assert_eq!(m.stored("target.txt").as_deref(), Some(&b"t"[..]));
 }
+
+#[test]
+fn programs_that_ask_for_ioctls_get_enotty_and_no_warning() {
+    let m = Mount::new();
+    std::fs::write(m.path("f.txt"), b"text").unwrap();
+    // Python's open() asks whether the file is a terminal (an ioctl).
+    let script = format!(
+        "python3 -c 'import sys; print(open(sys.argv[1]).read())' {}",
+        q(&m.path("f.txt"))
+    );
+    assert_eq!(sh_ok(&script).trim(), "text");
+    let ioctl = sh_ok(&format!(
+        "python3 -c 'import fcntl, sys, termios; f = open(sys.argv[1], \"rb\")
+try:
+    fcntl.ioctl(f, termios.TIOCGWINSZ, b\"\\0\" * 8)
+except OSError as e:
+    print(e.errno)' {}",
+        q(&m.path("f.txt"))
+    ));
+    assert_eq!(ioctl.trim(), libc::ENOTTY.to_string());
+    let log = m.log_text();
+    assert!(!log.contains("Not Implemented"), "{log}");
+}

@@ -69,6 +69,9 @@ pub enum FsError {
     /// Not something this file system does (ENOTSUP).
     #[error("operation not supported")]
     NotSupported,
+    /// An ioctl a media does not answer: it is no terminal, no device (ENOTTY).
+    #[error("inappropriate ioctl for a media")]
+    NoIoctl,
     /// Not something the API can store (EPERM).
     #[error("operation not permitted")]
     NotPermitted,
@@ -152,6 +155,7 @@ fn errno(e: &FsError) -> i32 {
         FsError::NoAttr => libc::ENODATA,
         FsError::NotSupported => libc::ENOTSUP,
         FsError::NotPermitted => libc::EPERM,
+        FsError::NoIoctl => libc::ENOTTY,
         FsError::Invalid(_) => libc::EINVAL,
         FsError::BadDownload(_) | FsError::Io(_) => libc::EIO,
     }

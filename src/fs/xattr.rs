@@ -147,4 +147,11 @@ impl MediaFs {
             None => Err(FsError::NoAttr),
         }
     }
+
+    /// `ioctl(2)` on a file: none means anything for a media (Python's `open()` asks whether
+    /// the file is a terminal, for one), so every one answers ENOTTY, as on a regular file of a
+    /// local disk, without a log line.
+    pub fn ioctl(&self, _cmd: u32) -> Result<Vec<u8>, FsError> {
+        Err(FsError::NoIoctl)
+    }
 }
