@@ -77,6 +77,31 @@ fn missing_mountpoint_ends_with_a_clear_message() {
 }
 
 #[test]
+fn bad_option_values_say_what_is_wrong_and_what_is_allowed() {
+    let (_dir, mnt) = mountpoint_dir();
+    let _guard = Unmount(mnt.clone());
+    let m = mnt.to_str().unwrap();
+    for (args, says) in [
+        (vec!["--metadata-ttl", "-5s", m], "cannot be negative"),
+        (vec!["--timeout", "0s", m], "more than 0"),
+        (vec!["--cache-size", "0", m], "at least 4M"),
+        (vec!["--cache-size", "lots", m], "such as 64M"),
+    ] {
+        let (status, err) = run_to_end(&args, &[]);
+        assert!(!status.success(), "{args:?}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("-- -5s"), "clap's tip for a flag: {err}");
+    }
+    // A fractional size is a size.
+    let (_, err) = run_to_end(
+        &["--cache-size", "1.5G", "--demo", "-o", "ro", "/nonexistent"],
+        &[],
+    );
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(mountpoint::mounted_type(&mnt).is_none());
+}
+
+#[test]
 fn a_mountpoint_with_entries_is_refused_unless_nonempty() {
     let emulator = start_emulator(emulator_config());
     let (_dir, mnt) = mountpoint_dir();

@@ -63,13 +63,13 @@ pub struct Args {
     #[arg(long, value_name = "OCTAL", value_parser = parse_octal)]
     pub dir_mode: Option<u16>,
 
-    /// Memory for downloaded media (e.g. 64M, 1G).
-    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_size)]
+    /// Memory for downloaded media (e.g. 64M, 1.5G; at least 4M, at most the machine's memory).
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_cache_size)]
     pub cache_size: u64,
 
     /// How long a listing is reused before the store is asked again; changes made elsewhere
     /// show up after this.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub metadata_ttl: Duration,
 
     /// Where the bytes of a file whose upload failed for good are kept, to re-upload later.
@@ -77,12 +77,12 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub recovery_dir: Option<PathBuf>,
 
-    /// Timeout of one HTTP request.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    /// Timeout of one HTTP request (more than 0).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout, allow_hyphen_values = true)]
     pub timeout: Duration,
 
     /// How long one operation keeps retrying a failing server before it fails with EIO.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub retry_time: Duration,
 
     /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
@@ -186,7 +186,8 @@ pub fn parse_octal(s: &str) -> Result<u16, String> {
         .ok_or_else(|| format!("{s:?} is not an octal mode such as 644"))
 }
 
-/// A byte count: `1048576`, `512K`, `64M`, `1G` (powers of 1024; a trailing `iB` or `B` is allowed).
+/// A byte count: `1048576`, `512K`, `64M`, `1.5G` (powers of 1024; a trailing `iB` or `B` is
+/// allowed).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let t = t
@@ -200,18 +201,93 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
                 'M' => 20,
                 'G' => 30,
                 'T' => 40,
-                _ => return Err(format!("{s:?}: unknown unit; use K, M or G")),
+                _ => {
+                    return Err(format!(
+                        "{s:?}: unknown unit; give a size such as 64M or 1.5G (units K, M, G, T)"
+                    ))
+                }
             };
             (&t[..i], shift)
         }
         _ => (t, 0),
     };
-    digits
+    let digits = digits.trim();
+    let bytes = if digits.contains('.') {
+        digits
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite() && *n >= 0.0)
+            .map(|n| n * (1u64 << shift) as f64)
+            .filter(|n| *n < u64::MAX as f64)
+            .map(|n| n.round() as u64)
+    } else {
+        digits
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(1u64 << shift))
+    };
+    bytes.ok_or_else(|| format!("{s:?} is not a size such as 64M, 1.5G or 1G"))
+}
+
+/// The smallest data cache: room for one media of up to 3.75 MB.
+const MIN_CACHE: u64 = 4 << 20;
+
+/// The size of the data cache: at least [`MIN_CACHE`], at most this machine's memory.
+pub fn parse_cache_size(s: &str) -> Result<u64, String> {
+    let n = parse_size(s)?;
+    if n < MIN_CACHE {
+        return Err(format!(
+            "{s:?} is too small: the cache needs room for one media of up to 3.75 MB; give at \
+             least 4M"
+        ));
+    }
+    if let Some(memory) = physical_memory() {
+        if n > memory {
+            return Err(format!(
+                "{s:?} is more than this machine's {} MiB of memory; give at most that",
+                memory >> 20
+            ));
+        }
+    }
+    Ok(n)
+}
+
+/// The machine's memory, from `/proc/meminfo`.
+fn physical_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
         .trim()
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(1u64 << shift))
-        .ok_or_else(|| format!("{s:?} is not a size such as 64M or 1G"))
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    kib.checked_mul(1024)
+}
+
+/// A duration such as `10s`, `500ms` or `2m`; never negative.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if t.starts_with('-') {
+        return Err(format!(
+            "{s:?}: a duration cannot be negative; give one such as 10s, 500ms or 2m"
+        ));
+    }
+    humantime::parse_duration(t)
+        .map_err(|e| format!("{s:?} is not a duration such as 10s, 500ms or 2m ({e})"))
+}
+
+/// The timeout of one request: a duration, more than zero.
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!(
+            "{s:?}: the timeout must be more than 0, or no request could be answered; give one \
+             such as 30s"
+        ));
+    }
+    Ok(d)
 }
 
 /// Refuse plain http to anything but loopback unless the user asked for it.
@@ -284,6 +360,8 @@ mod tests {
         assert_eq!(parse_size("512k"), Ok(512 << 10));
         assert_eq!(parse_size("1000"), Ok(1000));
         assert!(parse_size("12Q").is_err());
+        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_size("0.5K"), Ok(512));
         assert!(parse_size("lots").is_err());
         assert_eq!(parse_octal("0644"), Ok(0o644));
         assert!(parse_octal("9").is_err());
@@ -299,5 +377,18 @@ mod tests {
         assert!(e.contains("--allow-insecure-http"), "{e}");
         assert!(check_transport_security("http://example.com/api", true).is_ok());
         assert!(check_transport_security("ftp://x", true).is_err());
+    }
+
+    #[test]
+    fn bad_values_say_what_is_wrong_and_what_is_allowed() {
+        assert!(parse_cache_size("0").unwrap_err().contains("at least 4M"));
+        assert!(parse_cache_size("1000T").unwrap_err().contains("memory"));
+        assert_eq!(parse_cache_size("64M"), Ok(64 << 20));
+        assert!(parse_duration("-5s")
+            .unwrap_err()
+            .contains("cannot be negative"));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert!(parse_timeout("0s").unwrap_err().contains("more than 0"));
+        assert_eq!(parse_timeout("3s"), Ok(Duration::from_secs(3)));
     }
 }
