@@ -9,14 +9,18 @@ use std::sync::Arc;
 
 use clap::Parser;
 
+use bwmediafs::api::auth::Credentials;
 use bwmediafs::api::http::{HttpApi, HttpConfig, DEFAULT_BASE_URL, DEFAULT_TOKEN_URL};
 use bwmediafs::api::retry::RetryPolicy;
+use bwmediafs::api::ApiError;
 use bwmediafs::cli::credentials::{self, Account};
 use bwmediafs::cli::daemon::{self, Readiness};
-use bwmediafs::cli::options::{check_transport_security, parse_mount_flags, Args, MountFlags};
+use bwmediafs::cli::options::{
+    check_token_url, check_transport_security, parse_mount_flags, Args, MountFlags,
+};
 use bwmediafs::cli::{demo, mountpoint};
 use bwmediafs::emulator::Emulator;
-use bwmediafs::fs::{FsOptions, MediaFs};
+use bwmediafs::fs::{FsError, FsOptions, MediaFs};
 use bwmediafs::fuse::{self, MountOptions};
 
 fn main() {
@@ -131,10 +135,20 @@ fn connect(
     } else {
         format!("the media of account {}", http.account_id)
     };
+    let base_url = http.base_url.clone();
     let api = HttpApi::new(http).map_err(|e| e.to_string())?;
     let fs = MediaFs::connect(Arc::new(api), fs_options(args, flags))
         .map(Arc::new)
-        .map_err(|e| format!("cannot reach the media store: {e}"))?;
+        .map_err(|e| match e {
+            FsError::Api {
+                source: ApiError::NotFound,
+                ..
+            } => format!(
+                "the server has no media listing under the base URL {base_url} (HTTP 404); \
+                 check it: Bandwidth's is {DEFAULT_BASE_URL}, ending with /api/v2"
+            ),
+            e => format!("cannot reach the media store: {e}"),
+        })?;
     Ok((emulator, fs, source))
 }
 
@@ -200,6 +214,9 @@ fn http_config(args: &Args, account: Account) -> Result<HttpConfig, String> {
         .unwrap_or_else(|| DEFAULT_TOKEN_URL.to_string());
     check_transport_security(&base_url, args.allow_insecure_http)?;
     check_transport_security(&token_url, args.allow_insecure_http)?;
+    if matches!(account.credentials, Credentials::OAuth2 { .. }) {
+        check_token_url(&base_url, &token_url, DEFAULT_TOKEN_URL)?;
+    }
     let mut http = HttpConfig::new(account.account_id, account.credentials);
     http.base_url = base_url;
     http.token_url = token_url;

@@ -102,6 +102,32 @@ fn bad_option_values_say_what_is_wrong_and_what_is_allowed() {
 }
 
 #[test]
+fn a_wrong_base_url_or_a_forgotten_token_url_says_what_looks_wrong() {
+    let emulator = start_emulator(emulator_config());
+    let (_dir, mnt) = mountpoint_dir();
+    let _guard = Unmount(mnt.clone());
+    let m = mnt.to_str().unwrap();
+    // The base URL without /api/v2.
+    let mut env = oauth_env(&emulator);
+    let origin = emulator.base_url().replace("/api/v2", "");
+    env.retain(|(k, _)| k != "BW_BASE_URL");
+    env.push(("BW_BASE_URL".into(), origin.clone()));
+    let (status, err) = run_to_end(&[m], &env);
+    assert!(!status.success());
+    assert!(err.contains("/api/v2") && err.contains(&origin), "{err}");
+    // A local base URL and no token URL: the token request would go to production.
+    let mut env = oauth_env(&emulator);
+    env.retain(|(k, _)| k != "BW_TOKEN_URL");
+    let t = std::time::Instant::now();
+    let (status, err) = run_to_end(&[m], &env);
+    assert!(!status.success());
+    assert!(err.contains("--token-url"), "{err}");
+    assert!(err.contains("/api/v1/oauth2/token"), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(mountpoint::mounted_type(&mnt).is_none());
+}
+
+#[test]
 fn a_mountpoint_with_entries_is_refused_unless_nonempty() {
     let emulator = start_emulator(emulator_config());
     let (_dir, mnt) = mountpoint_dir();

@@ -33,11 +33,11 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub credentials: Option<PathBuf>,
 
-    /// Messaging API base URL.
+    /// Messaging API base URL [default: https://messaging.bandwidth.com/api/v2].
     #[arg(long, env = "BW_BASE_URL", value_name = "URL")]
     pub base_url: Option<String>,
 
-    /// OAuth2 token URL.
+    /// OAuth2 token URL [default: https://api.bandwidth.com/api/v1/oauth2/token].
     #[arg(long, env = "BW_TOKEN_URL", value_name = "URL")]
     pub token_url: Option<String>,
 
@@ -290,15 +290,12 @@ pub fn parse_timeout(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// Refuse plain http to anything but loopback unless the user asked for it.
-pub fn check_transport_security(url: &str, allow_insecure_http: bool) -> Result<(), String> {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return if url.starts_with("https://") {
-            Ok(())
-        } else {
-            Err(format!("{url:?} is not an http(s) URL"))
-        };
-    };
+/// Whether `url` (http or https) names a loopback host.
+fn is_loopback(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .unwrap_or(url);
     let authority = rest.split('/').next().unwrap_or("");
     let host = if let Some(v6) = authority.strip_prefix('[') {
         v6.split(']').next().unwrap_or("")
@@ -308,12 +305,41 @@ pub fn check_transport_security(url: &str, allow_insecure_http: bool) -> Result<
             .map(|(h, _)| h)
             .unwrap_or(authority)
     };
-    let loopback = host == "localhost"
+    host == "localhost"
         || host
             .parse::<std::net::IpAddr>()
             .map(|ip| ip.is_loopback())
-            .unwrap_or(false);
-    if loopback || allow_insecure_http {
+            .unwrap_or(false)
+}
+
+/// A local base URL with production's token URL is a forgotten `--token-url` (the token request
+/// would go to Bandwidth and fail after its retries): say so before anything is sent.
+pub fn check_token_url(
+    base_url: &str,
+    token_url: &str,
+    default_token_url: &str,
+) -> Result<(), String> {
+    if is_loopback(base_url) && !is_loopback(token_url) && token_url == default_token_url {
+        let origin = base_url.split("/api/").next().unwrap_or(base_url);
+        return Err(format!(
+            "the base URL {base_url} is local but the token URL is Bandwidth's production one; \
+             set --token-url (or BW_TOKEN_URL) to the local one, such as \
+             {origin}/api/v1/oauth2/token"
+        ));
+    }
+    Ok(())
+}
+
+/// Refuse plain http to anything but loopback unless the user asked for it.
+pub fn check_transport_security(url: &str, allow_insecure_http: bool) -> Result<(), String> {
+    if url.strip_prefix("http://").is_none() {
+        return if url.starts_with("https://") {
+            Ok(())
+        } else {
+            Err(format!("{url:?} is not an http(s) URL"))
+        };
+    }
+    if is_loopback(url) || allow_insecure_http {
         Ok(())
     } else {
         Err(format!(
