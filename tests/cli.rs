@@ -127,6 +127,58 @@ fn a_wrong_base_url_or_a_forgotten_token_url_says_what_looks_wrong() {
     assert!(mountpoint::mounted_type(&mnt).is_none());
 }
 
+/// The first two lines the emulator binary prints, run with `envs`; the child to end.
+fn emulator_banner(envs: &[(&str, &str)]) -> (std::process::Child, Vec<String>) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bwmedia-emulator"))
+        .args(["--listen", "127.0.0.1:0"])
+        .envs(envs.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the emulator");
+    let stdout = child.stdout.take().expect("stdout");
+    let lines = timed("the emulator's banner", move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .take(2)
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    (child, lines)
+}
+
+#[test]
+fn the_emulator_prints_a_command_that_mounts_it() {
+    let (mut emulator, lines) = emulator_banner(&[]);
+    let command = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("to mount it: "))
+        .unwrap_or_else(|| panic!("no mount command in {lines:?}"))
+        .to_string();
+    let (_dir, mnt) = mountpoint_dir();
+    let _guard = Unmount(mnt.clone());
+    let line = command.replace(
+        "bwmediafs MOUNTPOINT",
+        &format!("{} {}", env!("CARGO_BIN_EXE_bwmediafs"), q(&mnt)),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let out = sh(&format!("XDG_STATE_HOME={} {line}", q(state.path())));
+    let _ = emulator.kill();
+    let _ = emulator.wait();
+    assert!(
+        out.status.success(),
+        "`{line}`: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(mountpoint::mounted_type(&mnt).is_some());
+    // A secret of the user's own is not printed.
+    let (mut other, lines) = emulator_banner(&[("BW_EMULATOR_CLIENT_SECRET", "cs-Own-9x")]);
+    let _ = other.kill();
+    let _ = other.wait();
+    assert!(lines.iter().all(|l| !l.contains("cs-Own-9x")), "{lines:?}");
+}
+
 #[test]
 fn a_mountpoint_with_entries_is_refused_unless_nonempty() {
     let emulator = start_emulator(emulator_config());

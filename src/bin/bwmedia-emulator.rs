@@ -20,6 +20,11 @@ use clap::Parser;
 /// The credentials are test credentials for a local emulator: passing them as flags is
 /// acceptable here (flags show in `ps`), or use the environment variables.
 /// Logs go to stderr; set RUST_LOG=debug to log every request.
+/// The built-in test password (a local emulator's, never an account's).
+const DEMO_PASSWORD: &str = "demo-password";
+/// The built-in test client secret.
+const DEMO_CLIENT_SECRET: &str = "demo-secret";
+
 #[derive(Debug, Parser)]
 #[command(name = "bwmedia-emulator", version, about, long_about)]
 struct Args {
@@ -41,7 +46,7 @@ struct Args {
         value_name = "PASSWORD",
         env = "BW_EMULATOR_PASSWORD",
         hide_env_values = true,
-        default_value = "demo-password"
+        default_value = DEMO_PASSWORD
     )]
     password: String,
 
@@ -59,7 +64,7 @@ struct Args {
         value_name = "SECRET",
         env = "BW_EMULATOR_CLIENT_SECRET",
         hide_env_values = true,
-        default_value = "demo-secret"
+        default_value = DEMO_CLIENT_SECRET
     )]
     client_secret: String,
 
@@ -187,6 +192,39 @@ impl Signals {
     }
 }
 
+/// A `bwmediafs` command line that mounts this emulator. A secret is shown only when it is the
+/// built-in demo one; one given on the command line or in the environment stays unsaid.
+fn mount_command(
+    emulator: &Emulator,
+    oauth: Option<&(String, String)>,
+    basic: Option<&(String, String)>,
+) -> String {
+    let shown = |secret: &str, default: &str, flag: &str| {
+        if secret == default {
+            secret.to_string()
+        } else {
+            format!("'<your {flag}>'")
+        }
+    };
+    let credentials = match (oauth, basic) {
+        (Some((id, secret)), _) => format!(
+            "BW_CLIENT_ID={id} BW_CLIENT_SECRET={} BW_TOKEN_URL={}",
+            shown(secret, DEMO_CLIENT_SECRET, "--client-secret"),
+            emulator.token_url()
+        ),
+        (None, Some((user, password))) => format!(
+            "BW_USERNAME={user} BW_PASSWORD={}",
+            shown(password, DEMO_PASSWORD, "--password")
+        ),
+        (None, None) => String::new(),
+    };
+    format!(
+        "BW_ACCOUNT_ID={} {credentials} BW_BASE_URL={} bwmediafs MOUNTPOINT",
+        emulator.account(),
+        emulator.base_url()
+    )
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
@@ -205,6 +243,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let (oauth, basic) = (config.oauth.clone(), config.basic.clone());
     let emulator = match Emulator::start(config) {
         Ok(e) => e,
         Err(e) => {
@@ -215,6 +254,11 @@ fn main() -> ExitCode {
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening on http://{}", emulator.addr());
+        let _ = writeln!(
+            out,
+            "to mount it: {}",
+            mount_command(&emulator, oauth.as_ref(), basic.as_ref())
+        );
         let _ = out.flush();
     }
     log::info!(
