@@ -636,3 +636,25 @@ except OSError as e:
     let log = m.log_text();
     assert!(!log.contains("Not Implemented"), "{log}");
 }
+
+/// The README's first example, as written (with the emulator's URL for production's).
+#[test]
+fn the_readme_example_works_as_written() {
+    let m = Mount::new();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join("flyer.jpg"), bytes(5000, 4)).unwrap();
+    let mnt = q(&m.mnt);
+    let url = sh_ok(&format!(
+        "cd {home} && mkdir {mnt}/campaign && cp flyer.jpg {mnt}/campaign/flyer.jpg && \
+         getfattr -n user.bandwidth.url --only-values {mnt}/campaign/flyer.jpg",
+        home = q(home.path())
+    ));
+    assert_eq!(
+        url.trim(),
+        format!(
+            "{}/users/9900000/media/campaign/flyer.jpg",
+            m.emulator.base_url()
+        )
+    );
+    assert_eq!(m.stored("campaign/flyer.jpg"), Some(bytes(5000, 4)));
+}
