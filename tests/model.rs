@@ -1218,19 +1218,20 @@ fn failed_fsync(m: &Mount, path: &str, data: &[u8], then: AfterFailure) -> io::R
         },
     };
     m.emulator.set_faults(Faults::default());
-    if then == AfterFailure::CloseWhileFailing && in_recovery(m, data).is_none() {
+    if then == AfterFailure::CloseWhileFailing && !in_recovery(&m.dir.path().join("recovery"), data)
+    {
         return Err(io::Error::other("the bytes are not in the recovery folder"));
     }
     result
 }
 
-/// The recovery file holding exactly `data`, if any.
-fn in_recovery(m: &Mount, data: &[u8]) -> Option<PathBuf> {
-    std::fs::read_dir(m.dir.path().join("recovery"))
-        .ok()?
+/// Whether a file of the recovery folder `dir` holds exactly `data`.
+fn in_recovery(dir: &Path, data: &[u8]) -> bool {
+    std::fs::read_dir(dir)
+        .into_iter()
         .flatten()
-        .map(|e| e.path())
-        .find(|p| std::fs::read(p).is_ok_and(|b| b == data))
+        .flatten()
+        .any(|e| std::fs::read(e.path()).is_ok_and(|b| b == data))
 }
 
 /// `create path`, closed while the server is down for a moment shorter than the retry time.
@@ -1760,17 +1761,12 @@ impl Core {
             },
         };
         *self.faults.put.lock() = None;
-        if then == AfterFailure::CloseWhileFailing {
-            let kept = std::fs::read_dir(self.tmp.path().join("recovery"))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .any(|e| std::fs::read(e.path()).is_ok_and(|b| b == data));
-            if !kept {
-                return Err(FsError::Invalid(
-                    "the bytes are not in the recovery folder".into(),
-                ));
-            }
+        if then == AfterFailure::CloseWhileFailing
+            && !in_recovery(&self.tmp.path().join("recovery"), data)
+        {
+            return Err(FsError::Invalid(
+                "the bytes are not in the recovery folder".into(),
+            ));
         }
         result
     }

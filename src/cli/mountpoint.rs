@@ -56,16 +56,30 @@ pub fn prepare(path: &Path, nonempty: bool) -> Result<PathBuf, String> {
 
 /// The filesystem type mounted at `path`, if `path` is a mount point.
 pub fn mounted_type(path: &Path) -> Option<String> {
+    mountinfo_of(path, |fields| {
+        let sep = fields.iter().position(|f| *f == "-")?;
+        fields.get(sep + 1).map(|t| t.to_string())
+    })
+}
+
+/// The minor device number of the mount at `path` (for FUSE: its connection in
+/// `/sys/fs/fuse/connections`), read from the mount table without touching the mount.
+pub fn mount_minor(path: &Path) -> Option<u32> {
+    mountinfo_of(path, |fields| {
+        fields.get(2)?.split_once(':')?.1.parse().ok()
+    })
+}
+
+/// `pick` applied to the fields of the `/proc/self/mountinfo` line of the mount at `path`.
+fn mountinfo_of<T>(path: &Path, pick: impl Fn(&[&str]) -> Option<T>) -> Option<T> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let want = path.as_os_str().as_bytes();
     info.lines().find_map(|line| {
         let fields: Vec<&str> = line.split(' ').collect();
-        let mount_point = unescape(fields.get(4)?);
-        if mount_point != want {
+        if unescape(fields.get(4)?) != want {
             return None;
         }
-        let sep = fields.iter().position(|f| *f == "-")?;
-        fields.get(sep + 1).map(|t| t.to_string())
+        pick(&fields)
     })
 }
 

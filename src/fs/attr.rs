@@ -32,15 +32,22 @@ impl MediaFs {
     /// see `MediaFs::trusted`), so that the kernel asks again and its reads follow the size
     /// that the next open's GET learns.
     pub fn kernel_ttl(&self, ino: Ino) -> Duration {
-        let ns = self.ns.lock();
-        let stale = ns.node(ino).is_some_and(|n| {
-            n.kind == Kind::File && n.remote && !fresh(n.verified_at, self.opts.metadata_ttl)
-        });
+        let stale = self
+            .ns
+            .lock()
+            .node(ino)
+            .is_some_and(|n| n.kind == Kind::File && self.size_past_ttl(n));
         if stale {
             Duration::ZERO
         } else {
             self.opts.metadata_ttl
         }
+    }
+
+    /// Whether the size the cache holds for a remote name was last confirmed longer than the TTL
+    /// ago (a multi-page account trusts it until the next listing; an open checks it).
+    pub(super) fn size_past_ttl(&self, n: &namespace::Node) -> bool {
+        n.remote && !fresh(n.verified_at, self.opts.metadata_ttl)
     }
 
     /// Sizes of the loaded write buffers (they override the sizes the namespace knows).

@@ -230,7 +230,7 @@ impl MediaFs {
                     .is_some_and(|(_, v)| v == n.content_version);
             // A size past the TTL (trusted on a multi-page account) is checked too: the read
             // that follows would fetch the body anyway, and the kernel reads by that size.
-            let unchecked = cached || !fresh(n.verified_at, ttl);
+            let unchecked = cached || self.size_past_ttl(n);
             if !n.remote || !unchecked || fresh(n.body_checked_at, ttl) {
                 return Ok(());
             }

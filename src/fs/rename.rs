@@ -91,6 +91,13 @@ impl MediaFs {
         Ok(media)
     }
 
+    /// A file never uploaded was renamed: its buffer uploads under the new name.
+    fn upload_under_new_name(&self, ino: Ino) {
+        if let Some(buf) = self.buffer_of(ino) {
+            buf.state.lock().mark_for_upload();
+        }
+    }
+
     /// Rename a file or directory (copy + delete of each media: the API has no rename).
     pub fn rename(
         &self,
@@ -167,10 +174,8 @@ impl MediaFs {
             self.preload_readers(d);
         }
         if !remote {
-            // Never uploaded: nothing to copy; its buffer will upload under the new name.
-            if let Some(buf) = self.buffer_of(src) {
-                buf.state.lock().mark_for_upload();
-            }
+            // Never uploaded: nothing to copy.
+            self.upload_under_new_name(src);
             self.finish_rename(src, dst, newparent, newname, &old_path, None);
             return Ok(());
         }
@@ -275,10 +280,7 @@ impl MediaFs {
         let mut moved: Vec<(Ino, String, Option<Media>)> = Vec::new();
         for (ino, path, remote) in &files {
             if !remote {
-                // Never uploaded: its buffer uploads under the new name.
-                if let Some(buf) = self.buffer_of(*ino) {
-                    buf.state.lock().mark_for_upload();
-                }
+                self.upload_under_new_name(*ino);
                 moved.push((*ino, path.clone(), None));
                 continue;
             }

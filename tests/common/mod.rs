@@ -48,22 +48,9 @@ impl LastResort {
     pub fn new(path: &Path) -> LastResort {
         LastResort {
             path: path.to_path_buf(),
-            connection: fuse_connection(path),
+            connection: mountpoint::mount_minor(path),
         }
     }
-}
-
-/// The FUSE connection number of the mount on `path`, from `/proc/self/mountinfo`.
-fn fuse_connection(path: &Path) -> Option<u32> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let want = path.to_str()?;
-    info.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(' ').collect();
-        if fields.get(4) != Some(&want) {
-            return None;
-        }
-        fields.get(2)?.split_once(':')?.1.parse().ok()
-    })
 }
 
 impl Drop for LastResort {

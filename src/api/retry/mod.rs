@@ -48,6 +48,9 @@ impl Default for RetryPolicy {
     }
 }
 
+/// A deadline no call reaches (a hundred years), for bounds too large to add to a clock.
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// One attempt of a call: its 1-based number and when it must be over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attempt {
@@ -199,11 +202,13 @@ pub(crate) fn run_with<T>(
     rng: &mut impl Rng,
 ) -> Result<T, ApiError> {
     let start = clock.now();
-    let last_deadline = start + policy.max_total + attempt_limit;
+    // Bounds a user may set to centuries: saturate instead of overflowing the clock.
+    let later = |t: Instant, d: Duration| t.checked_add(d).unwrap_or(t + FAR_FUTURE);
+    let last_deadline = later(later(start, policy.max_total), attempt_limit);
     let max_attempts = policy.max_attempts.max(1);
     let mut n = 1;
     loop {
-        let deadline = (clock.now() + attempt_limit).min(last_deadline);
+        let deadline = later(clock.now(), attempt_limit).min(last_deadline);
         let failure = match attempt(Attempt {
             number: n,
             deadline,

@@ -358,3 +358,20 @@ impl Clock for Shared<'_> {
         self.0.borrow_mut().sleep(d)
     }
 }
+
+#[test]
+fn bounds_too_large_for_the_clock_do_not_overflow() {
+    let p = RetryPolicy {
+        max_total: Duration::MAX,
+        ..RetryPolicy::none()
+    };
+    let r: Result<(), _> = run_with(
+        &p,
+        "get x",
+        Duration::MAX,
+        |_| Err(Failure::from(unavailable())),
+        &mut FakeClock::new(),
+        &mut StdRng::seed_from_u64(1),
+    );
+    assert!(r.is_err());
+}
