@@ -238,6 +238,7 @@ fn fs_options(args: &Args, flags: &MountFlags) -> FsOptions {
     FsOptions {
         metadata_ttl: args.metadata_ttl,
         cache_size: args.cache_size,
+        read_ahead: args.read_ahead,
         uid: flags.uid.unwrap_or(defaults.uid),
         gid: flags.gid.unwrap_or(defaults.gid),
         file_mode: args

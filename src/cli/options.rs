@@ -67,6 +67,12 @@ pub struct Args {
     #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_cache_size)]
     pub cache_size: u64,
 
+    /// Fetch up to N files ahead when a program reads files one after another in name order
+    /// (cp -r, rsync, tar, a loop over a folder); the window starts at 1 and grows while the
+    /// files fetched ahead are used. 0 turns it off.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub read_ahead: usize,
+
     /// How long a listing is reused before the store is asked again; changes made elsewhere
     /// show up after this.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, allow_hyphen_values = true)]

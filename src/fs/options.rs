@@ -24,6 +24,8 @@ pub struct FsOptions {
     pub read_only: bool,
     /// Largest file a write or truncate may make.
     pub max_size: u64,
+    /// Most files fetched ahead of a scan (0: none).
+    pub read_ahead: usize,
     /// Where the bytes of uploads that failed for good are saved.
     pub recovery_dir: PathBuf,
 }
@@ -41,6 +43,7 @@ impl Default for FsOptions {
             dir_mode: 0o755,
             read_only: false,
             max_size: MAX_MEDIA_SIZE,
+            read_ahead: 8,
             recovery_dir: default_recovery_dir(uid),
         }
     }
