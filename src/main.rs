@@ -137,18 +137,16 @@ fn connect(
     };
     let base_url = http.base_url.clone();
     let api = HttpApi::new(http).map_err(|e| e.to_string())?;
-    let fs = MediaFs::connect(Arc::new(api), fs_options(args, flags))
-        .map(Arc::new)
-        .map_err(|e| match e {
-            FsError::Api {
-                source: ApiError::NotFound,
-                ..
-            } => format!(
-                "the server has no media listing under the base URL {base_url} (HTTP 404); \
+    let fs = MediaFs::connect(Arc::new(api), fs_options(args, flags)).map_err(|e| match e {
+        FsError::Api {
+            source: ApiError::NotFound,
+            ..
+        } => format!(
+            "the server has no media listing under the base URL {base_url} (HTTP 404); \
                  check it: Bandwidth's is {DEFAULT_BASE_URL}, ending with /api/v2"
-            ),
-            e => format!("cannot reach the media store: {e}"),
-        })?;
+        ),
+        e => format!("cannot reach the media store: {e}"),
+    })?;
     Ok((emulator, fs, source))
 }
 

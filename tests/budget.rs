@@ -177,3 +177,127 @@ fn a_redirect_and_a_redirected_loop_cost_one_put_each() {
     let s = m.stats();
     assert_eq!((s.list, s.get, s.put), (0, 0, 1), "a loop of 20 commands");
 }
+
+/// `n` text media `f/NNN.txt` in one folder, each saying its number.
+fn emulator_with_folder(n: usize) -> bwmediafs::emulator::Emulator {
+    let emulator = start_emulator(emulator_config());
+    for i in 0..n {
+        emulator
+            .store()
+            .put(
+                &format!("f/{i:03}.txt"),
+                Bytes::from(format!("media {i:03}\n")),
+                "text/plain",
+                None,
+            )
+            .unwrap();
+    }
+    emulator
+}
+
+/// The GETs so far, once the fetches ahead that reads started are over (no new request for
+/// 300 ms).
+fn settled_gets(m: &Mount) -> u64 {
+    let t0 = std::time::Instant::now();
+    let mut last = m.stats();
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = m.stats();
+        if now == last || t0.elapsed() > OP_TIMEOUT {
+            return now.get;
+        }
+        last = now;
+    }
+}
+
+/// `cat` of `f/FIRST.txt` to `f/LAST.txt`, each in a process of its own, as a script does;
+/// checks what they printed.
+fn cat_range(m: &Mount, first: usize, last: usize) {
+    let out = sh_ok(&format!(
+        "cd {} && for i in $(seq -f %03g {first} {last}); do cat f/$i.txt; done",
+        q(&m.mnt)
+    ));
+    let want: String = (first..=last).map(|i| format!("media {i:03}\n")).collect();
+    assert_eq!(out, want);
+}
+
+#[test]
+fn cat_of_one_media_after_ls_is_one_get_and_two_neighbours_cost_one_more() {
+    let m = Mount::with(emulator_with_folder(40), &["--metadata-ttl", "1h"]);
+    sh_ok(&format!("ls {} >/dev/null", q(&m.path("f"))));
+    m.reset_stats();
+    cat_range(&m, 10, 10);
+    assert_eq!(
+        settled_gets(&m),
+        1,
+        "cat of one media after ls: no fetch ahead"
+    );
+    m.reset_stats();
+    cat_range(&m, 20, 21);
+    assert_eq!(
+        settled_gets(&m),
+        3,
+        "two neighbours: their GETs and one ahead"
+    );
+}
+
+#[test]
+fn a_scan_fetches_ahead_and_one_stopped_after_20_files_wastes_only_the_window() {
+    let m = Mount::with(emulator_with_folder(60), &["--metadata-ttl", "1h"]);
+    sh_ok(&format!("ls {} >/dev/null", q(&m.path("f"))));
+    m.reset_stats();
+    cat_range(&m, 0, 19);
+    // Each media read is fetched once (ahead of its cat or by it), and the window of 8 that
+    // was ahead when the scan stopped: no more.
+    assert_eq!(settled_gets(&m), 28, "a scan of 20 files, stopped");
+    // The scan goes on where it stopped: those 8 are read from memory.
+    m.reset_stats();
+    cat_range(&m, 20, 27);
+    assert_eq!(settled_gets(&m), 8, "the next 8 were there; 8 more ahead");
+}
+
+#[test]
+fn read_ahead_0_fetches_nothing_ahead_through_the_mount() {
+    let m = Mount::with(
+        emulator_with_folder(30),
+        &["--metadata-ttl", "1h", "--read-ahead", "0"],
+    );
+    sh_ok(&format!("ls {} >/dev/null", q(&m.path("f"))));
+    m.reset_stats();
+    cat_range(&m, 0, 19);
+    assert_eq!(settled_gets(&m), 20);
+}
+
+#[test]
+fn cp_r_of_a_tree_of_messages_fetches_every_media_once() {
+    // The inbound layout: every message its own folder, MSGID/0/name.
+    let emulator = start_emulator(emulator_config());
+    let msgs: Vec<(String, Vec<u8>)> = (0..40)
+        .map(|i| {
+            (
+                format!("m-{i:04}/0/photo{i}.jpg"),
+                bytes(2000 + i * 10, i as u64),
+            )
+        })
+        .collect();
+    for (name, body) in &msgs {
+        emulator
+            .store()
+            .put(name, Bytes::from(body.clone()), "image/jpeg", None)
+            .unwrap();
+    }
+    let m = Mount::with(emulator, &["--metadata-ttl", "1h"]);
+    let dest = tempfile::tempdir().unwrap();
+    m.reset_stats();
+    sh_ok(&format!("cp -r {}/. {}", q(&m.mnt), q(dest.path())));
+    for (name, body) in &msgs {
+        assert_eq!(
+            &std::fs::read(dest.path().join(name)).unwrap(),
+            body,
+            "{name}"
+        );
+    }
+    let s = m.stats();
+    assert_eq!(settled_gets(&m), 40, "each media once");
+    assert_eq!((s.put, s.delete), (0, 0));
+}

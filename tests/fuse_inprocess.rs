@@ -65,7 +65,7 @@ fn setup(store: Arc<Store>, configure: impl FnOnce(&mut FsOptions, &mut MountOpt
         store: store.clone(),
         faults: faults.clone(),
     });
-    let fs = Arc::new(MediaFs::connect(api, opts).unwrap());
+    let fs = MediaFs::connect(api, opts).unwrap();
     let p = path.clone();
     let core = fs.clone();
     let mounted = timed("mount", move || mount(core, &p, &mopts)).unwrap();

@@ -1589,7 +1589,7 @@ fn run_steps(target: &dyn Target, seed: u64, steps: usize, page_size: usize) {
 /// component looked up in turn, files opened, written, flushed and released. Fast enough for
 /// hundreds of seeds in seconds.
 struct Core {
-    fs: MediaFs,
+    fs: std::sync::Arc<MediaFs>,
     store: Arc<Store>,
     faults: Arc<StoreFaults>,
     tmp: tempfile::TempDir,

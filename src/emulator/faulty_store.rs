@@ -24,6 +24,8 @@ pub struct StoreFaults {
     pub list: Mutex<Option<ApiError>>,
     /// The error of every GET while set.
     pub get: Mutex<Option<ApiError>>,
+    /// The error of every GET of one name while set.
+    pub get_of: Mutex<Option<(String, ApiError)>>,
     /// The error of every PUT while set.
     pub put: Mutex<Option<ApiError>>,
     /// The error of every DELETE while set.
@@ -69,6 +71,15 @@ impl MediaApi for FaultyStore {
             std::thread::sleep(Duration::from_millis(5));
         }
         fault(&self.faults.get)?;
+        if let Some((_, e)) = self
+            .faults
+            .get_of
+            .lock()
+            .as_ref()
+            .filter(|(n, _)| n == name)
+        {
+            return Err(e.clone());
+        }
         MediaApi::get(&*self.store, name)
     }
 

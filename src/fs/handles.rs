@@ -33,6 +33,8 @@ pub(super) struct Handle {
     pub(super) body: Mutex<HandleBody>,
     /// Whether this handle has served the body (so the kernel caches that version).
     pub(super) served: AtomicBool,
+    /// Whether this handle has been read (its first read is what a scan follows).
+    pub(super) read_seen: AtomicBool,
 }
 
 /// What a reading handle reads.
@@ -104,6 +106,7 @@ impl MediaFs {
             buf,
             body: Mutex::new(body),
             served: AtomicBool::new(false),
+            read_seen: AtomicBool::new(false),
         };
         self.handles.lock().insert(fh, Arc::new(h));
         fh

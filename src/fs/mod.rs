@@ -14,6 +14,7 @@
 //! - `readdir`: directory streaming;
 //! - `read` and `content`: opens, reads and downloads; the data cache and single-flight
 //!   downloads;
+//! - `readahead`: scans across files and the fetches ahead of them;
 //! - `handles`: the table of open files and what each reads;
 //! - `buffer`, `write`, `upload`: the write buffers and their dirty/generation state machine;
 //!   writes, closes and syncs; uploads and the one rule for their headers;
@@ -31,8 +32,8 @@
 //!
 //! Locks are never held across a network call, except the single-flight points: the per-media
 //! download flight, the per-media upload lock and the listing walk lock. The complete order:
-//! walk lock -> dir handle -> upload lock -> writes map -> write buffer state -> namespace ->
-//! {content cache, handle table, dir table}.
+//! walk lock -> dir handle -> upload lock -> writes map -> write buffer state -> read-ahead
+//! scans -> namespace -> {content cache, handle table, dir table, read-ahead queue}.
 
 mod attr;
 mod buf;
@@ -46,6 +47,7 @@ mod namespace;
 mod options;
 mod process;
 mod read;
+mod readahead;
 mod readdir;
 mod recovery;
 mod rename;
@@ -58,7 +60,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -71,14 +73,21 @@ use handles::Handle;
 pub use namespace::{Attr, Ino, Kind, ROOT_INO};
 use namespace::{Defaults, Namespace, NAME_MAX};
 pub use options::{state_dir, FsOptions};
+use readahead::ReadAhead;
 use readdir::DirHandle;
 pub use types::*;
 
 /// What a failed upload is called in errors and logs.
 const UPLOAD: &str = "upload";
+/// What a failed download is called in errors and logs.
+const DOWNLOAD: &str = "download";
+/// What a failed fetch ahead of a scan is called in the (debug) log.
+const READ_AHEAD: &str = "read-ahead";
 
 /// The file system. Send + Sync: every operation may run on any thread.
 pub struct MediaFs {
+    /// Itself, for the threads that fetch ahead.
+    me: Weak<MediaFs>,
     api: Arc<dyn MediaApi>,
     opts: FsOptions,
     ns: Mutex<Namespace>,
@@ -91,6 +100,7 @@ pub struct MediaFs {
     walk_lock: Mutex<()>,
     mountpoint: Mutex<Option<PathBuf>>,
     auth_logged: AtomicBool,
+    read_ahead: ReadAhead,
 }
 
 /// Whether `t` is within `ttl` of now.
@@ -100,22 +110,24 @@ fn fresh(t: Option<Instant>, ttl: Duration) -> bool {
 
 impl MediaFs {
     /// Check the credentials with one list page, which also seeds the listing cache.
-    pub fn connect(api: Arc<dyn MediaApi>, opts: FsOptions) -> Result<MediaFs, FsError> {
+    pub fn connect(api: Arc<dyn MediaApi>, opts: FsOptions) -> Result<Arc<MediaFs>, FsError> {
         let fs = MediaFs::new(api, opts);
         fs.walk_until(None, |ns| ns.walk.as_ref().is_some_and(|w| w.pages() > 0))?;
         Ok(fs)
     }
 
-    pub(super) fn new(api: Arc<dyn MediaApi>, opts: FsOptions) -> MediaFs {
+    pub(super) fn new(api: Arc<dyn MediaApi>, opts: FsOptions) -> Arc<MediaFs> {
         let defaults = Defaults {
             file_mode: opts.file_mode & 0o7777,
             dir_mode: opts.dir_mode & 0o7777,
             uid: opts.uid,
             gid: opts.gid,
         };
-        MediaFs {
+        Arc::new_cyclic(|me| MediaFs {
+            me: me.clone(),
             api,
             content: ContentCache::new(opts.cache_size),
+            read_ahead: ReadAhead::new(opts.read_ahead, opts.cache_size),
             opts,
             ns: Mutex::new(Namespace::new(defaults)),
             writes: Mutex::new(HashMap::new()),
@@ -125,7 +137,7 @@ impl MediaFs {
             walk_lock: Mutex::new(()),
             mountpoint: Mutex::new(None),
             auth_logged: AtomicBool::new(false),
-        }
+        })
     }
 
     /// The settings it was made with.
@@ -161,7 +173,7 @@ impl MediaFs {
                     }
                 }
                 ApiError::NotFound => log::debug!("{err}"),
-                _ if op == UPLOAD => log::debug!("{err}"),
+                _ if op == UPLOAD || op == READ_AHEAD => log::debug!("{err}"),
                 ApiError::UnsupportedType(ct) => log::warn!(
                     "{op} of {name:?}: the server refused the content type {ct:?} (HTTP 415); \
                      set another with `setfattr -n {XATTR_CONTENT_TYPE} -v TYPE FILE` or rename \

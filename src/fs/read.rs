@@ -11,6 +11,8 @@
 //!   kernel cached, so whatever the kernel evicts is served from the same bytes.
 //! - A download that ends short or changes is an error, never short data; a read that gets 404
 //!   removes the name.
+//! - A handle's first read is what the read-ahead follows (`readahead`); a reader that joined
+//!   a fetch ahead that failed fetches on its own.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -19,12 +21,12 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use super::buffer::WriteState;
-use super::content::{Early, Fetch, FlightSink, Leader};
+use super::content::{Early, Fetch, Flight, FlightSink, Leader};
 use super::error::FsError;
 use super::handles::{Handle, HandleBody};
 use super::namespace::{Ino, Kind, StoredHeaders};
 use super::types::Opened;
-use super::{content, fresh, MediaFs};
+use super::{content, fresh, MediaFs, DOWNLOAD};
 use crate::api::{ApiError, Media};
 
 impl MediaFs {
@@ -35,31 +37,46 @@ impl MediaFs {
         path: &str,
         accept: impl Fn(u64) -> bool,
     ) -> Result<Media, FsError> {
+        match self.content.begin(path, &accept) {
+            Fetch::Cached(m) => Ok(m),
+            Fetch::Joined(f) => match f.wait() {
+                Err(_) if f.forgotten() => self.download_anew(path, accept),
+                r => r,
+            },
+            Fetch::Lead(leader) => self.lead_download(path, leader, None, DOWNLOAD),
+        }
+    }
+
+    /// [`MediaFs::download`] after a fetch ahead that failed: once more, as a reader.
+    fn download_anew(&self, path: &str, accept: impl Fn(u64) -> bool) -> Result<Media, FsError> {
         match self.content.begin(path, accept) {
             Fetch::Cached(m) => Ok(m),
             Fetch::Joined(f) => f.wait(),
-            Fetch::Lead(leader) => self.lead_download(path, leader, None),
+            Fetch::Lead(leader) => self.lead_download(path, leader, None, DOWNLOAD),
         }
     }
 
     /// Download `path` as the one leader of its flight; `early` is a reader answered as soon as
-    /// its bytes are in (or with the outcome, if that comes first).
+    /// its bytes are in (or with the outcome, if that comes first). `op` names the download in
+    /// errors and decides how loudly they are logged (a fetch ahead fails quietly).
     pub(super) fn lead_download(
         &self,
         path: &str,
         leader: Leader<'_>,
         early: Option<Early>,
+        op: &'static str,
     ) -> Result<Media, FsError> {
         let flight = leader.flight().clone();
         let mut sink = FlightSink::new(&flight, early);
         let result = self
             .api
             .get_into(path, &mut sink)
-            .map_err(|e| self.api_error("download", path, e))
+            .map_err(|e| self.api_error(op, path, e))
             .and_then(|headers| {
-                let body = sink
-                    .finish()
-                    .inspect_err(|e| log::warn!("download of {path:?}: {e}"))?;
+                let body = sink.finish().inspect_err(|e| match op {
+                    DOWNLOAD => log::warn!("download of {path:?}: {e}"),
+                    _ => log::debug!("{op} of {path:?}: {e}"),
+                })?;
                 self.record_download(path, Media { body, ..headers })
             });
         if let Err(FsError::Api {
@@ -127,7 +144,13 @@ impl MediaFs {
         let media = match Self::current_body(h)? {
             HandleBody::Failed(e, _) => Err(e),
             HandleBody::Ready(b) => return Ok(b),
-            HandleBody::Flight(f) => f.wait(),
+            HandleBody::Flight(f) => match f.wait() {
+                Err(_) if f.forgotten() => {
+                    let (path, version) = self.path_version(h.ino)?;
+                    self.download_anew(&path, |v| v == version)
+                }
+                r => r,
+            },
             HandleBody::None => {
                 let (path, version) = self.path_version(h.ino)?;
                 self.download(&path, |v| v == version)
@@ -269,32 +292,42 @@ impl MediaFs {
             Ok(h) => h,
             Err(e) => return reply(Err(e)),
         };
-        match self.read_buffer(&h, offset, size) {
+        self.note_read(&h);
+        self.read_handle(&h, offset, size, reply, true)
+    }
+
+    /// [`MediaFs::read_with`] on handle `h`; `anew` allows one more try after a fetch ahead
+    /// the handle joined failed (a reader meets its own error, not the fetch's).
+    fn read_handle(
+        &self,
+        h: &Handle,
+        offset: u64,
+        size: u32,
+        reply: impl FnOnce(Result<Bytes, FsError>) + Send + 'static,
+        anew: bool,
+    ) {
+        match self.read_buffer(h, offset, size) {
             Ok(Some(b)) => return reply(Ok(b)),
             Ok(None) => {}
             Err(e) => return reply(Err(e)),
         }
-        let current = match Self::current_body(&h) {
+        let current = match Self::current_body(h) {
             Ok(b) => b,
             Err(e) => return reply(Err(e)),
         };
         match current {
             HandleBody::Failed(e, _) => reply(Err(e)),
             HandleBody::Ready(body) => {
-                self.mark_served(&h);
+                self.mark_served(h);
                 reply(Ok(content::slice(&body, offset, size)))
             }
             HandleBody::Flight(f) => {
                 if let Some(Ok(m)) = f.result() {
                     *h.body.lock() = HandleBody::Ready(m.body.clone());
-                    self.mark_served(&h);
+                    self.mark_served(h);
                     return reply(Ok(content::slice(&m.body, offset, size)));
                 }
-                let r = f.read(offset, size);
-                if r.is_err() {
-                    self.drop_failed_flight(&h);
-                }
-                reply(r)
+                self.read_flight(h, &f, offset, size, reply, anew)
             }
             HandleBody::None => {
                 let (path, version) = match self.path_version(h.ino) {
@@ -304,16 +337,12 @@ impl MediaFs {
                 match self.content.begin(&path, |v| v == version) {
                     Fetch::Cached(m) => {
                         *h.body.lock() = HandleBody::Ready(m.body.clone());
-                        self.mark_served(&h);
+                        self.mark_served(h);
                         reply(Ok(content::slice(&m.body, offset, size)))
                     }
                     Fetch::Joined(f) => {
                         *h.body.lock() = HandleBody::Flight(f.clone());
-                        let r = f.read(offset, size);
-                        if r.is_err() {
-                            self.drop_failed_flight(&h);
-                        }
-                        reply(r)
+                        self.read_flight(h, &f, offset, size, reply, anew)
                     }
                     Fetch::Lead(leader) => {
                         *h.body.lock() = HandleBody::Flight(leader.flight().clone());
@@ -322,14 +351,35 @@ impl MediaFs {
                             size,
                             reply: Box::new(reply),
                         };
-                        match self.lead_download(&path, leader, Some(early)) {
+                        match self.lead_download(&path, leader, Some(early), DOWNLOAD) {
                             Ok(m) => *h.body.lock() = HandleBody::Ready(m.body),
-                            Err(_) => self.drop_failed_flight(&h),
+                            Err(_) => self.drop_failed_flight(h),
                         }
                     }
                 }
             }
         }
+    }
+
+    /// Read from a download the handle joined; after a fetch ahead that failed, fetch anew.
+    fn read_flight(
+        &self,
+        h: &Handle,
+        f: &Flight,
+        offset: u64,
+        size: u32,
+        reply: impl FnOnce(Result<Bytes, FsError>) + Send + 'static,
+        anew: bool,
+    ) {
+        let r = f.read(offset, size);
+        if r.is_err() {
+            if anew && f.forgotten() {
+                *h.body.lock() = HandleBody::None;
+                return self.read_handle(h, offset, size, reply, false);
+            }
+            self.drop_failed_flight(h);
+        }
+        reply(r)
     }
 
     /// Bytes from the write buffer of the handle's inode, when it has a loaded one.

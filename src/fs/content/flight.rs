@@ -10,6 +10,7 @@
 //! difference (the media changed between the attempts) fails the download rather than mixing
 //! two versions.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -61,6 +62,10 @@ pub(crate) fn slice(body: &Bytes, offset: u64, size: u32) -> Bytes {
 pub(crate) struct Flight {
     st: Mutex<FlightState>,
     cond: Condvar,
+    /// Started ahead of a scan, not by a reader.
+    ahead: bool,
+    /// A reader joined it.
+    joined: AtomicBool,
 }
 
 struct FlightState {
@@ -82,8 +87,10 @@ impl Flight {
         self.cond.notify_all();
     }
 
-    pub(super) fn new() -> Flight {
+    pub(super) fn new(ahead: bool) -> Flight {
         Flight {
+            ahead,
+            joined: AtomicBool::new(false),
             st: Mutex::new(FlightState {
                 shared: None,
                 filled: 0,
@@ -141,6 +148,25 @@ impl Flight {
     /// Whether bytes were handed out before the download ended.
     pub(crate) fn served(&self) -> bool {
         self.st.lock().served
+    }
+
+    pub(super) fn ahead(&self) -> bool {
+        self.ahead
+    }
+
+    pub(super) fn join(&self) {
+        self.joined.store(true, Ordering::Relaxed);
+    }
+
+    pub(super) fn joined(&self) -> bool {
+        self.joined.load(Ordering::Relaxed)
+    }
+
+    /// A download started ahead of a scan that failed before handing out any byte: it is
+    /// forgotten, and a reader that joined it fetches on its own (and meets its own error).
+    pub(crate) fn forgotten(&self) -> bool {
+        let st = self.st.lock();
+        self.ahead && !st.served && matches!(st.result, Some(Err(_)))
     }
 }
 

@@ -9,6 +9,11 @@
 //! Downloads are single-flight and readable while they arrive: see [`flight`]. Each entry
 //! carries the *content version* the namespace gave it, so the caller can tell a body that is
 //! still valid from one that belongs to an older state of the media.
+//!
+//! Bodies fetched ahead of a scan (see `readahead`) are kept like any other, marked until
+//! their first use, so the read-ahead can bound what it holds unused ([`ContentCache::unused_ahead`]).
+//! Looking them up for the read-ahead itself ([`ContentCache::begin_ahead`]) neither uses them
+//! nor makes them recent.
 
 mod flight;
 
@@ -27,12 +32,36 @@ use crate::api::Media;
 struct Cached {
     media: Media,
     version: u64,
+    /// Fetched ahead of a scan and not used yet.
+    ahead: bool,
 }
 
 struct State {
     lru: LruCache<String, Cached>,
     bytes: u64,
+    /// Bytes of the bodies fetched ahead and not used yet (a part of `bytes`).
+    ahead_bytes: u64,
     inflight: HashMap<String, Arc<Flight>>,
+}
+
+impl State {
+    /// The body of `key` (if cached) is used: it no longer counts as fetched ahead.
+    fn used(&mut self, key: &str) {
+        if let Some(c) = self.lru.peek_mut(key) {
+            if std::mem::take(&mut c.ahead) {
+                self.ahead_bytes -= c.media.body.len() as u64;
+            }
+        }
+    }
+
+    /// Account for `c` leaving the cache.
+    fn forget(&mut self, c: &Cached) {
+        let len = c.media.body.len() as u64;
+        self.bytes -= len;
+        if c.ahead {
+            self.ahead_bytes -= len;
+        }
+    }
 }
 
 pub(crate) struct ContentCache {
@@ -66,8 +95,10 @@ impl Leader<'_> {
         mut self,
         result: Result<(Media, u64), FsError>,
     ) -> Result<Media, FsError> {
+        // A body fetched ahead that a reader joined while it arrived has been used.
+        let ahead = self.flight.ahead() && !self.flight.joined();
         let result = result.map(|(media, version)| {
-            self.cache.insert(&self.key, media.clone(), version);
+            self.cache.keep(&self.key, media.clone(), version, ahead);
             media
         });
         self.end(result.clone());
@@ -96,6 +127,7 @@ impl ContentCache {
             state: Mutex::new(State {
                 lru: LruCache::unbounded(),
                 bytes: 0,
+                ahead_bytes: 0,
                 inflight: HashMap::new(),
             }),
         }
@@ -123,13 +155,38 @@ impl ContentCache {
         let mut st = self.state.lock();
         if let Some(c) = st.lru.get(key) {
             if accept(c.version) {
-                return Fetch::Cached(c.media.clone());
+                let media = c.media.clone();
+                st.used(key);
+                return Fetch::Cached(media);
             }
         }
         if let Some(f) = st.inflight.get(key) {
+            f.join();
             return Fetch::Joined(f.clone());
         }
-        let flight = Arc::new(Flight::new());
+        self.lead(&mut st, key, false)
+    }
+
+    /// The lead of a download of `key` ahead of a scan, unless the cache holds a version
+    /// `accept` takes or a download of it is in flight.
+    pub(crate) fn begin_ahead(
+        &self,
+        key: &str,
+        accept: impl Fn(u64) -> bool,
+    ) -> Option<Leader<'_>> {
+        let mut st = self.state.lock();
+        let cached = st.lru.peek(key).is_some_and(|c| accept(c.version));
+        if cached || st.inflight.contains_key(key) {
+            return None;
+        }
+        match self.lead(&mut st, key, true) {
+            Fetch::Lead(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    fn lead(&self, st: &mut State, key: &str, ahead: bool) -> Fetch<'_> {
+        let flight = Arc::new(Flight::new(ahead));
         st.inflight.insert(key.to_string(), flight.clone());
         Fetch::Lead(Leader {
             cache: self,
@@ -137,6 +194,28 @@ impl ContentCache {
             flight,
             finished: false,
         })
+    }
+
+    /// A reader is about to read the body of `key`: it no longer counts as fetched ahead.
+    pub(crate) fn mark_used(&self, key: &str) {
+        self.state.lock().used(key);
+    }
+
+    /// Whether the cache holds the body of `key` at `version`.
+    pub(crate) fn cached_at(&self, key: &str, version: u64) -> bool {
+        let st = self.state.lock();
+        st.lru.peek(key).is_some_and(|c| c.version == version)
+    }
+
+    /// Whether a body of `key` is cached or downloading.
+    pub(crate) fn holds(&self, key: &str) -> bool {
+        let st = self.state.lock();
+        st.lru.contains(key) || st.inflight.contains_key(key)
+    }
+
+    /// Bytes of the bodies fetched ahead of a scan that nobody has used yet.
+    pub(crate) fn unused_ahead(&self) -> u64 {
+        self.state.lock().ahead_bytes
     }
 
     /// The body of `key`: from the cache if `accept` takes the cached version, else from `load`
@@ -159,22 +238,37 @@ impl ContentCache {
     /// Keep `media` as the body of `key` at `version`, evicting the least recently used bodies
     /// beyond the capacity. A body larger than the whole cache is not kept.
     pub(crate) fn insert(&self, key: &str, media: Media, version: u64) {
+        self.keep(key, media, version, false)
+    }
+
+    /// [`ContentCache::insert`], marked as fetched ahead (and not used yet) when `ahead`.
+    fn keep(&self, key: &str, media: Media, version: u64, ahead: bool) {
         let mut evicted = Vec::new();
         let mut st = self.state.lock();
         if let Some(old) = st.lru.pop(key) {
-            st.bytes -= old.media.body.len() as u64;
+            st.forget(&old);
             evicted.push(old);
         }
         let len = media.body.len() as u64;
         if len > self.capacity {
             return;
         }
-        st.lru.put(key.to_string(), Cached { media, version });
+        st.lru.put(
+            key.to_string(),
+            Cached {
+                media,
+                version,
+                ahead,
+            },
+        );
         st.bytes += len;
+        if ahead {
+            st.ahead_bytes += len;
+        }
         while st.bytes > self.capacity {
             match st.lru.pop_lru() {
                 Some((_, c)) => {
-                    st.bytes -= c.media.body.len() as u64;
+                    st.forget(&c);
                     evicted.push(c);
                 }
                 None => break,
@@ -188,7 +282,7 @@ impl ContentCache {
         let mut st = self.state.lock();
         let old = st.lru.pop(key);
         if let Some(old) = &old {
-            st.bytes -= old.media.body.len() as u64;
+            st.forget(old);
         }
         drop(st);
         drop(old);

@@ -453,6 +453,50 @@ impl Namespace {
         out
     }
 
+    /// Up to `n` live files after `ino` in name order: depth-first with each directory's
+    /// entries sorted, the order `readdir` lists them in, so the order `cp -r`, `tar` and
+    /// `rsync` read a tree in (and the sorted flat listing, for names of one folder).
+    pub(crate) fn files_after(&self, ino: Ino, n: usize) -> Vec<&Node> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let mut out = Vec::new();
+        let Some(mut node) = self.live(ino) else {
+            return out;
+        };
+        while out.len() < n && node.ino != ROOT_INO {
+            let Some(parent) = self.nodes.get(&node.parent) else {
+                break;
+            };
+            let later = parent
+                .children
+                .range::<str, _>((Excluded(node.name()), Unbounded));
+            for (_, &child) in later {
+                if self.collect_files(child, n, &mut out) {
+                    return out;
+                }
+            }
+            node = parent;
+        }
+        out
+    }
+
+    /// Push the files at and under `ino`, depth-first, until `out` holds `n`; whether it does.
+    fn collect_files<'a>(&'a self, ino: Ino, n: usize, out: &mut Vec<&'a Node>) -> bool {
+        let Some(node) = self.nodes.get(&ino).filter(|n| !n.removed) else {
+            return out.len() >= n;
+        };
+        match node.kind {
+            Kind::File => out.push(node),
+            Kind::Dir => {
+                for &child in node.children.values() {
+                    if self.collect_files(child, n, out) {
+                        return true;
+                    }
+                }
+            }
+        }
+        out.len() >= n
+    }
+
     /// Whether `ino` is `ancestor` or lies under it.
     pub(crate) fn is_within(&self, mut ino: Ino, ancestor: Ino) -> bool {
         loop {

@@ -15,6 +15,7 @@ use std::time::SystemTime;
 mod budget;
 mod errors;
 mod names;
+mod readahead;
 mod reclaim;
 mod writes;
 
@@ -43,7 +44,7 @@ fn os(s: &str) -> OsString {
 struct T {
     store: Arc<Store>,
     faults: Arc<StoreFaults>,
-    fs: MediaFs,
+    fs: Arc<MediaFs>,
     tmp: tempfile::TempDir,
 }
 
