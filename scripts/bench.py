@@ -44,6 +44,18 @@ class Emulator:
         self.base = f"{self.root}/api/v2"
         self.media = f"{self.base}/users/{ACCOUNT}/media"
 
+    def control(self, method, path, body=None):
+        c = http.client.HTTPConnection(self.host, self.port)
+        c.request(method, path, body, {"Content-Type": "application/json"})
+        return c.getresponse().read()
+
+    def stats(self):
+        import json
+        return json.loads(self.control("GET", "/_emulator/stats"))
+
+    def reset_stats(self):
+        self.control("POST", "/_emulator/stats/reset")
+
     def set_latency(self, ms):
         body = ('{"latency_ms": %d}' % ms).encode()
         c = http.client.HTTPConnection(self.host, self.port)
@@ -431,6 +443,90 @@ def bench_writes(args, table, work, latency):
         emu.stop()
 
 
+def bench_scans(args, table, work, latency):
+    """Bulk copies out of the mount: read-ahead across files against curl fetching 8 at a time
+    (what parallel requests can do) and against the same mount with --read-ahead 0 (one file at
+    a time, as before read-ahead)."""
+    emu = Emulator(args.bin, latency_ms=0)
+    dest = tempfile.mkdtemp(dir=work, prefix="dest-")
+    try:
+        rng = random.Random(2)
+        flat = [f"flat/{i:03d}.jpg" for i in range(args.scan)]
+        inbound = [f"inbound/m-{rng.getrandbits(48):012x}/0/photo{i}.jpg" for i in range(args.scan)]
+        sizes = {n: rng.randint(50_000, 1_000_000) for n in flat + inbound}
+        emu.load((n, os.urandom(sizes[n])) for n in flat + inbound)
+        emu.set_latency(latency)
+        tag = f", {latency} ms"
+
+        def run(script, *extra):
+            def once():
+                m = Mount(args.bin, emu, work, *extra)
+                try:
+                    drop_caches()
+                    shutil.rmtree(dest, ignore_errors=True)
+                    os.mkdir(dest)
+                    return sh(script(m.mnt))
+                finally:
+                    m.close()
+            return median(args.runs, once)
+
+        jobs = [
+            (f"cp -r out of {args.scan} media (50 KB-1 MB) in one folder", flat,
+             lambda mnt: f"cp -r {mnt}/flat {dest}/", 1.5, True),
+            (f"cp -r out of {args.scan} inbound messages (MSGID/0/name)", inbound,
+             lambda mnt: f"cp -r {mnt}/inbound {dest}/", 1.5, True),
+            ("rsync -a out of the same messages", inbound,
+             lambda mnt: f"rsync -a {mnt}/inbound/ {dest}/", 2, False),
+            ("tar c of the same messages", inbound,
+             lambda mnt: f"tar cf - -C {mnt} inbound | cat > /dev/null", 2, False),
+        ]
+        for figure, names, script, within, vs_today in jobs:
+            total = sum(sizes[n] for n in names)
+            ours = run(script)
+            curl8 = median(args.runs, lambda: curl_parallel_get(emu, names, 8))
+            ok = ours <= within * curl8
+            ref = f"{curl8:.2f} s (curl x8)"
+            ratio = f"{ours / curl8:.2f}x curl x8"
+            target = f"<= {within}x curl x8"
+            if vs_today:
+                today = run(script, "--read-ahead", "0")
+                ref += f"; {today:.2f} s with --read-ahead 0"
+                ratio += f"; {today / ours:.1f}x faster"
+                target += "; >= 3x faster"
+                ok = ok and today / ours >= 3
+            table.add(figure + tag, f"{ours:.2f} s ({mib(total) / ours:.0f} MiB/s)", ref, ratio,
+                      target, ok)
+
+        # What a scan costs when there is none, and when one stops: GETs counted by the emulator.
+        def gets_of(script):
+            m = Mount(args.bin, emu, work, "--metadata-ttl", "1h")
+            try:
+                sh(f"ls {m.mnt}/flat > /dev/null")
+                emu.reset_stats()
+                sh(script(m.mnt))
+                before = None
+                while True:  # the fetches ahead end in the background
+                    time.sleep(0.5)
+                    now = emu.stats()["get"]
+                    if now == before:
+                        return now
+                    before = now
+            finally:
+                m.close()
+
+        one = gets_of(lambda mnt: f"cat {mnt}/{flat[10]} > /dev/null")
+        table.add(f"cat of one media after ls{tag}", f"{one} GET", "1 GET", "", "1 GET, no prefetch",
+                  one == 1)
+        twenty = " ".join(f"{{mnt}}/{n}" for n in flat[:20])
+        stopped = gets_of(lambda mnt: "for f in " + twenty.replace("{mnt}", mnt)
+                          + '; do cat "$f" > /dev/null; done')
+        table.add(f"GETs wasted by a scan stopped after 20 files{tag}", f"{stopped - 20}",
+                  f"{stopped} GETs for 20 files", "", "<= 8 (the window)", stopped - 20 <= 8)
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
+        emu.stop()
+
+
 def bench_memory(args, table, work):
     emu = Emulator(args.bin)
     try:
@@ -519,24 +615,34 @@ def main():
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--quick", action="store_true", help="small data sets and 1 run (a smoke test)")
     p.add_argument("--out", default="BENCHMARKS.md")
+    p.add_argument("--only", help="run only these groups, comma-separated: "
+                   "reads,listing,writes,scans,first,memory")
     args = p.parse_args()
-    args.large, args.small, args.huge, args.uploads = 200, 10_000, 100_000, 50
+    args.large, args.small, args.huge, args.uploads, args.scan = 200, 10_000, 100_000, 50, 200
     if args.quick:
-        args.runs, args.large, args.small, args.huge, args.uploads = 1, 20, 2000, 5000, 5
+        args.runs, args.large, args.small, args.huge, args.uploads, args.scan = 1, 20, 2000, 5000, 5, 40
     if os.geteuid() != 0:
         log("not root: the page cache cannot be dropped; cold figures may be warm")
     work = tempfile.mkdtemp(prefix="bwmediafs-bench-")
     table = Table()
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     try:
-        bench_reads(args, table, work, 0)
-        bench_listing(args, table, work, 0)
-        bench_writes(args, table, work, 0)
-        bench_reads(args, table, work, 20)
-        bench_listing(args, table, work, 20)
-        bench_writes(args, table, work, 20)
-        bench_first_entry(args, table, work)
-        bench_memory(args, table, work)
+        only = set(args.only.split(",")) if args.only else None
+        groups = [
+            ("reads", lambda: bench_reads(args, table, work, 0)),
+            ("listing", lambda: bench_listing(args, table, work, 0)),
+            ("writes", lambda: bench_writes(args, table, work, 0)),
+            ("reads", lambda: bench_reads(args, table, work, 20)),
+            ("listing", lambda: bench_listing(args, table, work, 20)),
+            ("writes", lambda: bench_writes(args, table, work, 20)),
+            ("scans", lambda: bench_scans(args, table, work, 20)),
+            ("scans", lambda: bench_scans(args, table, work, 50)),
+            ("first", lambda: bench_first_entry(args, table, work)),
+            ("memory", lambda: bench_memory(args, table, work)),
+        ]
+        for name, run in groups:
+            if only is None or name in only:
+                run()
     finally:
         for line in open("/proc/self/mountinfo"):
             mp = line.split(" ")[4]
@@ -549,7 +655,7 @@ def main():
             "emulator latency to every request, like a real network.\n\n" + table.markdown() + "\n"
             + notes())
     print(text)
-    if not args.quick:
+    if not args.quick and not args.only:
         with open(args.out, "w") as f:
             f.write(text)
         log(f"wrote {args.out}")
