@@ -6,5 +6,6 @@ pub mod completions;
 pub mod credentials;
 pub mod daemon;
 pub mod demo;
+pub mod man;
 pub mod mountpoint;
 pub mod options;

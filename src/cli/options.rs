@@ -99,8 +99,14 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
 
-    /// Print the completion script for SHELL to standard output and exit (no mountpoint needed).
-    #[arg(long, value_name = "SHELL", exclusive = true)]
+    /// Print the completion script for SHELL (bash, zsh, fish, elvish or powershell) to standard
+    /// output and exit; no mountpoint needed.
+    #[arg(
+        long,
+        value_name = "SHELL",
+        exclusive = true,
+        hide_possible_values = true
+    )]
     pub completions: Option<clap_complete::Shell>,
 }
 

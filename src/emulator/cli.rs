@@ -14,10 +14,11 @@ pub const DEMO_PASSWORD: &str = "demo-password";
 /// The built-in test client secret.
 pub const DEMO_CLIENT_SECRET: &str = "demo-secret";
 
-/// A local emulator of Bandwidth's Media API (list, get, put, delete under
-/// /api/v2/users/{accountId}/media, and the OAuth2 token endpoint /api/v1/oauth2/token).
+/// A local emulator of Bandwidth's Media API, for tests and development without an account.
 ///
-/// Media are kept in memory. Control endpoints (never subject to faults):
+/// It answers as production does: list, get, put and delete under
+/// /api/v2/users/{accountId}/media, and the OAuth2 token endpoint /api/v1/oauth2/token. Media
+/// are kept in memory. Control endpoints (never subject to faults):
 /// GET /_emulator/stats, POST /_emulator/stats/reset, GET and PUT /_emulator/faults.
 ///
 /// The credentials are test credentials for a local emulator: passing them as flags is
