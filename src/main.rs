@@ -29,7 +29,7 @@ fn main() {
         eprintln!("bwmediafs: internal error, stopping: {info}");
         std::process::abort();
     }));
-    let args = bwmediafs::cli::completions::parse_args();
+    let args = bwmediafs::cli::completions::parse_args_from(std::env::args_os());
     if let Err(message) = init_logging(&args) {
         eprintln!("bwmediafs: {message}");
         std::process::exit(1);

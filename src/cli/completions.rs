@@ -1,6 +1,7 @@
 //! `bwmediafs --completions SHELL`: the shell completion script, written by `clap_complete` from
 //! the same command definition that parses the command line, so it never lags behind a flag.
 
+use std::ffi::OsString;
 use std::io::Write;
 
 use clap::{CommandFactory, FromArgMatches};
@@ -15,11 +16,15 @@ pub fn script(shell: Shell) -> Vec<u8> {
     out
 }
 
-/// Parse the command line as `Args::parse` does, except that `--completions SHELL` prints the
-/// script and exits, as `--help` does. (`--completions` is exclusive, so clap lets the
-/// mountpoint be missing then; everything else still needs it.)
-pub fn parse_args() -> Args {
-    let matches = Args::command().get_matches();
+/// Parse `argv` as `Args::parse_from` does, except that `--completions SHELL` prints the script
+/// and exits, as `--help` does. (`--completions` is exclusive, so clap lets the mountpoint be
+/// missing then; everything else still needs it.)
+pub fn parse_args_from<I, T>(argv: I) -> Args
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = Args::command().get_matches_from(argv);
     if let Some(&shell) = matches.get_one::<Shell>("completions") {
         let mut stdout = std::io::stdout().lock();
         // A closed pipe (`| head`) is no error worth reporting.
