@@ -84,9 +84,9 @@ const BWMEDIAFS: Extra = Extra {
     ],
     files: &[
         (
-            "$XDG_STATE_HOME/bwmediafs/bwmediafs.log",
-            "The log of a mount in the background without --log-file (by default \
-             ~/.local/state/bwmediafs/bwmediafs.log).",
+            "$XDG_STATE_HOME/bwmediafs/",
+            "The state directory (by default ~/.local/state/bwmediafs): the log of a mount in \
+             the background without --log-file is there.",
         ),
         (
             "$XDG_STATE_HOME/bwmediafs/recovery/",
