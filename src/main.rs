@@ -7,8 +7,6 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use clap::Parser;
-
 use bwmediafs::api::auth::Credentials;
 use bwmediafs::api::http::{HttpApi, HttpConfig, DEFAULT_BASE_URL, DEFAULT_TOKEN_URL};
 use bwmediafs::api::retry::RetryPolicy;
@@ -31,7 +29,7 @@ fn main() {
         eprintln!("bwmediafs: internal error, stopping: {info}");
         std::process::abort();
     }));
-    let args = Args::parse();
+    let args = bwmediafs::cli::completions::parse_args_from(std::env::args_os());
     if let Err(message) = init_logging(&args) {
         eprintln!("bwmediafs: {message}");
         std::process::exit(1);

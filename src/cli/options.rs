@@ -98,6 +98,16 @@ pub struct Args {
     /// Write the log to this file (useful in the background, where standard error is closed).
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+
+    /// Print the completion script for SHELL (bash, zsh, fish, elvish or powershell) to standard
+    /// output and exit; no mountpoint needed.
+    #[arg(
+        long,
+        value_name = "SHELL",
+        exclusive = true,
+        hide_possible_values = true
+    )]
+    pub completions: Option<clap_complete::Shell>,
 }
 
 /// What `-o` said.

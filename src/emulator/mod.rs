@@ -10,9 +10,11 @@
 //!
 //! Submodules: `server` (routes and HTTP details), `auth` (Basic and tokens), [`faults`]
 //! (fault draws and how a connection is cut), [`store`] (media, pages, stats), [`faulty_store`]
-//! (the store in-process, behind calls that can be made to fail or stall).
+//! (the store in-process, behind calls that can be made to fail or stall), [`cli`] (the command
+//! line of `bwmedia-emulator`).
 
 pub(crate) mod auth;
+pub mod cli;
 pub mod faults;
 pub mod faulty_store;
 pub(crate) mod server;
