@@ -69,7 +69,7 @@ pub struct Args {
 
     /// Fetch up to N files ahead when a program reads files one after another in name order
     /// (cp -r, rsync, tar, a loop over a folder); the window starts at 1 and grows while the
-    /// files fetched ahead are used. 0 turns it off.
+    /// files fetched ahead are used. 0 turns it off (so does --metadata-ttl 0).
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub read_ahead: usize,
 

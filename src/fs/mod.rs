@@ -127,7 +127,7 @@ impl MediaFs {
             me: me.clone(),
             api,
             content: ContentCache::new(opts.cache_size),
-            read_ahead: ReadAhead::new(opts.read_ahead, opts.cache_size),
+            read_ahead: ReadAhead::new(&opts),
             opts,
             ns: Mutex::new(Namespace::new(defaults)),
             writes: Mutex::new(HashMap::new()),

@@ -34,7 +34,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::handles::Handle;
 use super::namespace::{Ino, Kind};
-use super::{MediaFs, READ_AHEAD};
+use super::{FsOptions, MediaFs, READ_AHEAD};
 
 /// Scans followed at once; a new one replaces the one that moved least recently.
 const MAX_SCANS: usize = 8;
@@ -150,10 +150,17 @@ impl Scans {
 }
 
 impl ReadAhead {
-    pub(super) fn new(max: usize, cache_size: u64) -> ReadAhead {
+    /// The read-ahead of a mount with `opts`. With a metadata TTL of zero it is off: every open
+    /// checks the body again with a GET, so a body fetched ahead would be fetched twice.
+    pub(super) fn new(opts: &FsOptions) -> ReadAhead {
+        let max = if opts.metadata_ttl.is_zero() {
+            0
+        } else {
+            opts.read_ahead
+        };
         ReadAhead {
             max,
-            budget: cache_size / 4,
+            budget: opts.cache_size / 4,
             scans: Mutex::new(Scans::default()),
             pool: Arc::new(Pool {
                 queue: Mutex::new(Queue {

@@ -188,3 +188,15 @@ impl T {
         ns.node(ino).unwrap().content_version
     }
 }
+
+#[test]
+fn a_ttl_of_zero_fetches_nothing_ahead() {
+    // Every open checks the body again then: a body fetched ahead would be fetched twice.
+    let t = mount_ttl(folder(20, 100), Duration::ZERO);
+    t.ls("f").unwrap();
+    t.reset();
+    for i in 0..10 {
+        t.cat_nth(i, 100);
+    }
+    assert_eq!(t.stats().get, 10);
+}
