@@ -301,3 +301,27 @@ fn cp_r_of_a_tree_of_messages_fetches_every_media_once() {
     assert_eq!(settled_gets(&m), 40, "each media once");
     assert_eq!((s.put, s.delete), (0, 0));
 }
+
+#[test]
+fn a_second_cat_of_more_media_than_the_cache_holds_is_free() {
+    // 8 MB of media through a 4 MB data cache: the kernel's page cache still holds them all,
+    // and keeps them for the bodies our cache evicted (their fingerprints say which bytes).
+    let media: Vec<(String, Vec<u8>)> = (0..8)
+        .map(|i| (format!("big/{i}.bin"), bytes(1_000_000, i)))
+        .collect();
+    let refs: Vec<(&str, &[u8])> = media
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    let m = Mount::with(
+        emulator_with(&refs),
+        &["--metadata-ttl", "1h", "--cache-size", "4M"],
+    );
+    let all = format!("cat {}/big/* | md5sum", q(&m.mnt));
+    let first = sh_ok(&all);
+    settled_gets(&m);
+    m.reset_stats();
+    assert_eq!(sh_ok(&all), first);
+    let s = m.stats();
+    assert_eq!((s.list, s.get), (0, 0), "cat of them all again");
+}

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use super::buffer::WriteBuf;
-use super::content::Flight;
+use super::content::{Fingerprint, Flight};
 use super::error::FsError;
 use super::namespace::Ino;
 use super::{process, MediaFs};
@@ -49,6 +49,12 @@ pub(super) enum HandleBody {
     Ready(Bytes),
     /// The download failed for good then: reads within [`FAILED_READ_GRACE`] get the same error.
     Failed(FsError, Instant),
+    /// Nothing yet, and the kernel keeps pages of a version whose body the cache evicted: the
+    /// first read that reaches us downloads it again, which must bring the same bytes.
+    Expect(Fingerprint),
+    /// The media changed under the pages the kernel kept for this handle: every read fails
+    /// (one reader never sees two versions).
+    Lost(FsError),
 }
 
 /// How long a handle answers reads with the error of its failed download. The kernel follows a

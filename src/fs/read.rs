@@ -21,7 +21,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use super::buffer::WriteState;
-use super::content::{Early, Fetch, Flight, FlightSink, Leader};
+use super::content::{Early, Fetch, Fingerprint, Flight, FlightSink, Leader};
 use super::error::FsError;
 use super::handles::{Handle, HandleBody};
 use super::namespace::{Ino, Kind, StoredHeaders};
@@ -117,9 +117,10 @@ impl MediaFs {
                 ns.local_change(ino);
                 let v = ns.next_version();
                 let n = ns.node_mut(ino).ok_or(FsError::NotFound)?;
-                let changed = match &old {
-                    Some((om, _)) => om.body != m.body,
-                    None => n.kernel_version != 0,
+                let changed = match (&old, self.content.fingerprint(path)) {
+                    (Some((om, _)), _) => om.body != m.body,
+                    (None, Some(f)) if f.version == n.content_version => !f.matches(&m.body),
+                    (None, _) => n.kernel_version != 0,
                 };
                 if changed {
                     n.content_version = v;
@@ -142,7 +143,8 @@ impl MediaFs {
     /// The whole body a reading handle reads, downloaded on first use.
     pub(super) fn body_for(&self, h: &Handle) -> Result<Bytes, FsError> {
         let media = match Self::current_body(h)? {
-            HandleBody::Failed(e, _) => Err(e),
+            HandleBody::Failed(e, _) | HandleBody::Lost(e) => Err(e),
+            HandleBody::Expect(print) => return self.expected_body(h, print),
             HandleBody::Ready(b) => return Ok(b),
             HandleBody::Flight(f) => match f.wait() {
                 Err(_) if f.forgotten() => {
@@ -160,6 +162,24 @@ impl MediaFs {
         let mut body = h.body.lock();
         if let HandleBody::Ready(b) = &*body {
             return Ok(b.clone());
+        }
+        *body = HandleBody::Ready(media.body.clone());
+        Ok(media.body)
+    }
+
+    /// The body of the version whose pages the kernel keeps for `h`, downloaded again: when
+    /// the bytes are not the same any more, the handle fails for good.
+    fn expected_body(&self, h: &Handle, print: Fingerprint) -> Result<Bytes, FsError> {
+        let (path, _) = self.path_version(h.ino)?;
+        let media = self.download(&path, |v| v == print.version)?;
+        let mut body = h.body.lock();
+        if !print.matches(&media.body) {
+            log::warn!("{path:?} changed on the server while it was open; open it again");
+            let e = FsError::BadDownload(
+                "the media changed on the server while it was open; open it again".into(),
+            );
+            *body = HandleBody::Lost(e.clone());
+            return Err(e);
         }
         *body = HandleBody::Ready(media.body.clone());
         Ok(media.body)
@@ -199,28 +219,39 @@ impl MediaFs {
         let dirty = buf.is_some() || self.buffer_of(ino).is_some_and(|b| b.state.lock().dirty);
         // The kernel keeps its page cache only when this handle can serve the same bytes for
         // whatever the kernel no longer has: the handle holds the cached body of that version,
-        // so one reader never sees two versions.
-        let kept_body = {
+        // or its fingerprint, which a download of what the kernel evicted must match. So one
+        // reader never sees two versions.
+        let kept = {
             let mut ns = self.ns.lock();
             match ns.node_mut(ino) {
                 Some(n) => {
-                    let kept =
-                        (!dirty && n.kernel_version != 0 && n.kernel_version == n.content_version)
-                            .then(|| self.content.peek(&n.path))
-                            .flatten()
-                            .filter(|(_, v)| *v == n.content_version);
+                    let current =
+                        !dirty && n.kernel_version != 0 && n.kernel_version == n.content_version;
+                    let version = n.content_version;
+                    let kept = current
+                        .then(
+                            || match self.content.peek(&n.path).filter(|(_, v)| *v == version) {
+                                Some((m, _)) => Some(HandleBody::Ready(m.body)),
+                                None => self
+                                    .content
+                                    .fingerprint(&n.path)
+                                    .filter(|f| f.version == version)
+                                    .map(HandleBody::Expect),
+                            },
+                        )
+                        .flatten();
                     if kept.is_none() {
                         // The kernel drops its cache; what it caches next is what we serve.
                         n.kernel_version = 0;
                     }
-                    kept.map(|(m, _)| m.body)
+                    kept
                 }
                 None => None,
             }
         };
-        let keep_cache = kept_body.is_some();
+        let keep_cache = kept.is_some();
         let no_flush = buf.is_none();
-        let body = kept_body.map_or(HandleBody::None, HandleBody::Ready);
+        let body = kept.unwrap_or_default();
         let fh = self.add_handle(ino, flags, buf, pid, body);
         Ok(Opened {
             fh,
@@ -316,7 +347,14 @@ impl MediaFs {
             Err(e) => return reply(Err(e)),
         };
         match current {
-            HandleBody::Failed(e, _) => reply(Err(e)),
+            HandleBody::Failed(e, _) | HandleBody::Lost(e) => reply(Err(e)),
+            HandleBody::Expect(print) => match self.expected_body(h, print) {
+                Ok(body) => {
+                    self.mark_served(h);
+                    reply(Ok(content::slice(&body, offset, size)))
+                }
+                Err(e) => reply(Err(e)),
+            },
             HandleBody::Ready(body) => {
                 self.mark_served(h);
                 reply(Ok(content::slice(&body, offset, size)))

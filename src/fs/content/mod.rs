@@ -10,6 +10,11 @@
 //! carries the *content version* the namespace gave it, so the caller can tell a body that is
 //! still valid from one that belongs to an older state of the media.
 //!
+//! A body evicted for room leaves a [`Fingerprint`] (its version, length and a 64-bit hash), so
+//! an open can still let the kernel keep its page cache of that version: whatever the kernel
+//! evicted later is downloaded again and must match the fingerprint, or the reader gets an
+//! error instead of a mix of two versions.
+//!
 //! Bodies fetched ahead of a scan (see `readahead`) are kept like any other, marked until
 //! their first use, so the read-ahead can bound what it holds unused ([`ContentCache::unused_ahead`]).
 //! Looking them up for the read-ahead itself ([`ContentCache::begin_ahead`]) neither uses them
@@ -20,6 +25,8 @@ mod flight;
 pub(crate) use flight::{slice, Early, Flight, FlightSink};
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use lru::LruCache;
@@ -36,8 +43,42 @@ struct Cached {
     ahead: bool,
 }
 
+/// How many fingerprints of evicted bodies are kept (about 100 bytes each).
+const FINGERPRINTS: usize = 16 * 1024;
+
+/// What identifies the bytes of one version of a body: enough to tell whether a download
+/// brought the same bytes again (a check against change, not against an adversary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fingerprint {
+    /// The content version the bytes belonged to.
+    pub version: u64,
+    len: usize,
+    hash: u64,
+}
+
+impl Fingerprint {
+    pub(crate) fn of(body: &[u8], version: u64) -> Fingerprint {
+        Fingerprint {
+            version,
+            len: body.len(),
+            hash: Self::hash(body),
+        }
+    }
+
+    /// Whether `body` holds the bytes this was taken of.
+    pub(crate) fn matches(&self, body: &[u8]) -> bool {
+        self.len == body.len() && self.hash == Self::hash(body)
+    }
+
+    fn hash(body: &[u8]) -> u64 {
+        foldhash::fast::FixedState::with_seed(0x6277_6d65_6469_6166).hash_one(body)
+    }
+}
+
 struct State {
     lru: LruCache<String, Cached>,
+    /// Fingerprints of the bodies evicted for room, by key.
+    fingerprints: LruCache<String, Fingerprint>,
     bytes: u64,
     /// Bytes of the bodies fetched ahead and not used yet (a part of `bytes`).
     ahead_bytes: u64,
@@ -128,6 +169,9 @@ impl ContentCache {
                 lru: LruCache::unbounded(),
                 bytes: 0,
                 ahead_bytes: 0,
+                fingerprints: LruCache::new(
+                    NonZeroUsize::new(FINGERPRINTS).unwrap_or(NonZeroUsize::MIN),
+                ),
                 inflight: HashMap::new(),
             }),
         }
@@ -265,17 +309,34 @@ impl ContentCache {
         if ahead {
             st.ahead_bytes += len;
         }
+        let mut for_room = Vec::new();
         while st.bytes > self.capacity {
             match st.lru.pop_lru() {
-                Some((_, c)) => {
+                Some((k, c)) => {
                     st.forget(&c);
-                    evicted.push(c);
+                    for_room.push((k, c));
                 }
                 None => break,
             }
         }
         drop(st);
         drop(evicted); // their buffers go back to the pool outside the lock
+        if !for_room.is_empty() {
+            let prints: Vec<(String, Fingerprint)> = for_room
+                .iter()
+                .map(|(k, c)| (k.clone(), Fingerprint::of(&c.media.body, c.version)))
+                .collect();
+            drop(for_room);
+            let mut st = self.state.lock();
+            for (k, f) in prints {
+                st.fingerprints.put(k, f);
+            }
+        }
+    }
+
+    /// The fingerprint of the body of `key` evicted last, if it is still known.
+    pub(crate) fn fingerprint(&self, key: &str) -> Option<Fingerprint> {
+        self.state.lock().fingerprints.peek(key).copied()
     }
 
     pub(crate) fn remove(&self, key: &str) {

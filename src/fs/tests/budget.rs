@@ -236,6 +236,57 @@ fn cat_after_ls_is_one_get_and_again_is_free_with_keep_cache() {
     assert_eq!(t.stats(), snap(0, 1, 0, 0));
 }
 
+/// Three bodies of 1,000 bytes in a cache of 2,500: reading them evicts the first.
+fn evicted_first() -> T {
+    let store = new_store(1000);
+    for n in ["a", "b", "c"] {
+        seed(&store, &format!("{n}.bin"), &[n.as_bytes()[0]; 1000]);
+    }
+    let t = mount_with(store, |o| o.cache_size = 2500);
+    t.ls("").unwrap();
+    for n in ["a", "b", "c"] {
+        t.cat(&format!("{n}.bin")).unwrap();
+    }
+    assert!(t.fs.content.peek("a.bin").is_none(), "a.bin was evicted");
+    t.reset();
+    t
+}
+
+#[test]
+fn the_kernel_keeps_its_cache_of_a_body_evicted_from_ours_and_a_read_of_it_must_match() {
+    let t = evicted_first();
+    let ino = t.resolve("a.bin").unwrap().ino;
+    // The kernel's pages are still current: it keeps them, at no request.
+    let o = t.fs.open(ino, libc::O_RDONLY, 0).unwrap();
+    assert!(
+        o.keep_cache,
+        "a body evicted from the data cache, unchanged"
+    );
+    assert_eq!(t.stats(), snap(0, 0, 0, 0));
+    // What the kernel evicted since is downloaded again, and is the same bytes.
+    assert_eq!(t.read_all(o.fh).unwrap(), vec![b'a'; 1000]);
+    t.fs.release(o.fh).unwrap();
+    assert_eq!(t.stats(), snap(0, 1, 0, 0));
+}
+
+#[test]
+fn a_reader_kept_on_the_kernels_cache_fails_rather_than_read_a_changed_media() {
+    let t = evicted_first();
+    let ino = t.resolve("a.bin").unwrap().ino;
+    let o = t.fs.open(ino, libc::O_RDONLY, 0).unwrap();
+    assert!(o.keep_cache);
+    // The media changes on the server before the kernel needs pages it evicted.
+    seed(&t.store, "a.bin", &[b'z'; 1000]);
+    assert_eq!(errno_of(t.fs.read(o.fh, 0, 4096)), libc::EIO);
+    assert_eq!(errno_of(t.fs.read(o.fh, 0, 4096)), libc::EIO, "for good");
+    t.fs.release(o.fh).unwrap();
+    // The next open drops the kernel's cache and reads the new bytes.
+    let o = t.fs.open(ino, libc::O_RDONLY, 0).unwrap();
+    assert!(!o.keep_cache);
+    assert_eq!(t.read_all(o.fh).unwrap(), vec![b'z'; 1000]);
+    t.fs.release(o.fh).unwrap();
+}
+
 #[test]
 fn creating_a_new_file_is_one_put_and_shows_at_once() {
     let store = new_store(1000);
