@@ -1,8 +1,12 @@
 //! The pieces of the `bwmediafs` command line that are worth testing on their own: credentials,
-//! mountpoint checks, going to the background, mount options, the demo.
+//! mountpoint checks, going to the background, mount options, the mount(8) helper convention,
+//! logs, systemd's readiness protocol, the demo.
 
 pub mod credentials;
 pub mod daemon;
 pub mod demo;
+pub mod helper;
+pub mod logging;
 pub mod mountpoint;
+pub mod notify;
 pub mod options;
