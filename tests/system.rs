@@ -332,3 +332,50 @@ fn a_background_mount_says_where_it_logs_and_each_mount_has_a_log_of_its_own() {
         wait_for_text(log, &format!("unmounted {}", mnt.display()));
     }
 }
+
+#[test]
+fn under_the_journal_a_background_mount_logs_to_standard_error_without_timestamps() {
+    use std::os::unix::fs::MetadataExt;
+    let emulator = start_emulator(emulator_config());
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = mountpoint_in(dir.path(), "media");
+    let _guard = Unmount(mnt.clone());
+    // systemd says a standard error is the journal by its device and inode in JOURNAL_STREAM;
+    // a file stands in for the journal's socket.
+    let journal = dir.path().join("journal");
+    let stderr = std::fs::File::create(&journal).unwrap();
+    let meta = stderr.metadata().unwrap();
+    let mut cmd = command(&oauth_env(&emulator));
+    cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .arg(&mnt)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    let status = timed("bwmediafs", move || cmd.status().expect("run bwmediafs"));
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&journal).unwrap()
+    );
+    let text = wait_for_text(&journal, "mounted the media of account");
+    assert!(text.contains("; log: the journal"), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains("] mounted the media"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.starts_with(&format!("<6>[INFO  {} bwmediafs]", mnt.display())),
+        "a priority, the mount, no timestamp: {line}"
+    );
+    // The daemon kept its standard error: the unmount is logged there too.
+    sh_ok(&format!("umount {}", q(&mnt)));
+    wait_for_text(&journal, &format!("unmounted {}", mnt.display()));
+    let logs: Vec<_> = std::fs::read_dir(dir.path().join("state/bwmediafs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .collect();
+    assert!(logs.is_empty(), "a log file besides the journal: {logs:?}");
+}

@@ -23,9 +23,9 @@ use clap::Parser;
 ///   BW_ACCOUNT_ID                       your account id
 ///   BW_CLIENT_ID + BW_CLIENT_SECRET     OAuth2 client credentials (preferred)
 ///   BW_USERNAME  + BW_PASSWORD          or an API user (legacy)
-/// or from a file given with --credentials holding the same KEY=VALUE lines (mode 600).
-///
-/// or from $CREDENTIALS_DIRECTORY/bwmediafs under systemd (LoadCredential=bwmediafs:FILE).
+/// or from a file given with --credentials (-o credentials=FILE) holding the same KEY=VALUE
+/// lines (mode 600), or under systemd from $CREDENTIALS_DIRECTORY/bwmediafs
+/// (LoadCredential=bwmediafs:FILE).
 ///
 /// Try it without an account:   bwmediafs --demo /tmp/media
 /// Unmount with:                umount /tmp/media   (or fusermount3 -u /tmp/media)
