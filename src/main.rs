@@ -31,7 +31,9 @@ fn main() {
         eprintln!("bwmediafs: internal error, stopping: {info}");
         std::process::abort();
     }));
-    // Called as mount.bwmediafs by mount(8): its arguments in the ordinary form first.
+    // Called as mount.bwmediafs by mount(8): its arguments in the ordinary form first, and a
+    // HOME for the state directory.
+    helper::ensure_home();
     let argv = match helper::invocation(std::env::args_os().collect()) {
         Ok(Invocation::Run(argv)) => argv,
         Ok(Invocation::Fake) => std::process::exit(0),

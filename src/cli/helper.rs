@@ -8,6 +8,10 @@
 //! rewritten into the ordinary `bwmediafs SOURCE DIR -o OPTS` first, and a fake mount exits at
 //! once. (Type `fuse.bwmediafs` goes through `mount.fuse3`, which already calls
 //! `bwmediafs SOURCE DIR -o OPTS` from `PATH`; nothing to rewrite there.)
+//!
+//! mount(8) also runs helpers without `HOME`, which would put the state directory (the log, the
+//! recovery folder) under /tmp, lost at the next boot: [`ensure_home`] takes it from the
+//! password database, as `mount.fuse3` does for its programs.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -23,6 +27,42 @@ pub enum Invocation {
     Run(Vec<OsString>),
     /// `mount -f`: the helper is asked not to mount; exit 0.
     Fake,
+}
+
+/// Set `HOME` from the password database when it is unset (see the module comment). Call while
+/// the process has one thread.
+pub fn ensure_home() {
+    if std::env::var_os("HOME").is_some_and(|h| !h.is_empty()) {
+        return;
+    }
+    if let Some(home) = passwd_home() {
+        // The process has one thread still, so nothing reads the environment meanwhile.
+        std::env::set_var("HOME", home);
+    }
+}
+
+/// The home directory of the real user, from the password database.
+fn passwd_home() -> Option<OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: getpwuid_r fills `pwd` and `buf` (of the length given); `result` says whether it
+    // found the user; the strings it points to live in `buf`, read before `buf` goes.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut result = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(
+            libc::getuid(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        );
+        if rc != 0 || result.is_null() || pwd.pw_dir.is_null() {
+            return None;
+        }
+        let dir = std::ffi::CStr::from_ptr(pwd.pw_dir).to_bytes();
+        (!dir.is_empty()).then(|| std::ffi::OsStr::from_bytes(dir).to_os_string())
+    }
 }
 
 /// Whether the program was called by a mount helper's name (the basename of `argv[0]`).
