@@ -121,8 +121,8 @@ fn run(
     };
     let mounted = fuse::mount(fs.clone(), &mountpoint, &mount_options)
         .map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
-    // READY=1 only once the mount answers: a stat through it comes back.
-    std::fs::metadata(&mountpoint).map_err(|e| {
+    // READY=1 only once the mount answers: a statfs through it comes back.
+    mountpoint::answers(&mountpoint).map_err(|e| {
         format!(
             "mounted on {}, but it does not answer: {e}",
             mountpoint.display()
