@@ -401,6 +401,13 @@ pub fn parse_mount_flags(
                     }
                     _ => {
                         let settings: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
+                        // The value of an unknown option is not repeated: it could be a
+                        // secret someone tried to pass (`-o password=...`).
+                        let opt = if value.is_some() {
+                            format!("{key}=...")
+                        } else {
+                            opt.to_string()
+                        };
                         return Err(format!(
                             "unknown mount option -o {opt}; known: ro, rw, allow_other, \
                              allow_root, uid=N, gid=N, umask=OCTAL, nonempty, {}=VALUE, and \
@@ -690,8 +697,13 @@ mod tests {
         assert!(e.contains("needs a value"), "{e}");
         let e = resolved(&["bwmediafs", "-o", "read_ahead=-1", "/m"]).unwrap_err();
         assert!(e.contains("whole number"), "{e}");
-        let e = resolved(&["bwmediafs", "-o", "rw,frobnicate=3", "/m"]).unwrap_err();
-        assert!(e.contains("unknown mount option -o frobnicate=3"), "{e}");
+        let e = resolved(&["bwmediafs", "-o", "rw,frobnicate", "/m"]).unwrap_err();
+        assert!(e.contains("unknown mount option -o frobnicate;"), "{e}");
+        let e = resolved(&["bwmediafs", "-o", "password=s3cr3t", "/m"]).unwrap_err();
+        assert!(
+            e.contains("-o password=...") && !e.contains("s3cr3t"),
+            "{e}"
+        );
         assert!(e.contains("credentials=VALUE"), "{e}");
         let e = resolved(&["bwmediafs", "a,b", "/m"]).unwrap_err();
         assert!(e.contains("comma"), "{e}");
