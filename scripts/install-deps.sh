@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # What a fresh Debian or Ubuntu machine lacks to mount bwmediafs and run its tests:
-# fuse3 (fusermount3 for unprivileged mounts and unmounts), rsync, attr and python3 (tools the
-# tests use).
+# fuse3 (fusermount3 for unprivileged mounts and unmounts, mount.fuse3 for fstab lines), mount
+# and util-linux (mount(8) and findmnt, which the fstab tests run), rsync, attr and python3
+# (tools the tests use).
 set -euo pipefail
 need=()
-for pkg in fuse3 rsync attr python3; do
+for pkg in fuse3 mount util-linux rsync attr python3; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -1,9 +1,9 @@
-//! `bwmediafs MOUNTPOINT`: the command-line front end. It checks what it can before going to the
-//! background (mountpoint, credentials, URLs), forks while it still has one thread, then in the
-//! child connects (one list call checks the credentials), mounts, and tells the parent. SIGINT,
+//! `bwmediafs [SOURCE] MOUNTPOINT`: the command-line front end (also `mount.bwmediafs`, the
+//! helper mount(8) calls). It checks what it can before going to the background (mountpoint,
+//! credentials, URLs), forks while it still has one thread, then in the child connects (one list
+//! call checks the credentials), mounts, and tells the parent (or systemd: READY=1). SIGINT,
 //! SIGTERM and SIGHUP upload what is dirty, then unmount; `umount` ends it the same way.
 
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -13,10 +13,10 @@ use bwmediafs::api::retry::RetryPolicy;
 use bwmediafs::api::ApiError;
 use bwmediafs::cli::credentials::{self, Account};
 use bwmediafs::cli::daemon::{self, Readiness};
-use bwmediafs::cli::options::{
-    check_token_url, check_transport_security, parse_mount_flags, Args, MountFlags,
-};
-use bwmediafs::cli::{demo, mountpoint};
+use bwmediafs::cli::helper::{self, Invocation};
+use bwmediafs::cli::logging::{self, LogOutput, LogSettings};
+use bwmediafs::cli::options::{check_token_url, check_transport_security, Args, MountFlags};
+use bwmediafs::cli::{demo, mountpoint, notify};
 use bwmediafs::emulator::Emulator;
 use bwmediafs::fs::{FsError, FsOptions, MediaFs};
 use bwmediafs::fuse::{self, MountOptions};
@@ -29,16 +29,31 @@ fn main() {
         eprintln!("bwmediafs: internal error, stopping: {info}");
         std::process::abort();
     }));
-    let args = bwmediafs::cli::completions::parse_args_from(std::env::args_os());
-    if let Err(message) = init_logging(&args) {
-        eprintln!("bwmediafs: {message}");
-        std::process::exit(1);
-    }
+    // Called as mount.bwmediafs by mount(8): its arguments in the ordinary form first, and a
+    // HOME for the state directory.
+    helper::ensure_home();
+    let argv = match helper::invocation(std::env::args_os().collect()) {
+        Ok(Invocation::Run(argv)) => argv,
+        Ok(Invocation::Fake) => std::process::exit(0),
+        Err(message) => fail(&message),
+    };
+    let mut args = bwmediafs::cli::completions::parse_args_from(argv);
+    let flags = args.resolve().unwrap_or_else(|message| fail(&message));
+    let log = logging::init(&LogSettings {
+        verbose: args.verbose,
+        foreground: args.foreground,
+        log_file: args.log_file.as_deref(),
+        mountpoint: &args.mountpoint,
+    })
+    .unwrap_or_else(|message| fail(&message));
     let mut readiness = Readiness::foreground();
-    let code = match run(&args, &mut readiness) {
+    // The demo's emulator lives as long as the process: `exit` below ends it without waiting
+    // for the idle connections of the client that the signal thread still holds.
+    let mut emulator = None;
+    let code = match run(&args, &flags, &log, &mut readiness, &mut emulator) {
         Ok(()) => 0,
         Err(message) => {
-            if args.log_file.is_some() || !args.foreground {
+            if matches!(log, LogOutput::File(_)) {
                 log::error!("{message}");
             }
             if readiness.is_background() {
@@ -52,15 +67,29 @@ fn main() {
     std::process::exit(code);
 }
 
-fn run(args: &Args, readiness: &mut Readiness) -> Result<(), String> {
+/// Print `message` as the program's error and exit 1 (before anything started).
+fn fail(message: &str) -> ! {
+    eprintln!("bwmediafs: {message}");
+    std::process::exit(1);
+}
+
+fn run(
+    args: &Args,
+    flags: &MountFlags,
+    log: &LogOutput,
+    readiness: &mut Readiness,
+    emulator: &mut Option<Emulator>,
+) -> Result<(), String> {
     // Everything that can be checked without threads happens before the fork, so its errors
     // come straight back to the user.
-    let flags = parse_mount_flags(&args.options)?;
     let mountpoint = mountpoint::prepare(&args.mountpoint, flags.nonempty)?;
     let account = if args.demo {
         None
     } else {
-        Some(credentials::resolve(args.credentials.as_deref())?)
+        Some(credentials::resolve(
+            args.credentials.as_deref(),
+            args.source_account(),
+        )?)
     };
     let http = account
         .map(|account| http_config(args, account))
@@ -77,25 +106,40 @@ fn run(args: &Args, readiness: &mut Readiness) -> Result<(), String> {
         log::warn!("could not mark the process non-dumpable: a core dump could hold credentials");
     }
 
-    // Kept alive for the life of the mount in demo mode.
-    let (_emulator, fs, source) = connect(args, &flags, http)?;
+    let (demo, fs, source) = connect(args, flags, http)?;
+    *emulator = demo;
     let mount_options = MountOptions {
         allow_other: flags.allow_other,
         allow_root: flags.allow_root,
         read_only: flags.read_only,
-        fsname: "bwmediafs".to_string(),
+        fsname: args
+            .source
+            .clone()
+            .unwrap_or_else(|| "bwmediafs".to_string()),
     };
     let mounted = fuse::mount(fs.clone(), &mountpoint, &mount_options)
         .map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
+    // READY=1 only once the mount answers: a statfs through it comes back.
+    mountpoint::answers(&mountpoint).map_err(|e| {
+        format!(
+            "mounted on {}, but it does not answer: {e}",
+            mountpoint.display()
+        )
+    })?;
     log::info!("mounted {source} on {}", mountpoint.display());
-    let hint = ready_hint(args, &mountpoint);
+    let status = format!("mounted {source} on {}", mountpoint.display());
+    if notify::notify(&format!("READY=1\nSTATUS={status}")) {
+        log::debug!("told systemd the mount is ready");
+    }
+    let hint = ready_hint(args, &mountpoint, &status, log);
     if args.foreground && !hint.is_empty() {
         eprintln!("{hint}");
     }
-    readiness.ready(&hint);
+    readiness.ready(&hint, log.uses_stderr());
 
     spawn_signal_handler(fs.clone(), mountpoint.clone());
     mounted.wait();
+    notify::stopping();
     // Normally every file was uploaded at its close; this catches what a lazy unmount left.
     if let Err(e) = fs.flush_all() {
         log::error!("some files could not be uploaded at unmount: {e}");
@@ -148,22 +192,19 @@ fn connect(
     Ok((emulator, fs, source))
 }
 
-/// What a demo mount tells the user once it is ready (nothing for a real mount).
-fn ready_hint(args: &Args, mountpoint: &Path) -> String {
-    let log_note = if args.foreground {
-        String::new()
-    } else {
-        let log = args.log_file.clone().unwrap_or_else(default_log_file);
-        format!(" (log: {})", log.display())
-    };
-    if args.demo {
-        format!(
+/// What the mount tells the user once it is ready: in the background, what is mounted where and
+/// where it logs; the demo also says what to try (in the foreground too).
+fn ready_hint(args: &Args, mountpoint: &Path, status: &str, log: &LogOutput) -> String {
+    let log_note = format!("; log: {}", log.describe());
+    match (args.demo, args.foreground) {
+        (true, foreground) => format!(
             "bwmediafs: demo media store mounted on {0}; try `ls -lR {0}`, unmount with \
-             `umount {0}`{log_note}",
-            mountpoint.display()
-        )
-    } else {
-        String::new()
+             `umount {0}`{1}",
+            mountpoint.display(),
+            if foreground { "" } else { &log_note }
+        ),
+        (false, false) => format!("bwmediafs: {status}{log_note}"),
+        (false, true) => String::new(),
     }
 }
 
@@ -173,6 +214,7 @@ fn spawn_signal_handler(fs: Arc<MediaFs>, mountpoint: PathBuf) {
         .name("signals".into())
         .spawn(move || loop {
             let signal = daemon::wait_for_signal();
+            notify::stopping();
             log::info!("{signal}: uploading open files, then unmounting");
             if let Err(e) = fs.flush_all() {
                 log::error!("{e}");
@@ -249,41 +291,4 @@ fn fs_options(args: &Args, flags: &MountFlags) -> FsOptions {
         recovery_dir: args.recovery_dir.clone().unwrap_or(defaults.recovery_dir),
         ..defaults
     }
-}
-
-/// The log of a background mount without `--log-file`.
-fn default_log_file() -> PathBuf {
-    // SAFETY: getuid cannot fail.
-    bwmediafs::fs::state_dir(unsafe { libc::getuid() }).join("bwmediafs.log")
-}
-
-fn init_logging(args: &Args) -> Result<(), String> {
-    let default_filter = match args.verbose {
-        0 => "warn,fuser::session=error,bwmediafs=info",
-        1 => "info,bwmediafs=debug",
-        _ => "trace",
-    };
-    let mut builder =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter));
-    builder.format_timestamp_millis();
-    // In the background standard error goes nowhere: without --log-file, log to a file in the
-    // state directory, so warnings such as a recovered upload reach the user.
-    let background_log = (!args.foreground && args.log_file.is_none()).then(default_log_file);
-    if let Some(path) = args.log_file.as_ref().or(background_log.as_ref()) {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir);
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| format!("cannot open the log file {}: {e}", path.display()))?;
-        builder.target(env_logger::Target::Pipe(Box::new(file)));
-    }
-    builder
-        .try_init()
-        .map_err(|e| format!("cannot start logging: {e}"))
 }

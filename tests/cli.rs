@@ -319,7 +319,12 @@ fn demo_mounts_in_the_background_serves_its_samples_and_umount_ends_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("umount"));
+    // One line on standard error: what to try, how to unmount, where the log is.
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("umount") && said.contains("; log: "),
+        "{said}"
+    );
     // It returned once mounted: the samples are there at once.
     for (name, body) in bwmediafs::cli::demo::SAMPLES {
         let got = std::fs::read(mnt.join(name)).unwrap();

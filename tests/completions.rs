@@ -66,7 +66,7 @@ fn a_missing_mountpoint_is_still_a_clear_error() {
     let out = bwmediafs(&[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("<MOUNTPOINT>"), "{stderr}");
+    assert!(stderr.contains("MOUNTPOINT>"), "{stderr}");
     assert!(out.stdout.is_empty());
     // --completions goes alone: with a mountpoint it is refused, not silently preferred.
     let out = bwmediafs(&["--completions", "bash", "/tmp"]);

@@ -407,11 +407,22 @@ fn df_works() {
 #[test]
 fn umount_ends_the_process_cleanly() {
     let mut m = Mount::new();
+    sh_ok(&format!("ls -l {}", q(&m.mnt)));
+    let t = Instant::now();
     sh_ok(&format!("umount {}", q(&m.mnt)));
     let status = m
         .wait_exit(Duration::from_secs(20))
         .expect("bwmediafs still running after umount");
     assert!(status.success(), "exit status {status}");
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    // A clean unmount is no cause for a warning, even in a trace-level log.
+    let log = m.log_text();
+    assert!(log.contains("TRACE"), "not a trace-level log:\n{log}");
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:#?}");
 }
 
 #[test]

@@ -5,10 +5,16 @@
 //! `BW_CLIENT_ID`, `BW_CLIENT_SECRET`, `BW_USERNAME`, `BW_PASSWORD`, optionally `BW_BASE_URL`
 //! and `BW_TOKEN_URL`); `#` starts a comment, `export ` and quotes are allowed so a shell can
 //! source the same file.
+//!
+//! Under systemd, `LoadCredential=bwmediafs:FILE` puts such a file at
+//! `$CREDENTIALS_DIRECTORY/bwmediafs` (readable by the service only); it is read when no file is
+//! given, before the environment. Under `mount(8)` the environment is not the user's, so a
+//! mount from fstab names its file with `-o credentials=FILE`. The account id may also come from
+//! the mount's SOURCE (7 digits) when the credentials set none.
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::api::auth::Credentials;
 
@@ -25,31 +31,50 @@ pub struct Account {
     pub token_url: Option<String>,
 }
 
-/// Read credentials from `file` when given, else from the process environment.
-pub fn resolve(file: Option<&Path>) -> Result<Account, String> {
-    let vars = match file {
+/// The name of the credential systemd's `LoadCredential=` provides in `$CREDENTIALS_DIRECTORY`.
+pub const SYSTEMD_CREDENTIAL: &str = "bwmediafs";
+
+/// The systemd credential file, when the service has one.
+fn systemd_credential() -> Option<PathBuf> {
+    let dir = std::env::var_os("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty())?;
+    let path = Path::new(&dir).join(SYSTEMD_CREDENTIAL);
+    path.exists().then_some(path)
+}
+
+/// Read credentials from `file` when given, else from systemd's credential
+/// (`$CREDENTIALS_DIRECTORY/bwmediafs`) when there is one, else from the process environment.
+/// `source_account` (the mount's 7-digit SOURCE) is the account id when none is set.
+pub fn resolve(file: Option<&Path>, source_account: Option<&str>) -> Result<Account, String> {
+    let file = file.map(Path::to_path_buf).or_else(systemd_credential);
+    let vars = match &file {
         Some(path) => read_file(path)?,
         None => std::env::vars()
             .filter(|(k, _)| k.starts_with("BW_"))
             .collect(),
     };
-    let origin = match file {
+    let origin = match &file {
         Some(path) => format!("in {}", path.display()),
         None => "in the environment".to_string(),
     };
-    from_vars(&vars, &origin)
+    from_vars(&vars, &origin, source_account)
 }
 
-fn from_vars(vars: &HashMap<String, String>, origin: &str) -> Result<Account, String> {
+fn from_vars(
+    vars: &HashMap<String, String>,
+    origin: &str,
+    source_account: Option<&str>,
+) -> Result<Account, String> {
     let get = |k: &str| {
         vars.get(k)
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty())
     };
-    let account_id = get("BW_ACCOUNT_ID").ok_or_else(|| {
+    let account_id = get("BW_ACCOUNT_ID").or(source_account.map(str::to_string));
+    let account_id = account_id.ok_or_else(|| {
         format!(
-            "no account id {origin}: set BW_ACCOUNT_ID to your Bandwidth account id \
-             (or try `bwmediafs --demo MOUNTPOINT` to use the built-in emulator)"
+            "no account id {origin}: set BW_ACCOUNT_ID to your Bandwidth account id, or give \
+             it as the SOURCE (`bwmediafs 9900000 MOUNTPOINT`), or try \
+             `bwmediafs --demo MOUNTPOINT` to use the built-in emulator"
         )
     })?;
     let credentials = match (
@@ -81,7 +106,8 @@ fn from_vars(vars: &HashMap<String, String>, origin: &str) -> Result<Account, St
         _ => {
             return Err(format!(
                 "no credentials {origin}: set BW_CLIENT_ID and BW_CLIENT_SECRET (OAuth2, \
-                 preferred) or BW_USERNAME and BW_PASSWORD (API user), or pass --credentials FILE"
+                 preferred) or BW_USERNAME and BW_PASSWORD (API user), or pass --credentials FILE \
+                 (-o credentials=FILE)"
             ))
         }
     };
@@ -155,7 +181,7 @@ mod tests {
             0o600,
             "# mine\nexport BW_ACCOUNT_ID=9900000\nBW_CLIENT_ID='id'\nBW_CLIENT_SECRET=\"s3cr=t\"\n",
         );
-        let a = resolve(Some(f.path())).unwrap();
+        let a = resolve(Some(f.path()), None).unwrap();
         assert_eq!(a.account_id, "9900000");
         match a.credentials {
             Credentials::OAuth2 {
@@ -172,7 +198,7 @@ mod tests {
     #[test]
     fn a_file_others_can_read_is_refused_with_the_fix() {
         let f = write_file(0o644, "BW_ACCOUNT_ID=1\nBW_USERNAME=u\nBW_PASSWORD=p\n");
-        let err = resolve(Some(f.path())).unwrap_err();
+        let err = resolve(Some(f.path()), None).unwrap_err();
         assert!(err.contains("chmod 600"), "{err}");
         assert!(!err.contains("BW_PASSWORD=p"));
     }
@@ -192,19 +218,38 @@ mod tests {
                 ("BW_PASSWORD", "p"),
             ]),
             "here",
+            None,
         )
         .unwrap();
         assert!(matches!(a.credentials, Credentials::Basic { .. }));
-        let e = from_vars(&vars(&[("BW_USERNAME", "u")]), "here").unwrap_err();
+        let e = from_vars(&vars(&[("BW_USERNAME", "u")]), "here", None).unwrap_err();
         assert!(e.contains("BW_ACCOUNT_ID"), "{e}");
         let e = from_vars(
             &vars(&[("BW_ACCOUNT_ID", "1"), ("BW_CLIENT_ID", "x")]),
             "here",
+            None,
         )
         .unwrap_err();
         assert!(e.contains("BW_CLIENT_SECRET"), "{e}");
-        let e = from_vars(&vars(&[("BW_ACCOUNT_ID", "1")]), "here").unwrap_err();
+        let e = from_vars(&vars(&[("BW_ACCOUNT_ID", "1")]), "here", None).unwrap_err();
         assert!(e.contains("BW_CLIENT_ID and BW_CLIENT_SECRET"), "{e}");
+    }
+
+    #[test]
+    fn the_source_gives_the_account_id_only_when_none_is_set() {
+        let vars = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>()
+        };
+        let secret = [("BW_USERNAME", "u"), ("BW_PASSWORD", "p")];
+        let a = from_vars(&vars(&secret), "here", Some("9900001")).unwrap();
+        assert_eq!(a.account_id, "9900001");
+        let mut with_id = secret.to_vec();
+        with_id.push(("BW_ACCOUNT_ID", "9900000"));
+        let a = from_vars(&vars(&with_id), "here", Some("9900001")).unwrap();
+        assert_eq!(a.account_id, "9900000");
     }
 
     #[test]

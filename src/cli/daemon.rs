@@ -22,14 +22,14 @@ impl Readiness {
         Readiness { pipe: None }
     }
 
-    /// The mount is ready: the parent prints `message` (if any) and exits 0. Then the child lets
-    /// go of the terminal: standard input, output and error on /dev/null (the log goes to
-    /// `--log-file` when one is given).
-    pub fn ready(&mut self, message: &str) {
+    /// The mount is ready: the parent prints `message` (if any) on standard error and exits 0.
+    /// Then the child lets go of the terminal: standard input and output on /dev/null, and
+    /// standard error too unless `keep_stderr` (the log goes there: the journal).
+    pub fn ready(&mut self, message: &str, keep_stderr: bool) {
         if let Some(mut pipe) = self.pipe.take() {
             let _ = pipe.write_all(format!("OK {message}").as_bytes());
             drop(pipe);
-            detach_stdio();
+            detach_stdio(keep_stderr);
         }
     }
 
@@ -102,7 +102,7 @@ pub fn background() -> std::io::Result<Readiness> {
             if let Some(message) = answer.strip_prefix("OK") {
                 let message = message.trim();
                 if !message.is_empty() {
-                    println!("{message}");
+                    eprintln!("{message}");
                 }
                 std::process::exit(0);
             }
@@ -124,7 +124,7 @@ pub fn background() -> std::io::Result<Readiness> {
     }
 }
 
-fn detach_stdio() {
+fn detach_stdio(keep_stderr: bool) {
     let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -138,7 +138,9 @@ fn detach_stdio() {
     unsafe {
         libc::dup2(fd, 0);
         libc::dup2(fd, 1);
-        libc::dup2(fd, 2);
+        if !keep_stderr {
+            libc::dup2(fd, 2);
+        }
     }
 }
 

@@ -1,5 +1,13 @@
 //! The command line of `bwmediafs`: flags, `-o` mount options as `mount` users know them, sizes.
+//!
+//! The hard part is that every setting has two spellings: a flag (`--cache-size 64M`) for people
+//! and an `-o` option (`cache_size=64M`) for `mount(8)` and fstab, which can pass nothing else.
+//! Both go through the same value parser ([`SETTINGS`] names it once per setting), and an `-o`
+//! setting overrides the flag. `mount(8)` also hands the helper options meant for itself
+//! (`_netdev`, `nofail`, `x-systemd.*`, `defaults`, and `dev,suid` that `mount.fuse3` adds):
+//! those are accepted and ignored; anything else unknown is an error that names it.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -15,15 +23,44 @@ use clap::Parser;
 ///   BW_ACCOUNT_ID                       your account id
 ///   BW_CLIENT_ID + BW_CLIENT_SECRET     OAuth2 client credentials (preferred)
 ///   BW_USERNAME  + BW_PASSWORD          or an API user (legacy)
-/// or from a file given with --credentials holding the same KEY=VALUE lines (mode 600).
+/// or from a file given with --credentials (-o credentials=FILE) holding the same KEY=VALUE
+/// lines (mode 600), or under systemd from $CREDENTIALS_DIRECTORY/bwmediafs
+/// (LoadCredential=bwmediafs:FILE).
 ///
 /// Try it without an account:   bwmediafs --demo /tmp/media
 /// Unmount with:                umount /tmp/media   (or fusermount3 -u /tmp/media)
+/// From fstab:                  ACCOUNT /mnt/media fuse.bwmediafs credentials=FILE,_netdev 0 0
+///
+/// Every setting is also an -o option (credentials=FILE, cache_size=64M, metadata_ttl=10s,
+/// timeout=, retry_time=, base_url=, token_url=, log_file=, recovery_dir=, read_ahead=,
+/// file_mode=, dir_mode=), which overrides the flag.
+///
+/// Logs: in the foreground, standard error; in the background, the file named after the
+/// mountpoint in $XDG_STATE_HOME/bwmediafs (~/.local/state/bwmediafs/mnt-media.log for
+/// /mnt/media; rotated at 4 MiB, two old files kept), which the mount names when it is ready;
+/// under systemd, the journal.
 #[derive(Debug, Parser)]
-#[command(name = "bwmediafs", version, verbatim_doc_comment)]
+#[command(
+    name = "bwmediafs",
+    version,
+    verbatim_doc_comment,
+    override_usage = "bwmediafs [OPTIONS] MOUNTPOINT\n       \
+                      bwmediafs [OPTIONS] SOURCE MOUNTPOINT   (as mount(8) and fstab call it)"
+)]
 pub struct Args {
-    /// The empty directory to mount the media store on (see -o nonempty).
+    /// MOUNTPOINT, the empty directory to mount the media store on (see -o nonempty); or SOURCE
+    /// then MOUNTPOINT, as mount(8) passes them: SOURCE is free text shown in the mount table,
+    /// and a 7-digit SOURCE is the account id when the credentials set none.
+    #[arg(value_name = "[SOURCE] MOUNTPOINT", num_args = 1..=2, required = true)]
+    pub places: Vec<OsString>,
+
+    /// The directory to mount on (from `places`, set by [`Args::resolve`]).
+    #[arg(skip)]
     pub mountpoint: PathBuf,
+
+    /// The SOURCE of `bwmediafs SOURCE MOUNTPOINT`, if one was given.
+    #[arg(skip)]
+    pub source: Option<String>,
 
     /// Serve a built-in emulator with sample media instead of a real account (no credentials).
     #[arg(long)]
@@ -51,7 +88,9 @@ pub struct Args {
     pub foreground: bool,
 
     /// Mount options, comma-separated: ro, rw, allow_other, allow_root, uid=N, gid=N, umask=OCTAL,
-    /// nonempty (mount over a directory that has entries).
+    /// nonempty (mount over a directory that has entries), and every setting below by its name
+    /// with `_` (cache_size=64M, credentials=FILE, ...). Options of mount(8) itself (defaults,
+    /// _netdev, nofail, noauto, x-systemd.*, ...) are ignored.
     #[arg(short = 'o', value_name = "OPTIONS", action = clap::ArgAction::Append)]
     pub options: Vec<String>,
 
@@ -70,7 +109,7 @@ pub struct Args {
     /// Fetch up to N files ahead when a program reads files one after another in name order
     /// (cp -r, rsync, tar, a loop over a folder); the window starts at 1 and grows while the
     /// files fetched ahead are used. 0 turns it off (so does --metadata-ttl 0).
-    #[arg(long, value_name = "N", default_value_t = 8)]
+    #[arg(long, value_name = "N", default_value = "8", value_parser = parse_count)]
     pub read_ahead: usize,
 
     /// How long a listing is reused before the store is asked again; changes made elsewhere
@@ -95,7 +134,8 @@ pub struct Args {
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
-    /// Write the log to this file (useful in the background, where standard error is closed).
+    /// Write the log to this file instead of the default (standard error in the foreground, a
+    /// file named after the mountpoint in the background; see "Logs" above).
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
 
@@ -108,6 +148,200 @@ pub struct Args {
         hide_possible_values = true
     )]
     pub completions: Option<clap_complete::Shell>,
+}
+
+/// One setting that is both a flag and an `-o` option: its `-o` name and how a value is applied,
+/// with the flag's own parser.
+struct Setting {
+    name: &'static str,
+    apply: fn(&mut Args, &str) -> Result<(), String>,
+}
+
+/// A path setting's value: anything but empty.
+fn parse_path(s: &str) -> Result<PathBuf, String> {
+    if s.is_empty() {
+        Err("needs a path".to_string())
+    } else {
+        Ok(PathBuf::from(s))
+    }
+}
+
+/// A URL setting's value: anything but empty (checked later, with the flag's value).
+fn parse_text(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        Err("needs a value".to_string())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+/// The settings `-o NAME=VALUE` may set, each through the parser of its flag.
+const SETTINGS: &[Setting] = &[
+    Setting {
+        name: "credentials",
+        apply: |a, v| {
+            a.credentials = Some(parse_path(v)?);
+            Ok(())
+        },
+    },
+    Setting {
+        name: "base_url",
+        apply: |a, v| {
+            a.base_url = Some(parse_text(v)?);
+            Ok(())
+        },
+    },
+    Setting {
+        name: "token_url",
+        apply: |a, v| {
+            a.token_url = Some(parse_text(v)?);
+            Ok(())
+        },
+    },
+    Setting {
+        name: "cache_size",
+        apply: |a, v| {
+            a.cache_size = parse_cache_size(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "metadata_ttl",
+        apply: |a, v| {
+            a.metadata_ttl = parse_duration(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "timeout",
+        apply: |a, v| {
+            a.timeout = parse_timeout(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "retry_time",
+        apply: |a, v| {
+            a.retry_time = parse_duration(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "log_file",
+        apply: |a, v| {
+            a.log_file = Some(parse_path(v)?);
+            Ok(())
+        },
+    },
+    Setting {
+        name: "recovery_dir",
+        apply: |a, v| {
+            a.recovery_dir = Some(parse_path(v)?);
+            Ok(())
+        },
+    },
+    Setting {
+        name: "read_ahead",
+        apply: |a, v| {
+            a.read_ahead = parse_count(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "file_mode",
+        apply: |a, v| {
+            a.file_mode = Some(parse_octal(v)?);
+            Ok(())
+        },
+    },
+    Setting {
+        name: "dir_mode",
+        apply: |a, v| {
+            a.dir_mode = Some(parse_octal(v)?);
+            Ok(())
+        },
+    },
+];
+
+/// Options that belong to `mount(8)`, `mount.fuse3` or the kernel's generic mount flags, not to
+/// bwmediafs: accepted and ignored. (`nodev` and `nosuid` always hold: the mount is made with
+/// them.)
+const IGNORED: &[&str] = &[
+    "defaults",
+    "dev",
+    "nodev",
+    "suid",
+    "nosuid",
+    "exec",
+    "noexec",
+    "atime",
+    "noatime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nostrictatime",
+    "lazytime",
+    "nolazytime",
+    "diratime",
+    "nodiratime",
+    "auto",
+    "noauto",
+    "user",
+    "nouser",
+    "users",
+    "owner",
+    "group",
+    "_netdev",
+    "nofail",
+    "sync",
+    "async",
+    "silent",
+    "loud",
+    "default_permissions",
+];
+
+/// Prefixes of ignored options with a value or a family of names: `x-systemd.automount`,
+/// `x-gvfs-show`, `comment=...`.
+const IGNORED_PREFIXES: &[&str] = &["x-", "comment="];
+
+impl Args {
+    /// Sort out the positionals (`MOUNTPOINT` or `SOURCE MOUNTPOINT`) and apply the `-o`
+    /// options: settings override their flags, the rest are returned as [`MountFlags`].
+    pub fn resolve(&mut self) -> Result<MountFlags, String> {
+        let mut places = self.places.iter();
+        let (source, mountpoint) = match (places.next(), places.next()) {
+            (Some(s), Some(m)) => (Some(s), m),
+            (Some(m), None) => (None, m),
+            _ => return Err("give the MOUNTPOINT to mount on".to_string()),
+        };
+        self.mountpoint = PathBuf::from(mountpoint);
+        self.source = source
+            .map(|s| {
+                s.to_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("the SOURCE {s:?} is not valid UTF-8"))
+            })
+            .transpose()?;
+        if let Some(source) = &self.source {
+            if source.contains(',') || source.chars().any(char::is_control) {
+                return Err(format!(
+                    "the SOURCE {source:?} cannot be a mount's name (no commas or control \
+                     characters); use the account id, or any plain word"
+                ));
+            }
+        }
+        let options = std::mem::take(&mut self.options);
+        let flags = parse_mount_flags(&options, Some(&mut *self));
+        self.options = options;
+        flags
+    }
+
+    /// The account id the SOURCE names: a SOURCE of 7 digits, as Bandwidth's account ids are.
+    pub fn source_account(&self) -> Option<&str> {
+        self.source
+            .as_deref()
+            .filter(|s| s.len() == 7 && s.bytes().all(|b| b.is_ascii_digit()))
+    }
 }
 
 /// What `-o` said.
@@ -129,9 +363,13 @@ pub struct MountFlags {
     pub nonempty: bool,
 }
 
-/// Parse every `-o` argument. Options that only matter to `mount` itself (`rw`, `dev`, `suid`,
-/// `noatime`, `_netdev`, ...) are accepted and ignored, so fstab lines work.
-pub fn parse_mount_flags(options: &[String]) -> Result<MountFlags, String> {
+/// Parse every `-o` argument: the mount flags are returned, the settings applied to `args` (given
+/// none, a setting is refused as unknown). Options that only matter to `mount(8)` itself
+/// ([`IGNORED`]) are accepted and ignored.
+pub fn parse_mount_flags(
+    options: &[String],
+    mut args: Option<&mut Args>,
+) -> Result<MountFlags, String> {
     let mut flags = MountFlags::default();
     for opt in options
         .iter()
@@ -161,29 +399,33 @@ pub fn parse_mount_flags(options: &[String]) -> Result<MountFlags, String> {
                         .and_then(parse_octal)?,
                 )
             }
-            "dev"
-            | "nodev"
-            | "suid"
-            | "nosuid"
-            | "exec"
-            | "noexec"
-            | "atime"
-            | "noatime"
-            | "relatime"
-            | "auto"
-            | "noauto"
-            | "user"
-            | "nouser"
-            | "users"
-            | "_netdev"
-            | "nofail"
-            | "default_permissions"
-            | "async" => {}
+            _ if value.is_none() && IGNORED.contains(&key) => {}
+            _ if IGNORED_PREFIXES.iter().any(|p| opt.starts_with(p)) => {}
             _ => {
-                return Err(format!(
-                    "unknown mount option -o {opt}; known: ro, rw, allow_other, allow_root, \
-                     uid=N, gid=N, umask=OCTAL, nonempty"
-                ))
+                let setting = SETTINGS.iter().find(|s| s.name == key);
+                match (setting, args.as_deref_mut(), value) {
+                    (Some(setting), Some(args), Some(value)) => (setting.apply)(args, value)
+                        .map_err(|e| format!("-o {key}={value}: {e}"))?,
+                    (Some(_), Some(_), None) => {
+                        return Err(format!("-o {key} needs a value, as in {key}=VALUE"))
+                    }
+                    _ => {
+                        let settings: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
+                        // The value of an unknown option is not repeated: it could be a
+                        // secret someone tried to pass (`-o password=...`).
+                        let opt = if value.is_some() {
+                            format!("{key}=...")
+                        } else {
+                            opt.to_string()
+                        };
+                        return Err(format!(
+                            "unknown mount option -o {opt}; known: ro, rw, allow_other, \
+                             allow_root, uid=N, gid=N, umask=OCTAL, nonempty, {}=VALUE, and \
+                             the options of mount(8) (defaults, _netdev, nofail, x-*, ...)",
+                            settings.join("=VALUE, ")
+                        ));
+                    }
+                }
             }
         }
     }
@@ -191,6 +433,13 @@ pub fn parse_mount_flags(options: &[String]) -> Result<MountFlags, String> {
         return Err("-o allow_other and -o allow_root exclude each other; pick one".to_string());
     }
     Ok(flags)
+}
+
+/// A count such as the read-ahead window: a whole number, 0 or more.
+pub fn parse_count(s: &str) -> Result<usize, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a whole number such as 8 (0 turns it off)"))
 }
 
 /// `644`, `0644` or `0o644`.
@@ -371,8 +620,11 @@ mod tests {
 
     #[test]
     fn mount_options_parse_as_mount_users_expect() {
-        let f = parse_mount_flags(&["ro,allow_other".into(), "uid=1000,gid=100,umask=027".into()])
-            .unwrap();
+        let f = parse_mount_flags(
+            &["ro,allow_other".into(), "uid=1000,gid=100,umask=027".into()],
+            None,
+        )
+        .unwrap();
         assert_eq!(
             f,
             MountFlags {
@@ -385,14 +637,86 @@ mod tests {
                 nonempty: false,
             }
         );
-        assert!(parse_mount_flags(&["noatime,_netdev".into()]).is_ok());
-        assert!(parse_mount_flags(&["bogus".into()])
+        assert!(parse_mount_flags(&["noatime,_netdev".into()], None).is_ok());
+        assert!(parse_mount_flags(&["bogus".into()], None)
             .unwrap_err()
             .contains("unknown"));
-        assert!(parse_mount_flags(&["uid=me".into()])
+        assert!(parse_mount_flags(&["uid=me".into()], None)
             .unwrap_err()
             .contains("number"));
-        assert!(parse_mount_flags(&["allow_other,allow_root".into()]).is_err());
+        assert!(parse_mount_flags(&["allow_other,allow_root".into()], None).is_err());
+    }
+
+    fn resolved(argv: &[&str]) -> Result<(Args, MountFlags), String> {
+        let mut args = Args::try_parse_from(argv).map_err(|e| e.to_string())?;
+        let flags = args.resolve()?;
+        Ok((args, flags))
+    }
+
+    #[test]
+    fn every_setting_is_also_an_o_option_with_the_flags_parser() {
+        let (a, f) = resolved(&[
+            "bwmediafs",
+            "--cache-size",
+            "64M",
+            "-o",
+            "credentials=/etc/bw,cache_size=1.5G,metadata_ttl=2s,timeout=5s,retry_time=0s",
+            "-o",
+            "base_url=https://b/api/v2,token_url=https://t/token,log_file=/l,recovery_dir=/r",
+            "-o",
+            "read_ahead=0,file_mode=600,dir_mode=0700,allow_other,_netdev,nofail,defaults",
+            "-o",
+            "x-systemd.automount,x-gvfs-show,comment=x,dev,suid,rw,noatime,users,noauto",
+            "9900000",
+            "/mnt/media",
+        ])
+        .unwrap();
+        assert_eq!(a.source.as_deref(), Some("9900000"));
+        assert_eq!(a.source_account(), Some("9900000"));
+        assert_eq!(a.mountpoint, PathBuf::from("/mnt/media"));
+        assert_eq!(a.credentials, Some(PathBuf::from("/etc/bw")));
+        assert_eq!(a.cache_size, 3 << 29, "-o overrides the flag");
+        assert_eq!(a.metadata_ttl, Duration::from_secs(2));
+        assert_eq!(a.timeout, Duration::from_secs(5));
+        assert_eq!(a.retry_time, Duration::ZERO);
+        assert_eq!(a.base_url.as_deref(), Some("https://b/api/v2"));
+        assert_eq!(a.token_url.as_deref(), Some("https://t/token"));
+        assert_eq!(a.log_file, Some(PathBuf::from("/l")));
+        assert_eq!(a.recovery_dir, Some(PathBuf::from("/r")));
+        assert_eq!(a.read_ahead, 0);
+        assert_eq!((a.file_mode, a.dir_mode), (Some(0o600), Some(0o700)));
+        assert!(f.allow_other && !f.read_only);
+    }
+
+    #[test]
+    fn one_place_is_the_mountpoint_and_bad_settings_name_themselves() {
+        let (a, _) = resolved(&["bwmediafs", "/mnt/media"]).unwrap();
+        assert_eq!(
+            (a.source, a.mountpoint),
+            (None, PathBuf::from("/mnt/media"))
+        );
+        let (a, _) = resolved(&["bwmediafs", "media-of-shop", "/m"]).unwrap();
+        assert_eq!(a.source_account(), None, "only 7 digits are an account id");
+        assert!(resolved(&["bwmediafs", "a", "b", "c"]).is_err());
+        let e = resolved(&["bwmediafs", "-o", "timeout=0s", "/m"]).unwrap_err();
+        assert!(
+            e.contains("-o timeout=0s") && e.contains("more than 0"),
+            "{e}"
+        );
+        let e = resolved(&["bwmediafs", "-o", "cache_size", "/m"]).unwrap_err();
+        assert!(e.contains("needs a value"), "{e}");
+        let e = resolved(&["bwmediafs", "-o", "read_ahead=-1", "/m"]).unwrap_err();
+        assert!(e.contains("whole number"), "{e}");
+        let e = resolved(&["bwmediafs", "-o", "rw,frobnicate", "/m"]).unwrap_err();
+        assert!(e.contains("unknown mount option -o frobnicate;"), "{e}");
+        let e = resolved(&["bwmediafs", "-o", "password=s3cr3t", "/m"]).unwrap_err();
+        assert!(
+            e.contains("-o password=...") && !e.contains("s3cr3t"),
+            "{e}"
+        );
+        assert!(e.contains("credentials=VALUE"), "{e}");
+        let e = resolved(&["bwmediafs", "a,b", "/m"]).unwrap_err();
+        assert!(e.contains("comma"), "{e}");
     }
 
     #[test]

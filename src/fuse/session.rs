@@ -63,6 +63,15 @@ pub fn mount(fs: Arc<MediaFs>, mountpoint: &Path, opts: &MountOptions) -> io::Re
         MountOption::NoDev,
         MountOption::NoSuid,
     ];
+    // fuser hands the subtype to fusermount3 only: when it calls mount(2) itself (as root) the
+    // type would be a bare `fuse`. The kernel takes `subtype=` too, so the mount table says
+    // `fuse.bwmediafs` either way (what fstab lines and `findmnt -t` match).
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        config
+            .mount_options
+            .push(MountOption::CUSTOM("subtype=bwmediafs".to_string()));
+    }
     if opts.read_only {
         config.mount_options.push(MountOption::RO);
     }

@@ -122,6 +122,13 @@ impl Mount {
     }
 
     pub fn with_env(emulator: Emulator, args: &[&str], env: &[(String, String)]) -> Mount {
+        let mut mount = Mount::spawn(emulator, args, env);
+        mount.wait_mounted();
+        mount
+    }
+
+    /// Start `bwmediafs -f` without waiting for the mount (see [`Mount::wait_mounted`]).
+    pub fn spawn(emulator: Emulator, args: &[&str], env: &[(String, String)]) -> Mount {
         let dir = tempfile::tempdir().expect("temp dir");
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt).expect("mountpoint");
@@ -140,20 +147,18 @@ impl Mount {
             .stderr(log_file)
             .spawn()
             .expect("spawn bwmediafs");
-        let mut mount = Mount {
+        Mount {
             emulator,
             dir,
             mnt,
             log,
             child: Some(child),
             last_resort: None,
-        };
-        mount.wait_mounted();
-        mount.last_resort = Some(LastResort::new(&mount.mnt));
-        mount
+        }
     }
 
-    fn wait_mounted(&mut self) {
+    /// Wait until the kernel mount is in place (failing the test if the process ends first).
+    pub fn wait_mounted(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while mountpoint::mounted_type(&self.mnt).is_none() {
             if let Some(child) = self.child.as_mut() {
@@ -171,6 +176,7 @@ impl Mount {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        self.last_resort = Some(LastResort::new(&self.mnt));
     }
 
     /// A path inside the mount.

@@ -1,0 +1,425 @@
+//! Where a mount logs, so that a person can find it: standard error in the foreground; the
+//! journal under systemd; otherwise (in the background) a file of the mount's own, named after
+//! its mountpoint the way `systemd-escape --path` names units (`/mnt/media` logs to
+//! `$XDG_STATE_HOME/bwmediafs/mnt-media.log`), which the mount names when it is ready.
+//!
+//! The hard parts:
+//! - Several mounts may share an output (the journal, one `--log-file`), so every line names
+//!   its mount (the mountpoint).
+//! - A mount runs for weeks: the file is rotated by size ([`RotatingFile`]: at
+//!   [`ROTATE_AT`] bytes it becomes `.1`, the old `.1` becomes `.2`, the old `.2` goes).
+//! - "Under systemd" is told by `JOURNAL_STREAM` naming our standard error (as systemd says to
+//!   check), not by `INVOCATION_ID`, which the shells of a desktop's terminal inherit too. The
+//!   journal adds its own timestamps, so lines carry none and start with the syslog priority
+//!   (`<4>`), which the journal turns into the entry's priority.
+//! - fuser logs the requests it answers ENOSYS for at WARN, with a dump of their arguments,
+//!   and a second unmount attempt after a clean external `umount` (it cannot tell the mount is
+//!   gone) as "Failed to umount filesystem: Invalid argument". Neither is news to the user:
+//!   [`Quiet`] turns both into one short debug line.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// The size at which a log file is rotated.
+pub const ROTATE_AT: u64 = 4 << 20;
+
+/// How many rotated files are kept (`.1`, `.2`).
+pub const KEEP: usize = 2;
+
+/// Where the log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogOutput {
+    /// Standard error, with timestamps (a terminal, or whatever the caller redirected it to).
+    Stderr,
+    /// Standard error that is systemd's journal: no timestamps, syslog priorities.
+    Journal,
+    /// A file (rotated).
+    File(PathBuf),
+}
+
+impl LogOutput {
+    /// How the ready message names it.
+    pub fn describe(&self) -> String {
+        match self {
+            LogOutput::Stderr => "standard error".to_string(),
+            LogOutput::Journal => "the journal".to_string(),
+            LogOutput::File(path) => path.display().to_string(),
+        }
+    }
+
+    /// Whether the log needs standard error kept open in the background.
+    pub fn uses_stderr(&self) -> bool {
+        !matches!(self, LogOutput::File(_))
+    }
+}
+
+/// What decides the output.
+#[derive(Debug, Clone)]
+pub struct LogSettings<'a> {
+    /// `-v` count.
+    pub verbose: u8,
+    /// `-f`.
+    pub foreground: bool,
+    /// `--log-file` / `-o log_file=`.
+    pub log_file: Option<&'a Path>,
+    /// The mountpoint as given (named in every line, and in the default file's name).
+    pub mountpoint: &'a Path,
+}
+
+/// The mountpoint as an absolute path, without touching it (it may be a dead mount).
+pub fn mount_name(mountpoint: &Path) -> PathBuf {
+    std::fs::canonicalize(mountpoint)
+        .or_else(|_| std::path::absolute(mountpoint))
+        .unwrap_or_else(|_| mountpoint.to_path_buf())
+}
+
+/// `path` escaped as `systemd-escape --path` does: `/mnt/media` -> `mnt-media`, `/` -> `-`;
+/// bytes other than ASCII letters, digits, `:`, `_` and `.` (and a leading `.`) as `\xNN`.
+pub fn escape_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    let segments: Vec<&[u8]> = bytes
+        .split(|b| *b == b'/')
+        .filter(|s| !s.is_empty() && *s != b".")
+        .collect();
+    if segments.is_empty() {
+        return "-".to_string();
+    }
+    let mut out = String::new();
+    for (i, segment) in segments.iter().enumerate() {
+        if i > 0 {
+            out.push('-');
+        }
+        for (j, &b) in segment.iter().enumerate() {
+            let plain = b.is_ascii_alphanumeric() || b == b':' || b == b'_' || b == b'.';
+            if plain && !(i == 0 && j == 0 && b == b'.') {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("\\x{b:02x}"));
+            }
+        }
+    }
+    out
+}
+
+/// The log file of a background mount on `mountpoint` without `--log-file`.
+pub fn default_log_file(mountpoint: &Path) -> PathBuf {
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    crate::fs::state_dir(uid).join(format!("{}.log", escape_path(&mount_name(mountpoint))))
+}
+
+/// Whether standard error is systemd's journal: `JOURNAL_STREAM` holds its `device:inode`.
+pub fn stderr_is_journal() -> bool {
+    let Some(stream) = std::env::var("JOURNAL_STREAM").ok() else {
+        return false;
+    };
+    let Some((dev, ino)) = stream.split_once(':') else {
+        return false;
+    };
+    // SAFETY: fstat fills the struct it is given.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(2, &mut st) } != 0 {
+        return false;
+    }
+    dev.parse::<u64>().ok() == Some(st.st_dev) && ino.parse::<u64>().ok() == Some(st.st_ino)
+}
+
+/// Where the log goes for these settings (see the module comment).
+pub fn output(settings: &LogSettings) -> LogOutput {
+    if let Some(file) = settings.log_file {
+        return LogOutput::File(file.to_path_buf());
+    }
+    if stderr_is_journal() {
+        return LogOutput::Journal;
+    }
+    if settings.foreground {
+        LogOutput::Stderr
+    } else {
+        LogOutput::File(default_log_file(settings.mountpoint))
+    }
+}
+
+/// Start logging; returns where the log goes.
+pub fn init(settings: &LogSettings) -> Result<LogOutput, String> {
+    let default_filter = match settings.verbose {
+        0 => "warn,fuser::session=error,bwmediafs=info",
+        1 => "info,bwmediafs=debug",
+        _ => "trace",
+    };
+    let mut builder =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter));
+    let out = output(settings);
+    let mount = mount_name(settings.mountpoint).display().to_string();
+    if out == LogOutput::Journal {
+        builder.format(move |buf, record| {
+            writeln!(
+                buf,
+                "<{}>[{:5} {mount} {}] {}",
+                syslog_priority(record.level()),
+                record.level(),
+                record.target(),
+                record.args()
+            )
+        });
+    } else {
+        builder.format(move |buf, record| {
+            writeln!(
+                buf,
+                "[{} {:5} {mount} {}] {}",
+                buf.timestamp_millis(),
+                record.level(),
+                record.target(),
+                record.args()
+            )
+        });
+    }
+    if let LogOutput::File(path) = &out {
+        let file = RotatingFile::open(path, ROTATE_AT, KEEP)
+            .map_err(|e| format!("cannot open the log file {}: {e}", path.display()))?;
+        builder.target(env_logger::Target::Pipe(Box::new(file)));
+    }
+    let inner = builder.build();
+    let max = inner.filter();
+    log::set_boxed_logger(Box::new(Quiet { inner }))
+        .map_err(|e| format!("cannot start logging: {e}"))?;
+    log::set_max_level(max);
+    Ok(out)
+}
+
+fn syslog_priority(level: log::Level) -> u8 {
+    match level {
+        log::Level::Error => 3,
+        log::Level::Warn => 4,
+        log::Level::Info => 6,
+        log::Level::Debug | log::Level::Trace => 7,
+    }
+}
+
+/// The logger: env_logger, with fuser's noise made quiet (see the module comment).
+struct Quiet {
+    inner: env_logger::Logger,
+}
+
+/// The short debug line that replaces a fuser warning that is not news, if `record` is one.
+fn demoted(record: &log::Record) -> Option<String> {
+    if record.level() != log::Level::Warn || !record.target().starts_with("fuser") {
+        return None;
+    }
+    let text = record.args().to_string();
+    if let Some(call) = text.strip_prefix("[Not Implemented] ") {
+        let op = call.split('(').next().unwrap_or(call);
+        return Some(format!("{op}: not implemented, answered ENOSYS"));
+    }
+    let einval = text.contains(&format!("(os error {})", libc::EINVAL));
+    if einval && (text.starts_with("Failed to umount") || text.starts_with("Unmount failed")) {
+        return Some("the mount was already gone at the session's end".to_string());
+    }
+    None
+}
+
+impl Quiet {
+    fn log_if_enabled(&self, record: &log::Record) {
+        use log::Log;
+        if self.inner.enabled(record.metadata()) {
+            self.inner.log(record);
+        }
+    }
+}
+
+impl log::Log for Quiet {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        self.inner.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record) {
+        match demoted(record) {
+            Some(short) => {
+                let mut quiet = log::Record::builder();
+                quiet
+                    .level(log::Level::Debug)
+                    .target(record.target())
+                    .module_path(record.module_path())
+                    .file(record.file())
+                    .line(record.line());
+                self.log_if_enabled(&quiet.args(format_args!("{short}")).build());
+            }
+            None => self.inner.log(record),
+        }
+    }
+
+    fn flush(&self) {
+        self.inner.flush()
+    }
+}
+
+/// A log file that rotates itself by size: once a write would take it past `limit` bytes, the
+/// file becomes `NAME.1` (`NAME.1` becomes `NAME.2`, and so on up to `keep`; the oldest goes)
+/// and a new one starts. The logger writes a whole line per call, so lines are never split
+/// across files. A rotation that fails (a read-only directory) keeps appending to the file.
+pub struct RotatingFile {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    limit: u64,
+    keep: usize,
+}
+
+impl RotatingFile {
+    /// Open (append to) `path`, creating it and its directory (mode 700) if need be.
+    pub fn open(path: &Path, limit: u64, keep: usize) -> std::io::Result<RotatingFile> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+        }
+        let file = Self::open_file(path)?;
+        let size = file.metadata()?.len();
+        Ok(RotatingFile {
+            path: path.to_path_buf(),
+            file,
+            size,
+            limit,
+            keep,
+        })
+    }
+
+    fn open_file(path: &Path) -> std::io::Result<File> {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+    }
+
+    fn numbered(&self, n: usize) -> PathBuf {
+        let mut name = self.path.clone().into_os_string();
+        name.push(format!(".{n}"));
+        PathBuf::from(name)
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        for n in (1..self.keep).rev() {
+            let from = self.numbered(n);
+            if from.exists() {
+                std::fs::rename(&from, self.numbered(n + 1))?;
+            }
+        }
+        if self.keep == 0 {
+            std::fs::remove_file(&self.path)?;
+        } else {
+            std::fs::rename(&self.path, self.numbered(1))?;
+        }
+        self.file = Self::open_file(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+impl Write for RotatingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.size > 0 && self.size + buf.len() as u64 > self.limit && self.rotate().is_err() {
+            // Keep logging where we are; try again after another `limit` bytes.
+            self.size = 0;
+        }
+        let n = self.file.write(buf)?;
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_escaped_like_systemd_unit_names() {
+        assert_eq!(escape_path(Path::new("/mnt/media")), "mnt-media");
+        assert_eq!(escape_path(Path::new("/")), "-");
+        assert_eq!(
+            escape_path(Path::new("/srv//my media/")),
+            "srv-my\\x20media"
+        );
+        assert_eq!(escape_path(Path::new("/home/a-b/.m")), "home-a\\x2db-.m");
+        assert_eq!(escape_path(Path::new("/.hidden")), "\\x2ehidden");
+    }
+
+    #[test]
+    fn the_file_rotates_by_size_and_keeps_two_old_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logs/m.log");
+        let mut f = RotatingFile::open(&path, 100, 2).unwrap();
+        let line = |i: usize| format!("line {i:02} {}\n", "x".repeat(30)); // 40 bytes
+        for i in 0..10 {
+            f.write_all(line(i).as_bytes()).unwrap();
+        }
+        let read = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+        let name = |n: &str| dir.path().join(format!("logs/m.log{n}"));
+        // 2 lines (80 bytes) per file: 8-9 current, 6-7 in .1, 4-5 in .2, 0-3 gone.
+        assert_eq!(read(name("")), line(8) + &line(9));
+        assert_eq!(read(name(".1")), line(6) + &line(7));
+        assert_eq!(read(name(".2")), line(4) + &line(5));
+        assert!(!name(".3").exists());
+        // Reopened, it counts what the file already holds.
+        let mut f = RotatingFile::open(&path, 100, 2).unwrap();
+        f.write_all(line(10).as_bytes()).unwrap();
+        assert_eq!(read(name("")), line(10));
+        assert_eq!(read(name(".1")), line(8) + &line(9));
+    }
+
+    #[test]
+    fn a_line_longer_than_the_limit_still_lands_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.log");
+        let mut f = RotatingFile::open(&path, 10, 2).unwrap();
+        f.write_all(b"a very long first line\n").unwrap();
+        f.write_all(b"second\n").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second\n");
+        assert_eq!(
+            std::fs::read(dir.path().join("m.log.1")).unwrap(),
+            b"a very long first line\n"
+        );
+    }
+
+    #[test]
+    fn fuser_noise_is_demoted_and_real_warnings_are_not() {
+        let demote = |target: &str, level: log::Level, text: &str| {
+            demoted(
+                &log::Record::builder()
+                    .target(target)
+                    .level(level)
+                    .args(format_args!("{text}"))
+                    .build(),
+            )
+        };
+        assert_eq!(
+            demote(
+                "fuser::request",
+                log::Level::Warn,
+                "[Not Implemented] lseek(ino: 0x2,\n fh: 3)"
+            )
+            .as_deref(),
+            Some("lseek: not implemented, answered ENOSYS")
+        );
+        assert!(demote(
+            "fuser::session",
+            log::Level::Warn,
+            "Failed to umount filesystem: Invalid argument (os error 22)"
+        )
+        .is_some());
+        assert!(demote(
+            "fuser::session",
+            log::Level::Warn,
+            "Failed to umount filesystem: Device or resource busy (os error 16)"
+        )
+        .is_none());
+        assert!(demote("bwmediafs", log::Level::Warn, "[Not Implemented] x").is_none());
+    }
+}
