@@ -164,7 +164,7 @@ mount_from_fstab() {
     fstab="$tmp/fstab-$type"
     mkdir -p "$mnt"
     mounts+=("$mnt")
-    echo "bwmediafs $mnt $type credentials=$tmp/credentials,_netdev,nofail 0 0" >"$fstab"
+    echo "bwmediafs $mnt $type credentials=$tmp/credentials,allow_other,_netdev,nofail 0 0" >"$fstab"
     cat "$fstab"
     mount_fstab "$mnt" || fail "mount -T with the line above failed"
     write_and_read_back "$mnt" mount_fstab "fstab-$type"
