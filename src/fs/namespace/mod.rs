@@ -191,13 +191,22 @@ impl Namespace {
         })
     }
 
-    /// Add an entry made through the mount (`mkdir`, `create`), with permission bits `mode`:
-    /// a directory made so is explicit (it stays without media in it).
-    pub(crate) fn add_local(&mut self, parent: Ino, name: &str, kind: Kind, mode: u32) -> Ino {
+    /// Add an entry made through the mount (`mkdir`, `create`), with permission bits `mode`,
+    /// belonging to `owner` (the creating process's user and group): a directory made so is
+    /// explicit (it stays without media in it).
+    pub(crate) fn add_local(
+        &mut self,
+        parent: Ino,
+        name: &str,
+        kind: Kind,
+        mode: u32,
+        owner: (u32, u32),
+    ) -> Ino {
         let ino = self.add(parent, name, kind);
         if let Some(n) = self.node_mut(ino) {
             n.explicit = kind == Kind::Dir;
             n.perm = Some((mode & 0o7777) as u16);
+            (n.uid, n.gid) = (Some(owner.0), Some(owner.1));
         }
         self.local_change(ino);
         ino

@@ -164,13 +164,13 @@ fn mkdir_and_rmdir() {
     seed(&store, "full/x", b"1");
     let t = mount(store);
     t.reset();
-    let a = t.fs.mkdir(ROOT_INO, &os("new"), 0o750, 0o022).unwrap();
+    let a = t.fs.mkdir(ROOT_INO, &os("new"), 0o750, 0o022, ME).unwrap();
     assert_eq!((a.kind, a.perm), (Kind::Dir, 0o750));
-    let b = t.fs.mkdir(a.ino, &os("deeper"), 0o777, 0o022).unwrap();
+    let b = t.fs.mkdir(a.ino, &os("deeper"), 0o777, 0o022, ME).unwrap();
     assert_eq!(b.perm, 0o755);
     assert_eq!(t.ls("").unwrap(), vec!["full", "new"]);
     assert_eq!(
-        errno_of(t.fs.mkdir(ROOT_INO, &os("new"), 0o755, 0)),
+        errno_of(t.fs.mkdir(ROOT_INO, &os("new"), 0o755, 0, ME)),
         libc::EEXIST
     );
     assert_eq!(errno_of(t.fs.rmdir(ROOT_INO, &os("full"))), libc::ENOTEMPTY);
@@ -180,7 +180,7 @@ fn mkdir_and_rmdir() {
     assert_eq!(t.ls("").unwrap(), vec!["full"]);
     assert_eq!(t.stats(), snap(0, 0, 0, 0));
     // A file in a new directory is uploaded under its full name.
-    t.fs.mkdir(ROOT_INO, &os("m"), 0o755, 0).unwrap();
+    t.fs.mkdir(ROOT_INO, &os("m"), 0o755, 0, ME).unwrap();
     t.write_file("m/f.txt", b"hi").unwrap();
     assert_eq!(t.stored("m/f.txt").unwrap(), b"hi");
 }
@@ -347,10 +347,10 @@ fn read_only_refuses_every_change() {
         rofs
     );
     assert_eq!(
-        errno_of(t.fs.create(ROOT_INO, &os("n"), 0o644, 0, libc::O_WRONLY, 0)),
+        errno_of(t.fs.create(ROOT_INO, &os("n"), 0o644, 0, libc::O_WRONLY, ME)),
         rofs
     );
-    assert_eq!(errno_of(t.fs.mkdir(ROOT_INO, &os("d"), 0o755, 0)), rofs);
+    assert_eq!(errno_of(t.fs.mkdir(ROOT_INO, &os("d"), 0o755, 0, ME)), rofs);
     assert_eq!(errno_of(t.rm("f")), rofs);
     assert_eq!(errno_of(t.mv("f", "g")), rofs);
     assert_eq!(errno_of(t.fs.rmdir(ROOT_INO, &os("f"))), rofs);
@@ -381,11 +381,11 @@ fn long_names_are_enametoolong() {
         libc::ENAMETOOLONG
     );
     assert_eq!(
-        errno_of(t.fs.create(ROOT_INO, &os(&long), 0o644, 0, libc::O_WRONLY, 0)),
+        errno_of(t.fs.create(ROOT_INO, &os(&long), 0o644, 0, libc::O_WRONLY, ME)),
         libc::ENAMETOOLONG
     );
     assert_eq!(
-        errno_of(t.fs.mkdir(ROOT_INO, &os(&long), 0o755, 0)),
+        errno_of(t.fs.mkdir(ROOT_INO, &os(&long), 0o755, 0, ME)),
         libc::ENAMETOOLONG
     );
     let ok = "n".repeat(255);
@@ -394,7 +394,7 @@ fn long_names_are_enametoolong() {
     let bad = OsStr::from_bytes(b"\xff\xfe");
     assert_eq!(errno_of(t.fs.lookup(ROOT_INO, bad)), libc::ENOENT);
     assert_eq!(
-        errno_of(t.fs.create(ROOT_INO, bad, 0o644, 0, libc::O_WRONLY, 0)),
+        errno_of(t.fs.create(ROOT_INO, bad, 0o644, 0, libc::O_WRONLY, ME)),
         libc::EINVAL
     );
 }
