@@ -62,3 +62,90 @@ fn what_another_user_creates_belongs_to_that_user() {
     let (ok, _, _) = as_nobody(&format!("echo x > {}", q(&m.path("nope.txt"))));
     assert!(!ok, "nobody wrote into the root it does not own");
 }
+
+/// `stat -c FORMAT` of each path, one line each.
+fn stat(format: &str, paths: &[&std::path::Path]) -> Vec<String> {
+    let args: Vec<String> = paths.iter().map(|p| q(p)).collect();
+    sh_ok(&format!("stat -c '{format}' {}", args.join(" ")))
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// (mtime, ctime) of `p` in nanoseconds.
+fn times(p: &std::path::Path) -> (i128, i128) {
+    let md = std::fs::metadata(p).unwrap();
+    let ns = |s: i64, n: i64| s as i128 * 1_000_000_000 + n as i128;
+    (
+        ns(md.mtime(), md.mtime_nsec()),
+        ns(md.ctime(), md.ctime_nsec()),
+    )
+}
+
+fn nlink(p: &std::path::Path) -> u64 {
+    std::fs::metadata(p).unwrap().nlink()
+}
+
+/// Sleep long enough for the next change to get a later time.
+fn tick() {
+    std::thread::sleep(std::time::Duration::from_millis(20));
+}
+
+#[test]
+fn directory_times_and_link_counts_follow_changes() {
+    // A short TTL, so that the kernel asks for the attributes again after the rename.
+    let m = Mount::with(
+        emulator_with(&[("old/x.txt", b"x")]),
+        &["--metadata-ttl", "1s"],
+    );
+    let (a, b) = (m.path("a"), m.path("b"));
+    std::fs::create_dir(&a).unwrap();
+    std::fs::create_dir(&b).unwrap();
+    // Root holds old/, a/, b/.
+    assert_eq!(nlink(&m.mnt), 5);
+    assert_eq!(nlink(&a), 2);
+
+    // A new file or directory changes its parent's times.
+    let before = times(&a);
+    tick();
+    // (A plain create: the attributes `stat` shows next are the create's own reply.)
+    sh_ok(&format!(": > {}", q(&a.join("f"))));
+    let after = times(&a);
+    assert!(
+        after.0 > before.0 && after.1 > before.1,
+        "{before:?} {after:?}"
+    );
+    tick();
+    std::fs::create_dir(a.join("sub")).unwrap();
+    assert!(times(&a).0 > after.0);
+    assert_eq!(nlink(&a), 3);
+
+    // A rename changes both parents' times and none of the file's own stat fields.
+    const FIELDS: &str = "%i %s %a %u %g %o %b %h %Y";
+    let f_before = stat(FIELDS, &[&a.join("f")]);
+    let (ta, tb) = (times(&a), times(&b));
+    tick();
+    sh_ok(&format!("mv {} {}", q(&a.join("f")), q(&b.join("f"))));
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    assert_eq!(stat(FIELDS, &[&b.join("f")]), f_before);
+    assert!(times(&a).0 > ta.0 && times(&a).1 > ta.1);
+    assert!(times(&b).0 > tb.0 && times(&b).1 > tb.1);
+
+    // Link counts follow directory renames, mkdir and rmdir.
+    sh_ok(&format!("mv {} {}", q(&a.join("sub")), q(&b.join("sub"))));
+    assert_eq!((nlink(&a), nlink(&b)), (2, 3));
+    std::fs::create_dir(b.join("sub/deeper")).unwrap();
+    assert_eq!(nlink(&b.join("sub")), 3);
+    std::fs::remove_dir(b.join("sub/deeper")).unwrap();
+    std::fs::remove_dir(b.join("sub")).unwrap();
+    assert_eq!(nlink(&b), 2);
+    sh_ok(&format!("mv {} {}", q(&a), q(&m.path("old/a"))));
+    assert_eq!((nlink(&m.mnt), nlink(&m.path("old"))), (4, 3));
+
+    // Removing a file changes its parent's times.
+    let tb = times(&b);
+    tick();
+    std::fs::remove_file(b.join("f")).unwrap();
+    assert!(times(&b).0 > tb.0 && times(&b).1 > tb.1);
+    assert!(m.stored("b/f").is_none());
+}

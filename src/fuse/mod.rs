@@ -32,8 +32,8 @@ use std::time::SystemTime;
 
 use crate::fs::{Caller, MediaFs, SetAttr};
 use fuser::{
-    AccessFlags, FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    IoctlFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    AccessFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, IoctlFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
     ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs,
     ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
@@ -403,10 +403,7 @@ impl Filesystem for FuseFs {
                 self.fs.entry_handed(a.ino);
                 reply.created(
                     &self.ttl(),
-                    &FileAttr {
-                        blksize: WRITE_BLKSIZE,
-                        ..file_attr(&a)
-                    },
+                    &file_attr(&a),
                     Generation(0),
                     FileHandle(o.fh),
                     fopen(&o),

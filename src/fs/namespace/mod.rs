@@ -220,11 +220,32 @@ impl Namespace {
         let mut node = Node::new(ino, parent, path, kind, SystemTime::now());
         node.content_version = self.next_version();
         self.nodes.insert(ino, Box::new(node));
+        self.link(parent, name, ino, kind);
+        ino
+    }
+
+    /// Put `ino` (of `kind`) into `parent` as `name`; the directory changed.
+    fn link(&mut self, parent: Ino, name: &str, ino: Ino, kind: Kind) {
         if let Some(p) = self.nodes.get_mut(&parent) {
-            p.children.insert(name.into(), ino);
+            if p.children.insert(name.into(), ino).is_none() && kind == Kind::Dir {
+                p.subdirs += 1;
+            }
         }
         self.dir_changed(parent);
-        ino
+    }
+
+    /// Take `ino` (of `kind`) named `name` out of `parent`, if it is there; the directory
+    /// changed.
+    fn unlink(&mut self, parent: Ino, name: &str, ino: Ino, kind: Kind) {
+        if let Some(p) = self.nodes.get_mut(&parent) {
+            if p.children.get(name) == Some(&ino) {
+                p.children.remove(name);
+                if kind == Kind::Dir {
+                    p.subdirs = p.subdirs.saturating_sub(1);
+                }
+            }
+        }
+        self.dir_changed(parent);
     }
 
     /// The kernel was handed `ino` in an entry (lookup, create, mkdir, readdirplus): it holds
@@ -289,13 +310,8 @@ impl Namespace {
         if node.removed || ino == ROOT_INO {
             return files;
         }
-        let (parent, name) = (node.parent, node.name().to_string());
-        if let Some(p) = self.nodes.get_mut(&parent) {
-            if p.children.get(name.as_str()) == Some(&ino) {
-                p.children.remove(name.as_str());
-            }
-        }
-        self.dir_changed(parent);
+        let (parent, name, kind) = (node.parent, node.name().to_string(), node.kind);
+        self.unlink(parent, &name, ino, kind);
         let mut stack = vec![ino];
         let mut taken = Vec::new();
         while let Some(i) = stack.pop() {
@@ -304,6 +320,7 @@ impl Namespace {
                 if n.kind == Kind::File {
                     files.push(n.path.clone());
                 }
+                n.subdirs = 0;
                 stack.extend(std::mem::take(&mut n.children).into_values());
                 taken.push(i);
             }
@@ -320,20 +337,12 @@ impl Namespace {
         let Some(node) = self.nodes.get(&ino) else {
             return;
         };
-        let (old_parent, old_name) = (node.parent, node.name().to_string());
-        if let Some(p) = self.nodes.get_mut(&old_parent) {
-            if p.children.get(old_name.as_str()) == Some(&ino) {
-                p.children.remove(old_name.as_str());
-            }
-        }
-        self.dir_changed(old_parent);
-        self.dir_changed(new_parent);
+        let (old_parent, old_name, kind) = (node.parent, node.name().to_string(), node.kind);
+        self.unlink(old_parent, &old_name, ino, kind);
         let path = self
             .join(new_parent, name)
             .unwrap_or_else(|| name.to_string());
-        if let Some(p) = self.nodes.get_mut(&new_parent) {
-            p.children.insert(name.into(), ino);
-        }
+        self.link(new_parent, name, ino, kind);
         if let Some(n) = self.nodes.get_mut(&ino) {
             n.parent = new_parent;
             n.set_path(path);
@@ -355,12 +364,15 @@ impl Namespace {
         }
     }
 
-    /// The children of `dir` changed: a new content version, and the kernel's cached listing
-    /// of it is no longer current.
+    /// The children of `dir` changed: its mtime and ctime are now (as on a local disk, for an
+    /// entry made, removed or renamed here or seen so in a listing), a new content version, and
+    /// the kernel's cached listing of it is no longer current.
     fn dir_changed(&mut self, dir: Ino) {
         let v = self.next_version();
         if let Some(d) = self.nodes.get_mut(&dir) {
             d.content_version = v;
+            d.mtime = SystemTime::now();
+            d.ctime = d.mtime;
         }
         self.kernel_dirs.remove(&dir);
     }
@@ -532,7 +544,7 @@ impl Namespace {
                 if n.removed { 0 } else { 1 },
                 size.unwrap_or(n.size),
             ),
-            Kind::Dir => (n.perm.unwrap_or(d.dir_mode), 2, 0),
+            Kind::Dir => (n.perm.unwrap_or(d.dir_mode), 2 + n.subdirs, 0),
         };
         Some(Attr {
             ino,
