@@ -149,3 +149,65 @@ fn directory_times_and_link_counts_follow_changes() {
     assert!(times(&b).0 > tb.0 && times(&b).1 > tb.1);
     assert!(m.stored("b/f").is_none());
 }
+
+/// The content type the server holds for `name`.
+fn stored_type(m: &Mount, name: &str) -> Option<String> {
+    m.emulator.store().get(name).ok().map(|s| s.content_type)
+}
+
+/// The head of a JPEG (JFIF) file, padded.
+fn jpeg() -> Vec<u8> {
+    let mut v = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00".to_vec();
+    v.extend(bytes(2000, 3));
+    v
+}
+
+/// An AMR narrow-band file: its magic line, then frames.
+fn amr() -> Vec<u8> {
+    let mut v = b"#!AMR\n".to_vec();
+    v.extend(bytes(320, 4));
+    v
+}
+
+#[test]
+fn content_types_come_from_the_name_then_the_bytes() {
+    let m = Mount::new();
+    let src = m.dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let files: [(&str, Vec<u8>); 5] = [
+        ("photo", jpeg()),
+        ("voice", amr()),
+        ("voice.amr", amr()),
+        (
+            "card",
+            b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Ann\r\nEND:VCARD\r\n".to_vec(),
+        ),
+        ("blob", bytes(500, 9)),
+    ];
+    for (name, body) in &files {
+        std::fs::write(src.join(name), body).unwrap();
+        sh_ok(&format!("cp {} {}", q(&src.join(name)), q(&m.path(name))));
+    }
+    let want = [
+        ("photo", "image/jpeg"),
+        ("voice", "audio/amr"),
+        ("voice.amr", "audio/amr"),
+        ("card", "text/vcard"),
+        ("blob", "application/octet-stream"),
+    ];
+    for (name, ct) in want {
+        assert_eq!(stored_type(&m, name).as_deref(), Some(ct), "{name}");
+        let shown = sh_ok(&format!(
+            "getfattr -n user.bandwidth.content_type --only-values {}",
+            q(&m.path(name))
+        ));
+        assert_eq!(shown, ct, "getfattr of {name}");
+    }
+    // The name still comes first: a JPEG named .png is uploaded as the name says.
+    sh_ok(&format!(
+        "cp {} {}",
+        q(&src.join("photo")),
+        q(&m.path("named.png"))
+    ));
+    assert_eq!(stored_type(&m, "named.png").as_deref(), Some("image/png"));
+}

@@ -71,9 +71,10 @@ impl MediaFs {
         if !self.headers_known(ino) {
             self.download(&path, |_| true)?;
         }
+        let head = self.buffer_head(ino);
         let ns = self.ns.lock();
         let n = ns.node(ino).ok_or(FsError::NotFound)?;
-        let target = upload_target(n, &n.path);
+        let target = upload_target(n, &n.path, &head);
         let value = if name == XATTR_CONTENT_TYPE {
             Some(target.content_type)
         } else {
@@ -96,7 +97,7 @@ impl MediaFs {
         let mut out = Vec::new();
         if n.kind == Kind::File {
             let mut names = vec![XATTR_URL, XATTR_CONTENT_TYPE];
-            if upload_target(n, &n.path).cache_control.is_some() {
+            if upload_target(n, &n.path, &[]).cache_control.is_some() {
                 names.push(XATTR_CACHE_CONTROL);
             }
             for name in names {
