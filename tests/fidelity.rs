@@ -211,3 +211,166 @@ fn content_types_come_from_the_name_then_the_bytes() {
     ));
     assert_eq!(stored_type(&m, "named.png").as_deref(), Some("image/png"));
 }
+
+#[test]
+fn rsync_and_cp_copy_the_attributes_out_and_back_in() {
+    let m = Mount::with(
+        emulator_with(&[
+            ("in/0/photo.jpg", &jpeg()),
+            ("in/0/voice.amr", &amr()),
+            ("in/1/note.txt", b"see you\n"),
+        ]),
+        &[],
+    );
+    let out = m.dir.path().join("out");
+    let (ok, _, err) = sh_outcome(&format!("rsync -aX {}/ {}/", q(&m.path("in")), q(&out)));
+    assert!(ok, "rsync -aX out of the mount: {err}");
+    let url = sh_ok(&format!(
+        "getfattr -n user.bandwidth.url --only-values {}",
+        q(&out.join("0/photo.jpg"))
+    ));
+    assert!(url.ends_with("/media/in/0/photo.jpg"), "{url}");
+
+    // Back in under a new folder: the URL copied along is the old one, and ignored.
+    let (ok, _, err) = sh_outcome(&format!("rsync -aX {}/ {}/", q(&out), q(&m.path("back"))));
+    assert!(ok, "rsync -aX into the mount: {err}");
+    for (name, body, ct) in [
+        ("0/photo.jpg", jpeg(), "image/jpeg"),
+        ("0/voice.amr", amr(), "audio/amr"),
+        ("1/note.txt", b"see you\n".to_vec(), "text/plain"),
+    ] {
+        let stored = format!("back/{name}");
+        assert_bytes(m.stored(&stored).as_deref(), &body, &stored);
+        assert_eq!(stored_type(&m, &stored).as_deref(), Some(ct), "{stored}");
+        let url = sh_ok(&format!(
+            "getfattr -n user.bandwidth.url --only-values {}",
+            q(&m.path(&stored))
+        ));
+        assert!(url.ends_with(&format!("/media/{stored}")), "{url}");
+    }
+
+    // cp --preserve=xattr and cp -a of a file copied out, back in.
+    std::fs::create_dir(m.path("cp")).unwrap();
+    sh_ok(&format!(
+        "cp --preserve=xattr {} {}",
+        q(&out.join("0/photo.jpg")),
+        q(&m.path("cp/photo"))
+    ));
+    assert_eq!(stored_type(&m, "cp/photo").as_deref(), Some("image/jpeg"));
+    let local = m.dir.path().join("voice.amr");
+    sh_ok(&format!(
+        "cp -a {} {}",
+        q(&m.path("in/0/voice.amr")),
+        q(&local)
+    ));
+    sh_ok(&format!(
+        "cp -a {} {}",
+        q(&local),
+        q(&m.path("cp/voice.amr"))
+    ));
+    assert_bytes(m.stored("cp/voice.amr").as_deref(), &amr(), "cp/voice.amr");
+    // Explicitly: a set and a removal of the URL succeed and change nothing.
+    let p = q(&m.path("cp/photo"));
+    sh_ok(&format!(
+        "setfattr -n user.bandwidth.url -v https://x.invalid/y {p}"
+    ));
+    sh_ok(&format!("setfattr -x user.bandwidth.url {p}"));
+    let url = sh_ok(&format!("getfattr -n user.bandwidth.url --only-values {p}"));
+    assert!(url.ends_with("/media/cp/photo"), "{url}");
+}
+
+/// A new emulator that holds what `m`'s holds (bytes and headers): the server as a new mount
+/// finds it.
+fn same_server(m: &Mount) -> bwmediafs::emulator::Emulator {
+    let emulator = start_emulator(emulator_config());
+    let from = m.emulator.store();
+    for name in from.names() {
+        let media = from.get(&name).unwrap();
+        emulator
+            .store()
+            .put(
+                &name,
+                media.body,
+                &media.content_type,
+                media.cache_control.as_deref(),
+            )
+            .unwrap();
+    }
+    emulator
+}
+
+#[test]
+fn a_header_set_reaches_the_server_at_once_and_stays_after_a_remount() {
+    let m = Mount::with(emulator_with(&[("pic.jpg", &jpeg())]), &[]);
+    let p = q(&m.path("pic.jpg"));
+    let get = |attr: &str| {
+        sh_outcome(&format!(
+            "getfattr -n user.bandwidth.{attr} --only-values {p}"
+        ))
+        .1
+    };
+
+    // Not cached: one GET for the bytes, one PUT with them and the new type.
+    m.reset_stats();
+    sh_ok(&format!(
+        "setfattr -n user.bandwidth.content_type -v image/png {p}"
+    ));
+    let s = m.stats();
+    assert_eq!((s.list, s.get, s.put, s.delete), (0, 1, 1, 0), "{s:?}");
+    assert_eq!(stored_type(&m, "pic.jpg").as_deref(), Some("image/png"));
+    assert_bytes(m.stored("pic.jpg").as_deref(), &jpeg(), "pic.jpg");
+    assert_eq!(get("content_type"), "image/png");
+
+    // Cached now: one PUT.
+    m.reset_stats();
+    sh_ok(&format!(
+        "setfattr -n user.bandwidth.cache_control -v max-age=60 {p}"
+    ));
+    let s = m.stats();
+    assert_eq!((s.list, s.get, s.put, s.delete), (0, 0, 1, 0), "{s:?}");
+    let held = m.emulator.store().get("pic.jpg").unwrap();
+    assert_eq!(
+        (held.content_type.as_str(), held.cache_control.as_deref()),
+        ("image/png", Some("max-age=60"))
+    );
+
+    // A new mount of the same server shows them.
+    let m2 = Mount::with(same_server(&m), &[]);
+    let p2 = q(&m2.path("pic.jpg"));
+    let out = sh_ok(&format!("getfattr -d {p2}"));
+    assert!(
+        out.contains("user.bandwidth.content_type=\"image/png\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("user.bandwidth.cache_control=\"max-age=60\""),
+        "{out}"
+    );
+
+    // Removing the type returns to the one the name implies: one PUT.
+    m.reset_stats();
+    sh_ok(&format!("setfattr -x user.bandwidth.content_type {p}"));
+    let s = m.stats();
+    assert_eq!((s.list, s.get, s.put, s.delete), (0, 0, 1, 0), "{s:?}");
+    assert_eq!(stored_type(&m, "pic.jpg").as_deref(), Some("image/jpeg"));
+    assert_eq!(get("content_type"), "image/jpeg");
+    // And the cache control goes: one PUT.
+    sh_ok(&format!("setfattr -x user.bandwidth.cache_control {p}"));
+    assert_eq!(m.stats().put, 2);
+    assert_eq!(
+        m.emulator.store().get("pic.jpg").unwrap().cache_control,
+        None
+    );
+
+    // A set the server refuses is the setfattr's error, and nothing changes: here it takes at
+    // most 1000 bytes now, so the PUT of the 2 kB media is refused (413: "File too large").
+    let mut config = m.emulator.store().config();
+    config.max_size = 1000;
+    m.emulator.store().set_config(config);
+    let (ok, _, err) = sh_outcome(&format!(
+        "setfattr -n user.bandwidth.content_type -v image/gif {p}"
+    ));
+    assert!(!ok && err.contains("File too large"), "{err}");
+    assert_eq!(stored_type(&m, "pic.jpg").as_deref(), Some("image/jpeg"));
+    assert_eq!(get("content_type"), "image/jpeg");
+}

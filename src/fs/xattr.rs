@@ -1,7 +1,10 @@
 //! Extended attributes and statfs.
 //!
 //! The hard cases:
-//! - `user.bandwidth.url` is derived (the media URL to put in an MMS).
+//! - `user.bandwidth.url` is derived (the media URL to put in an MMS): a set of any value and a
+//!   removal succeed and change nothing, so `rsync -aX` and `cp -a` of files copied out work.
+//! - A set or removal of the content type or cache control reaches the server at once
+//!   (`headers`).
 //! - `user.bandwidth.cache_control` exists only when the media has one, which only a GET tells:
 //!   listing the attributes of a file whose headers are unknown costs one GET (whose body the
 //!   data cache keeps for the read that usually follows).
@@ -10,10 +13,15 @@
 use std::ffi::OsStr;
 
 use super::error::FsError;
+use super::headers::Header;
 use super::namespace::{Ino, Kind, NAME_MAX};
 use super::types::{StatFs, XATTR_CACHE_CONTROL, XATTR_CONTENT_TYPE, XATTR_URL};
 use super::upload::upload_target;
 use super::MediaFs;
+
+/// The attributes derived from the media (read-only): a set of any value and a removal succeed
+/// and change nothing, so tools that copy attributes (`rsync -aX`, `cp -a`) copy files back in.
+const DERIVED: &[&str] = &[XATTR_URL];
 
 impl MediaFs {
     /// Sizes for `df`: the bytes of the media known, and a large free space.
@@ -108,45 +116,60 @@ impl MediaFs {
         Ok(out)
     }
 
-    /// Set the content type or cache control used at the file's next upload.
+    /// Set the content type or cache control of a file: on the server at once (one PUT, see
+    /// [`super::headers`]). A derived attribute accepts any value and keeps its own, so that
+    /// `rsync -aX` and `cp --preserve=xattr` of a file copied out can copy it back in.
     pub fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8]) -> Result<(), FsError> {
         self.check_ro()?;
         let name = name.to_str().ok_or(FsError::NotSupported)?;
-        let value = std::str::from_utf8(value)
-            .map_err(|_| FsError::Invalid("the value is not UTF-8".into()))?
-            .trim_end_matches('\0')
-            .to_string();
+        let header = match name {
+            XATTR_CONTENT_TYPE => Some(Header::ContentType),
+            XATTR_CACHE_CONTROL => Some(Header::CacheControl),
+            _ if DERIVED.contains(&name) => None,
+            _ => return Err(FsError::NotSupported),
+        };
         self.file_path(ino).map_err(|e| match e {
             FsError::NoAttr => FsError::NotSupported,
             e => e,
         })?;
-        let mut ns = self.ns.lock();
-        let n = ns.node_mut(ino).ok_or(FsError::NotFound)?;
-        match name {
-            XATTR_CONTENT_TYPE => n.content_type_override = Some(value),
-            XATTR_CACHE_CONTROL => n.cache_control_override = Some(value),
-            XATTR_URL => return Err(FsError::NotPermitted),
-            _ => return Err(FsError::NotSupported),
-        }
-        Ok(())
+        let Some(header) = header else {
+            return Ok(());
+        };
+        let value = std::str::from_utf8(value)
+            .map_err(|_| FsError::Invalid("the value is not UTF-8".into()))?
+            .trim_end_matches('\0')
+            .to_string();
+        self.change_header(ino, header, Some(value))
     }
 
-    /// Forget a content type or cache control set through the xattrs.
+    /// Remove the content type or cache control of a file: the type returns to the one the name
+    /// (or the bytes) imply, and the media has no cache control, on the server at once (one
+    /// PUT). Removing a derived attribute succeeds and changes nothing.
     pub fn removexattr(&self, ino: Ino, name: &OsStr) -> Result<(), FsError> {
         self.check_ro()?;
         let name = name.to_str().ok_or(FsError::NoAttr)?;
-        let mut ns = self.ns.lock();
-        let n = ns.node_mut(ino).ok_or(FsError::NotFound)?;
-        let slot = match name {
-            XATTR_CONTENT_TYPE => &mut n.content_type_override,
-            XATTR_CACHE_CONTROL => &mut n.cache_control_override,
-            XATTR_URL => return Err(FsError::NotPermitted),
+        let header = match name {
+            XATTR_CONTENT_TYPE => Header::ContentType,
+            XATTR_CACHE_CONTROL => Header::CacheControl,
+            _ if DERIVED.contains(&name) => {
+                self.file_path(ino)?;
+                return Ok(());
+            }
             _ => return Err(FsError::NoAttr),
         };
-        match slot.take() {
-            Some(_) => Ok(()),
-            None => Err(FsError::NoAttr),
+        let path = self.file_path(ino)?;
+        if header == Header::CacheControl {
+            // Only what exists can be removed; whether it does may take the GET that tells.
+            if !self.headers_known(ino) {
+                self.download(&path, |_| true)?;
+            }
+            let ns = self.ns.lock();
+            let n = ns.node(ino).ok_or(FsError::NotFound)?;
+            if upload_target(n, &n.path, &[]).cache_control.is_none() {
+                return Err(FsError::NoAttr);
+            }
         }
+        self.change_header(ino, header, None)
     }
 
     /// `ioctl(2)` on a file: none means anything for a media (Python's `open()` asks whether

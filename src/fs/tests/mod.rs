@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::*;
-use crate::api::{content_type_for, MediaApi, MAX_MEDIA_SIZE};
+use crate::api::{content_type_for, ApiError, MediaApi, MAX_MEDIA_SIZE};
 use crate::emulator::faulty_store::{FaultyStore, StoreFaults};
 use crate::emulator::store::{StatsSnapshot, Store, StoreConfig};
 use std::ffi::OsString;
@@ -14,6 +14,7 @@ use std::time::SystemTime;
 
 mod budget;
 mod errors;
+mod headers;
 mod names;
 mod readahead;
 mod reclaim;

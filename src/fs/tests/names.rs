@@ -279,11 +279,16 @@ fn xattrs() {
     for other in ["security.selinux", "system.posix_acl_access", "trusted.x"] {
         assert_eq!(errno_of(get(other)), libc::ENOTSUP, "{other}");
     }
-    // Set, and used at the next upload.
+    // Set: on the server at once (the body is cached: one PUT each), and kept by a rewrite.
+    t.reset();
     t.fs.setxattr(ino, &os(XATTR_CONTENT_TYPE), b"image/png")
         .unwrap();
     t.fs.setxattr(ino, &os(XATTR_CACHE_CONTROL), b"max-age=60")
         .unwrap();
+    assert_eq!(t.stats(), snap(0, 0, 2, 0));
+    let m = Store::get(&t.store, "m/pic.jpg").unwrap();
+    assert_eq!(m.content_type, "image/png");
+    assert_eq!(m.cache_control.as_deref(), Some("max-age=60"));
     assert_eq!(
         errno_of(t.fs.setxattr(ino, &os("user.other"), b"1")),
         libc::ENOTSUP
