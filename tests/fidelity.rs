@@ -374,3 +374,52 @@ fn a_header_set_reaches_the_server_at_once_and_stays_after_a_remount() {
     assert_eq!(stored_type(&m, "pic.jpg").as_deref(), Some("image/jpeg"));
     assert_eq!(get("content_type"), "image/jpeg");
 }
+
+/// `df OPTION MOUNT`'s numbers: (total, used, free) of its one line.
+fn df(m: &Mount, option: &str) -> (i128, i128, i128) {
+    let out = sh_ok(&format!("df {option} {}", q(&m.mnt)));
+    let line = out.lines().nth(1).unwrap_or_else(|| panic!("{out}"));
+    let n: Vec<i128> = line
+        .split_whitespace()
+        .skip(1)
+        .take(3)
+        .map(|f| f.parse().unwrap_or_else(|_| panic!("{out}")))
+        .collect();
+    (n[0], n[1], n[2])
+}
+
+#[test]
+fn df_shows_sensible_numbers_that_follow_copies() {
+    let m = Mount::with(
+        emulator_with(&[("a.bin", &bytes(5000, 1)), ("d/b.bin", &bytes(10, 2))]),
+        &[],
+    );
+    let check = |(total, used, free): (i128, i128, i128), what: &str| {
+        assert!(
+            used >= 0 && free >= 0 && used <= total,
+            "{what}: {total} {used} {free}"
+        );
+        assert_eq!(total, used + free, "{what}");
+    };
+    let (inodes, bytes0) = (df(&m, "-i"), df(&m, "-B1"));
+    check(inodes, "df -i");
+    check(bytes0, "df -B1");
+    // Two files, the root and d.
+    assert_eq!(inodes.1, 4);
+    assert_eq!(bytes0.1, 8192);
+    assert_eq!(bytes0.2, 1 << 40, "1 TiB free");
+    let h = sh_ok(&format!("df -h {}", q(&m.mnt)));
+    assert!(
+        h.lines().nth(1).is_some_and(|l| l.contains(" 1.0T ")),
+        "{h}"
+    );
+
+    let src = m.dir.path().join("big");
+    std::fs::write(&src, bytes(100_000, 3)).unwrap();
+    sh_ok(&format!("cp {} {}", q(&src), q(&m.path("d/big"))));
+    let (inodes2, bytes2) = (df(&m, "-i"), df(&m, "-B1"));
+    check(inodes2, "df -i after cp");
+    check(bytes2, "df -B1 after cp");
+    assert_eq!(inodes2.1, inodes.1 + 1);
+    assert_eq!(bytes2.1, (100_000u64 + 5010).div_ceil(4096) as i128 * 4096);
+}

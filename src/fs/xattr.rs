@@ -24,17 +24,22 @@ use super::MediaFs;
 const DERIVED: &[&str] = &[XATTR_URL];
 
 impl MediaFs {
-    /// Sizes for `df`: the bytes of the media known, and a large free space.
+    /// Sizes for `df`. The store has no documented capacity (media are limited in size, not in
+    /// number, and vanish after 48 hours), so the numbers say what is known and a finite room
+    /// to grow: used = the bytes of the media known (in 4 KiB blocks), free = 1 TiB; used
+    /// inodes = the files and directories known, free inodes = 2^32. Totals are used + free,
+    /// so nothing `df` derives is negative.
     pub fn statfs(&self) -> StatFs {
         const BSIZE: u64 = 4096;
-        let (files, bytes) = self.ns.lock().totals();
-        let free = (1u64 << 50) / BSIZE; // 1 PiB: the store has no documented total
+        const FREE_BLOCKS: u64 = (1 << 40) / BSIZE;
+        const FREE_INODES: u64 = 1 << 32;
+        let t = self.ns.lock().totals();
         StatFs {
-            blocks: bytes.div_ceil(BSIZE) + free,
-            bfree: free,
-            bavail: free,
-            files,
-            ffree: 1 << 32,
+            blocks: t.bytes.div_ceil(BSIZE) + FREE_BLOCKS,
+            bfree: FREE_BLOCKS,
+            bavail: FREE_BLOCKS,
+            files: t.files + t.dirs + FREE_INODES,
+            ffree: FREE_INODES,
             bsize: BSIZE as u32,
             namelen: NAME_MAX as u32,
             frsize: BSIZE as u32,

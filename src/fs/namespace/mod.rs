@@ -52,6 +52,14 @@ pub(crate) struct Namespace {
     open_listings: InoMap<(u32, Instant)>,
 }
 
+/// What the live tree holds: files, directories (the root too) and the bytes of the files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Totals {
+    pub files: u64,
+    pub dirs: u64,
+    pub bytes: u64,
+}
+
 /// Why a media name cannot be shown as a path, if it cannot.
 pub(crate) fn bad_media_name(name: &str) -> Option<&'static str> {
     if name.contains('\0') {
@@ -451,12 +459,19 @@ impl Namespace {
         self.recent_local.insert(path.to_string(), e);
     }
 
-    /// All live files, for statfs: (count, total bytes).
-    pub(crate) fn totals(&self) -> (u64, u64) {
-        self.nodes
-            .values()
-            .filter(|n| !n.removed && n.kind == Kind::File)
-            .fold((0, 0), |(c, b), n| (c + 1, b + n.size))
+    /// What the live tree holds, for statfs.
+    pub(crate) fn totals(&self) -> Totals {
+        let mut t = Totals::default();
+        for n in self.nodes.values().filter(|n| !n.removed) {
+            match n.kind {
+                Kind::File => {
+                    t.files += 1;
+                    t.bytes += n.size;
+                }
+                Kind::Dir => t.dirs += 1,
+            }
+        }
+        t
     }
 
     /// Every live file under directory `dir`, deepest paths last.

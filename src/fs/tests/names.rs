@@ -238,11 +238,20 @@ fn statfs_is_sensible() {
     seed(&store, "a", &[0u8; 5000]);
     seed(&store, "b", &[0u8; 10]);
     let t = mount(store);
+    t.fs.mkdir(ROOT_INO, &os("d"), 0o755, 0, ME).unwrap();
     let s = t.fs.statfs();
-    assert_eq!(s.files, 2);
-    assert_eq!(s.namelen, 255);
+    // Used: 2 files, the root and d; 5010 bytes, in 2 blocks of 4 KiB (the bytes counted
+    // together).
+    assert_eq!(s.files - s.ffree, 4);
     assert_eq!(s.blocks - s.bfree, 2);
-    assert!(s.bavail > 1 << 30);
+    assert_eq!((s.bsize, s.frsize, s.namelen), (4096, 4096, 255));
+    assert_eq!(s.bavail, s.bfree);
+    assert_eq!(s.bfree * 4096, 1 << 40, "1 TiB free");
+    t.write_file("d/c", &[1u8; 9000]).unwrap();
+    let s2 = t.fs.statfs();
+    assert_eq!(s2.files - s2.ffree, 5);
+    assert_eq!(s2.blocks - s2.bfree, 4, "14010 bytes");
+    assert_eq!((s2.bfree, s2.ffree), (s.bfree, s.ffree));
 }
 
 #[test]
