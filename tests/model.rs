@@ -73,7 +73,9 @@ use bwmediafs::api::ApiError;
 use bwmediafs::emulator::faulty_store::{FaultyStore, StoreFaults};
 use bwmediafs::emulator::store::{Store, StoreConfig};
 use bwmediafs::emulator::Faults;
-use bwmediafs::fs::{Attr, FsError, FsOptions, Ino, Kind as FileKind, MediaFs, SetAttr, ROOT_INO};
+use bwmediafs::fs::{
+    Attr, Caller, FsError, FsOptions, Ino, Kind as FileKind, MediaFs, SetAttr, ROOT_INO,
+};
 use bytes::Bytes;
 use common::*;
 
@@ -1660,9 +1662,11 @@ impl Core {
         match self.fs.lookup(dir, name) {
             Ok(a) if a.kind == FileKind::Dir => Err(FsError::IsDir),
             Ok(a) => Ok(self.fs.open(a.ino, flags, 0)?.fh),
-            Err(FsError::NotFound) if flags & libc::O_CREAT != 0 => {
-                Ok(self.fs.create(dir, name, 0o644, 0o022, flags, 0)?.1.fh)
-            }
+            Err(FsError::NotFound) if flags & libc::O_CREAT != 0 => Ok(self
+                .fs
+                .create(dir, name, 0o644, 0o022, flags, Caller::default())?
+                .1
+                .fh),
             Err(e) => Err(e),
         }
     }
@@ -1849,7 +1853,7 @@ impl Core {
                 if found.is_some() {
                     return Err(FsError::Exists);
                 }
-                self.fs.mkdir(dir, name, 0o755, 0o022)?;
+                self.fs.mkdir(dir, name, 0o755, 0o022, Caller::default())?;
             }
             Op::Rmdir { path } => {
                 let (dir, name, found) = self.looked_up(path)?;

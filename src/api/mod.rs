@@ -8,11 +8,14 @@
 
 pub mod auth;
 pub mod http;
+pub mod mime;
 pub mod path;
 pub mod retry;
 pub mod wire;
 
 use bytes::Bytes;
+
+pub use mime::{content_type_for, content_type_of_bytes, UNKNOWN_CONTENT_TYPE};
 
 /// Bandwidth's documented per-file limit: 3.75 MB (3.75 × 1024 × 1024 bytes).
 pub const MAX_MEDIA_SIZE: u64 = 3_932_160;
@@ -238,15 +241,4 @@ pub fn list_all(api: &dyn MediaApi) -> Result<Vec<MediaInfo>, ApiError> {
     let mut all = Vec::new();
     walk_pages(api, |page| all.extend(page.items.iter().cloned()))?;
     Ok(all)
-}
-
-/// The content type of bytes nothing says more about.
-pub const UNKNOWN_CONTENT_TYPE: &str = "application/octet-stream";
-
-/// The content type to upload a media with, guessed from its name's extension.
-pub fn content_type_for(name: &str) -> String {
-    mime_guess::from_path(name)
-        .first()
-        .map(|m| m.essence_str().to_string())
-        .unwrap_or_else(|| UNKNOWN_CONTENT_TYPE.to_string())
 }

@@ -16,12 +16,20 @@ use std::sync::Arc;
 use super::error::FsError;
 use super::handles::{Handle, HandleBody};
 use super::namespace::{Attr, Ino, Kind, Namespace};
-use super::types::Opened;
+use super::types::{Caller, Opened};
 use super::MediaFs;
 
 impl MediaFs {
-    /// Make a directory; it exists for the life of the mount, or while media live under it.
-    pub fn mkdir(&self, parent: Ino, name: &OsStr, mode: u32, umask: u32) -> Result<Attr, FsError> {
+    /// Make a directory, owned by `caller`; it exists for the life of the mount, or while media
+    /// live under it.
+    pub fn mkdir(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        caller: Caller,
+    ) -> Result<Attr, FsError> {
         self.check_ro()?;
         let name = self.component(name)?;
         let ino = {
@@ -30,7 +38,7 @@ impl MediaFs {
             if ns.child(parent, name).is_some() {
                 return Err(FsError::Exists);
             }
-            ns.add_local(parent, name, Kind::Dir, mode & !umask)
+            ns.add_local(parent, name, Kind::Dir, mode & !umask, caller.owner())
         };
         self.attr_of(ino)
     }
@@ -69,8 +77,8 @@ impl MediaFs {
         Ok(self.lookup(parent, name)?.ino)
     }
 
-    /// Create and open a new file for thread `pid`. It is visible at once and uploaded (even
-    /// empty) by the first flush after a write, or else by its last release.
+    /// Create and open a new file for `caller`, who owns it. It is visible at once and uploaded
+    /// (even empty) by the first flush after a write, or else by its last release.
     pub fn create(
         &self,
         parent: Ino,
@@ -78,7 +86,7 @@ impl MediaFs {
         mode: u32,
         umask: u32,
         flags: i32,
-        pid: u32,
+        caller: Caller,
     ) -> Result<(Attr, Opened), FsError> {
         self.check_ro()?;
         let name = self.component(name)?;
@@ -88,10 +96,10 @@ impl MediaFs {
             match ns.child(parent, name) {
                 Some(c) => Some(c),
                 None => {
-                    let ino = ns.add_local(parent, name, Kind::File, mode & !umask);
+                    let ino = ns.add_local(parent, name, Kind::File, mode & !umask, caller.owner());
                     drop(ns);
                     let buf = self.acquire_buffer(ino, true)?;
-                    let fh = self.add_handle(ino, flags, Some(buf), pid, HandleBody::None);
+                    let fh = self.add_handle(ino, flags, Some(buf), caller.pid, HandleBody::None);
                     let attr = self.attr_of(ino)?;
                     return Ok((
                         attr,
@@ -108,7 +116,7 @@ impl MediaFs {
         match existing {
             Some(_) if flags & libc::O_EXCL != 0 => Err(FsError::Exists),
             Some(c) => {
-                let opened = self.open(c, flags, pid)?;
+                let opened = self.open(c, flags, caller.pid)?;
                 Ok((self.attr_of(c)?, opened))
             }
             None => Err(FsError::NotFound),
@@ -182,12 +190,12 @@ impl MediaFs {
         name: &OsStr,
         mode: u32,
         umask: u32,
-        pid: u32,
+        caller: Caller,
     ) -> Result<Attr, FsError> {
         if mode & libc::S_IFMT != libc::S_IFREG {
             return Err(FsError::NotPermitted);
         }
-        let (attr, opened) = self.create(parent, name, mode, umask, libc::O_WRONLY, pid)?;
+        let (attr, opened) = self.create(parent, name, mode, umask, libc::O_WRONLY, caller)?;
         self.release(opened.fh)?;
         Ok(attr)
     }

@@ -20,7 +20,8 @@
 //!   writes, closes and syncs; uploads and the one rule for their headers;
 //! - `recovery`: the recovery folder;
 //! - `entries`, `rename`: create, mkdir, rmdir, unlink; file and directory renames;
-//! - `xattr`: extended attributes and statfs;
+//! - `xattr`: extended attributes and statfs; `headers`: header changes through them, sent at
+//!   once;
 //! - `options`, `types`: the settings and the small types of the interface;
 //! - `buf`: the page buffers bodies and write buffers live in, recycled through a small pool;
 //! - `process`: which process holds what open (for the rule of which close uploads);
@@ -42,6 +43,7 @@ mod content;
 mod entries;
 mod error;
 mod handles;
+mod headers;
 mod listing;
 mod namespace;
 mod options;

@@ -68,12 +68,12 @@ impl MediaFs {
         ino: Ino,
         new_path: &str,
     ) -> Result<Media, (FsError, Option<Media>)> {
+        let (bytes, generation) = self.bytes_of(ino).map_err(|e| (e, None))?;
         let (old_path, target) = {
             let ns = self.ns.lock();
             let n = ns.node(ino).ok_or((FsError::NotFound, None))?;
-            (n.path.clone(), upload_target(n, new_path))
+            (n.path.clone(), upload_target(n, new_path, &bytes))
         };
-        let (bytes, generation) = self.bytes_of(ino).map_err(|e| (e, None))?;
         let media = self.put_media(target, bytes).map_err(|e| {
             // Nothing is lost (the old name stays), so there is no recovery note to say it.
             log::warn!("{e}");

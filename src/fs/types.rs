@@ -15,6 +15,24 @@ pub const RENAME_NOREPLACE: u32 = 1;
 /// `rename` flag (as in renameat2): swap the two names (not supported: the API has no rename).
 pub const RENAME_EXCHANGE: u32 = 2;
 
+/// Who makes a request: its process, and the user and group a new file or directory belongs to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Caller {
+    /// The thread (process) that asked (for the rule of which close uploads).
+    pub pid: u32,
+    /// Its user id: the owner of what it creates.
+    pub uid: u32,
+    /// Its group id: the group of what it creates.
+    pub gid: u32,
+}
+
+impl Caller {
+    /// The owner of what it creates: (uid, gid).
+    pub(crate) fn owner(&self) -> (u32, u32) {
+        (self.uid, self.gid)
+    }
+}
+
 /// What `setattr` may change; `None` leaves a field alone.
 #[derive(Debug, Clone, Default)]
 pub struct SetAttr {

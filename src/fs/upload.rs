@@ -16,7 +16,8 @@ use super::error::FsError;
 use super::namespace::{Ino, Node};
 use super::recovery::remove_recovery;
 use super::{MediaFs, UPLOAD};
-use crate::api::{content_type_for, Media, UNKNOWN_CONTENT_TYPE};
+use crate::api::mime::SNIFF_LEN;
+use crate::api::{content_type_for, content_type_of_bytes, Media, UNKNOWN_CONTENT_TYPE};
 
 /// Where and how a file's bytes are uploaded.
 #[derive(Debug, Clone)]
@@ -29,21 +30,21 @@ pub(crate) struct UploadTarget {
 /// The one rule for the headers of `n` uploaded under `path` (its own name, or the new one of a
 /// rename), which the xattrs also show: the value set through the xattr; else, for the content
 /// type, the one a new name implies (renaming to a known extension changes the type); else the
-/// one the server holds for the media (when known); else the one the name implies. So a
-/// rewrite keeps the headers the media was stored with, and `getfattr` shows what an upload
-/// sends.
-pub(crate) fn upload_target(n: &Node, path: &str) -> UploadTarget {
+/// one the server holds for the media (when known); else the one the name implies; else the one
+/// the bytes imply (`head`: the first bytes of what is uploaded). So a rewrite keeps the headers
+/// the media was stored with, and `getfattr` shows what an upload sends.
+pub(crate) fn upload_target(n: &Node, path: &str, head: &[u8]) -> UploadTarget {
     let stored = n.stored.as_deref();
-    let implied = content_type_for(path);
-    let renamed_to_known_type = path != n.path && implied != UNKNOWN_CONTENT_TYPE;
+    let named = content_type_for(path);
+    let renamed_to_known_type = path != n.path && named != UNKNOWN_CONTENT_TYPE;
     UploadTarget {
         path: path.to_string(),
         content_type: n
             .content_type_override
             .clone()
-            .or_else(|| renamed_to_known_type.then(|| implied.clone()))
+            .or_else(|| renamed_to_known_type.then(|| named.clone()))
             .or_else(|| stored.and_then(|h| h.content_type.clone()))
-            .unwrap_or(implied),
+            .unwrap_or_else(|| implied_type(named, head)),
         cache_control: n
             .cache_control_override
             .clone()
@@ -51,7 +52,30 @@ pub(crate) fn upload_target(n: &Node, path: &str) -> UploadTarget {
     }
 }
 
+/// The type a media implies when nothing set one: the one its name implies (`named`), else the
+/// one its first bytes imply, else [`UNKNOWN_CONTENT_TYPE`].
+fn implied_type(named: String, head: &[u8]) -> String {
+    if named != UNKNOWN_CONTENT_TYPE {
+        return named;
+    }
+    content_type_of_bytes(head).map_or(named, str::to_string)
+}
+
 impl MediaFs {
+    /// The first bytes of the write buffer of `ino` when it holds the file (what its next
+    /// upload sends, for the type they imply); none otherwise.
+    pub(super) fn buffer_head(&self, ino: Ino) -> Vec<u8> {
+        let Some(buf) = self.buffer_of(ino) else {
+            return Vec::new();
+        };
+        let st = buf.state.lock();
+        if !st.loaded {
+            return Vec::new();
+        }
+        let data = st.data.as_slice();
+        data[..data.len().min(SNIFF_LEN)].to_vec()
+    }
+
     /// Upload the buffer if `cause` asks for it (see [`super::buffer`]): one PUT of its current bytes,
     /// which alone makes it clean. A failure leaves it dirty, keeps its bytes in the recovery
     /// directory until an upload succeeds, and is returned (to `close`).
@@ -77,7 +101,12 @@ impl MediaFs {
             }
             (st.data.freeze(), st.generation)
         };
-        let Some(target) = self.ns.lock().live(ino).map(|n| upload_target(n, &n.path)) else {
+        let target = self
+            .ns
+            .lock()
+            .live(ino)
+            .map(|n| upload_target(n, &n.path, &bytes));
+        let Some(target) = target else {
             return Ok(());
         };
         let path = target.path.clone();

@@ -1,7 +1,10 @@
 //! Extended attributes and statfs.
 //!
 //! The hard cases:
-//! - `user.bandwidth.url` is derived (the media URL to put in an MMS).
+//! - `user.bandwidth.url` is derived (the media URL to put in an MMS): a set of any value and a
+//!   removal succeed and change nothing, so `rsync -aX` and `cp -a` of files copied out work.
+//! - A set or removal of the content type or cache control reaches the server at once
+//!   (`headers`).
 //! - `user.bandwidth.cache_control` exists only when the media has one, which only a GET tells:
 //!   listing the attributes of a file whose headers are unknown costs one GET (whose body the
 //!   data cache keeps for the read that usually follows).
@@ -10,23 +13,33 @@
 use std::ffi::OsStr;
 
 use super::error::FsError;
+use super::headers::Header;
 use super::namespace::{Ino, Kind, NAME_MAX};
 use super::types::{StatFs, XATTR_CACHE_CONTROL, XATTR_CONTENT_TYPE, XATTR_URL};
 use super::upload::upload_target;
 use super::MediaFs;
 
+/// The attributes derived from the media (read-only): a set of any value and a removal succeed
+/// and change nothing, so tools that copy attributes (`rsync -aX`, `cp -a`) copy files back in.
+const DERIVED: &[&str] = &[XATTR_URL];
+
 impl MediaFs {
-    /// Sizes for `df`: the bytes of the media known, and a large free space.
+    /// Sizes for `df`. The store has no documented capacity (media are limited in size, not in
+    /// number, and vanish after 48 hours), so the numbers say what is known and a finite room
+    /// to grow: used = the bytes of the media known (in 4 KiB blocks), free = 1 TiB; used
+    /// inodes = the files and directories known, free inodes = 2^32. Totals are used + free,
+    /// so nothing `df` derives is negative.
     pub fn statfs(&self) -> StatFs {
         const BSIZE: u64 = 4096;
-        let (files, bytes) = self.ns.lock().totals();
-        let free = (1u64 << 50) / BSIZE; // 1 PiB: the store has no documented total
+        const FREE_BLOCKS: u64 = (1 << 40) / BSIZE;
+        const FREE_INODES: u64 = 1 << 32;
+        let t = self.ns.lock().totals();
         StatFs {
-            blocks: bytes.div_ceil(BSIZE) + free,
-            bfree: free,
-            bavail: free,
-            files,
-            ffree: 1 << 32,
+            blocks: t.bytes.div_ceil(BSIZE) + FREE_BLOCKS,
+            bfree: FREE_BLOCKS,
+            bavail: FREE_BLOCKS,
+            files: t.files + t.dirs + FREE_INODES,
+            ffree: FREE_INODES,
             bsize: BSIZE as u32,
             namelen: NAME_MAX as u32,
             frsize: BSIZE as u32,
@@ -71,9 +84,10 @@ impl MediaFs {
         if !self.headers_known(ino) {
             self.download(&path, |_| true)?;
         }
+        let head = self.buffer_head(ino);
         let ns = self.ns.lock();
         let n = ns.node(ino).ok_or(FsError::NotFound)?;
-        let target = upload_target(n, &n.path);
+        let target = upload_target(n, &n.path, &head);
         let value = if name == XATTR_CONTENT_TYPE {
             Some(target.content_type)
         } else {
@@ -96,7 +110,7 @@ impl MediaFs {
         let mut out = Vec::new();
         if n.kind == Kind::File {
             let mut names = vec![XATTR_URL, XATTR_CONTENT_TYPE];
-            if upload_target(n, &n.path).cache_control.is_some() {
+            if upload_target(n, &n.path, &[]).cache_control.is_some() {
                 names.push(XATTR_CACHE_CONTROL);
             }
             for name in names {
@@ -107,45 +121,60 @@ impl MediaFs {
         Ok(out)
     }
 
-    /// Set the content type or cache control used at the file's next upload.
+    /// Set the content type or cache control of a file: on the server at once (one PUT, see
+    /// [`super::headers`]). A derived attribute accepts any value and keeps its own, so that
+    /// `rsync -aX` and `cp --preserve=xattr` of a file copied out can copy it back in.
     pub fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8]) -> Result<(), FsError> {
         self.check_ro()?;
         let name = name.to_str().ok_or(FsError::NotSupported)?;
-        let value = std::str::from_utf8(value)
-            .map_err(|_| FsError::Invalid("the value is not UTF-8".into()))?
-            .trim_end_matches('\0')
-            .to_string();
+        let header = match name {
+            XATTR_CONTENT_TYPE => Some(Header::ContentType),
+            XATTR_CACHE_CONTROL => Some(Header::CacheControl),
+            _ if DERIVED.contains(&name) => None,
+            _ => return Err(FsError::NotSupported),
+        };
         self.file_path(ino).map_err(|e| match e {
             FsError::NoAttr => FsError::NotSupported,
             e => e,
         })?;
-        let mut ns = self.ns.lock();
-        let n = ns.node_mut(ino).ok_or(FsError::NotFound)?;
-        match name {
-            XATTR_CONTENT_TYPE => n.content_type_override = Some(value),
-            XATTR_CACHE_CONTROL => n.cache_control_override = Some(value),
-            XATTR_URL => return Err(FsError::NotPermitted),
-            _ => return Err(FsError::NotSupported),
-        }
-        Ok(())
+        let Some(header) = header else {
+            return Ok(());
+        };
+        let value = std::str::from_utf8(value)
+            .map_err(|_| FsError::Invalid("the value is not UTF-8".into()))?
+            .trim_end_matches('\0')
+            .to_string();
+        self.change_header(ino, header, Some(value))
     }
 
-    /// Forget a content type or cache control set through the xattrs.
+    /// Remove the content type or cache control of a file: the type returns to the one the name
+    /// (or the bytes) imply, and the media has no cache control, on the server at once (one
+    /// PUT). Removing a derived attribute succeeds and changes nothing.
     pub fn removexattr(&self, ino: Ino, name: &OsStr) -> Result<(), FsError> {
         self.check_ro()?;
         let name = name.to_str().ok_or(FsError::NoAttr)?;
-        let mut ns = self.ns.lock();
-        let n = ns.node_mut(ino).ok_or(FsError::NotFound)?;
-        let slot = match name {
-            XATTR_CONTENT_TYPE => &mut n.content_type_override,
-            XATTR_CACHE_CONTROL => &mut n.cache_control_override,
-            XATTR_URL => return Err(FsError::NotPermitted),
+        let header = match name {
+            XATTR_CONTENT_TYPE => Header::ContentType,
+            XATTR_CACHE_CONTROL => Header::CacheControl,
+            _ if DERIVED.contains(&name) => {
+                self.file_path(ino)?;
+                return Ok(());
+            }
             _ => return Err(FsError::NoAttr),
         };
-        match slot.take() {
-            Some(_) => Ok(()),
-            None => Err(FsError::NoAttr),
+        let path = self.file_path(ino)?;
+        if header == Header::CacheControl {
+            // Only what exists can be removed; whether it does may take the GET that tells.
+            if !self.headers_known(ino) {
+                self.download(&path, |_| true)?;
+            }
+            let ns = self.ns.lock();
+            let n = ns.node(ino).ok_or(FsError::NotFound)?;
+            if upload_target(n, &n.path, &[]).cache_control.is_none() {
+                return Err(FsError::NoAttr);
+            }
         }
+        self.change_header(ino, header, None)
     }
 
     /// `ioctl(2)` on a file: none means anything for a media (Python's `open()` asks whether

@@ -30,13 +30,22 @@ use std::io;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::fs::{MediaFs, SetAttr};
+use crate::fs::{Caller, MediaFs, SetAttr};
 use fuser::{
-    AccessFlags, FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    IoctlFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    AccessFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, IoctlFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
     ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs,
     ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
+
+/// Who sent a request: new files and directories belong to its user and group.
+fn caller(req: &Request) -> Caller {
+    Caller {
+        pid: req.pid(),
+        uid: req.uid(),
+        gid: req.gid(),
+    }
+}
 
 /// The `fuser::Filesystem` over the core.
 struct FuseFs {
@@ -124,7 +133,10 @@ impl Filesystem for FuseFs {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        self.entry(reply, self.fs.mknod(parent.0, name, mode, umask, req.pid()));
+        self.entry(
+            reply,
+            self.fs.mknod(parent.0, name, mode, umask, caller(req)),
+        );
     }
 
     fn symlink(
@@ -151,14 +163,17 @@ impl Filesystem for FuseFs {
 
     fn mkdir(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
         umask: u32,
         reply: ReplyEntry,
     ) {
-        self.entry(reply, self.fs.mkdir(parent.0, name, mode, umask));
+        self.entry(
+            reply,
+            self.fs.mkdir(parent.0, name, mode, umask, caller(req)),
+        );
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -382,16 +397,13 @@ impl Filesystem for FuseFs {
     ) {
         match self
             .fs
-            .create(parent.0, name, mode, umask, flags, req.pid())
+            .create(parent.0, name, mode, umask, flags, caller(req))
         {
             Ok((a, o)) => {
                 self.fs.entry_handed(a.ino);
                 reply.created(
                     &self.ttl(),
-                    &FileAttr {
-                        blksize: WRITE_BLKSIZE,
-                        ..file_attr(&a)
-                    },
+                    &file_attr(&a),
                     Generation(0),
                     FileHandle(o.fh),
                     fopen(&o),

@@ -15,12 +15,16 @@ pub(super) fn errno(e: &FsError) -> Errno {
     Errno::from_i32(e.errno())
 }
 
-/// The preferred I/O size `stat` shows (tools size their buffers after it). Reads come in the
-/// kernel's readahead sizes whatever buffer a program uses, so a larger one would only cost the
-/// reader memory; every `write` is a request of its own, so a file just created (`cp` sizes its
-/// buffer after the destination's fstat) shows [`WRITE_BLKSIZE`], as large as a write can be.
-pub(super) const READ_BLKSIZE: u32 = 128 * 1024;
+/// The largest write the kernel sends in one request.
 pub(super) const WRITE_BLKSIZE: u32 = 1024 * 1024;
+
+/// The preferred I/O size `stat` shows of every file and directory (tools size their buffers
+/// after it). Every `write` is a request of its own, so it is as large as a write can be (`cp`
+/// sizes its buffer after the destination's fstat); reads come in the kernel's readahead sizes
+/// whatever buffer a program uses. It is one value for every reply: a create that answered
+/// another than the later stats made `st_blksize` change under a program (after a rename, when
+/// the kernel asks again).
+pub(super) const BLKSIZE: u32 = WRITE_BLKSIZE;
 
 pub(super) fn file_attr(a: &Attr) -> FileAttr {
     FileAttr {
@@ -37,7 +41,7 @@ pub(super) fn file_attr(a: &Attr) -> FileAttr {
         uid: a.uid,
         gid: a.gid,
         rdev: 0,
-        blksize: READ_BLKSIZE,
+        blksize: BLKSIZE,
         flags: 0,
     }
 }

@@ -52,6 +52,14 @@ pub(crate) struct Namespace {
     open_listings: InoMap<(u32, Instant)>,
 }
 
+/// What the live tree holds: files, directories (the root too) and the bytes of the files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Totals {
+    pub files: u64,
+    pub dirs: u64,
+    pub bytes: u64,
+}
+
 /// Why a media name cannot be shown as a path, if it cannot.
 pub(crate) fn bad_media_name(name: &str) -> Option<&'static str> {
     if name.contains('\0') {
@@ -191,13 +199,22 @@ impl Namespace {
         })
     }
 
-    /// Add an entry made through the mount (`mkdir`, `create`), with permission bits `mode`:
-    /// a directory made so is explicit (it stays without media in it).
-    pub(crate) fn add_local(&mut self, parent: Ino, name: &str, kind: Kind, mode: u32) -> Ino {
+    /// Add an entry made through the mount (`mkdir`, `create`), with permission bits `mode`,
+    /// belonging to `owner` (the creating process's user and group): a directory made so is
+    /// explicit (it stays without media in it).
+    pub(crate) fn add_local(
+        &mut self,
+        parent: Ino,
+        name: &str,
+        kind: Kind,
+        mode: u32,
+        owner: (u32, u32),
+    ) -> Ino {
         let ino = self.add(parent, name, kind);
         if let Some(n) = self.node_mut(ino) {
             n.explicit = kind == Kind::Dir;
             n.perm = Some((mode & 0o7777) as u16);
+            (n.uid, n.gid) = (Some(owner.0), Some(owner.1));
         }
         self.local_change(ino);
         ino
@@ -211,11 +228,32 @@ impl Namespace {
         let mut node = Node::new(ino, parent, path, kind, SystemTime::now());
         node.content_version = self.next_version();
         self.nodes.insert(ino, Box::new(node));
+        self.link(parent, name, ino, kind);
+        ino
+    }
+
+    /// Put `ino` (of `kind`) into `parent` as `name`; the directory changed.
+    fn link(&mut self, parent: Ino, name: &str, ino: Ino, kind: Kind) {
         if let Some(p) = self.nodes.get_mut(&parent) {
-            p.children.insert(name.into(), ino);
+            if p.children.insert(name.into(), ino).is_none() && kind == Kind::Dir {
+                p.subdirs += 1;
+            }
         }
         self.dir_changed(parent);
-        ino
+    }
+
+    /// Take `ino` (of `kind`) named `name` out of `parent`, if it is there; the directory
+    /// changed.
+    fn unlink(&mut self, parent: Ino, name: &str, ino: Ino, kind: Kind) {
+        if let Some(p) = self.nodes.get_mut(&parent) {
+            if p.children.get(name) == Some(&ino) {
+                p.children.remove(name);
+                if kind == Kind::Dir {
+                    p.subdirs = p.subdirs.saturating_sub(1);
+                }
+            }
+        }
+        self.dir_changed(parent);
     }
 
     /// The kernel was handed `ino` in an entry (lookup, create, mkdir, readdirplus): it holds
@@ -280,13 +318,8 @@ impl Namespace {
         if node.removed || ino == ROOT_INO {
             return files;
         }
-        let (parent, name) = (node.parent, node.name().to_string());
-        if let Some(p) = self.nodes.get_mut(&parent) {
-            if p.children.get(name.as_str()) == Some(&ino) {
-                p.children.remove(name.as_str());
-            }
-        }
-        self.dir_changed(parent);
+        let (parent, name, kind) = (node.parent, node.name().to_string(), node.kind);
+        self.unlink(parent, &name, ino, kind);
         let mut stack = vec![ino];
         let mut taken = Vec::new();
         while let Some(i) = stack.pop() {
@@ -295,6 +328,7 @@ impl Namespace {
                 if n.kind == Kind::File {
                     files.push(n.path.clone());
                 }
+                n.subdirs = 0;
                 stack.extend(std::mem::take(&mut n.children).into_values());
                 taken.push(i);
             }
@@ -311,20 +345,12 @@ impl Namespace {
         let Some(node) = self.nodes.get(&ino) else {
             return;
         };
-        let (old_parent, old_name) = (node.parent, node.name().to_string());
-        if let Some(p) = self.nodes.get_mut(&old_parent) {
-            if p.children.get(old_name.as_str()) == Some(&ino) {
-                p.children.remove(old_name.as_str());
-            }
-        }
-        self.dir_changed(old_parent);
-        self.dir_changed(new_parent);
+        let (old_parent, old_name, kind) = (node.parent, node.name().to_string(), node.kind);
+        self.unlink(old_parent, &old_name, ino, kind);
         let path = self
             .join(new_parent, name)
             .unwrap_or_else(|| name.to_string());
-        if let Some(p) = self.nodes.get_mut(&new_parent) {
-            p.children.insert(name.into(), ino);
-        }
+        self.link(new_parent, name, ino, kind);
         if let Some(n) = self.nodes.get_mut(&ino) {
             n.parent = new_parent;
             n.set_path(path);
@@ -346,12 +372,15 @@ impl Namespace {
         }
     }
 
-    /// The children of `dir` changed: a new content version, and the kernel's cached listing
-    /// of it is no longer current.
+    /// The children of `dir` changed: its mtime and ctime are now (as on a local disk, for an
+    /// entry made, removed or renamed here or seen so in a listing), a new content version, and
+    /// the kernel's cached listing of it is no longer current.
     fn dir_changed(&mut self, dir: Ino) {
         let v = self.next_version();
         if let Some(d) = self.nodes.get_mut(&dir) {
             d.content_version = v;
+            d.mtime = SystemTime::now();
+            d.ctime = d.mtime;
         }
         self.kernel_dirs.remove(&dir);
     }
@@ -430,12 +459,19 @@ impl Namespace {
         self.recent_local.insert(path.to_string(), e);
     }
 
-    /// All live files, for statfs: (count, total bytes).
-    pub(crate) fn totals(&self) -> (u64, u64) {
-        self.nodes
-            .values()
-            .filter(|n| !n.removed && n.kind == Kind::File)
-            .fold((0, 0), |(c, b), n| (c + 1, b + n.size))
+    /// What the live tree holds, for statfs.
+    pub(crate) fn totals(&self) -> Totals {
+        let mut t = Totals::default();
+        for n in self.nodes.values().filter(|n| !n.removed) {
+            match n.kind {
+                Kind::File => {
+                    t.files += 1;
+                    t.bytes += n.size;
+                }
+                Kind::Dir => t.dirs += 1,
+            }
+        }
+        t
     }
 
     /// Every live file under directory `dir`, deepest paths last.
@@ -523,7 +559,7 @@ impl Namespace {
                 if n.removed { 0 } else { 1 },
                 size.unwrap_or(n.size),
             ),
-            Kind::Dir => (n.perm.unwrap_or(d.dir_mode), 2, 0),
+            Kind::Dir => (n.perm.unwrap_or(d.dir_mode), 2 + n.subdirs, 0),
         };
         Some(Attr {
             ino,

@@ -70,6 +70,8 @@ pub(crate) struct Node {
     name_at: u32,
     pub kind: Kind,
     pub children: BTreeMap<Box<str>, Ino>,
+    /// How many of `children` are directories (a directory's link count is 2 plus these).
+    pub subdirs: u32,
     /// A directory that exists without media under it (mkdir, or emptied by us).
     pub explicit: bool,
     pub size: u64,
@@ -160,6 +162,7 @@ impl Node {
             name_at: 0,
             kind,
             children: BTreeMap::new(),
+            subdirs: 0,
             explicit: false,
             size: 0,
             remote: false,

@@ -447,7 +447,7 @@ fn rename_of_a_directory_moves_every_media_under_it() {
     seed(&store, "other", b"3");
     let t = mount(store);
     let dir_ino = t.resolve("dir").unwrap().ino;
-    t.fs.mkdir(dir_ino, &os("emptysub"), 0o755, 0).unwrap();
+    t.fs.mkdir(dir_ino, &os("emptysub"), 0o755, 0, ME).unwrap();
     t.reset();
     t.mv("dir", "moved").unwrap();
     assert_eq!(t.stats(), snap(0, 2, 2, 2));
@@ -457,7 +457,7 @@ fn rename_of_a_directory_moves_every_media_under_it() {
     assert_eq!(t.cat("moved/sub/b").unwrap(), b"22");
     assert_eq!(errno_of(t.resolve("dir")), libc::ENOENT);
     // Onto a non-empty directory: refused.
-    t.fs.mkdir(ROOT_INO, &os("full"), 0o755, 0).unwrap();
+    t.fs.mkdir(ROOT_INO, &os("full"), 0o755, 0, ME).unwrap();
     t.write_file("full/x", b"x").unwrap();
     assert_eq!(errno_of(t.mv("moved", "full")), libc::ENOTEMPTY);
 }

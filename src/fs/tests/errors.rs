@@ -204,7 +204,7 @@ fn rmdir_of_a_directory_emptied_elsewhere_succeeds_once_the_ttl_is_over() {
         seed(&store, n, b"1");
     }
     let t = mount_ttl(store.clone(), Duration::ZERO);
-    t.fs.mkdir(ROOT_INO, &os("d"), 0o755, 0).unwrap();
+    t.fs.mkdir(ROOT_INO, &os("d"), 0o755, 0, ME).unwrap();
     seed(&store, "d/x", b"1");
     assert_eq!(t.ls("d").unwrap(), vec!["x"]);
     store.delete("d/x");
@@ -212,7 +212,7 @@ fn rmdir_of_a_directory_emptied_elsewhere_succeeds_once_the_ttl_is_over() {
     t.fs.rmdir(ROOT_INO, &os("d")).unwrap();
     assert_eq!(t.ls("").unwrap(), vec!["a", "b", "c"]);
     // Still refused while it holds something.
-    t.fs.mkdir(ROOT_INO, &os("e"), 0o755, 0).unwrap();
+    t.fs.mkdir(ROOT_INO, &os("e"), 0o755, 0, ME).unwrap();
     seed(&store, "e/y", b"1");
     assert_eq!(errno_of(t.fs.rmdir(ROOT_INO, &os("e"))), libc::ENOTEMPTY);
 }
@@ -226,7 +226,7 @@ fn a_directory_rename_over_a_directory_emptied_elsewhere_succeeds() {
         seed(&store, n, b"1");
     }
     let t = mount_ttl(store.clone(), Duration::ZERO);
-    t.fs.mkdir(ROOT_INO, &os("f"), 0o755, 0).unwrap();
+    t.fs.mkdir(ROOT_INO, &os("f"), 0o755, 0, ME).unwrap();
     seed(&store, "f/h", b"1");
     assert_eq!(t.ls("f").unwrap(), vec!["h"]);
     store.delete("f/h");
@@ -235,7 +235,7 @@ fn a_directory_rename_over_a_directory_emptied_elsewhere_succeeds() {
     assert_eq!(t.ls("f").unwrap(), vec!["x"]);
     // Refused when the target holds something, even a media not listed yet (which a
     // replaced target would have hidden while it stayed on the server).
-    t.fs.mkdir(ROOT_INO, &os("g"), 0o755, 0).unwrap();
+    t.fs.mkdir(ROOT_INO, &os("g"), 0o755, 0, ME).unwrap();
     seed(&store, "g/y", b"1");
     assert_eq!(errno_of(t.mv("f", "g")), libc::ENOTEMPTY);
     assert_eq!(t.store.names(), vec!["a", "b", "f/x", "g/y"]);

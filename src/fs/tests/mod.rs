@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::*;
-use crate::api::{content_type_for, MediaApi, MAX_MEDIA_SIZE};
+use crate::api::{content_type_for, ApiError, MediaApi, MAX_MEDIA_SIZE};
 use crate::emulator::faulty_store::{FaultyStore, StoreFaults};
 use crate::emulator::store::{StatsSnapshot, Store, StoreConfig};
 use std::ffi::OsString;
@@ -14,6 +14,7 @@ use std::time::SystemTime;
 
 mod budget;
 mod errors;
+mod headers;
 mod names;
 mod readahead;
 mod reclaim;
@@ -36,6 +37,13 @@ fn seed(store: &Store, name: &str, body: &[u8]) {
     )
     .unwrap();
 }
+
+/// The caller of the tests' requests: the mount's own user (see [`options`]).
+const ME: Caller = Caller {
+    pid: 0,
+    uid: 1234,
+    gid: 5678,
+};
 
 fn os(s: &str) -> OsString {
     OsString::from(s)
@@ -98,7 +106,7 @@ impl T {
     /// Create `name` in `parent` (mode 644) and open it with `flags`.
     fn create(&self, parent: Ino, name: &str, flags: i32) -> (Attr, Opened) {
         self.fs
-            .create(parent, &os(name), 0o644, 0, flags, 0)
+            .create(parent, &os(name), 0o644, 0, flags, ME)
             .unwrap()
     }
 
@@ -191,7 +199,7 @@ impl T {
                         0o644,
                         0o022,
                         libc::O_WRONLY | libc::O_CREAT,
-                        0,
+                        ME,
                     )?
                     .1
                     .fh

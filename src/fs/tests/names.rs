@@ -164,13 +164,13 @@ fn mkdir_and_rmdir() {
     seed(&store, "full/x", b"1");
     let t = mount(store);
     t.reset();
-    let a = t.fs.mkdir(ROOT_INO, &os("new"), 0o750, 0o022).unwrap();
+    let a = t.fs.mkdir(ROOT_INO, &os("new"), 0o750, 0o022, ME).unwrap();
     assert_eq!((a.kind, a.perm), (Kind::Dir, 0o750));
-    let b = t.fs.mkdir(a.ino, &os("deeper"), 0o777, 0o022).unwrap();
+    let b = t.fs.mkdir(a.ino, &os("deeper"), 0o777, 0o022, ME).unwrap();
     assert_eq!(b.perm, 0o755);
     assert_eq!(t.ls("").unwrap(), vec!["full", "new"]);
     assert_eq!(
-        errno_of(t.fs.mkdir(ROOT_INO, &os("new"), 0o755, 0)),
+        errno_of(t.fs.mkdir(ROOT_INO, &os("new"), 0o755, 0, ME)),
         libc::EEXIST
     );
     assert_eq!(errno_of(t.fs.rmdir(ROOT_INO, &os("full"))), libc::ENOTEMPTY);
@@ -180,7 +180,7 @@ fn mkdir_and_rmdir() {
     assert_eq!(t.ls("").unwrap(), vec!["full"]);
     assert_eq!(t.stats(), snap(0, 0, 0, 0));
     // A file in a new directory is uploaded under its full name.
-    t.fs.mkdir(ROOT_INO, &os("m"), 0o755, 0).unwrap();
+    t.fs.mkdir(ROOT_INO, &os("m"), 0o755, 0, ME).unwrap();
     t.write_file("m/f.txt", b"hi").unwrap();
     assert_eq!(t.stored("m/f.txt").unwrap(), b"hi");
 }
@@ -238,11 +238,20 @@ fn statfs_is_sensible() {
     seed(&store, "a", &[0u8; 5000]);
     seed(&store, "b", &[0u8; 10]);
     let t = mount(store);
+    t.fs.mkdir(ROOT_INO, &os("d"), 0o755, 0, ME).unwrap();
     let s = t.fs.statfs();
-    assert_eq!(s.files, 2);
-    assert_eq!(s.namelen, 255);
+    // Used: 2 files, the root and d; 5010 bytes, in 2 blocks of 4 KiB (the bytes counted
+    // together).
+    assert_eq!(s.files - s.ffree, 4);
     assert_eq!(s.blocks - s.bfree, 2);
-    assert!(s.bavail > 1 << 30);
+    assert_eq!((s.bsize, s.frsize, s.namelen), (4096, 4096, 255));
+    assert_eq!(s.bavail, s.bfree);
+    assert_eq!(s.bfree * 4096, 1 << 40, "1 TiB free");
+    t.write_file("d/c", &[1u8; 9000]).unwrap();
+    let s2 = t.fs.statfs();
+    assert_eq!(s2.files - s2.ffree, 5);
+    assert_eq!(s2.blocks - s2.bfree, 4, "14010 bytes");
+    assert_eq!((s2.bfree, s2.ffree), (s.bfree, s.ffree));
 }
 
 #[test]
@@ -279,11 +288,16 @@ fn xattrs() {
     for other in ["security.selinux", "system.posix_acl_access", "trusted.x"] {
         assert_eq!(errno_of(get(other)), libc::ENOTSUP, "{other}");
     }
-    // Set, and used at the next upload.
+    // Set: on the server at once (the body is cached: one PUT each), and kept by a rewrite.
+    t.reset();
     t.fs.setxattr(ino, &os(XATTR_CONTENT_TYPE), b"image/png")
         .unwrap();
     t.fs.setxattr(ino, &os(XATTR_CACHE_CONTROL), b"max-age=60")
         .unwrap();
+    assert_eq!(t.stats(), snap(0, 0, 2, 0));
+    let m = Store::get(&t.store, "m/pic.jpg").unwrap();
+    assert_eq!(m.content_type, "image/png");
+    assert_eq!(m.cache_control.as_deref(), Some("max-age=60"));
     assert_eq!(
         errno_of(t.fs.setxattr(ino, &os("user.other"), b"1")),
         libc::ENOTSUP
@@ -347,10 +361,10 @@ fn read_only_refuses_every_change() {
         rofs
     );
     assert_eq!(
-        errno_of(t.fs.create(ROOT_INO, &os("n"), 0o644, 0, libc::O_WRONLY, 0)),
+        errno_of(t.fs.create(ROOT_INO, &os("n"), 0o644, 0, libc::O_WRONLY, ME)),
         rofs
     );
-    assert_eq!(errno_of(t.fs.mkdir(ROOT_INO, &os("d"), 0o755, 0)), rofs);
+    assert_eq!(errno_of(t.fs.mkdir(ROOT_INO, &os("d"), 0o755, 0, ME)), rofs);
     assert_eq!(errno_of(t.rm("f")), rofs);
     assert_eq!(errno_of(t.mv("f", "g")), rofs);
     assert_eq!(errno_of(t.fs.rmdir(ROOT_INO, &os("f"))), rofs);
@@ -381,11 +395,11 @@ fn long_names_are_enametoolong() {
         libc::ENAMETOOLONG
     );
     assert_eq!(
-        errno_of(t.fs.create(ROOT_INO, &os(&long), 0o644, 0, libc::O_WRONLY, 0)),
+        errno_of(t.fs.create(ROOT_INO, &os(&long), 0o644, 0, libc::O_WRONLY, ME)),
         libc::ENAMETOOLONG
     );
     assert_eq!(
-        errno_of(t.fs.mkdir(ROOT_INO, &os(&long), 0o755, 0)),
+        errno_of(t.fs.mkdir(ROOT_INO, &os(&long), 0o755, 0, ME)),
         libc::ENAMETOOLONG
     );
     let ok = "n".repeat(255);
@@ -394,7 +408,7 @@ fn long_names_are_enametoolong() {
     let bad = OsStr::from_bytes(b"\xff\xfe");
     assert_eq!(errno_of(t.fs.lookup(ROOT_INO, bad)), libc::ENOENT);
     assert_eq!(
-        errno_of(t.fs.create(ROOT_INO, bad, 0o644, 0, libc::O_WRONLY, 0)),
+        errno_of(t.fs.create(ROOT_INO, bad, 0o644, 0, libc::O_WRONLY, ME)),
         libc::EINVAL
     );
 }

@@ -129,7 +129,7 @@ fn a_failed_upload_fails_close_and_saves_the_bytes() {
         kind: None,
         description: Some("try later".into()),
     });
-    let ino = t.fs.mkdir(ROOT_INO, &os("dir"), 0o755, 0).unwrap().ino;
+    let ino = t.fs.mkdir(ROOT_INO, &os("dir"), 0o755, 0, ME).unwrap().ino;
     let (_, o) = t.create(ino, "x%y.txt", libc::O_WRONLY | libc::O_CREAT);
     t.fs.write(o.fh, 0, b"precious").unwrap();
     assert_eq!(errno_of(t.fs.flush(o.fh)), libc::EIO);

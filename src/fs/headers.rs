@@ -1,0 +1,135 @@
+//! Header changes through the xattrs (`user.bandwidth.content_type`, `.cache_control`): they
+//! reach the server at once.
+//!
+//! The API stores a media's `Content-Type` and `Cache-Control` only with its bytes, so a change
+//! is one PUT of the current bytes with the new headers (plus one GET when the bytes are not
+//! cached). The hard cases:
+//! - A dirty write buffer uploads soon anyway (its close or fsync): its next upload carries the
+//!   change, and nothing is sent now. A file never uploaded is the same.
+//! - A failed PUT is the `setxattr`'s error and the change is undone, so `getfattr` keeps
+//!   showing what the server holds.
+//! - A change to what the server holds already costs nothing.
+//! - A removal returns to what the name (or the bytes) imply: the value set is forgotten, and so
+//!   is the one the server holds, which the next upload (now, or the dirty buffer's) replaces.
+//! - The PUT holds the file's upload lock, so it never lands after a newer upload of its bytes.
+
+use super::error::FsError;
+use super::namespace::{Ino, Node, StoredHeaders};
+use super::recovery::remove_recovery;
+use super::upload::upload_target;
+use super::MediaFs;
+
+/// A header the xattrs set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Header {
+    ContentType,
+    CacheControl,
+}
+
+/// What a node says of its headers before a change, to undo it.
+struct Before {
+    content_type: Option<String>,
+    cache_control: Option<String>,
+    stored: Option<Box<StoredHeaders>>,
+}
+
+impl Before {
+    fn of(n: &Node) -> Before {
+        Before {
+            content_type: n.content_type_override.clone(),
+            cache_control: n.cache_control_override.clone(),
+            stored: n.stored.clone(),
+        }
+    }
+
+    fn restore(self, n: &mut Node) {
+        n.content_type_override = self.content_type;
+        n.cache_control_override = self.cache_control;
+        n.stored = self.stored;
+    }
+}
+
+/// Set `header` of `n` to `value`, or (None) return it to what nothing set implies.
+fn apply(n: &mut Node, header: Header, value: Option<String>) {
+    let removed = value.is_none();
+    let (slot, stored) = match header {
+        Header::ContentType => (
+            &mut n.content_type_override,
+            n.stored.as_mut().map(|s| &mut s.content_type),
+        ),
+        Header::CacheControl => (
+            &mut n.cache_control_override,
+            n.stored.as_mut().map(|s| &mut s.cache_control),
+        ),
+    };
+    *slot = value;
+    if let (true, Some(stored)) = (removed, stored) {
+        // The next upload replaces what the server holds with what is implied.
+        *stored = None;
+    }
+}
+
+impl MediaFs {
+    /// Set `header` of file `ino` to `value` (None: remove it), on the server at once: one PUT
+    /// with the current bytes (see the module comment).
+    pub(super) fn change_header(
+        &self,
+        ino: Ino,
+        header: Header,
+        value: Option<String>,
+    ) -> Result<(), FsError> {
+        let buf = self.buffer_of(ino);
+        let _one_at_a_time = buf.as_ref().map(|b| b.upload.lock());
+        let pending = buf.as_ref().is_some_and(|b| {
+            let st = b.state.lock();
+            st.dirty || st.unlinked
+        });
+        {
+            let mut ns = self.ns.lock();
+            let n = ns.node_mut(ino).ok_or(FsError::NotFound)?;
+            if pending || !n.remote || n.removed {
+                apply(n, header, value);
+                return Ok(());
+            }
+        }
+        let (bytes, generation) = self.bytes_of(ino)?;
+        let (target, before) = {
+            let mut ns = self.ns.lock();
+            let n = ns.node_mut(ino).ok_or(FsError::NotFound)?;
+            let before = Before::of(n);
+            apply(n, header, value);
+            let target = upload_target(n, &n.path, &bytes);
+            let held = before.stored.as_deref();
+            let unchanged = held.is_some_and(|h| {
+                h.content_type.as_deref() == Some(target.content_type.as_str())
+                    && h.cache_control == target.cache_control
+            });
+            if unchanged {
+                // Nothing to send: the server holds these headers.
+                n.stored = before.stored;
+                return Ok(());
+            }
+            (target, before)
+        };
+        let path = target.path.clone();
+        match self.put_media(target, bytes) {
+            Ok(media) => {
+                if let (Some(buf), Some(generation)) = (&buf, generation) {
+                    if let Some(file) = buf.state.lock().uploaded(generation) {
+                        remove_recovery(&file);
+                    }
+                }
+                let version = self.ns.lock().uploaded(ino, &media);
+                self.content.insert(&path, media, version);
+                Ok(())
+            }
+            Err(e) => {
+                log::warn!("the headers of {path:?} are unchanged: {e}");
+                if let Some(n) = self.ns.lock().node_mut(ino) {
+                    before.restore(n);
+                }
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! Everyday fidelity through a real mount: who owns new files, directory times and links, the
+//! extended attributes that `rsync -aX` and `cp --preserve=xattr` copy, header changes that
+//! reach the server at once, content types told from the bytes, and what `df` shows.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+use common::*;
+
+/// The user the tests act as when they are not root.
+const NOBODY: u32 = 65534;
+
+/// Run `script` as user and group 65534 (no supplementary groups); its outcome.
+fn as_nobody(script: &str) -> (bool, String, String) {
+    sh_outcome(&format!(
+        "setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups sh -c {}",
+        shell_quote(script)
+    ))
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+#[test]
+fn what_another_user_creates_belongs_to_that_user() {
+    let m = Mount::with(start_emulator(emulator_config()), &["-o", "allow_other"]);
+    // Other users must be able to reach the mountpoint inside the test's temp dir.
+    std::fs::set_permissions(m.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let shared = m.path("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+
+    let dir = shared.join("mine");
+    let file = dir.join("f.txt");
+    let (ok, _, err) = as_nobody(&format!(
+        "mkdir {d} && echo one > {f} && echo two >> {f} && touch {f} && chmod 600 {f} \
+         && chmod 700 {d} && mkdir {d}/sub && cat {f}",
+        d = q(&dir),
+        f = q(&file),
+    ));
+    assert!(ok, "nobody could not work in its own directory: {err}");
+    for (p, mode) in [(&dir, 0o700), (&file, 0o600), (&dir.join("sub"), 0o755)] {
+        let md = std::fs::metadata(p).unwrap();
+        assert_eq!((md.uid(), md.gid()), (NOBODY, NOBODY), "{}", p.display());
+        assert_eq!(md.mode() & 0o7777, mode, "{}", p.display());
+    }
+    let out = sh_ok(&format!("stat -c '%u %g' {}", q(&file)));
+    assert_eq!(out.trim(), "65534 65534");
+    assert_bytes(
+        m.stored("shared/mine/f.txt").as_deref(),
+        b"one\ntwo\n",
+        "f.txt",
+    );
+    // The mounting user's own new files stay its own.
+    std::fs::write(m.path("root.txt"), b"r").unwrap();
+    let md = std::fs::metadata(m.path("root.txt")).unwrap();
+    let me = unsafe { libc::getuid() };
+    assert_eq!(md.uid(), me);
+    // Nobody may not write into what it does not own.
+    let (ok, _, _) = as_nobody(&format!("echo x > {}", q(&m.path("nope.txt"))));
+    assert!(!ok, "nobody wrote into the root it does not own");
+}
+
+/// `stat -c FORMAT` of each path, one line each.
+fn stat(format: &str, paths: &[&std::path::Path]) -> Vec<String> {
+    let args: Vec<String> = paths.iter().map(|p| q(p)).collect();
+    sh_ok(&format!("stat -c '{format}' {}", args.join(" ")))
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// (mtime, ctime) of `p` in nanoseconds.
+fn times(p: &std::path::Path) -> (i128, i128) {
+    let md = std::fs::metadata(p).unwrap();
+    let ns = |s: i64, n: i64| s as i128 * 1_000_000_000 + n as i128;
+    (
+        ns(md.mtime(), md.mtime_nsec()),
+        ns(md.ctime(), md.ctime_nsec()),
+    )
+}
+
+fn nlink(p: &std::path::Path) -> u64 {
+    std::fs::metadata(p).unwrap().nlink()
+}
+
+/// Sleep long enough for the next change to get a later time.
+fn tick() {
+    std::thread::sleep(std::time::Duration::from_millis(20));
+}
+
+#[test]
+fn directory_times_and_link_counts_follow_changes() {
+    // A short TTL, so that the kernel asks for the attributes again after the rename.
+    let m = Mount::with(
+        emulator_with(&[("old/x.txt", b"x")]),
+        &["--metadata-ttl", "1s"],
+    );
+    let (a, b) = (m.path("a"), m.path("b"));
+    std::fs::create_dir(&a).unwrap();
+    std::fs::create_dir(&b).unwrap();
+    // Root holds old/, a/, b/.
+    assert_eq!(nlink(&m.mnt), 5);
+    assert_eq!(nlink(&a), 2);
+
+    // A new file or directory changes its parent's times.
+    let before = times(&a);
+    tick();
+    // (A plain create: the attributes `stat` shows next are the create's own reply.)
+    sh_ok(&format!(": > {}", q(&a.join("f"))));
+    let after = times(&a);
+    assert!(
+        after.0 > before.0 && after.1 > before.1,
+        "{before:?} {after:?}"
+    );
+    tick();
+    std::fs::create_dir(a.join("sub")).unwrap();
+    assert!(times(&a).0 > after.0);
+    assert_eq!(nlink(&a), 3);
+
+    // A rename changes both parents' times and none of the file's own stat fields.
+    const FIELDS: &str = "%i %s %a %u %g %o %b %h %Y";
+    let f_before = stat(FIELDS, &[&a.join("f")]);
+    let (ta, tb) = (times(&a), times(&b));
+    tick();
+    sh_ok(&format!("mv {} {}", q(&a.join("f")), q(&b.join("f"))));
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    assert_eq!(stat(FIELDS, &[&b.join("f")]), f_before);
+    assert!(times(&a).0 > ta.0 && times(&a).1 > ta.1);
+    assert!(times(&b).0 > tb.0 && times(&b).1 > tb.1);
+
+    // Link counts follow directory renames, mkdir and rmdir.
+    sh_ok(&format!("mv {} {}", q(&a.join("sub")), q(&b.join("sub"))));
+    assert_eq!((nlink(&a), nlink(&b)), (2, 3));
+    std::fs::create_dir(b.join("sub/deeper")).unwrap();
+    assert_eq!(nlink(&b.join("sub")), 3);
+    std::fs::remove_dir(b.join("sub/deeper")).unwrap();
+    std::fs::remove_dir(b.join("sub")).unwrap();
+    assert_eq!(nlink(&b), 2);
+    sh_ok(&format!("mv {} {}", q(&a), q(&m.path("old/a"))));
+    assert_eq!((nlink(&m.mnt), nlink(&m.path("old"))), (4, 3));
+
+    // Removing a file changes its parent's times.
+    let tb = times(&b);
+    tick();
+    std::fs::remove_file(b.join("f")).unwrap();
+    assert!(times(&b).0 > tb.0 && times(&b).1 > tb.1);
+    assert!(m.stored("b/f").is_none());
+}
+
+/// The content type the server holds for `name`.
+fn stored_type(m: &Mount, name: &str) -> Option<String> {
+    m.emulator.store().get(name).ok().map(|s| s.content_type)
+}
+
+/// The head of a JPEG (JFIF) file, padded.
+fn jpeg() -> Vec<u8> {
+    let mut v = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00".to_vec();
+    v.extend(bytes(2000, 3));
+    v
+}
+
+/// An AMR narrow-band file: its magic line, then frames.
+fn amr() -> Vec<u8> {
+    let mut v = b"#!AMR\n".to_vec();
+    v.extend(bytes(320, 4));
+    v
+}
+
+#[test]
+fn content_types_come_from_the_name_then_the_bytes() {
+    let m = Mount::new();
+    let src = m.dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let files: [(&str, Vec<u8>); 5] = [
+        ("photo", jpeg()),
+        ("voice", amr()),
+        ("voice.amr", amr()),
+        (
+            "card",
+            b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Ann\r\nEND:VCARD\r\n".to_vec(),
+        ),
+        ("blob", bytes(500, 9)),
+    ];
+    for (name, body) in &files {
+        std::fs::write(src.join(name), body).unwrap();
+        sh_ok(&format!("cp {} {}", q(&src.join(name)), q(&m.path(name))));
+    }
+    let want = [
+        ("photo", "image/jpeg"),
+        ("voice", "audio/amr"),
+        ("voice.amr", "audio/amr"),
+        ("card", "text/vcard"),
+        ("blob", "application/octet-stream"),
+    ];
+    for (name, ct) in want {
+        assert_eq!(stored_type(&m, name).as_deref(), Some(ct), "{name}");
+        let shown = sh_ok(&format!(
+            "getfattr -n user.bandwidth.content_type --only-values {}",
+            q(&m.path(name))
+        ));
+        assert_eq!(shown, ct, "getfattr of {name}");
+    }
+    // The name still comes first: a JPEG named .png is uploaded as the name says.
+    sh_ok(&format!(
+        "cp {} {}",
+        q(&src.join("photo")),
+        q(&m.path("named.png"))
+    ));
+    assert_eq!(stored_type(&m, "named.png").as_deref(), Some("image/png"));
+}
+
+#[test]
+fn rsync_and_cp_copy_the_attributes_out_and_back_in() {
+    let m = Mount::with(
+        emulator_with(&[
+            ("in/0/photo.jpg", &jpeg()),
+            ("in/0/voice.amr", &amr()),
+            ("in/1/note.txt", b"see you\n"),
+        ]),
+        &[],
+    );
+    let out = m.dir.path().join("out");
+    let (ok, _, err) = sh_outcome(&format!("rsync -aX {}/ {}/", q(&m.path("in")), q(&out)));
+    assert!(ok, "rsync -aX out of the mount: {err}");
+    let url = sh_ok(&format!(
+        "getfattr -n user.bandwidth.url --only-values {}",
+        q(&out.join("0/photo.jpg"))
+    ));
+    assert!(url.ends_with("/media/in/0/photo.jpg"), "{url}");
+
+    // Back in under a new folder: the URL copied along is the old one, and ignored.
+    let (ok, _, err) = sh_outcome(&format!("rsync -aX {}/ {}/", q(&out), q(&m.path("back"))));
+    assert!(ok, "rsync -aX into the mount: {err}");
+    for (name, body, ct) in [
+        ("0/photo.jpg", jpeg(), "image/jpeg"),
+        ("0/voice.amr", amr(), "audio/amr"),
+        ("1/note.txt", b"see you\n".to_vec(), "text/plain"),
+    ] {
+        let stored = format!("back/{name}");
+        assert_bytes(m.stored(&stored).as_deref(), &body, &stored);
+        assert_eq!(stored_type(&m, &stored).as_deref(), Some(ct), "{stored}");
+        let url = sh_ok(&format!(
+            "getfattr -n user.bandwidth.url --only-values {}",
+            q(&m.path(&stored))
+        ));
+        assert!(url.ends_with(&format!("/media/{stored}")), "{url}");
+    }
+
+    // cp --preserve=xattr and cp -a of a file copied out, back in.
+    std::fs::create_dir(m.path("cp")).unwrap();
+    sh_ok(&format!(
+        "cp --preserve=xattr {} {}",
+        q(&out.join("0/photo.jpg")),
+        q(&m.path("cp/photo"))
+    ));
+    assert_eq!(stored_type(&m, "cp/photo").as_deref(), Some("image/jpeg"));
+    let local = m.dir.path().join("voice.amr");
+    sh_ok(&format!(
+        "cp -a {} {}",
+        q(&m.path("in/0/voice.amr")),
+        q(&local)
+    ));
+    sh_ok(&format!(
+        "cp -a {} {}",
+        q(&local),
+        q(&m.path("cp/voice.amr"))
+    ));
+    assert_bytes(m.stored("cp/voice.amr").as_deref(), &amr(), "cp/voice.amr");
+    // Explicitly: a set and a removal of the URL succeed and change nothing.
+    let p = q(&m.path("cp/photo"));
+    sh_ok(&format!(
+        "setfattr -n user.bandwidth.url -v https://x.invalid/y {p}"
+    ));
+    sh_ok(&format!("setfattr -x user.bandwidth.url {p}"));
+    let url = sh_ok(&format!("getfattr -n user.bandwidth.url --only-values {p}"));
+    assert!(url.ends_with("/media/cp/photo"), "{url}");
+}
+
+/// A new emulator that holds what `m`'s holds (bytes and headers): the server as a new mount
+/// finds it.
+fn same_server(m: &Mount) -> bwmediafs::emulator::Emulator {
+    let emulator = start_emulator(emulator_config());
+    let from = m.emulator.store();
+    for name in from.names() {
+        let media = from.get(&name).unwrap();
+        emulator
+            .store()
+            .put(
+                &name,
+                media.body,
+                &media.content_type,
+                media.cache_control.as_deref(),
+            )
+            .unwrap();
+    }
+    emulator
+}
+
+#[test]
+fn a_header_set_reaches_the_server_at_once_and_stays_after_a_remount() {
+    let m = Mount::with(emulator_with(&[("pic.jpg", &jpeg())]), &[]);
+    let p = q(&m.path("pic.jpg"));
+    let get = |attr: &str| {
+        sh_outcome(&format!(
+            "getfattr -n user.bandwidth.{attr} --only-values {p}"
+        ))
+        .1
+    };
+
+    // Not cached: one GET for the bytes, one PUT with them and the new type.
+    m.reset_stats();
+    sh_ok(&format!(
+        "setfattr -n user.bandwidth.content_type -v image/png {p}"
+    ));
+    let s = m.stats();
+    assert_eq!((s.list, s.get, s.put, s.delete), (0, 1, 1, 0), "{s:?}");
+    assert_eq!(stored_type(&m, "pic.jpg").as_deref(), Some("image/png"));
+    assert_bytes(m.stored("pic.jpg").as_deref(), &jpeg(), "pic.jpg");
+    assert_eq!(get("content_type"), "image/png");
+
+    // Cached now: one PUT.
+    m.reset_stats();
+    sh_ok(&format!(
+        "setfattr -n user.bandwidth.cache_control -v max-age=60 {p}"
+    ));
+    let s = m.stats();
+    assert_eq!((s.list, s.get, s.put, s.delete), (0, 0, 1, 0), "{s:?}");
+    let held = m.emulator.store().get("pic.jpg").unwrap();
+    assert_eq!(
+        (held.content_type.as_str(), held.cache_control.as_deref()),
+        ("image/png", Some("max-age=60"))
+    );
+
+    // A new mount of the same server shows them.
+    let m2 = Mount::with(same_server(&m), &[]);
+    let p2 = q(&m2.path("pic.jpg"));
+    let out = sh_ok(&format!("getfattr -d {p2}"));
+    assert!(
+        out.contains("user.bandwidth.content_type=\"image/png\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("user.bandwidth.cache_control=\"max-age=60\""),
+        "{out}"
+    );
+
+    // Removing the type returns to the one the name implies: one PUT.
+    m.reset_stats();
+    sh_ok(&format!("setfattr -x user.bandwidth.content_type {p}"));
+    let s = m.stats();
+    assert_eq!((s.list, s.get, s.put, s.delete), (0, 0, 1, 0), "{s:?}");
+    assert_eq!(stored_type(&m, "pic.jpg").as_deref(), Some("image/jpeg"));
+    assert_eq!(get("content_type"), "image/jpeg");
+    // And the cache control goes: one PUT.
+    sh_ok(&format!("setfattr -x user.bandwidth.cache_control {p}"));
+    assert_eq!(m.stats().put, 2);
+    assert_eq!(
+        m.emulator.store().get("pic.jpg").unwrap().cache_control,
+        None
+    );
+
+    // A set the server refuses is the setfattr's error, and nothing changes: here it takes at
+    // most 1000 bytes now, so the PUT of the 2 kB media is refused (413: "File too large").
+    let mut config = m.emulator.store().config();
+    config.max_size = 1000;
+    m.emulator.store().set_config(config);
+    let (ok, _, err) = sh_outcome(&format!(
+        "setfattr -n user.bandwidth.content_type -v image/gif {p}"
+    ));
+    assert!(!ok && err.contains("File too large"), "{err}");
+    assert_eq!(stored_type(&m, "pic.jpg").as_deref(), Some("image/jpeg"));
+    assert_eq!(get("content_type"), "image/jpeg");
+}
+
+/// `df OPTION MOUNT`'s numbers: (total, used, free) of its one line.
+fn df(m: &Mount, option: &str) -> (i128, i128, i128) {
+    let out = sh_ok(&format!("df {option} {}", q(&m.mnt)));
+    let line = out.lines().nth(1).unwrap_or_else(|| panic!("{out}"));
+    let n: Vec<i128> = line
+        .split_whitespace()
+        .skip(1)
+        .take(3)
+        .map(|f| f.parse().unwrap_or_else(|_| panic!("{out}")))
+        .collect();
+    (n[0], n[1], n[2])
+}
+
+#[test]
+fn df_shows_sensible_numbers_that_follow_copies() {
+    let m = Mount::with(
+        emulator_with(&[("a.bin", &bytes(5000, 1)), ("d/b.bin", &bytes(10, 2))]),
+        &[],
+    );
+    let check = |(total, used, free): (i128, i128, i128), what: &str| {
+        assert!(
+            used >= 0 && free >= 0 && used <= total,
+            "{what}: {total} {used} {free}"
+        );
+        assert_eq!(total, used + free, "{what}");
+    };
+    let (inodes, bytes0) = (df(&m, "-i"), df(&m, "-B1"));
+    check(inodes, "df -i");
+    check(bytes0, "df -B1");
+    // Two files, the root and d.
+    assert_eq!(inodes.1, 4);
+    assert_eq!(bytes0.1, 8192);
+    assert_eq!(bytes0.2, 1 << 40, "1 TiB free");
+    let h = sh_ok(&format!("df -h {}", q(&m.mnt)));
+    assert!(
+        h.lines().nth(1).is_some_and(|l| l.contains(" 1.0T ")),
+        "{h}"
+    );
+
+    let src = m.dir.path().join("big");
+    std::fs::write(&src, bytes(100_000, 3)).unwrap();
+    sh_ok(&format!("cp {} {}", q(&src), q(&m.path("d/big"))));
+    let (inodes2, bytes2) = (df(&m, "-i"), df(&m, "-B1"));
+    check(inodes2, "df -i after cp");
+    check(bytes2, "df -B1 after cp");
+    assert_eq!(inodes2.1, inodes.1 + 1);
+    assert_eq!(bytes2.1, (100_000u64 + 5010).div_ceil(4096) as i128 * 4096);
+}
