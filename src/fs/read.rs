@@ -86,20 +86,19 @@ impl MediaFs {
         {
             self.drop_missing_file(path);
         }
-        let served = flight.served();
-        if served || result.is_err() {
+        let version = result.as_ref().ok().map(|(_, v)| *v);
+        let result = leader.finish(result);
+        // Asked once the flight has ended: a reader that took bytes before the end has marked
+        // it served by then, and one that reads after the end takes the whole body, marking
+        // its handle (`read_flight`).
+        if flight.served() {
             let mut ns = self.ns.lock();
             if let Some(n) = ns.resolve(path).and_then(|i| ns.node_mut(i)) {
-                match &result {
-                    // Bytes were handed out while the body came in: the kernel caches them.
-                    Ok((_, version)) if served => n.kernel_version = *version,
-                    // What the kernel caches of a download that failed belongs to no version.
-                    Err(_) if served => n.kernel_version = 0,
-                    _ => {}
-                }
+                // Bytes were handed out while the body came in: the kernel caches them; of a
+                // download that failed, what it caches belongs to no version.
+                n.kernel_version = version.unwrap_or(0);
             }
         }
-        let result = leader.finish(result);
         sink.answer_early(&result);
         result
     }
@@ -410,12 +409,19 @@ impl MediaFs {
         anew: bool,
     ) {
         let r = f.read(offset, size);
-        if r.is_err() {
-            if anew && f.forgotten() {
+        match (&r, f.result()) {
+            // The download had ended: the bytes came from the whole body, which the kernel
+            // now caches as this handle's version.
+            (Ok(_), Some(Ok(m))) => {
+                *h.body.lock() = HandleBody::Ready(m.body);
+                self.mark_served(h);
+            }
+            (Ok(_), _) => {}
+            (Err(_), _) if anew && f.forgotten() => {
                 *h.body.lock() = HandleBody::None;
                 return self.read_handle(h, offset, size, reply, false);
             }
-            self.drop_failed_flight(h);
+            (Err(_), _) => self.drop_failed_flight(h),
         }
         reply(r)
     }
