@@ -112,6 +112,7 @@ fn run(
         allow_other: flags.allow_other,
         allow_root: flags.allow_root,
         read_only: flags.read_only,
+        auto_unmount: flags.auto_unmount,
         fsname: args
             .source
             .clone()

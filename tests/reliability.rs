@@ -170,6 +170,22 @@ fn an_unreachable_server_fails_fast_and_the_mount_recovers_by_itself() {
 }
 
 #[test]
+fn with_auto_unmount_a_kill_9_leaves_no_mount_behind() {
+    let mut m = Mount::with(start_emulator(emulator_config()), &["-o", "auto_unmount"]);
+    write_file(m.path("f.txt"), b"kept".to_vec()).unwrap();
+    assert_eq!(m.stored("f.txt").unwrap(), b"kept");
+    m.signal(libc::SIGKILL);
+    m.wait_exit(Duration::from_secs(10)).expect("killed");
+    // fusermount3 saw the process end and removed the mount: no dead mount is left.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bwmediafs::cli::mountpoint::mounted_type(&m.mnt).is_some() {
+        assert!(Instant::now() < deadline, "the mount outlived its process");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(std::fs::read_dir(&m.mnt).unwrap().next().is_none());
+}
+
+#[test]
 fn a_dead_mount_after_kill_9_is_cleared_by_the_next_mount() {
     let mut first = Mount::new();
     first.signal(libc::SIGKILL);

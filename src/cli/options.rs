@@ -88,6 +88,9 @@ pub struct Args {
     pub foreground: bool,
 
     /// Mount options, comma-separated: ro, rw, allow_other, allow_root, uid=N, gid=N, umask=OCTAL,
+    /// auto_unmount (the mount goes away when the process dies, even by kill -9; implies
+    /// allow_root, which a user other than root may set only with user_allow_other in
+    /// /etc/fuse.conf),
     /// nonempty (mount over a directory that has entries), and every setting below by its name
     /// with `_` (cache_size=64M, credentials=FILE, ...). Options of mount(8) itself (defaults,
     /// _netdev, nofail, noauto, x-systemd.*, ...) are ignored.
@@ -361,6 +364,8 @@ pub struct MountFlags {
     pub umask: Option<u16>,
     /// `nonempty`: mount over a directory that has entries (hiding them).
     pub nonempty: bool,
+    /// `auto_unmount`: the kernel mount goes when the process ends, even by `kill -9`.
+    pub auto_unmount: bool,
 }
 
 /// Parse every `-o` argument: the mount flags are returned, the settings applied to `args` (given
@@ -390,6 +395,7 @@ pub fn parse_mount_flags(
             "allow_other" => flags.allow_other = true,
             "allow_root" => flags.allow_root = true,
             "nonempty" => flags.nonempty = true,
+            "auto_unmount" => flags.auto_unmount = true,
             "uid" => flags.uid = Some(number(value)?),
             "gid" => flags.gid = Some(number(value)?),
             "umask" => {
@@ -420,7 +426,8 @@ pub fn parse_mount_flags(
                         };
                         return Err(format!(
                             "unknown mount option -o {opt}; known: ro, rw, allow_other, \
-                             allow_root, uid=N, gid=N, umask=OCTAL, nonempty, {}=VALUE, and \
+                             allow_root, uid=N, gid=N, umask=OCTAL, nonempty, auto_unmount, \
+                             {}=VALUE, and \
                              the options of mount(8) (defaults, _netdev, nofail, x-*, ...)",
                             settings.join("=VALUE, ")
                         ));
@@ -635,9 +642,15 @@ mod tests {
                 gid: Some(100),
                 umask: Some(0o027),
                 nonempty: false,
+                auto_unmount: false,
             }
         );
         assert!(parse_mount_flags(&["noatime,_netdev".into()], None).is_ok());
+        assert!(
+            parse_mount_flags(&["auto_unmount".into()], None)
+                .unwrap()
+                .auto_unmount
+        );
         assert!(parse_mount_flags(&["bogus".into()], None)
             .unwrap_err()
             .contains("unknown"));

@@ -36,6 +36,8 @@ pub struct MountOptions {
     pub read_only: bool,
     /// Shown as the source in `/proc/mounts` and `df`.
     pub fsname: String,
+    /// Let fusermount3 remove the mount when the process ends, however it ends.
+    pub auto_unmount: bool,
 }
 
 /// A live mount. Dropping it unmounts (lazily if the file system is busy).
@@ -67,7 +69,8 @@ pub fn mount(fs: Arc<MediaFs>, mountpoint: &Path, opts: &MountOptions) -> io::Re
     // type would be a bare `fuse`. The kernel takes `subtype=` too, so the mount table says
     // `fuse.bwmediafs` either way (what fstab lines and `findmnt -t` match).
     // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
+    // (With auto_unmount fusermount3 makes the mount, and gives the type itself.)
+    if unsafe { libc::geteuid() } == 0 && !opts.auto_unmount {
         config
             .mount_options
             .push(MountOption::CUSTOM("subtype=bwmediafs".to_string()));
@@ -75,14 +78,20 @@ pub fn mount(fs: Arc<MediaFs>, mountpoint: &Path, opts: &MountOptions) -> io::Re
     if opts.read_only {
         config.mount_options.push(MountOption::RO);
     }
+    if opts.auto_unmount {
+        config.mount_options.push(MountOption::AutoUnmount);
+    }
+    // fusermount3 watches for the end of the process only for a mount others may enter:
+    // auto_unmount implies allow_root.
+    let allow_root = opts.allow_root || opts.auto_unmount;
     config.acl = if opts.allow_other {
         SessionACL::All
-    } else if opts.allow_root {
+    } else if allow_root {
         SessionACL::RootAndOwner
     } else {
         SessionACL::Owner
     };
-    if opts.allow_other || opts.allow_root {
+    if opts.allow_other || allow_root {
         config.mount_options.push(MountOption::DefaultPermissions);
     }
     fs.set_mountpoint(mountpoint);
