@@ -256,7 +256,7 @@ fn oversize_upload_is_too_large() {
     ) {
         Err(ApiError::TooLarge { size: s, limit }) => {
             assert_eq!(s, size as u64);
-            assert_eq!(limit, MAX_MEDIA_SIZE);
+            assert_eq!(limit, Some(MAX_MEDIA_SIZE));
         }
         other => panic!("{other:?}"),
     }
@@ -281,12 +281,19 @@ fn a_413_from_the_server_is_too_large() {
         ..EmulatorConfig::default()
     });
     let api = client(&emu, basic());
+    let refused = api.put("b.bin", content(5, 1001), "application/octet-stream", None);
     assert_eq!(
-        api.put("b.bin", content(5, 1001), "application/octet-stream", None),
+        refused,
         Err(ApiError::TooLarge {
             size: 1001,
-            limit: MAX_MEDIA_SIZE
+            limit: None
         })
+    );
+    // The message does not claim Bandwidth's limit is the one that refused it.
+    let said = refused.unwrap_err().to_string();
+    assert!(
+        said.contains("HTTP 413") && !said.contains("the limit is"),
+        "{said}"
     );
     // Not retried.
     assert_eq!(emu.stats().put, 1);

@@ -66,12 +66,13 @@ pub enum ApiError {
     #[error("no such media")]
     NotFound,
     /// The upload is over the size limit (413, or any 4xx on an upload larger than the limit).
-    #[error("media too large: {size} bytes, the limit is {limit} bytes")]
+    #[error("media too large: {size} bytes{}", too_large_limit(.limit))]
     TooLarge {
         /// The size of the upload.
         size: u64,
-        /// The largest a media may be.
-        limit: u64,
+        /// The largest a media may be, when known: a 413 for an upload within Bandwidth's
+        /// limit says only that this server's limit is lower.
+        limit: Option<u64>,
     },
     /// 415: the server refused the content type.
     #[error("content type {0:?} refused by the server (HTTP 415)")]
@@ -95,6 +96,16 @@ pub enum ApiError {
     /// A local problem that no retry can fix (bad configuration).
     #[error("{0}")]
     Config(String),
+}
+
+/// How a [`ApiError::TooLarge`] names the limit.
+fn too_large_limit(limit: &Option<u64>) -> String {
+    match limit {
+        Some(l) => format!(", the limit is {l} bytes"),
+        None => format!(
+            "; the server refused it (HTTP 413), so its limit is below Bandwidth's {MAX_MEDIA_SIZE} bytes"
+        ),
+    }
 }
 
 impl ApiError {

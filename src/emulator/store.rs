@@ -306,7 +306,10 @@ fn decode_token(token: &str) -> Option<String> {
 fn store_error_to_api(e: StoreError) -> ApiError {
     match e {
         StoreError::NotFound => ApiError::NotFound,
-        StoreError::TooLarge { size, limit } => ApiError::TooLarge { size, limit },
+        StoreError::TooLarge { size, limit } => ApiError::TooLarge {
+            size,
+            limit: Some(limit),
+        },
         StoreError::BadToken => ApiError::Status {
             status: 400,
             kind: Some("request-validation".into()),

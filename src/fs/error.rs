@@ -174,7 +174,13 @@ mod tests {
         assert_eq!(api(ApiError::Unauthorized("no".into())), libc::EACCES);
         assert_eq!(api(ApiError::Forbidden("no".into())), libc::EACCES);
         assert_eq!(api(ApiError::NotFound), libc::ENOENT);
-        assert_eq!(api(ApiError::TooLarge { size: 5, limit: 4 }), libc::EFBIG);
+        assert_eq!(
+            api(ApiError::TooLarge {
+                size: 5,
+                limit: Some(4)
+            }),
+            libc::EFBIG
+        );
         assert_eq!(api(ApiError::UnsupportedType("a/b".into())), libc::EINVAL);
         let status = |s| ApiError::Status {
             status: s,

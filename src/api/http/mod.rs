@@ -364,7 +364,7 @@ impl MediaApi for HttpApi {
             log::debug!("{what}: {size} bytes is over the {MAX_MEDIA_SIZE} byte limit; not sent");
             return Err(ApiError::TooLarge {
                 size,
-                limit: MAX_MEDIA_SIZE,
+                limit: Some(MAX_MEDIA_SIZE),
             });
         }
         let ct = HeaderValue::from_str(content_type)

@@ -77,7 +77,7 @@ fn oversize_uploads_are_refused_without_a_request() {
         api.put("big", body, "image/png", None),
         Err(ApiError::TooLarge {
             size: MAX_MEDIA_SIZE + 1,
-            limit: MAX_MEDIA_SIZE
+            limit: Some(MAX_MEDIA_SIZE)
         })
     );
     assert_eq!(api.requests_sent(), 0);

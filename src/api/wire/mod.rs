@@ -47,13 +47,14 @@ pub(crate) fn status_error(
             who().1
         )),
         (404, _) => ApiError::NotFound,
-        (413, Op::Put { size, .. }) => ApiError::TooLarge {
-            size: *size,
-            limit: MAX_MEDIA_SIZE,
-        },
         (400..=499, Op::Put { size, .. }) if *size > MAX_MEDIA_SIZE => ApiError::TooLarge {
             size: *size,
-            limit: MAX_MEDIA_SIZE,
+            limit: Some(MAX_MEDIA_SIZE),
+        },
+        // Within Bandwidth's limit: this server's is lower, and unknown.
+        (413, Op::Put { size, .. }) => ApiError::TooLarge {
+            size: *size,
+            limit: None,
         },
         (415, Op::Put { content_type, .. }) => ApiError::UnsupportedType(content_type.to_string()),
         _ => ApiError::Status {

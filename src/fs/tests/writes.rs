@@ -148,7 +148,13 @@ fn upload_errors_map_to_the_error_table() {
     for (e, errno) in [
         (ApiError::Unauthorized("x".into()), libc::EACCES),
         (ApiError::Forbidden("x".into()), libc::EACCES),
-        (ApiError::TooLarge { size: 9, limit: 8 }, libc::EFBIG),
+        (
+            ApiError::TooLarge {
+                size: 9,
+                limit: Some(8),
+            },
+            libc::EFBIG,
+        ),
         (ApiError::UnsupportedType("a/b".into()), libc::EINVAL),
         (ApiError::Transport("reset".into()), libc::EIO),
     ] {
