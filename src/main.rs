@@ -120,13 +120,15 @@ fn run(
     };
     let mounted = fuse::mount(fs.clone(), &mountpoint, &mount_options)
         .map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
-    // READY=1 only once the mount answers: a statfs through it comes back.
-    mountpoint::answers(&mountpoint).map_err(|e| {
-        format!(
-            "mounted on {}, but it does not answer: {e}",
-            mountpoint.display()
-        )
-    })?;
+    // READY=1 only once the mount answers: the kernel's INIT has been answered.
+    mounted
+        .wait_ready(std::time::Duration::from_secs(30))
+        .map_err(|e| {
+            format!(
+                "mounted on {}, but it does not answer: {e}",
+                mountpoint.display()
+            )
+        })?;
     log::info!("mounted {source} on {}", mountpoint.display());
     let status = format!("mounted {source} on {}", mountpoint.display());
     if notify::notify(&format!("READY=1\nSTATUS={status}")) {

@@ -54,22 +54,6 @@ pub fn prepare(path: &Path, nonempty: bool) -> Result<PathBuf, String> {
     Ok(canonical)
 }
 
-/// Whether the file system mounted at `path` answers: a `statfs` through it comes back. Not a
-/// `stat`: that would leave the root's attributes in the kernel's cache, and after a `kill -9`
-/// the dead mount would look alive for the TTL (and the next mount could not clear it);
-/// `statfs` reaches the daemon every time and is cached nowhere.
-pub fn answers(path: &Path) -> std::io::Result<()> {
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: a valid NUL-terminated path and a struct for statfs to fill.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 /// The filesystem type mounted at `path`, if `path` is a mount point.
 pub fn mounted_type(path: &Path) -> Option<String> {
     mountinfo_of(path, |fields| {

@@ -4,7 +4,7 @@
 //!
 //! The hard parts: a name starting with `@` is in the abstract namespace (no file), and
 //! `READY=1` must mean the mount answers, so the caller sends it only once the kernel mount is
-//! in place and a statfs of the mountpoint has come back through it.
+//! in place and its INIT has been answered (`Mounted::wait_ready`).
 
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, Ordering};

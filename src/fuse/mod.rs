@@ -50,6 +50,8 @@ fn caller(req: &Request) -> Caller {
 /// The `fuser::Filesystem` over the core.
 struct FuseFs {
     fs: Arc<MediaFs>,
+    /// Set once the kernel's INIT has been answered (see [`Mounted::wait_ready`]).
+    initialized: Arc<session::Flag>,
 }
 
 impl Filesystem for FuseFs {
@@ -72,6 +74,8 @@ impl Filesystem for FuseFs {
                 log::debug!("the kernel does not offer {cap:?}");
             }
         }
+        // The reply follows at once; until it is in, the kernel holds every other request.
+        self.initialized.set();
         Ok(())
     }
 

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use fuser::{Config, MountOption, Session, SessionACL, SessionUnmounter};
 use parking_lot::{Condvar, Mutex};
@@ -40,11 +41,38 @@ pub struct MountOptions {
     pub auto_unmount: bool,
 }
 
+/// A flag one thread sets and others wait for.
+#[derive(Default)]
+pub(super) struct Flag {
+    set: Mutex<bool>,
+    cond: Condvar,
+}
+
+impl Flag {
+    pub(super) fn set(&self) {
+        *self.set.lock() = true;
+        self.cond.notify_all();
+    }
+
+    /// Whether it was set within `timeout`.
+    fn wait_for(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut set = self.set.lock();
+        while !*set {
+            if self.cond.wait_until(&mut set, deadline).timed_out() {
+                return *set;
+            }
+        }
+        true
+    }
+}
+
 /// A live mount. Dropping it unmounts (lazily if the file system is busy).
 pub struct Mounted {
     mountpoint: PathBuf,
     unmounter: Mutex<SessionUnmounter>,
     done: Arc<(Mutex<bool>, Condvar)>,
+    initialized: Arc<Flag>,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
 
@@ -95,7 +123,11 @@ pub fn mount(fs: Arc<MediaFs>, mountpoint: &Path, opts: &MountOptions) -> io::Re
         config.mount_options.push(MountOption::DefaultPermissions);
     }
     fs.set_mountpoint(mountpoint);
-    let adapter = FuseFs { fs };
+    let initialized = Arc::new(Flag::default());
+    let adapter = FuseFs {
+        fs,
+        initialized: initialized.clone(),
+    };
     let mut session = Session::new(adapter, mountpoint, &config)?;
     let unmounter = session.unmount_callable();
     let done = Arc::new((Mutex::new(false), Condvar::new()));
@@ -115,11 +147,32 @@ pub fn mount(fs: Arc<MediaFs>, mountpoint: &Path, opts: &MountOptions) -> io::Re
         mountpoint: mountpoint.to_path_buf(),
         unmounter: Mutex::new(unmounter),
         done,
+        initialized,
         thread: Some(thread),
     })
 }
 
 impl Mounted {
+    /// Wait until the mount answers: the kernel's INIT has been answered, so every request
+    /// from now on is served. This is asked of the session, not of the file system through a
+    /// system call: a daemon that sends a request into its own mount can never end if it is
+    /// killed while the request is open (the kernel waits for an answer only the dead process
+    /// could give, and the process holds the connection open).
+    pub fn wait_ready(&self, timeout: Duration) -> io::Result<()> {
+        if self.initialized.wait_for(timeout) {
+            Ok(())
+        } else if *self.done.0.lock() {
+            Err(io::Error::other(
+                "the FUSE session ended before the kernel initialised it",
+            ))
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the kernel did not initialise the mount within {timeout:?}"),
+            ))
+        }
+    }
+
     /// Block until the file system is unmounted (by `umount` from outside or by `unmount`).
     pub fn wait(&self) {
         let mut done = self.done.0.lock();
