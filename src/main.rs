@@ -235,10 +235,16 @@ fn spawn_signal_handler(fs: Arc<MediaFs>, mountpoint: PathBuf) {
     }
 }
 
+/// Unmount at once, or (files still open: the usual reason) detach the mount so it ends when
+/// the last of them is closed. Only a failed detach is worth a warning.
 fn unmount(mountpoint: &Path) -> Result<(), String> {
     mountpoint::unmount(mountpoint, false).or_else(|e| {
-        log::warn!("unmount failed ({e}); detaching lazily");
-        mountpoint::unmount(mountpoint, true)
+        mountpoint::unmount(mountpoint, true)?;
+        log::info!(
+            "{} is in use ({e}): detached; the mount ends when the files open on it are closed",
+            mountpoint.display()
+        );
+        Ok(())
     })
 }
 
