@@ -24,7 +24,7 @@ use super::buffer::WriteState;
 use super::content::{Early, Fetch, Fingerprint, Flight, FlightSink, Leader};
 use super::error::FsError;
 use super::handles::{Handle, HandleBody};
-use super::namespace::{Ino, Kind, StoredHeaders};
+use super::namespace::{Ino, Kind, Node, StoredHeaders};
 use super::types::Opened;
 use super::{content, fresh, MediaFs, DOWNLOAD};
 use crate::api::{ApiError, Media};
@@ -37,21 +37,23 @@ impl MediaFs {
         path: &str,
         accept: impl Fn(u64) -> bool,
     ) -> Result<Media, FsError> {
-        match self.content.begin(path, &accept) {
-            Fetch::Cached(m) => Ok(m),
-            Fetch::Joined(f) => match f.wait() {
-                Err(_) if f.forgotten() => self.download_anew(path, accept),
-                r => r,
-            },
-            Fetch::Lead(leader) => self.lead_download(path, leader, None, DOWNLOAD),
-        }
+        self.download_once_more(path, &accept, true)
     }
 
-    /// [`MediaFs::download`] after a fetch ahead that failed: once more, as a reader.
-    fn download_anew(&self, path: &str, accept: impl Fn(u64) -> bool) -> Result<Media, FsError> {
+    /// [`MediaFs::download`]; `anew` allows one more try after joining a fetch ahead that
+    /// failed (a reader meets its own error, not the fetch's).
+    fn download_once_more(
+        &self,
+        path: &str,
+        accept: &impl Fn(u64) -> bool,
+        anew: bool,
+    ) -> Result<Media, FsError> {
         match self.content.begin(path, accept) {
             Fetch::Cached(m) => Ok(m),
-            Fetch::Joined(f) => f.wait(),
+            Fetch::Joined(f) => match f.wait() {
+                Err(_) if anew && f.forgotten() => self.download_once_more(path, accept, false),
+                r => r,
+            },
             Fetch::Lead(leader) => self.lead_download(path, leader, None, DOWNLOAD),
         }
     }
@@ -148,7 +150,7 @@ impl MediaFs {
             HandleBody::Flight(f) => match f.wait() {
                 Err(_) if f.forgotten() => {
                     let (path, version) = self.path_version(h.ino)?;
-                    self.download_anew(&path, |v| v == version)
+                    self.download_once_more(&path, &|v| v == version, false)
                 }
                 r => r,
             },
@@ -222,31 +224,16 @@ impl MediaFs {
         // reader never sees two versions.
         let kept = {
             let mut ns = self.ns.lock();
-            match ns.node_mut(ino) {
-                Some(n) => {
-                    let current =
-                        !dirty && n.kernel_version != 0 && n.kernel_version == n.content_version;
-                    let version = n.content_version;
-                    let kept = current
-                        .then(
-                            || match self.content.peek(&n.path).filter(|(_, v)| *v == version) {
-                                Some((m, _)) => Some(HandleBody::Ready(m.body)),
-                                None => self
-                                    .content
-                                    .fingerprint(&n.path)
-                                    .filter(|f| f.version == version)
-                                    .map(HandleBody::Expect),
-                            },
-                        )
-                        .flatten();
-                    if kept.is_none() {
-                        // The kernel drops its cache; what it caches next is what we serve.
-                        n.kernel_version = 0;
-                    }
-                    kept
+            ns.node_mut(ino).and_then(|n| {
+                let current =
+                    !dirty && n.kernel_version != 0 && n.kernel_version == n.content_version;
+                let kept = current.then(|| self.kernel_version_body(n)).flatten();
+                if kept.is_none() {
+                    // The kernel drops its cache; what it caches next is what we serve.
+                    n.kernel_version = 0;
                 }
-                None => None,
-            }
+                kept
+            })
         };
         let keep_cache = kept.is_some();
         let no_flush = buf.is_none();
@@ -258,6 +245,20 @@ impl MediaFs {
             no_flush,
             direct_io: acc == libc::O_WRONLY,
         })
+    }
+
+    /// What a handle serves of `n`'s current version, for the pages the kernel may evict: the
+    /// cached body, or the fingerprint of the one the cache evicted.
+    fn kernel_version_body(&self, n: &Node) -> Option<HandleBody> {
+        let version = n.content_version;
+        match self.content.peek(&n.path).filter(|(_, v)| *v == version) {
+            Some((m, _)) => Some(HandleBody::Ready(m.body)),
+            None => self
+                .content
+                .fingerprint(&n.path)
+                .filter(|f| f.version == version)
+                .map(HandleBody::Expect),
+        }
     }
 
     /// Close-to-open consistency: bytes this mount or the kernel would serve from a cache, and

@@ -54,6 +54,17 @@ impl Flag {
         self.cond.notify_all();
     }
 
+    fn is_set(&self) -> bool {
+        *self.set.lock()
+    }
+
+    fn wait(&self) {
+        let mut set = self.set.lock();
+        while !*set {
+            self.cond.wait(&mut set);
+        }
+    }
+
     /// Whether it was set within `timeout`.
     fn wait_for(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
@@ -71,7 +82,8 @@ impl Flag {
 pub struct Mounted {
     mountpoint: PathBuf,
     unmounter: Mutex<SessionUnmounter>,
-    done: Arc<(Mutex<bool>, Condvar)>,
+    /// Set when the session has ended.
+    done: Arc<Flag>,
     initialized: Arc<Flag>,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
@@ -130,7 +142,7 @@ pub fn mount(fs: Arc<MediaFs>, mountpoint: &Path, opts: &MountOptions) -> io::Re
     };
     let mut session = Session::new(adapter, mountpoint, &config)?;
     let unmounter = session.unmount_callable();
-    let done = Arc::new((Mutex::new(false), Condvar::new()));
+    let done = Arc::new(Flag::default());
     let done2 = done.clone();
     let thread = std::thread::Builder::new()
         .name("bwmediafs-session".into())
@@ -139,8 +151,7 @@ pub fn mount(fs: Arc<MediaFs>, mountpoint: &Path, opts: &MountOptions) -> io::Re
             if let Err(e) = &r {
                 log::error!("the FUSE session ended with an error: {e}");
             }
-            *done2.0.lock() = true;
-            done2.1.notify_all();
+            done2.set();
             r
         })?;
     Ok(Mounted {
@@ -161,7 +172,7 @@ impl Mounted {
     pub fn wait_ready(&self, timeout: Duration) -> io::Result<()> {
         if self.initialized.wait_for(timeout) {
             Ok(())
-        } else if *self.done.0.lock() {
+        } else if self.done.is_set() {
             Err(io::Error::other(
                 "the FUSE session ended before the kernel initialised it",
             ))
@@ -175,10 +186,7 @@ impl Mounted {
 
     /// Block until the file system is unmounted (by `umount` from outside or by `unmount`).
     pub fn wait(&self) {
-        let mut done = self.done.0.lock();
-        while !*done {
-            self.done.1.wait(&mut done);
-        }
+        self.done.wait();
     }
 
     /// Where it is mounted.
@@ -220,7 +228,7 @@ impl Mounted {
 
 impl Drop for Mounted {
     fn drop(&mut self) {
-        if self.thread.is_none() || *self.done.0.lock() {
+        if self.thread.is_none() || self.done.is_set() {
             return;
         }
         let _ = self.request_unmount();
