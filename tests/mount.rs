@@ -669,3 +669,68 @@ fn the_readme_example_works_as_written() {
     );
     assert_eq!(m.stored("campaign/flyer.jpg"), Some(bytes(5000, 4)));
 }
+
+/// `mv` of a directory copies its media in parallel (bounded), and other directories stay
+/// usable while it runs: the kernel holds only the two parents of a rename.
+#[test]
+fn a_directory_rename_moves_its_media_in_parallel_and_blocks_nothing_else() {
+    const FILES: usize = 24;
+    let bodies: Vec<Vec<u8>> = (0..FILES).map(|i| bytes(10_000 + i, i as u64)).collect();
+    let names: Vec<String> = (0..FILES)
+        .map(|i| format!("area/old/m{i:02}.bin"))
+        .collect();
+    let mut media: Vec<(&str, &[u8])> = names
+        .iter()
+        .map(String::as_str)
+        .zip(bodies.iter().map(Vec::as_slice))
+        .collect();
+    let other = bytes(5000, 99);
+    media.push(("elsewhere/x.bin", &other));
+    let m = Mount::with(emulator_with(&media), &[]);
+    sh_ok(&format!("ls -l {} >/dev/null", q(&m.path("area/old"))));
+    // Each request now takes 200 ms: one after another, the rename would take 24 x 3 of them.
+    let mut faults = m.emulator.faults();
+    faults.latency_ms = 200;
+    m.emulator.set_faults(faults);
+    m.reset_stats();
+
+    let mut mv = std::process::Command::new("mv")
+        .arg(m.path("area/old"))
+        .arg(m.path("area/new"))
+        .spawn()
+        .expect("spawn mv");
+    std::thread::sleep(Duration::from_millis(300));
+    // By now the rename has its first copies in flight, all at once.
+    let peak = m.peak_in_flight();
+    // Another directory's listing and a read of another file are answered meanwhile.
+    let other_dir = m.path("elsewhere");
+    let listed = timed("ls of another directory", move || {
+        std::fs::read_dir(&other_dir).map(|d| d.count())
+    });
+    let x = m.path("elsewhere/x.bin");
+    let read = timed("cat of another file", move || std::fs::read(&x));
+    let mv_still_running = mv.try_wait().expect("mv status").is_none();
+    let status = timed("mv", move || mv.wait()).expect("mv");
+    assert!(status.success(), "mv failed:\n{}", m.log_text());
+    assert_eq!(listed.expect("ls"), 1);
+    assert_bytes(read.ok().as_deref(), &other, "elsewhere/x.bin");
+    assert!(
+        mv_still_running,
+        "the other directory waited for the rename to end"
+    );
+    assert!(
+        (2..=8).contains(&peak),
+        "{peak} requests at most at once during the rename (want 2 to 8)"
+    );
+    let s = m.stats();
+    assert_eq!((s.put, s.delete), (FILES as u64, FILES as u64), "{s:?}");
+    for (i, body) in bodies.iter().enumerate() {
+        assert_bytes(
+            m.stored(&format!("area/new/m{i:02}.bin")).as_deref(),
+            body,
+            "moved media",
+        );
+        assert_eq!(m.stored(&names[i]), None, "old name {} remains", names[i]);
+    }
+    assert_eq!(find_files(&m.path("area")).len(), FILES);
+}

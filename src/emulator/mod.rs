@@ -237,6 +237,11 @@ impl Emulator {
         self.shared.store.stats.snapshot()
     }
 
+    /// The most API requests served at once since the last reset of the counters.
+    pub fn peak_in_flight(&self) -> u64 {
+        self.shared.store.stats.peak_in_flight()
+    }
+
     /// Start the request counters from zero.
     pub fn reset_stats(&self) {
         self.shared.store.stats.reset()

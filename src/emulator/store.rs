@@ -67,6 +67,19 @@ pub struct Stats {
     pub delete: AtomicU64,
     /// Token requests.
     pub token: AtomicU64,
+    /// Requests being served now, and the most served at once since the last reset: how
+    /// tests see that a client works in parallel, and that it keeps within its bound.
+    in_flight: AtomicU64,
+    peak_in_flight: AtomicU64,
+}
+
+/// One request being served: counted in [`Stats`] until dropped.
+pub struct Serving<'a>(&'a Stats);
+
+impl Drop for Serving<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A copy of [`Stats`] at one moment, as `GET /_emulator/stats` answers it.
@@ -100,6 +113,20 @@ impl Stats {
         for c in [&self.list, &self.get, &self.put, &self.delete, &self.token] {
             c.store(0, Ordering::Relaxed);
         }
+        self.peak_in_flight
+            .store(self.in_flight.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// A request is being served until the guard is dropped.
+    pub fn serving(&self) -> Serving<'_> {
+        let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak_in_flight.fetch_max(now, Ordering::Relaxed);
+        Serving(self)
+    }
+
+    /// The most API requests served at once since the last reset.
+    pub fn peak_in_flight(&self) -> u64 {
+        self.peak_in_flight.load(Ordering::Relaxed)
     }
 }
 

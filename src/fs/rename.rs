@@ -10,11 +10,16 @@
 //! - A directory rename needs every media under it, so it first makes sure the listing is
 //!   complete and fresh; ENOTEMPTY for its target is answered only from such a listing.
 //! - A file written while its copy was made stays dirty (the copy holds older bytes).
+//! - A directory's media are moved [`MOVES_AT_ONCE`] at a time; after a failure no new move
+//!   starts, and what did move is shown under the new name. The kernel holds the two parent
+//!   directories locked for the whole rename (a listing of them waits), nothing else.
 
 use std::ffi::OsStr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 
 use super::error::FsError;
 use super::namespace::{Ino, Kind};
@@ -23,6 +28,10 @@ use super::types::{RENAME_EXCHANGE, RENAME_NOREPLACE};
 use super::upload::upload_target;
 use super::MediaFs;
 use crate::api::Media;
+
+/// How many media of a directory rename are moved at once: the copies are round trips, so a
+/// directory of 100 media at 50 ms takes about 2 s instead of 15 (8 is what `cp -r` reads with).
+const MOVES_AT_ONCE: usize = 8;
 
 /// How a move of one media (a copy under the new name, then a delete of the old) ended.
 pub(super) enum Moved {
@@ -278,29 +287,72 @@ impl MediaFs {
             None => old.to_string(),
         };
         let mut moved: Vec<(Ino, String, Option<Media>)> = Vec::new();
+        let mut copies: Vec<(Ino, &str)> = Vec::new();
         for (ino, path, remote) in &files {
-            if !remote {
+            if *remote {
+                copies.push((*ino, path));
+            } else {
                 self.upload_under_new_name(*ino);
                 moved.push((*ino, path.clone(), None));
-                continue;
             }
-            let new_path = new_path_of(path);
-            let error = match self.move_media(*ino, &new_path) {
-                Moved::Done(media) => {
-                    moved.push((*ino, path.clone(), Some(media)));
-                    continue;
-                }
-                Moved::CopiedNotDeleted { copy, error } => {
-                    self.record_copy(&new_path, &copy);
-                    error
-                }
-                Moved::Failed(error) => error,
-            };
+        }
+        let (done, error) = self.move_all(&copies, &new_path_of);
+        moved.extend(done);
+        if let Some(error) = error {
             self.show_moved_files(&moved, new_path_of);
             return Err(error);
         }
         self.finish_dir_rename(src, dst, newparent, newname, &files, &moved);
         Ok(())
+    }
+
+    /// Move each media of `copies` to its new path, [`MOVES_AT_ONCE`] at a time. After the first
+    /// failure no new move starts; the ones under way finish. Returns the media that moved
+    /// (with what the server now holds) and the first error. A copy whose old name could not be
+    /// deleted is shown at once (both names exist).
+    fn move_all(
+        &self,
+        copies: &[(Ino, &str)],
+        new_path_of: &(dyn Fn(&str) -> String + Sync),
+    ) -> (Vec<(Ino, String, Option<Media>)>, Option<FsError>) {
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let moved = Mutex::new(Vec::with_capacity(copies.len()));
+        let first_error = Mutex::new(None);
+        let work = || {
+            while !stop.load(Ordering::Relaxed) {
+                let Some(&(ino, path)) = copies.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    break;
+                };
+                let new_path = new_path_of(path);
+                let error = match self.move_media(ino, &new_path) {
+                    Moved::Done(media) => {
+                        moved.lock().push((ino, path.to_string(), Some(media)));
+                        continue;
+                    }
+                    Moved::CopiedNotDeleted { copy, error } => {
+                        self.record_copy(&new_path, &copy);
+                        error
+                    }
+                    Moved::Failed(error) => error,
+                };
+                stop.store(true, Ordering::Relaxed);
+                first_error.lock().get_or_insert(error);
+            }
+        };
+        std::thread::scope(|scope| {
+            // This thread is one of the movers, so the rename goes on if no thread can start.
+            for _ in 1..MOVES_AT_ONCE.min(copies.len()) {
+                let spawned = std::thread::Builder::new()
+                    .name("bwmediafs-mv".into())
+                    .spawn_scoped(scope, work);
+                if spawned.is_err() {
+                    break;
+                }
+            }
+            work();
+        });
+        (moved.into_inner(), first_error.into_inner())
     }
 
     /// Every media under `src` moved: move the directory itself in the namespace.

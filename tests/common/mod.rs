@@ -197,6 +197,10 @@ impl Mount {
         self.emulator.reset_stats();
     }
 
+    pub fn peak_in_flight(&self) -> u64 {
+        self.emulator.peak_in_flight()
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -151,6 +151,7 @@ async fn api_entry(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         Op::Token => &stats.token,
     };
     counter.fetch_add(1, Ordering::Relaxed);
+    let _serving = stats.serving();
 
     let ctl = req
         .extensions()
