@@ -33,6 +33,10 @@ use crate::api::Media;
 /// directory of 100 media at 50 ms takes about 2 s instead of 15 (8 is what `cp -r` reads with).
 const MOVES_AT_ONCE: usize = 8;
 
+/// A media of a directory rename that moved: its inode, its old path, and what the server now
+/// holds under the new one (`None`: never uploaded, its buffer uploads under the new name).
+type MovedMedia = (Ino, String, Option<Media>);
+
 /// How a move of one media (a copy under the new name, then a delete of the old) ended.
 pub(super) enum Moved {
     /// The new name holds the media and the old one is gone: what the server now holds.
@@ -286,7 +290,7 @@ impl MediaFs {
             Some(rest) => format!("{new_dir}{rest}"),
             None => old.to_string(),
         };
-        let mut moved: Vec<(Ino, String, Option<Media>)> = Vec::new();
+        let mut moved: Vec<MovedMedia> = Vec::new();
         let mut copies: Vec<(Ino, &str)> = Vec::new();
         for (ino, path, remote) in &files {
             if *remote {
@@ -314,7 +318,7 @@ impl MediaFs {
         &self,
         copies: &[(Ino, &str)],
         new_path_of: &(dyn Fn(&str) -> String + Sync),
-    ) -> (Vec<(Ino, String, Option<Media>)>, Option<FsError>) {
+    ) -> (Vec<MovedMedia>, Option<FsError>) {
         let next = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
         let moved = Mutex::new(Vec::with_capacity(copies.len()));
@@ -363,7 +367,7 @@ impl MediaFs {
         newparent: Ino,
         newname: &str,
         files: &[(Ino, String, bool)],
-        moved: &[(Ino, String, Option<Media>)],
+        moved: &[MovedMedia],
     ) {
         let mut inserts = Vec::new();
         {
@@ -398,7 +402,7 @@ impl MediaFs {
     /// one at a time; the rest stays where it was.
     fn show_moved_files(
         &self,
-        moved: &[(Ino, String, Option<Media>)],
+        moved: &[MovedMedia],
         new_path_of: impl Fn(&str) -> String,
     ) {
         for (ino, old, media) in moved {
