@@ -734,3 +734,41 @@ fn a_directory_rename_moves_its_media_in_parallel_and_blocks_nothing_else() {
     }
     assert_eq!(find_files(&m.path("area")).len(), FILES);
 }
+
+/// A media that is also a directory (`a` and `a/b` on the server, or a media uploaded elsewhere
+/// under the name of a directory made here) is shown beside the directory as `a~media`: every
+/// media is reachable, by its shown name, through real tools.
+#[test]
+fn a_media_named_like_a_directory_is_shown_beside_it() {
+    let emulator = emulator_with(&[("a", b"the file a"), ("a/b", b"under a")]);
+    let m = Mount::with(emulator, &["--metadata-ttl", "1s"]);
+    let root = q(&m.path(""));
+    sh_ok(&format!("ls {root} >/dev/null"));
+    assert_eq!(sh_ok(&format!("ls {root}")), "a\na~media\n");
+    assert_eq!(sh_ok(&format!("cat {root}/a/b")), "under a");
+    assert_eq!(sh_ok(&format!("cat {root}/a~media")), "the file a");
+    let said = m.log_text().matches("is shown as \"a~media\"").count();
+    assert_eq!(said, 1, "said once in the log:\n{}", m.log_text());
+
+    // Written and removed by its shown name, the media is changed under its own.
+    sh_ok(&format!("echo -n new > {root}/a~media"));
+    assert_eq!(m.stored("a").as_deref(), Some(&b"new"[..]));
+    sh_ok(&format!("rm {root}/a~media"));
+    assert_eq!(m.stored("a"), None);
+    assert_eq!(sh_ok(&format!("ls {root}")), "a\n");
+
+    // A directory made here, then a media of its name uploaded elsewhere: both are shown, and
+    // the media takes its own name back once the directory is gone.
+    sh_ok(&format!("mkdir {root}/made"));
+    put(&m, "made", b"uploaded elsewhere");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(sh_ok(&format!("ls {root}")), "a\nmade\nmade~media\n");
+    assert_eq!(
+        sh_ok(&format!("cat {root}/made~media")),
+        "uploaded elsewhere"
+    );
+    sh_ok(&format!("rmdir {root}/made"));
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(sh_ok(&format!("ls {root}")), "a\nmade\n");
+    assert_eq!(sh_ok(&format!("cat {root}/made")), "uploaded elsewhere");
+}

@@ -160,7 +160,7 @@ impl MediaFs {
     pub(super) fn drop_missing_file(&self, path: &str) {
         let pinned = self.pinned();
         let mut ns = self.ns.lock();
-        if let Some(ino) = ns.resolve(path) {
+        if let Some(ino) = ns.resolve_file(path) {
             let drop_it = ns
                 .node(ino)
                 .is_some_and(|n| n.kind == Kind::File && n.remote && !pinned.contains(&ino));

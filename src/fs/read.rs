@@ -95,7 +95,7 @@ impl MediaFs {
         // its handle (`read_flight`).
         if flight.served() {
             let mut ns = self.ns.lock();
-            if let Some(n) = ns.resolve(path).and_then(|i| ns.node_mut(i)) {
+            if let Some(n) = ns.resolve_file(path).and_then(|i| ns.node_mut(i)) {
                 // Bytes were handed out while the body came in: the kernel caches them; of a
                 // download that failed, what it caches belongs to no version.
                 n.kernel_version = version.unwrap_or(0);
@@ -111,8 +111,7 @@ impl MediaFs {
         let len = m.body.len() as u64;
         let old = self.content.peek(path);
         let mut ns = self.ns.lock();
-        let mut dropped = Vec::new();
-        let ino = ns.remote_file(path, len, None, Instant::now(), &mut dropped);
+        let ino = ns.remote_file(path, len, None, Instant::now());
         let version = match ino {
             Some(ino) => {
                 ns.local_change(ino);
@@ -135,9 +134,6 @@ impl MediaFs {
             None => 0,
         };
         drop(ns);
-        for p in &dropped {
-            self.content.remove(p);
-        }
         Ok((m, version))
     }
 

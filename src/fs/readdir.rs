@@ -11,7 +11,9 @@
 //! - A walk's log of the nodes it saw lets a listing look only at what each page brought.
 //! - The kernel may cache a whole listing (FOPEN_CACHE_DIR): a directory open keeps that cache
 //!   (FOPEN_KEEP_CACHE) only when the listing is fresh, the directory has not changed since the
-//!   kernel received all of it, and the attributes that came with it are within the TTL.
+//!   kernel received all of it, and the attributes that came with it are within the TTL. A pass
+//!   during which a name changed in place (a file shown beside a directory of its name, or
+//!   back) is not such a listing: it may have handed out the old name.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -43,6 +45,9 @@ pub(super) struct DirHandle {
     pub(super) next_offset: Option<usize>,
     /// When the first entries went out.
     pub(super) first_reply: Option<Instant>,
+    /// The namespace's count of names changed in place when the listing was opened: an entry
+    /// handed out under a name it no longer has makes the pass unfit for the kernel's cache.
+    pub(super) renames_at_open: u64,
     pub(super) eof: bool,
 }
 
@@ -80,6 +85,7 @@ impl MediaFs {
             ns.listing_opened(ino, Instant::now());
             (parent, keep)
         };
+        let renames_at_open = self.ns.lock().renamed_in_place;
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         let dh = DirHandle {
             ino,
@@ -91,6 +97,7 @@ impl MediaFs {
             eof: false,
             next_offset: Some(0),
             first_reply: None,
+            renames_at_open,
         };
         self.dirs.lock().insert(fh, Arc::new(Mutex::new(dh)));
         Ok(Opened {
@@ -194,7 +201,8 @@ impl MediaFs {
         let Some(dir) = ns.live(d.ino) else {
             return;
         };
-        let exact = d.emitted.len() == dir.children.len()
+        let exact = ns.renamed_in_place == d.renames_at_open
+            && d.emitted.len() == dir.children.len()
             && dir.children.values().all(|c| d.emitted.contains(c));
         if exact {
             let version = dir.content_version;

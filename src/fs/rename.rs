@@ -180,9 +180,14 @@ impl MediaFs {
         let (old_path, new_path, remote) = {
             let ns = self.ns.lock();
             let n = ns.live(src).ok_or(FsError::NotFound)?;
-            let new_path = ns.join(newparent, newname).ok_or(FsError::NotFound)?;
+            // A file replaced keeps its media name (it may be shown under a derived one).
+            let new_path = match dst.and_then(|d| ns.live(d)) {
+                Some(d) => d.path.clone(),
+                None => ns.join(newparent, newname).ok_or(FsError::NotFound)?,
+            };
             (n.path.clone(), new_path, n.remote)
         };
+        let newname = new_path.rsplit('/').next().unwrap_or(newname);
         if let Some(d) = dst {
             self.preload_readers(d);
         }
@@ -210,14 +215,7 @@ impl MediaFs {
     pub(super) fn record_copy(&self, path: &str, media: &Media) {
         let version = {
             let mut ns = self.ns.lock();
-            let mut dropped = Vec::new();
-            let ino = ns.remote_file(
-                path,
-                media.body.len() as u64,
-                None,
-                Instant::now(),
-                &mut dropped,
-            );
+            let ino = ns.remote_file(path, media.body.len() as u64, None, Instant::now());
             ino.map(|i| ns.uploaded(i, media))
         };
         if let Some(v) = version {
@@ -400,21 +398,15 @@ impl MediaFs {
 
     /// A directory rename stopped half way: show each media that did move under its new name,
     /// one at a time; the rest stays where it was.
-    fn show_moved_files(
-        &self,
-        moved: &[MovedMedia],
-        new_path_of: impl Fn(&str) -> String,
-    ) {
+    fn show_moved_files(&self, moved: &[MovedMedia], new_path_of: impl Fn(&str) -> String) {
         for (ino, old, media) in moved {
             let Some(m) = media else { continue };
             let new_path = new_path_of(old);
             let (parent_path, base) = new_path.rsplit_once('/').unwrap_or(("", &new_path));
             let mut ns = self.ns.lock();
-            let Some(dir) = ns.ensure_dirs(parent_path) else {
-                continue;
-            };
+            let dir = ns.ensure_dirs(parent_path);
             let old_parent = ns.node(*ino).map(|n| n.parent);
-            if let Some(existing) = ns.child(dir, base) {
+            if let Some(existing) = ns.file_in(dir, base) {
                 ns.detach(existing);
             }
             ns.move_node(*ino, dir, base);

@@ -11,14 +11,14 @@
 //! by page as it arrives (`walk`); one node and the inode maps are in `node`.
 //!
 //! Names that cannot be paths (empty segment, `.`, `..`, NUL, a segment over 255 bytes) are
-//! skipped with one warning each. When a name is both a file and a prefix of other names (`a`
-//! and `a/b`), **the file wins**: `a` is a file and `a/b` is hidden with one warning, whatever
-//! order the listing gives them in (a directory made only of remote media is replaced by the
-//! file when the file shows up; a directory with local content keeps it and the file is hidden).
+//! skipped with one warning each. When a name is both a file and a directory (`a` and `a/b`, or
+//! a media uploaded elsewhere under the name of a directory made here), the directory keeps the
+//! name and the file is shown beside it as `a~media` (`collisions`): every media is reachable.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Instant, SystemTime};
 
+mod collisions;
 mod node;
 mod walk;
 
@@ -43,6 +43,10 @@ pub(crate) struct Namespace {
     /// Names changed locally (created, uploaded, deleted) and the epoch of the change.
     recent_local: HashMap<String, u64>,
     warned: HashSet<String>,
+    /// Media said in the log to be shown beside a directory of their name.
+    noted_beside: HashSet<String>,
+    /// How many times a node changed its name in place (shown beside a directory or back).
+    pub renamed_in_place: u64,
     pub defaults: Defaults,
     /// Directories whose whole listing the kernel caches (FOPEN_CACHE_DIR): the directory's
     /// content version it holds, and when the first of those entries (and their attributes)
@@ -101,6 +105,8 @@ impl Namespace {
             complete_pages: 0,
             recent_local: HashMap::new(),
             warned: HashSet::new(),
+            noted_beside: HashSet::new(),
+            renamed_in_place: 0,
             defaults,
             kernel_dirs: InoMap::default(),
             open_listings: InoMap::default(),
@@ -232,18 +238,22 @@ impl Namespace {
         ino
     }
 
-    /// Put `ino` (of `kind`) into `parent` as `name`; the directory changed.
+    /// Put `ino` (of `kind`, own name `name`) into `parent`, under its own name or one derived
+    /// from it (see `collisions`); the directory changed.
     fn link(&mut self, parent: Ino, name: &str, ino: Ino, kind: Kind) {
+        let key = self.place(parent, name, ino, kind);
+        let shown_as = (&*key != name).then(|| key.clone());
+        self.shown_as(ino, shown_as);
         if let Some(p) = self.nodes.get_mut(&parent) {
-            if p.children.insert(name.into(), ino).is_none() && kind == Kind::Dir {
+            if p.children.insert(key, ino).is_none() && kind == Kind::Dir {
                 p.subdirs += 1;
             }
         }
         self.dir_changed(parent);
     }
 
-    /// Take `ino` (of `kind`) named `name` out of `parent`, if it is there; the directory
-    /// changed.
+    /// Take `ino` (of `kind`) shown as `name` out of `parent`, if it is there; the directory
+    /// changed. A directory gives its name back to a file shown beside it.
     fn unlink(&mut self, parent: Ino, name: &str, ino: Ino, kind: Kind) {
         if let Some(p) = self.nodes.get_mut(&parent) {
             if p.children.get(name) == Some(&ino) {
@@ -252,6 +262,9 @@ impl Namespace {
                     p.subdirs = p.subdirs.saturating_sub(1);
                 }
             }
+        }
+        if kind == Kind::Dir {
+            self.give_back(parent, name);
         }
         self.dir_changed(parent);
     }
@@ -339,8 +352,8 @@ impl Namespace {
         files
     }
 
-    /// Move `ino` to `name` in `new_parent` (whose slot must be free), updating the paths of
-    /// everything under it.
+    /// Move `ino` to its own name `name` in `new_parent` (whose slot must be free, or hold a
+    /// directory, for a file), updating the paths of everything under it.
     pub(crate) fn move_node(&mut self, ino: Ino, new_parent: Ino, name: &str) {
         let Some(node) = self.nodes.get(&ino) else {
             return;
@@ -350,22 +363,22 @@ impl Namespace {
         let path = self
             .join(new_parent, name)
             .unwrap_or_else(|| name.to_string());
-        self.link(new_parent, name, ino, kind);
         if let Some(n) = self.nodes.get_mut(&ino) {
             n.parent = new_parent;
             n.set_path(path);
         }
+        self.link(new_parent, name, ino, kind);
         let mut stack = vec![ino];
         while let Some(i) = stack.pop() {
             let Some(n) = self.nodes.get(&i) else {
                 continue;
             };
             let base = n.path.clone();
-            let kids: Vec<(Box<str>, Ino)> =
-                n.children.iter().map(|(k, v)| (k.clone(), *v)).collect();
-            for (k, c) in kids {
+            let kids: Vec<Ino> = n.children.values().copied().collect();
+            for c in kids {
                 if let Some(cn) = self.nodes.get_mut(&c) {
-                    cn.set_path(format!("{base}/{k}"));
+                    let path = format!("{base}/{}", cn.own_name());
+                    cn.set_path(path);
                 }
                 stack.push(c);
             }
@@ -414,17 +427,17 @@ impl Namespace {
         }
     }
 
-    /// The directory at `path`, made (explicit) where missing; `None` if a file is in the way.
-    pub(crate) fn ensure_dirs(&mut self, path: &str) -> Option<Ino> {
+    /// The directory at `path`, made (explicit) where missing (a file in the way is then shown
+    /// beside it).
+    pub(crate) fn ensure_dirs(&mut self, path: &str) -> Ino {
         let mut cur = ROOT_INO;
         if path.is_empty() {
-            return Some(cur);
+            return cur;
         }
         for seg in path.split('/') {
             cur = match self.child(cur, seg) {
                 Some(c) if self.node(c).is_some_and(|n| n.kind == Kind::Dir) => c,
-                Some(_) => return None,
-                None => {
+                _ => {
                     let d = self.add(cur, seg, Kind::Dir);
                     if let Some(n) = self.node_mut(d) {
                         n.explicit = true;
@@ -433,7 +446,7 @@ impl Namespace {
                 }
             };
         }
-        Some(cur)
+        cur
     }
 
     /// Record a local change of `ino` (and its directories) at a new epoch.

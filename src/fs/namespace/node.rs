@@ -66,8 +66,11 @@ pub(crate) struct Node {
     pub parent: Ino,
     /// The media name (files) or the prefix without its trailing `/` (directories; "" = root).
     pub path: String,
-    /// Where the name starts in `path`.
+    /// Where the own name (the last segment of `path`) starts in `path`.
     name_at: u32,
+    /// The name it is shown under in its directory when that is not its own: a file whose own
+    /// name a directory holds (see [`super::collisions`]).
+    pub shown_as: Option<Box<str>>,
     pub kind: Kind,
     pub children: BTreeMap<Box<str>, Ino>,
     /// How many of `children` are directories (a directory's link count is 2 plus these).
@@ -160,6 +163,7 @@ impl Node {
             parent,
             path: String::new(),
             name_at: 0,
+            shown_as: None,
             kind,
             children: BTreeMap::new(),
             subdirs: 0,
@@ -190,8 +194,14 @@ impl Node {
         node
     }
 
-    /// The name in its directory: the last segment of its path.
+    /// The name it is shown under in its directory (its key there): its own name, unless it
+    /// is shown under a derived one.
     pub(crate) fn name(&self) -> &str {
+        self.shown_as.as_deref().unwrap_or_else(|| self.own_name())
+    }
+
+    /// The last segment of its path (of the media name, for a file).
+    pub(crate) fn own_name(&self) -> &str {
         &self.path[self.name_at as usize..]
     }
 

@@ -5,8 +5,8 @@
 //!   locally after the walk started (an upload or a create racing with the listing must not be
 //!   undone by a listing that started before it): each local change takes a new *epoch*, and a
 //!   walk only removes or rewrites what is older than its start epoch.
-//! - A name that is both a file and a prefix of other names: the file wins, whatever order the
-//!   pages bring them in; names a walk cannot place yet wait until it finishes.
+//! - A name that is both a file and a prefix of other names: the directory keeps the name and
+//!   the file is shown beside it (`collisions`), whatever order the pages bring them in.
 //! - A server that would make the walk endless is stopped by the listing guard.
 
 use std::collections::HashSet;
@@ -28,9 +28,6 @@ pub(crate) struct Walk {
     pub done: bool,
     /// Counts the pages and ends a walk that a server would make endless.
     pub guard: ListingGuard,
-    /// Names (and sizes) this walk could not place because a file it has not seen (yet) is in
-    /// the way; tried again when it finishes, once the files it did not see are gone.
-    pub blocked: Vec<(String, u64)>,
     /// Every node this walk saw, in the order it first saw them.
     pub seen: Vec<Ino>,
 }
@@ -58,58 +55,30 @@ pub(crate) struct PageApplied {
 }
 
 impl Namespace {
-    /// Directories along `segs`, made as needed. `Err(path)` when a prefix is a file.
-    fn dirs_for(&mut self, segs: &[&str], walk_id: u64) -> Result<Ino, String> {
+    /// Directories along `segs`, made as needed (a file in the way is shown beside).
+    fn dirs_for(&mut self, segs: &[&str], walk_id: u64) -> Ino {
         let mut cur = ROOT_INO;
         for seg in segs {
             cur = match self.child(cur, seg) {
-                Some(c) => match self.nodes.get(&c).map(|n| n.kind) {
-                    Some(Kind::Dir) => c,
-                    _ => {
-                        return Err(self
-                            .nodes
-                            .get(&c)
-                            .map(|n| n.path.clone())
-                            .unwrap_or_default())
-                    }
-                },
-                None => self.add(cur, seg, Kind::Dir),
+                Some(c) if self.nodes.get(&c).map(|n| n.kind) == Some(Kind::Dir) => c,
+                _ => self.add(cur, seg, Kind::Dir),
             };
             if walk_id != 0 {
                 self.seen_by_walk(cur, walk_id);
             }
         }
-        Ok(cur)
-    }
-
-    /// Whether a directory holds only media known from the server (so a file may replace it).
-    fn replaceable(&self, dir: Ino) -> bool {
-        let mut stack = vec![dir];
-        while let Some(i) = stack.pop() {
-            let Some(n) = self.nodes.get(&i) else {
-                continue;
-            };
-            match n.kind {
-                Kind::Dir if n.explicit => return false,
-                Kind::File if !n.remote => return false,
-                _ => {}
-            }
-            stack.extend(n.children.values().copied());
-        }
-        true
+        cur
     }
 
     /// A media the server reported (listing item or GET): add it or update its size.
     /// `walk` is `(id, start_epoch)` for a listing, `None` for a GET (which is always current).
-    /// Returns its inode, or `None` when the name is skipped or hidden. Paths of files removed to
-    /// make room (a directory replaced by a file) are pushed on `dropped`.
+    /// Returns its inode, or `None` when the name cannot be a path.
     pub(crate) fn remote_file(
         &mut self,
         name: &str,
         size: u64,
         walk: Option<(u64, u64)>,
         now: Instant,
-        dropped: &mut Vec<String>,
     ) -> Option<Ino> {
         if let Some(why) = bad_media_name(name) {
             self.warn_once(name, why);
@@ -120,7 +89,7 @@ impl Namespace {
             // A local change after this walk started is newer than what the page says.
             if let Some(&e) = self.recent_local.get(name) {
                 if e > start_epoch {
-                    if let Some(ino) = self.resolve(name) {
+                    if let Some(ino) = self.resolve_file(name) {
                         self.seen_by_walk(ino, walk_id);
                         return Some(ino);
                     }
@@ -130,38 +99,9 @@ impl Namespace {
         }
         let segs: Vec<&str> = name.split('/').collect();
         let (last, dirs) = segs.split_last()?;
-        let parent = match self.dirs_for(dirs, walk_id) {
-            Ok(p) => p,
-            Err(file) => {
-                if let Some(w) = self.walk.as_mut().filter(|w| w.id == walk_id) {
-                    if !w.done {
-                        w.blocked.push((name.to_string(), size));
-                        return None;
-                    }
-                }
-                self.warn_once(
-                    name,
-                    &format!("{file:?} is a file, so it cannot be a directory"),
-                );
-                return None;
-            }
-        };
-        let ino = match self.child(parent, last) {
-            Some(c) if self.nodes.get(&c).map(|n| n.kind) == Some(Kind::File) => c,
-            Some(c) => {
-                if !self.replaceable(c) {
-                    self.warn_once(name, "a directory of that name has local content");
-                    return None;
-                }
-                for path in self.detach(c) {
-                    self.warn_once(
-                        &path,
-                        &format!("{name:?} is a file, so it cannot be a directory"),
-                    );
-                    dropped.push(path);
-                }
-                self.add(parent, last, Kind::File)
-            }
+        let parent = self.dirs_for(dirs, walk_id);
+        let ino = match self.file_in(parent, last) {
+            Some(c) => c,
             None => self.add(parent, last, Kind::File),
         };
         let v = self.next_version();
@@ -205,7 +145,6 @@ impl Namespace {
             next: None,
             done: false,
             guard: ListingGuard::new(MAX_LIST_PAGES),
-            blocked: Vec::new(),
             seen: Vec::new(),
         });
         id
@@ -232,7 +171,6 @@ impl Namespace {
                 item.content_length,
                 Some((id, start_epoch)),
                 now,
-                &mut out.dropped,
             );
         }
         let Some(w) = self.walk.as_mut() else {
@@ -272,7 +210,6 @@ impl Namespace {
         };
         walk.done = true;
         let (id, start_epoch, pages) = (walk.id, walk.start_epoch, walk.pages());
-        let blocked = std::mem::take(&mut walk.blocked);
         let stale: Vec<Ino> = self
             .nodes
             .values()
@@ -288,11 +225,6 @@ impl Namespace {
         let mut removed = Vec::new();
         for ino in stale {
             removed.extend(self.detach(ino));
-        }
-        // A file deleted elsewhere no longer hides the names under it (a file replaced by a
-        // directory); a file this walk saw still does, with a warning.
-        for (name, size) in blocked {
-            self.remote_file(&name, size, Some((id, start_epoch)), now, &mut removed);
         }
         loop {
             let empty: Vec<Ino> = self

@@ -277,11 +277,13 @@ fn a_file_replaced_by_a_directory_elsewhere_shows_as_the_directory() {
     assert_eq!(t.ls("").unwrap(), vec!["d"]);
     assert_eq!(t.resolve("d").unwrap().kind, Kind::Dir);
     assert_eq!(t.cat("d/x").unwrap(), b"2");
-    // While both exist the file wins, whatever was cached before.
+    // While both exist the directory keeps the name and the file is shown beside it.
     seed(&store, "d", b"3");
-    assert_eq!(t.ls("").unwrap(), vec!["d"]);
-    assert_eq!(t.resolve("d").unwrap().kind, Kind::File);
+    assert_eq!(t.ls("").unwrap(), vec!["d", "d~media"]);
+    assert_eq!(t.resolve("d").unwrap().kind, Kind::Dir);
+    assert_eq!(t.cat("d~media").unwrap(), b"3");
     store.delete("d/x");
+    assert_eq!(t.ls("").unwrap(), vec!["d"]);
     assert_eq!(t.cat("d").unwrap(), b"3");
 }
 
