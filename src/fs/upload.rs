@@ -154,6 +154,7 @@ impl MediaFs {
             body: bytes,
             content_type: Some(content_type),
             cache_control,
+            last_modified: None,
         })
     }
 }
