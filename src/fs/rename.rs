@@ -205,7 +205,7 @@ impl MediaFs {
                 Instant::now(),
                 &mut dropped,
             );
-            ino.map(|i| ns.uploaded(i, media))
+            ino.map(|i| ns.uploaded(i, media, false))
         };
         if let Some(v) = version {
             self.content.insert(path, media.clone(), v);
@@ -239,7 +239,7 @@ impl MediaFs {
             if let Some(p) = old_parent {
                 ns.keep_emptied(p);
             }
-            let version = media.map(|m| ns.uploaded(src, m));
+            let version = media.map(|m| ns.uploaded(src, m, false));
             (
                 ns.node(src).map(|n| n.path.clone()).unwrap_or_default(),
                 version,
@@ -325,7 +325,7 @@ impl MediaFs {
             for (ino, old, media) in moved {
                 ns.local_change_path(old);
                 if let Some(m) = media {
-                    let v = ns.uploaded(*ino, m);
+                    let v = ns.uploaded(*ino, m, false);
                     let p = ns.node(*ino).map(|n| n.path.clone()).unwrap_or_default();
                     inserts.push((p, m.clone(), v));
                 }
@@ -363,7 +363,7 @@ impl MediaFs {
             }
             ns.move_node(*ino, dir, base);
             ns.local_change_path(old);
-            let v = ns.uploaded(*ino, m);
+            let v = ns.uploaded(*ino, m, false);
             if let Some(p) = old_parent {
                 ns.keep_emptied(p);
             }

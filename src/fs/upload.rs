@@ -120,7 +120,7 @@ impl MediaFs {
                         file.display()
                     );
                 }
-                let version = self.ns.lock().uploaded(ino, &media);
+                let version = self.ns.lock().uploaded(ino, &media, true);
                 self.content.insert(&path, media, version);
                 Ok(())
             }

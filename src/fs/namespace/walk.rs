@@ -146,8 +146,11 @@ impl Namespace {
                 return None;
             }
         };
+        let existing = self
+            .child(parent, last)
+            .filter(|&c| self.nodes.get(&c).map(|n| n.kind) == Some(Kind::File));
         let ino = match self.child(parent, last) {
-            Some(c) if self.nodes.get(&c).map(|n| n.kind) == Some(Kind::File) => c,
+            Some(c) if existing.is_some() => c,
             Some(c) => {
                 if !self.replaceable(c) {
                     self.warn_once(name, "a directory of that name has local content");
@@ -165,15 +168,27 @@ impl Namespace {
             None => self.add(parent, last, Kind::File),
         };
         let v = self.next_version();
+        let wall = SystemTime::now();
+        if existing.is_none() {
+            self.first_seen(ino, size, wall);
+        }
         let n = self.nodes.get_mut(&ino)?;
-        if n.size != size && n.remote {
+        let changed = n.size != size && n.remote;
+        let undated = n.uploaded_at.is_none();
+        if changed {
             n.content_version = v;
-            n.mtime = SystemTime::now();
-            n.ctime = n.mtime;
         }
         n.size = size;
         n.remote = true;
         n.verified_at = Some(now);
+        if changed {
+            // Other bytes than the ones known.
+            self.changed_remotely(ino, wall);
+        } else if undated {
+            // A file of ours the server now shows too: uploaded by now.
+            n.uploaded_at = Some(wall);
+            self.times_dirty = true;
+        }
         if walk_id != 0 {
             self.seen_by_walk(ino, walk_id);
         }
@@ -316,6 +331,7 @@ impl Namespace {
             }
         }
         self.recent_local.retain(|_, e| *e > start_epoch);
+        self.forget_unseen();
         self.complete_at = Some(now);
         self.complete_pages = pages;
         removed
