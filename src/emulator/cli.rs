@@ -157,3 +157,18 @@ impl Args {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_modified_is_sent_unless_turned_off() {
+        let config = |args: &[&str]| {
+            let argv = std::iter::once("bwmedia-emulator").chain(args.iter().copied());
+            Args::try_parse_from(argv).unwrap().config().unwrap()
+        };
+        assert!(config(&[]).store.last_modified);
+        assert!(!config(&["--no-last-modified"]).store.last_modified);
+    }
+}
