@@ -54,8 +54,10 @@ pub struct StoredMedia {
     pub content_type: String,
     /// The `Cache-Control` it was uploaded with.
     pub cache_control: Option<String>,
-    /// When it was uploaded (it lives for the retention after).
+    /// When it was stored (it lives for the retention after its upload).
     pub stored_at: Instant,
+    /// How old it was when stored (a media dated in the past by [`Store::put_at`]).
+    pub age: Duration,
     /// When it was uploaded, by the clock (what `Last-Modified` says).
     pub uploaded: SystemTime,
 }
@@ -157,7 +159,7 @@ impl Store {
     }
 
     fn alive(&self, m: &StoredMedia, now: Instant) -> bool {
-        now.duration_since(m.stored_at) < self.config.read().retention
+        now.duration_since(m.stored_at) + m.age < self.config.read().retention
     }
 
     /// One page of names after the position `token` encodes (all names sorted, as Bandwidth's
@@ -243,7 +245,8 @@ impl Store {
                 body,
                 content_type: content_type.to_string(),
                 cache_control: cache_control.map(str::to_string),
-                stored_at: now.checked_sub(age).unwrap_or(now),
+                stored_at: now,
+                age,
                 uploaded,
             },
         );
