@@ -40,7 +40,9 @@
 //! Locks are never held across a network call, except the single-flight points: the per-media
 //! download flight, the per-media upload lock and the listing walk lock. The complete order:
 //! walk lock -> dir handle -> upload lock -> writes map -> write buffer state -> read-ahead
-//! scans -> namespace -> {content cache, handle table, dir table, read-ahead queue}.
+//! scans -> namespace -> {content cache, handle table, dir table, read-ahead queue}. The times
+//! file's write lock is taken with none of these held (the namespace only hands out the
+//! records).
 
 mod attr;
 mod buf;
