@@ -18,7 +18,7 @@ use bwmediafs::cli::logging::{self, LogOutput, LogSettings};
 use bwmediafs::cli::options::{check_token_url, check_transport_security, Args, MountFlags};
 use bwmediafs::cli::{demo, mountpoint, notify};
 use bwmediafs::emulator::Emulator;
-use bwmediafs::fs::{FsError, FsOptions, MediaFs};
+use bwmediafs::fs::{times_file, FsError, FsOptions, MediaFs};
 use bwmediafs::fuse::{self, MountOptions};
 
 fn main() {
@@ -144,7 +144,9 @@ fn run(
     mounted.wait();
     notify::stopping();
     // Normally every file was uploaded at its close; this catches what a lazy unmount left.
-    if let Err(e) = fs.flush_all() {
+    let flushed = fs.flush_all();
+    fs.save_times();
+    if let Err(e) = flushed {
         log::error!("some files could not be uploaded at unmount: {e}");
         return Err(format!(
             "unmounted, but some files could not be uploaded: {e}"
@@ -181,8 +183,13 @@ fn connect(
         format!("the media of account {}", http.account_id)
     };
     let base_url = http.base_url.clone();
+    let mut opts = fs_options(args, flags);
+    if !args.demo {
+        // The demo's media are new at each start: nothing of their times is worth keeping.
+        opts.times_file = Some(times_file(&http.account_id));
+    }
     let api = HttpApi::new(http).map_err(|e| e.to_string())?;
-    let fs = MediaFs::connect(Arc::new(api), fs_options(args, flags)).map_err(|e| match e {
+    let fs = MediaFs::connect(Arc::new(api), opts).map_err(|e| match e {
         FsError::Api {
             source: ApiError::NotFound,
             ..

@@ -182,7 +182,8 @@ fn an_outage_shorter_than_the_retry_time_is_invisible() {
         listen: addr,
         ..config
     })
-    .expect("restart the emulator");
+    .expect("restart the emulator")
+    .into();
     let t = Instant::now();
     while !writer.is_finished() {
         assert!(t.elapsed() < OP_TIMEOUT, "the copy hangs");

@@ -423,3 +423,181 @@ fn df_shows_sensible_numbers_that_follow_copies() {
     assert_eq!(inodes2.1, inodes.1 + 1);
     assert_eq!(bytes2.1, (100_000u64 + 5010).div_ceil(4096) as i128 * 4096);
 }
+
+/// The value of extended attribute `name` of `p`, through `getfattr`.
+fn xattr(p: &std::path::Path, name: &str) -> String {
+    sh_ok(&format!("getfattr -n {name} --only-values {}", q(p)))
+}
+
+/// `t` in nanoseconds since the epoch.
+fn ns_of(t: std::time::SystemTime) -> i128 {
+    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i128
+}
+
+/// What `user.bandwidth.expires` should say of a media whose mtime is `mtime_ns`: 48 hours
+/// later, in RFC 3339, rounded up to the second.
+fn expiry_of(mtime_ns: i128) -> String {
+    let secs = (mtime_ns + 999_999_999).div_euclid(1_000_000_000) as u64 + 48 * 3600;
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+#[track_caller]
+fn assert_near(got_ns: i128, want_ns: i128, slack_ns: i128, what: &str) {
+    assert!(
+        (got_ns - want_ns).abs() <= slack_ns,
+        "{what}: {got_ns} is {:.3} s from {want_ns}",
+        (got_ns - want_ns) as f64 / 1e9
+    );
+}
+
+const SECOND: i128 = 1_000_000_000;
+
+#[test]
+fn after_a_remount_times_are_the_upload_times_from_last_modified() {
+    let emulator = start_emulator(emulator_config());
+    // An inbound media that arrived an hour ago.
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    emulator
+        .store()
+        .put_at(
+            "in/0/photo.jpg",
+            bytes::Bytes::from(jpeg()),
+            "image/jpeg",
+            None,
+            hour_ago,
+        )
+        .unwrap();
+    // A short TTL: the kernel asks for the attributes again after the read that dates them.
+    let mut m = Mount::with(emulator, &["--metadata-ttl", "1s"]);
+    let src = m.dir.path().join("mine.txt");
+    std::fs::write(&src, b"sent from here\n").unwrap();
+    sh_ok(&format!("cp {} {}", q(&src), q(&m.path("mine.txt"))));
+    let uploaded = m.emulator.store().get("mine.txt").unwrap().uploaded;
+    m.unmount();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+
+    // A new mount, with nothing remembered (a state directory of its own): the dates come with
+    // the downloads.
+    let m2 = Mount::with(m.emulator.clone(), &["--metadata-ttl", "1s"]);
+    let (photo, mine) = (m2.path("in/0/photo.jpg"), m2.path("mine.txt"));
+    sh_ok(&format!("cat {} {} >/dev/null", q(&photo), q(&mine)));
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let whole_hour_ago = ns_of(hour_ago).div_euclid(SECOND) * SECOND;
+    assert_eq!(times(&photo), (whole_hour_ago, whole_hour_ago));
+    assert_near(times(&mine).0, ns_of(uploaded), SECOND, "mine.txt");
+    // `ls -t`: the newest first.
+    let listed = sh_ok(&format!("ls -t {}", q(&m2.path("in/0"))));
+    assert_eq!(listed.trim(), "photo.jpg");
+    let order = sh_ok(&format!(
+        "cd {} && ls -t mine.txt in/0/photo.jpg",
+        q(&m2.mnt)
+    ));
+    assert_eq!(
+        order.split_whitespace().collect::<Vec<_>>(),
+        ["mine.txt", "in/0/photo.jpg"]
+    );
+    let found = sh_ok(&format!("cd {} && find . -type f -mmin -30", q(&m2.mnt)));
+    assert_eq!(found.trim(), "./mine.txt");
+    // The expiry: 48 hours after the upload.
+    assert_eq!(
+        xattr(&photo, "user.bandwidth.expires"),
+        expiry_of(whole_hour_ago)
+    );
+    assert_eq!(
+        xattr(&mine, "user.bandwidth.expires"),
+        expiry_of(times(&mine).0)
+    );
+}
+
+#[test]
+fn without_last_modified_a_remount_keeps_the_times_this_machine_saw() {
+    let mut config = emulator_config();
+    config.store.last_modified = false;
+    let emulator = start_emulator(config);
+    emulator
+        .store()
+        .put(
+            "in/0/photo.jpg",
+            bytes::Bytes::from(jpeg()),
+            "image/jpeg",
+            None,
+        )
+        .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut env = oauth_env(&emulator);
+    env.push(("XDG_STATE_HOME".into(), state.path().display().to_string()));
+    let mut m = Mount::with_env(emulator, &[], &env);
+    let src = m.dir.path().join("mine.txt");
+    std::fs::write(&src, b"sent from here\n").unwrap();
+    sh_ok(&format!("cp {} {}", q(&src), q(&m.path("mine.txt"))));
+    let uploaded = m.emulator.store().get("mine.txt").unwrap().uploaded;
+    sh_ok(&format!("ls -lR {} >/dev/null", q(&m.mnt)));
+    let photo_first = times(&m.path("in/0/photo.jpg"));
+    let mine_first = times(&m.path("mine.txt"));
+    // Our own upload is dated by its PUT.
+    assert_near(mine_first.0, ns_of(uploaded), SECOND, "mine.txt");
+    let expires_first = xattr(&m.path("in/0/photo.jpg"), "user.bandwidth.expires");
+    assert_eq!(expires_first, expiry_of(photo_first.0));
+    m.unmount();
+    let file = state.path().join("bwmediafs/times-9900000.json");
+    assert!(file.exists(), "no {}", file.display());
+    std::thread::sleep(std::time::Duration::from_secs(2));
+
+    let m2 = Mount::with_env(m.emulator.clone(), &[], &env);
+    let (photo, mine) = (m2.path("in/0/photo.jpg"), m2.path("mine.txt"));
+    assert_eq!(times(&photo), photo_first);
+    assert_eq!(times(&mine).0, mine_first.0);
+    // A read (no date from the server) changes nothing.
+    sh_ok(&format!("cat {} {} >/dev/null", q(&photo), q(&mine)));
+    assert_eq!(times(&photo), photo_first);
+    assert_eq!(xattr(&photo, "user.bandwidth.expires"), expires_first);
+    assert_eq!(
+        xattr(&mine, "user.bandwidth.expires"),
+        expiry_of(mine_first.0)
+    );
+}
+
+#[test]
+fn rsync_copies_the_users_own_attributes_in_and_out() {
+    let m = Mount::new();
+    let src = m.dir.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("a.txt"), b"a\n").unwrap();
+    std::fs::write(src.join("sub/b.jpg"), jpeg()).unwrap();
+    sh_ok(&format!(
+        "setfattr -n user.foo -v bar {a} && setfattr -n user.foo -v 'with space' {b} \
+         && setfattr -n user.dir -v d {sub}",
+        a = q(&src.join("a.txt")),
+        b = q(&src.join("sub/b.jpg")),
+        sub = q(&src.join("sub")),
+    ));
+    let (ok, _, err) = sh_outcome(&format!("rsync -aX {}/ {}/", q(&src), q(&m.path("in"))));
+    assert!(ok, "rsync -aX into the mount: {err}");
+    assert_eq!(xattr(&m.path("in/a.txt"), "user.foo"), "bar");
+    assert_eq!(xattr(&m.path("in/sub/b.jpg"), "user.foo"), "with space");
+    assert_eq!(xattr(&m.path("in/sub"), "user.dir"), "d");
+    assert_bytes(m.stored("in/sub/b.jpg").as_deref(), &jpeg(), "in/sub/b.jpg");
+    let all = sh_ok(&format!("getfattr -d {}", q(&m.path("in/a.txt"))));
+    assert!(all.contains("user.foo=\"bar\""), "{all}");
+    assert!(all.contains("user.bandwidth.expires="), "{all}");
+
+    // And back out.
+    let out = m.dir.path().join("out");
+    let (ok, _, err) = sh_outcome(&format!("rsync -aX {}/ {}/", q(&m.path("in")), q(&out)));
+    assert!(ok, "rsync -aX out of the mount: {err}");
+    assert_eq!(xattr(&out.join("a.txt"), "user.foo"), "bar");
+    assert_eq!(xattr(&out.join("sub/b.jpg"), "user.foo"), "with space");
+    assert_eq!(xattr(&out.join("sub"), "user.dir"), "d");
+
+    // Create and replace are honoured, and a removal works.
+    let p = m.path("in/a.txt");
+    let py = |call: &str| sh_outcome(&format!("python3 -c 'import os, sys; os.{call}' {}", q(&p)));
+    let (ok, _, err) = py("setxattr(sys.argv[1], \"user.foo\", b\"x\", os.XATTR_CREATE)");
+    assert!(!ok && err.contains("FileExistsError"), "{err}");
+    let (ok, _, err) = py("setxattr(sys.argv[1], \"user.new\", b\"x\", os.XATTR_REPLACE)");
+    assert!(!ok && err.contains("No data available"), "{err}");
+    sh_ok(&format!("setfattr -x user.foo {}", q(&p)));
+    let (ok, _, _) = sh_outcome(&format!("getfattr -n user.foo {}", q(&p)));
+    assert!(!ok, "user.foo is still there");
+}

@@ -158,7 +158,7 @@ fn an_unreachable_server_fails_fast_and_the_mount_recovers_by_itself() {
     back.store()
         .put("back", Bytes::from_static(b"again"), "text/plain", None)
         .unwrap();
-    m.emulator = back;
+    m.emulator = back.into();
     std::thread::sleep(Duration::from_millis(1100));
     let p = m.path("back");
     assert_eq!(

@@ -13,12 +13,17 @@ pub mod path;
 pub mod retry;
 pub mod wire;
 
+use std::time::{Duration, SystemTime};
+
 use bytes::Bytes;
 
 pub use mime::{content_type_for, content_type_of_bytes, UNKNOWN_CONTENT_TYPE};
 
 /// Bandwidth's documented per-file limit: 3.75 MB (3.75 × 1024 × 1024 bytes).
 pub const MAX_MEDIA_SIZE: u64 = 3_932_160;
+
+/// How long Bandwidth keeps a media after its upload: 48 hours, then it vanishes.
+pub const RETENTION: Duration = Duration::from_secs(48 * 3600);
 
 /// Pages a full listing may take before it is judged endless (100 million media at 1000 a page).
 pub const MAX_LIST_PAGES: usize = 100_000;
@@ -50,6 +55,9 @@ pub struct Media {
     pub content_type: Option<String>,
     /// The `Cache-Control` stored with it.
     pub cache_control: Option<String>,
+    /// When the server says the media was last stored (a GET's `Last-Modified`, when it sends
+    /// one; whether production does is unknown).
+    pub last_modified: Option<SystemTime>,
 }
 
 /// Why a call failed. Each variant is one row of the design's error table; the core maps them to

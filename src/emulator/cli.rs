@@ -87,6 +87,11 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "48h")]
     pub retention: Duration,
 
+    /// Send no Last-Modified header with downloads (whether production sends one is unknown;
+    /// by default the emulator sends the media's upload time).
+    #[arg(long)]
+    pub no_last_modified: bool,
+
     /// Load every file below DIR at start (its path relative to DIR becomes the media name).
     #[arg(long, value_name = "DIR")]
     pub seed: Option<PathBuf>,
@@ -144,10 +149,26 @@ impl Args {
                 page_size,
                 max_size: self.max_size,
                 retention: self.retention,
+                last_modified: !self.no_last_modified,
                 ..StoreConfig::default()
             },
             faults,
             seed: self.seed,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_modified_is_sent_unless_turned_off() {
+        let config = |args: &[&str]| {
+            let argv = std::iter::once("bwmedia-emulator").chain(args.iter().copied());
+            Args::try_parse_from(argv).unwrap().config().unwrap()
+        };
+        assert!(config(&[]).store.last_modified);
+        assert!(!config(&["--no-last-modified"]).store.last_modified);
     }
 }

@@ -1,7 +1,9 @@
 //! The Bandwidth Media API emulator: a local HTTP server that answers as production does
 //! (paged list, get, put, delete; Basic and OAuth2 authentication; JSON errors), with knobs
-//! production lacks: request counters for exact round-trip tests, and fault injection
-//! (latency, error statuses, connections cut or bodies truncated mid-body).
+//! production lacks: request counters for exact round-trip tests, fault injection (latency,
+//! error statuses, connections cut or bodies truncated mid-body), and whether a download says
+//! when the media was uploaded (`Last-Modified`, sent by default: what production does is
+//! unknown, so clients are tested both ways).
 //!
 //! [`Emulator::start`] binds the socket in the caller (so a bad address fails at once and the
 //! socket accepts connections when `start` returns) and serves on its own tokio runtime, on its

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
 use bytes::Bytes;
@@ -28,6 +28,9 @@ pub struct StoreConfig {
     /// Base of the URLs reported in listings and by `media_url`, e.g.
     /// `http://127.0.0.1:8080/api/v2/users/9900000/media`.
     pub media_url_base: String,
+    /// Whether a download says when the media was uploaded (`Last-Modified`). Whether
+    /// production does is unknown, so both behaviours are there to test against.
+    pub last_modified: bool,
 }
 
 impl Default for StoreConfig {
@@ -35,8 +38,9 @@ impl Default for StoreConfig {
         StoreConfig {
             page_size: 1000,
             max_size: MAX_MEDIA_SIZE,
-            retention: Duration::from_secs(48 * 3600),
+            retention: crate::api::RETENTION,
             media_url_base: "http://127.0.0.1/api/v2/users/9900000/media".to_string(),
+            last_modified: true,
         }
     }
 }
@@ -50,8 +54,12 @@ pub struct StoredMedia {
     pub content_type: String,
     /// The `Cache-Control` it was uploaded with.
     pub cache_control: Option<String>,
-    /// When it was uploaded (it lives for the retention after).
+    /// When it was stored (it lives for the retention after its upload).
     pub stored_at: Instant,
+    /// How old it was when stored (a media dated in the past by [`Store::put_at`]).
+    pub age: Duration,
+    /// When it was uploaded, by the clock (what `Last-Modified` says).
+    pub uploaded: SystemTime,
 }
 
 /// Requests served, per operation, failures included.
@@ -178,7 +186,7 @@ impl Store {
     }
 
     fn alive(&self, m: &StoredMedia, now: Instant) -> bool {
-        now.duration_since(m.stored_at) < self.config.read().retention
+        now.duration_since(m.stored_at) + m.age < self.config.read().retention
     }
 
     /// One page of names after the position `token` encodes (all names sorted, as Bandwidth's
@@ -236,21 +244,46 @@ impl Store {
         content_type: &str,
         cache_control: Option<&str>,
     ) -> Result<(), StoreError> {
+        self.put_at(name, body, content_type, cache_control, SystemTime::now())
+    }
+
+    /// [`Store::put`] as if it had happened at `uploaded` (now or earlier): tests and seeds of
+    /// media that arrived a while ago. It lives for the retention after that moment.
+    pub fn put_at(
+        &self,
+        name: &str,
+        body: Bytes,
+        content_type: &str,
+        cache_control: Option<&str>,
+        uploaded: SystemTime,
+    ) -> Result<(), StoreError> {
         let limit = self.config.read().max_size;
         let size = body.len() as u64;
         if size > limit {
             return Err(StoreError::TooLarge { size, limit });
         }
+        let now = Instant::now();
+        let age = SystemTime::now()
+            .duration_since(uploaded)
+            .unwrap_or_default();
         self.media.write().insert(
             name.to_string(),
             StoredMedia {
                 body,
                 content_type: content_type.to_string(),
                 cache_control: cache_control.map(str::to_string),
-                stored_at: Instant::now(),
+                stored_at: now,
+                age,
+                uploaded,
             },
         );
         Ok(())
+    }
+
+    /// What a download says of when `m` was stored: its upload time, unless the store is set
+    /// to send no `Last-Modified`.
+    pub fn last_modified(&self, m: &StoredMedia) -> Option<SystemTime> {
+        self.config.read().last_modified.then_some(m.uploaded)
     }
 
     /// Remove a media; a missing one is not an error (production answers 204).
@@ -356,10 +389,15 @@ impl MediaApi for Store {
     fn get(&self, name: &str) -> Result<Media, ApiError> {
         self.stats.get.fetch_add(1, Ordering::Relaxed);
         let m = Store::get(self, name).map_err(store_error_to_api)?;
+        // What crosses HTTP: a date in whole seconds.
+        let last_modified = self
+            .last_modified(&m)
+            .and_then(|t| httpdate::parse_http_date(&httpdate::fmt_http_date(t)).ok());
         Ok(Media {
             body: m.body,
             content_type: Some(m.content_type),
             cache_control: m.cache_control,
+            last_modified,
         })
     }
 
@@ -438,6 +476,37 @@ mod tests {
             Err(StoreError::TooLarge { .. })
         ));
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn downloads_carry_the_upload_time_unless_told_not_to() {
+        let s = store(10);
+        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        Store::put_at(
+            &s,
+            "a",
+            Bytes::from_static(b"x"),
+            "text/plain",
+            None,
+            hour_ago,
+        )
+        .unwrap();
+        let whole = |t: SystemTime| {
+            let secs = t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+            SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+        };
+        let m = MediaApi::get(&s, "a").unwrap();
+        assert_eq!(m.last_modified, Some(whole(hour_ago)));
+        let mut config = s.config();
+        config.last_modified = false;
+        s.set_config(config);
+        assert_eq!(MediaApi::get(&s, "a").unwrap().last_modified, None);
+        // A media uploaded an hour ago lives an hour less.
+        s.set_config(StoreConfig {
+            retention: Duration::from_secs(1800),
+            ..StoreConfig::default()
+        });
+        assert!(Store::get(&s, "a").is_err());
     }
 
     #[test]

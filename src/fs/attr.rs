@@ -264,7 +264,7 @@ impl MediaFs {
                 n.atime = t;
             }
             if let Some(t) = sa.mtime {
-                n.mtime = t;
+                n.user_mtime = Some(t);
             }
             n.ctime = SystemTime::now();
         }
@@ -306,10 +306,12 @@ impl MediaFs {
         result
     }
 
+    /// A local write: the bytes are new now, whatever time a `touch` chose before.
     pub(super) fn touch_mtime(&self, ino: Ino) {
         if let Some(n) = self.ns.lock().node_mut(ino) {
             n.mtime = SystemTime::now();
             n.ctime = n.mtime;
+            n.user_mtime = None;
         }
     }
 }

@@ -66,6 +66,12 @@ pub enum FsError {
     /// No such extended attribute (ENODATA).
     #[error("no such extended attribute")]
     NoAttr,
+    /// An extended attribute's value is larger than a value may be (E2BIG).
+    #[error("the value is larger than {0} bytes")]
+    ValueTooLarge(usize),
+    /// No room left for what was asked (ENOSPC).
+    #[error("no room left: {0}")]
+    NoSpace(String),
     /// Not something this file system does (ENOTSUP).
     #[error("operation not supported")]
     NotSupported,
@@ -154,6 +160,8 @@ fn errno(e: &FsError) -> i32 {
         FsError::BadHandle => libc::EBADF,
         FsError::NoAttr => libc::ENODATA,
         FsError::NotSupported => libc::ENOTSUP,
+        FsError::ValueTooLarge(_) => libc::E2BIG,
+        FsError::NoSpace(_) => libc::ENOSPC,
         FsError::NotPermitted => libc::EPERM,
         FsError::NoIoctl => libc::ENOTTY,
         FsError::Invalid(_) => libc::EINVAL,

@@ -119,7 +119,7 @@ impl MediaFs {
                         remove_recovery(&file);
                     }
                 }
-                let version = self.ns.lock().uploaded(ino, &media);
+                let version = self.ns.lock().uploaded(ino, &media, false);
                 self.content.insert(&path, media, version);
                 Ok(())
             }

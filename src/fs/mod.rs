@@ -22,19 +22,27 @@
 //! - `entries`, `rename`: create, mkdir, rmdir, unlink; file and directory renames;
 //! - `xattr`: extended attributes and statfs; `headers`: header changes through them, sent at
 //!   once;
+//! - `times`: the state file that keeps the times of media across remounts;
 //! - `options`, `types`: the settings and the small types of the interface;
 //! - `buf`: the page buffers bodies and write buffers live in, recycled through a small pool;
 //! - `process`: which process holds what open (for the rule of which close uploads);
 //! - `error`: [`FsError`] and its one mapping to errno.
 //!
-//! Timestamps: a name's times are when this mount first saw it; `mtime` changes on our own
-//! writes and when the server shows different content (a new size in a listing, other bytes
-//! from a GET); chmod/chown/utimens values are kept for the life of the mount.
+//! Timestamps (`namespace::times`, and `times` for the state file): a media's mtime is the time
+//! of our own PUT, else the server's `Last-Modified`, else when this machine first saw it (kept
+//! across remounts); it changes on our own writes and when the server shows different content
+//! (a new size in a listing, other bytes or another date from a GET); chmod/chown/utimens
+//! values are kept for the life of the mount.
+//!
+//! Extended attributes (`xattr`): the `user.bandwidth.` ones are derived or sent to the server;
+//! other `user.` ones are kept in memory for the life of the mount.
 //!
 //! Locks are never held across a network call, except the single-flight points: the per-media
 //! download flight, the per-media upload lock and the listing walk lock. The complete order:
 //! walk lock -> dir handle -> upload lock -> writes map -> write buffer state -> read-ahead
-//! scans -> namespace -> {content cache, handle table, dir table, read-ahead queue}.
+//! scans -> namespace -> {content cache, handle table, dir table, read-ahead queue}. The times
+//! file's write lock is taken with none of these held (the namespace only hands out the
+//! records).
 
 mod attr;
 mod buf;
@@ -53,6 +61,7 @@ mod readahead;
 mod readdir;
 mod recovery;
 mod rename;
+mod times;
 mod types;
 mod upload;
 mod write;
@@ -74,7 +83,7 @@ pub use error::FsError;
 use handles::Handle;
 pub use namespace::{Attr, Ino, Kind, ROOT_INO};
 use namespace::{Defaults, Namespace, NAME_MAX};
-pub use options::{state_dir, FsOptions};
+pub use options::{state_dir, times_file, FsOptions};
 use readahead::ReadAhead;
 use readdir::DirHandle;
 pub use types::*;
@@ -103,6 +112,8 @@ pub struct MediaFs {
     mountpoint: Mutex<Option<PathBuf>>,
     auth_logged: AtomicBool,
     read_ahead: ReadAhead,
+    /// The state file of the times of media, when there is one.
+    times: Option<times::Times>,
 }
 
 /// Whether `t` is within `ttl` of now.
@@ -125,13 +136,19 @@ impl MediaFs {
             uid: opts.uid,
             gid: opts.gid,
         };
-        Arc::new_cyclic(|me| MediaFs {
+        let times = opts.times_file.clone().map(times::Times::new);
+        let mut ns = Namespace::new(defaults);
+        if let Some(t) = &times {
+            ns.remember(t.load(std::time::SystemTime::now()));
+        }
+        let fs = Arc::new_cyclic(|me| MediaFs {
             me: me.clone(),
             api,
             content: ContentCache::new(opts.cache_size),
             read_ahead: ReadAhead::new(&opts),
             opts,
-            ns: Mutex::new(Namespace::new(defaults)),
+            times,
+            ns: Mutex::new(ns),
             writes: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
@@ -139,7 +156,11 @@ impl MediaFs {
             walk_lock: Mutex::new(()),
             mountpoint: Mutex::new(None),
             auth_logged: AtomicBool::new(false),
-        })
+        });
+        if fs.times.is_some() {
+            times::spawn_times_writer(Arc::downgrade(&fs));
+        }
+        fs
     }
 
     /// The settings it was made with.

@@ -28,6 +28,9 @@ pub struct FsOptions {
     pub read_ahead: usize,
     /// Where the bytes of uploads that failed for good are saved.
     pub recovery_dir: PathBuf,
+    /// The state file that keeps the times of media across remounts (`None`: times are first
+    /// seen in each mount).
+    pub times_file: Option<PathBuf>,
 }
 
 impl Default for FsOptions {
@@ -45,11 +48,12 @@ impl Default for FsOptions {
             max_size: MAX_MEDIA_SIZE,
             read_ahead: 8,
             recovery_dir: default_recovery_dir(uid),
+            times_file: None,
         }
     }
 }
 
-/// Where bwmediafs keeps its state (recovered uploads, the background log):
+/// Where bwmediafs keeps its state (recovered uploads, the background log, the times of media):
 /// `$XDG_STATE_HOME/bwmediafs`, or `~/.local/state/bwmediafs`, or `/tmp/bwmediafs-UID`.
 pub fn state_dir(uid: u32) -> PathBuf {
     let state = std::env::var_os("XDG_STATE_HOME")
@@ -68,4 +72,12 @@ pub fn state_dir(uid: u32) -> PathBuf {
 
 fn default_recovery_dir(uid: u32) -> PathBuf {
     state_dir(uid).join("recovery")
+}
+
+/// The state file that keeps the times of the media of `account` across remounts, in the
+/// state directory of the user running bwmediafs: `times-ACCOUNT.json`.
+pub fn times_file(account: &str) -> PathBuf {
+    // SAFETY: getuid cannot fail and touches no memory.
+    let uid = unsafe { libc::getuid() };
+    state_dir(uid).join(format!("times-{account}.json"))
 }

@@ -15,7 +15,7 @@
 //!   a fetch ahead that failed fetches on its own.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -110,6 +110,12 @@ impl MediaFs {
     pub(super) fn record_download(&self, path: &str, m: Media) -> Result<(Media, u64), FsError> {
         let len = m.body.len() as u64;
         let old = self.content.peek(path);
+        // Writes not uploaded yet are newer than what the server holds, and so is their time.
+        let written = {
+            let ino = self.ns.lock().resolve(path);
+            ino.and_then(|i| self.buffer_of(i))
+                .is_some_and(|b| b.state.lock().dirty)
+        };
         let mut ns = self.ns.lock();
         let ino = ns.remote_file(path, len, None, Instant::now());
         let version = match ino {
@@ -124,12 +130,14 @@ impl MediaFs {
                 };
                 if changed {
                     n.content_version = v;
-                    n.mtime = SystemTime::now();
-                    n.ctime = n.mtime;
                 }
                 n.body_checked_at = Some(Instant::now());
                 n.stored = Some(Box::new(StoredHeaders::of(&m)));
-                n.content_version
+                let version = n.content_version;
+                if !written {
+                    ns.downloaded(ino, m.last_modified, changed);
+                }
+                version
             }
             None => 0,
         };

@@ -216,7 +216,7 @@ impl MediaFs {
         let version = {
             let mut ns = self.ns.lock();
             let ino = ns.remote_file(path, media.body.len() as u64, None, Instant::now());
-            ino.map(|i| ns.uploaded(i, media))
+            ino.map(|i| ns.uploaded(i, media, false))
         };
         if let Some(v) = version {
             self.content.insert(path, media.clone(), v);
@@ -250,7 +250,7 @@ impl MediaFs {
             if let Some(p) = old_parent {
                 ns.keep_emptied(p);
             }
-            let version = media.map(|m| ns.uploaded(src, m));
+            let version = media.map(|m| ns.uploaded(src, m, false));
             (
                 ns.node(src).map(|n| n.path.clone()).unwrap_or_default(),
                 version,
@@ -379,7 +379,7 @@ impl MediaFs {
             for (ino, old, media) in moved {
                 ns.local_change_path(old);
                 if let Some(m) = media {
-                    let v = ns.uploaded(*ino, m);
+                    let v = ns.uploaded(*ino, m, false);
                     let p = ns.node(*ino).map(|n| n.path.clone()).unwrap_or_default();
                     inserts.push((p, m.clone(), v));
                 }
@@ -411,7 +411,7 @@ impl MediaFs {
             }
             ns.move_node(*ino, dir, base);
             ns.local_change_path(old);
-            let v = ns.uploaded(*ino, m);
+            let v = ns.uploaded(*ino, m, false);
             if let Some(p) = old_parent {
                 ns.keep_emptied(p);
             }

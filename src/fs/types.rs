@@ -9,6 +9,11 @@ pub const XATTR_URL: &str = "user.bandwidth.url";
 pub const XATTR_CONTENT_TYPE: &str = "user.bandwidth.content_type";
 /// The cache control the media is uploaded with.
 pub const XATTR_CACHE_CONTROL: &str = "user.bandwidth.cache_control";
+/// The latest moment the media can still exist, 48 hours after its upload (derived: a set or
+/// removal is ignored).
+pub const XATTR_EXPIRES: &str = "user.bandwidth.expires";
+/// The names bwmediafs derives or sends to the server start so; no other name may.
+pub const XATTR_OURS: &str = "user.bandwidth.";
 
 /// `rename` flag (as in renameat2): fail with EEXIST rather than replace the target.
 pub const RENAME_NOREPLACE: u32 = 1;

@@ -120,7 +120,7 @@ impl MediaFs {
                         file.display()
                     );
                 }
-                let version = self.ns.lock().uploaded(ino, &media);
+                let version = self.ns.lock().uploaded(ino, &media, true);
                 self.content.insert(&path, media, version);
                 Ok(())
             }
@@ -154,6 +154,7 @@ impl MediaFs {
             body: bytes,
             content_type: Some(content_type),
             cache_control,
+            last_modified: None,
         })
     }
 }

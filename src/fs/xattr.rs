@@ -1,27 +1,69 @@
 //! Extended attributes and statfs.
 //!
 //! The hard cases:
-//! - `user.bandwidth.url` is derived (the media URL to put in an MMS): a set of any value and a
-//!   removal succeed and change nothing, so `rsync -aX` and `cp -a` of files copied out work.
+//! - `user.bandwidth.url` (the media URL to put in an MMS) and `user.bandwidth.expires` (the
+//!   latest moment the media can still exist) are derived: a set of any value and a removal
+//!   succeed and change nothing, so `rsync -aX` and `cp -a` of files copied out work.
 //! - A set or removal of the content type or cache control reaches the server at once
 //!   (`headers`).
 //! - `user.bandwidth.cache_control` exists only when the media has one, which only a GET tells:
 //!   listing the attributes of a file whose headers are unknown costs one GET (whose body the
 //!   data cache keeps for the read that usually follows).
+//! - Other `user.` attributes (`user.foo`, say, which `rsync -aX` copies in) are kept in memory
+//!   for the life of the mount, like chmod's bits: the API cannot store them. They belong to
+//!   the file or directory, so a rename keeps them. Other names under `user.bandwidth.` are
+//!   refused: the prefix is the server's.
 //! - Attributes outside `user.*` answer ENOTSUP, so `ls -l` asks once per mount.
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::time::SystemTime;
 
 use super::error::FsError;
 use super::headers::Header;
 use super::namespace::{Ino, Kind, NAME_MAX};
-use super::types::{StatFs, XATTR_CACHE_CONTROL, XATTR_CONTENT_TYPE, XATTR_URL};
+use super::times::rfc3339_up;
+use super::types::{
+    StatFs, XATTR_CACHE_CONTROL, XATTR_CONTENT_TYPE, XATTR_EXPIRES, XATTR_OURS, XATTR_URL,
+};
 use super::upload::upload_target;
 use super::MediaFs;
 
 /// The attributes derived from the media (read-only): a set of any value and a removal succeed
 /// and change nothing, so tools that copy attributes (`rsync -aX`, `cp -a`) copy files back in.
-const DERIVED: &[&str] = &[XATTR_URL];
+const DERIVED: &[&str] = &[XATTR_URL, XATTR_EXPIRES];
+
+/// The largest value of a user's own attribute (the kernel's own limit, `XATTR_SIZE_MAX`).
+pub const MAX_XATTR_VALUE: usize = 64 * 1024;
+/// The most a file or directory may hold of the user's own attributes, names and values.
+pub const MAX_XATTRS_PER_NODE: usize = 256 * 1024;
+
+/// How an attribute name is served.
+enum Name<'a> {
+    /// Outside `user.`: not supported.
+    Other,
+    /// One of `user.bandwidth.`: derived or sent to the server.
+    Ours(&'a str),
+    /// Under `user.bandwidth.` but none of ours.
+    Reserved,
+    /// The user's own, kept in memory.
+    User(&'a [u8]),
+}
+
+fn classify(name: &OsStr) -> Name<'_> {
+    let bytes = name.as_bytes();
+    if !bytes.starts_with(b"user.") {
+        return Name::Other;
+    }
+    if !bytes.starts_with(XATTR_OURS.as_bytes()) {
+        return Name::User(bytes);
+    }
+    match name.to_str() {
+        Some(n) if [XATTR_CONTENT_TYPE, XATTR_CACHE_CONTROL].contains(&n) => Name::Ours(n),
+        Some(n) if DERIVED.contains(&n) => Name::Ours(n),
+        _ => Name::Reserved,
+    }
+}
 
 impl MediaFs {
     /// Sizes for `df`. The store has no documented capacity (media are limited in size, not in
@@ -70,16 +112,24 @@ impl MediaFs {
     /// no ACLs) and it is what lets `ls -l` ask once per mount instead of twice per file: ls
     /// remembers a device that answered "not supported", never one that answered "no data".
     pub fn getxattr(&self, ino: Ino, name: &OsStr) -> Result<Vec<u8>, FsError> {
-        let name = name.to_str().ok_or(FsError::NoAttr)?;
-        if !name.starts_with("user.") {
-            return Err(FsError::NotSupported);
-        }
-        if ![XATTR_URL, XATTR_CONTENT_TYPE, XATTR_CACHE_CONTROL].contains(&name) {
-            return Err(FsError::NoAttr);
-        }
+        let name = match classify(name) {
+            Name::Other => return Err(FsError::NotSupported),
+            Name::Reserved => return Err(FsError::NoAttr),
+            Name::User(name) => {
+                let ns = self.ns.lock();
+                let n = ns.node(ino).ok_or(FsError::NotFound)?;
+                let value = n.xattrs.as_ref().and_then(|x| x.get(name));
+                return value.map(|v| v.to_vec()).ok_or(FsError::NoAttr);
+            }
+            Name::Ours(name) => name,
+        };
         let path = self.file_path(ino)?;
         if name == XATTR_URL {
             return Ok(self.api.media_url(&path).into_bytes());
+        }
+        if name == XATTR_EXPIRES {
+            let expires = self.ns.lock().expires(ino).ok_or(FsError::NoAttr)?;
+            return Ok(rfc3339_up(expires).into_bytes());
         }
         if !self.headers_known(ino) {
             self.download(&path, |_| true)?;
@@ -96,7 +146,9 @@ impl MediaFs {
         value.map(String::into_bytes).ok_or(FsError::NoAttr)
     }
 
-    /// Names of the extended attributes, each followed by a NUL byte.
+    /// Names of the extended attributes, each followed by a NUL byte: a file's own (the URL, the
+    /// content type, the cache control when it has one, its expiry once the server holds it),
+    /// then the user's (files and directories).
     /// Whether `cache_control` is listed depends on the media's headers, so a file whose headers
     /// are not known yet is fetched first (one GET, whose body the data cache keeps).
     pub fn listxattr(&self, ino: Ino) -> Result<Vec<u8>, FsError> {
@@ -113,25 +165,43 @@ impl MediaFs {
             if upload_target(n, &n.path, &[]).cache_control.is_some() {
                 names.push(XATTR_CACHE_CONTROL);
             }
+            if ns.expires(ino).is_some() {
+                names.push(XATTR_EXPIRES);
+            }
             for name in names {
                 out.extend_from_slice(name.as_bytes());
                 out.push(0);
             }
         }
+        for name in n.xattrs.iter().flat_map(|x| x.keys()) {
+            out.extend_from_slice(name);
+            out.push(0);
+        }
         Ok(out)
     }
 
-    /// Set the content type or cache control of a file: on the server at once (one PUT, see
-    /// [`super::headers`]). A derived attribute accepts any value and keeps its own, so that
-    /// `rsync -aX` and `cp --preserve=xattr` of a file copied out can copy it back in.
-    pub fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8]) -> Result<(), FsError> {
+    /// Set an extended attribute. The content type or cache control of a file goes to the
+    /// server at once (one PUT, see [`super::headers`]); a derived attribute accepts any value
+    /// and keeps its own, so that `rsync -aX` and `cp --preserve=xattr` of a file copied out can
+    /// copy it back in; the user's own are kept in memory, where `flags` (`XATTR_CREATE`,
+    /// `XATTR_REPLACE`) are honoured.
+    pub fn setxattr(
+        &self,
+        ino: Ino,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+    ) -> Result<(), FsError> {
         self.check_ro()?;
-        let name = name.to_str().ok_or(FsError::NotSupported)?;
+        let name = match classify(name) {
+            Name::Other | Name::Reserved => return Err(FsError::NotSupported),
+            Name::User(name) => return self.set_user_xattr(ino, name, value, flags),
+            Name::Ours(name) => name,
+        };
         let header = match name {
             XATTR_CONTENT_TYPE => Some(Header::ContentType),
             XATTR_CACHE_CONTROL => Some(Header::CacheControl),
-            _ if DERIVED.contains(&name) => None,
-            _ => return Err(FsError::NotSupported),
+            _ => None,
         };
         self.file_path(ino).map_err(|e| match e {
             FsError::NoAttr => FsError::NotSupported,
@@ -147,20 +217,79 @@ impl MediaFs {
         self.change_header(ino, header, Some(value))
     }
 
-    /// Remove the content type or cache control of a file: the type returns to the one the name
-    /// (or the bytes) imply, and the media has no cache control, on the server at once (one
-    /// PUT). Removing a derived attribute succeeds and changes nothing.
+    /// Keep `value` as the user's attribute `name` of `ino` (see [`MediaFs::setxattr`]).
+    fn set_user_xattr(
+        &self,
+        ino: Ino,
+        name: &[u8],
+        value: &[u8],
+        flags: i32,
+    ) -> Result<(), FsError> {
+        if name.len() > NAME_MAX {
+            return Err(FsError::NameTooLong);
+        }
+        if value.len() > MAX_XATTR_VALUE {
+            return Err(FsError::ValueTooLarge(MAX_XATTR_VALUE));
+        }
+        let mut ns = self.ns.lock();
+        let n = ns.node_mut(ino).ok_or(FsError::NotFound)?;
+        let attrs = n.xattrs.get_or_insert_default();
+        let old = attrs.get(name).map(|v| v.len());
+        if flags & libc::XATTR_CREATE != 0 && old.is_some() {
+            return Err(FsError::Exists);
+        }
+        if flags & libc::XATTR_REPLACE != 0 && old.is_none() {
+            if attrs.is_empty() {
+                n.xattrs = None;
+            }
+            return Err(FsError::NoAttr);
+        }
+        let held: usize = attrs.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let after = match old {
+            Some(len) => held - len + value.len(),
+            None => held + name.len() + value.len(),
+        };
+        if after > MAX_XATTRS_PER_NODE {
+            if attrs.is_empty() {
+                n.xattrs = None;
+            }
+            return Err(FsError::NoSpace(format!(
+                "a file keeps at most {MAX_XATTRS_PER_NODE} bytes of extended attributes"
+            )));
+        }
+        attrs.insert(name.into(), value.into());
+        n.ctime = SystemTime::now();
+        Ok(())
+    }
+
+    /// Remove an extended attribute. Removing the content type or cache control of a file sends
+    /// the change at once: the type returns to the one the name (or the bytes) imply, and the
+    /// media has no cache control (one PUT). Removing a derived attribute succeeds and changes
+    /// nothing; the user's own go from memory.
     pub fn removexattr(&self, ino: Ino, name: &OsStr) -> Result<(), FsError> {
         self.check_ro()?;
-        let name = name.to_str().ok_or(FsError::NoAttr)?;
+        let name = match classify(name) {
+            Name::Other | Name::Reserved => return Err(FsError::NoAttr),
+            Name::User(name) => {
+                let mut ns = self.ns.lock();
+                let n = ns.node_mut(ino).ok_or(FsError::NotFound)?;
+                let attrs = n.xattrs.as_mut().ok_or(FsError::NoAttr)?;
+                attrs.remove(name).ok_or(FsError::NoAttr)?;
+                if attrs.is_empty() {
+                    n.xattrs = None;
+                }
+                n.ctime = SystemTime::now();
+                return Ok(());
+            }
+            Name::Ours(name) => name,
+        };
         let header = match name {
             XATTR_CONTENT_TYPE => Header::ContentType,
             XATTR_CACHE_CONTROL => Header::CacheControl,
-            _ if DERIVED.contains(&name) => {
+            _ => {
                 self.file_path(ino)?;
                 return Ok(());
             }
-            _ => return Err(FsError::NoAttr),
         };
         let path = self.file_path(ino)?;
         if header == Header::CacheControl {

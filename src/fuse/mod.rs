@@ -83,6 +83,7 @@ impl Filesystem for FuseFs {
         if let Err(e) = self.fs.flush_all() {
             log::error!("uploading the last changes at unmount failed: {e}");
         }
+        self.fs.save_times();
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
@@ -365,11 +366,11 @@ impl Filesystem for FuseFs {
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
-        _flags: i32,
+        flags: i32,
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        empty(reply, self.fs.setxattr(ino.0, name, value));
+        empty(reply, self.fs.setxattr(ino.0, name, value, flags));
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use bwmediafs::cli::mountpoint;
@@ -71,7 +71,8 @@ impl Drop for LastResort {
 
 /// A running `bwmediafs -f` on a temp dir.
 pub struct Mount {
-    pub emulator: Emulator,
+    /// Shared, so that the next mount of a remount finds the same server.
+    pub emulator: Arc<Emulator>,
     pub dir: tempfile::TempDir,
     pub mnt: PathBuf,
     pub log: PathBuf,
@@ -116,26 +117,42 @@ impl Mount {
     }
 
     /// Mount `emulator` with extra command-line arguments.
-    pub fn with(emulator: Emulator, args: &[&str]) -> Mount {
+    pub fn with(emulator: impl Into<Arc<Emulator>>, args: &[&str]) -> Mount {
+        let emulator = emulator.into();
         let env = oauth_env(&emulator);
         Mount::with_env(emulator, args, &env)
     }
 
-    pub fn with_env(emulator: Emulator, args: &[&str], env: &[(String, String)]) -> Mount {
+    pub fn with_env(
+        emulator: impl Into<Arc<Emulator>>,
+        args: &[&str],
+        env: &[(String, String)],
+    ) -> Mount {
         let mut mount = Mount::spawn(emulator, args, env);
         mount.wait_mounted();
         mount
     }
 
-    /// Start `bwmediafs -f` without waiting for the mount (see [`Mount::wait_mounted`]).
-    pub fn spawn(emulator: Emulator, args: &[&str], env: &[(String, String)]) -> Mount {
+    /// Start `bwmediafs -f` without waiting for the mount (see [`Mount::wait_mounted`]). Its
+    /// state directory (where it keeps the times of media) is its own, unless `env` gives
+    /// `XDG_STATE_HOME`: mounts of tests that run at once share an account id.
+    pub fn spawn(
+        emulator: impl Into<Arc<Emulator>>,
+        args: &[&str],
+        env: &[(String, String)],
+    ) -> Mount {
+        let emulator = emulator.into();
         let dir = tempfile::tempdir().expect("temp dir");
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt).expect("mountpoint");
         let mnt = std::fs::canonicalize(&mnt).expect("canonical mountpoint");
         let log = dir.path().join("bwmediafs.log");
         let log_file = std::fs::File::create(&log).expect("log file");
-        let child = command(env)
+        let mut cmd = command(env);
+        if !env.iter().any(|(k, _)| k == "XDG_STATE_HOME") {
+            cmd.env("XDG_STATE_HOME", dir.path().join("state"));
+        }
+        let child = cmd
             .arg("-f")
             .arg("-vv")
             .arg("--recovery-dir")
@@ -235,6 +252,17 @@ impl Mount {
 
     pub fn is_mounted(&self) -> bool {
         mountpoint::mounted_type(&self.mnt).is_some()
+    }
+
+    /// `umount`, and wait for the process to end (failing the test if it does not, or fails).
+    pub fn unmount(&mut self) {
+        mountpoint::unmount(&self.mnt, false).expect("umount");
+        let status = self.wait_exit(Duration::from_secs(30));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "bwmediafs after umount: {status:?}\n{}",
+            self.log_text()
+        );
     }
 }
 

@@ -23,7 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header::{
-    HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE,
+    HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, LAST_MODIFIED,
 };
 
 mod body;
@@ -256,6 +256,8 @@ impl HttpApi {
         };
         let content_type = header(CONTENT_TYPE);
         let cache_control = header(CACHE_CONTROL);
+        // A date that does not parse is no date: the time then comes from elsewhere.
+        let last_modified = header(LAST_MODIFIED).and_then(|d| httpdate::parse_http_date(&d).ok());
         let announced = announced_length(&resp, MAX_GET_BODY, "media")?;
         sink.start(announced);
         let mut got: u64 = 0;
@@ -298,6 +300,7 @@ impl HttpApi {
             body: Bytes::new(),
             content_type,
             cache_control,
+            last_modified,
         })
     }
 }

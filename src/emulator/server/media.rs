@@ -88,6 +88,11 @@ pub(super) fn get_media(sh: &Shared, id: &str) -> Reply {
     {
         headers.insert(header::CACHE_CONTROL, cc);
     }
+    if let Some(t) = sh.store.last_modified(&media) {
+        if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(t)) {
+            headers.insert(header::LAST_MODIFIED, v);
+        }
+    }
     Reply {
         status: StatusCode::OK,
         headers,

@@ -11,6 +11,7 @@ fn media(n: usize) -> Media {
         body: Bytes::from(vec![7u8; n]),
         content_type: None,
         cache_control: None,
+        last_modified: None,
     }
 }
 
@@ -93,6 +94,7 @@ fn media_of(body: Bytes) -> Media {
         body,
         content_type: None,
         cache_control: None,
+        last_modified: None,
     }
 }
 

@@ -20,10 +20,12 @@ use std::time::{Instant, SystemTime};
 
 mod collisions;
 mod node;
+mod times;
 mod walk;
 
 pub use node::{Attr, Ino, Kind, NAME_MAX, ROOT_INO};
 pub(crate) use node::{Defaults, InoMap, InoSet, Node, StoredHeaders};
+pub(crate) use times::TimeRecord;
 pub(crate) use walk::Walk;
 
 use super::error::FsError;
@@ -54,6 +56,10 @@ pub(crate) struct Namespace {
     pub kernel_dirs: InoMap<(u64, Instant)>,
     /// Directories with listings open: how many, and when the latest of them was opened.
     open_listings: InoMap<(u32, Instant)>,
+    /// The times earlier mounts remembered of media not seen yet by this one (see `times`).
+    remembered: HashMap<String, TimeRecord>,
+    /// The times of some media changed since they were last handed out to be saved.
+    times_dirty: bool,
 }
 
 /// What the live tree holds: files, directories (the root too) and the bytes of the files.
@@ -110,6 +116,8 @@ impl Namespace {
             defaults,
             kernel_dirs: InoMap::default(),
             open_listings: InoMap::default(),
+            remembered: HashMap::new(),
+            times_dirty: false,
         }
     }
 
@@ -340,6 +348,8 @@ impl Namespace {
                 n.removed = true;
                 if n.kind == Kind::File {
                     files.push(n.path.clone());
+                    // What is remembered of its times goes with it.
+                    self.times_dirty |= n.remote;
                 }
                 n.subdirs = 0;
                 stack.extend(std::mem::take(&mut n.children).into_values());
@@ -394,15 +404,19 @@ impl Namespace {
             d.content_version = v;
             d.mtime = SystemTime::now();
             d.ctime = d.mtime;
+            d.user_mtime = None;
         }
         self.kernel_dirs.remove(&dir);
     }
 
-    /// The server now holds `media` under the name of `ino` (our own PUT): its size and headers,
-    /// confirmed now, under a new content version, which is returned.
-    pub(crate) fn uploaded(&mut self, ino: Ino, media: &Media) -> u64 {
+    /// The server now holds `media` under the name of `ino` (our own PUT, which just returned):
+    /// its size and headers, confirmed now, under a new content version, which is returned.
+    /// `content`: the PUT carried new bytes (an upload of writes), whose mtime is the PUT's
+    /// time; a rename's copy or a header change keeps the mtime.
+    pub(crate) fn uploaded(&mut self, ino: Ino, media: &Media, content: bool) -> u64 {
         let v = self.next_version();
         self.local_change(ino);
+        self.put_done(ino, SystemTime::now(), content);
         if let Some(n) = self.nodes.get_mut(&ino) {
             let now = Instant::now();
             n.size = media.body.len() as u64;
@@ -583,7 +597,7 @@ impl Namespace {
             uid: n.uid.unwrap_or(d.uid),
             gid: n.gid.unwrap_or(d.gid),
             atime: n.atime,
-            mtime: n.mtime,
+            mtime: n.user_mtime.unwrap_or(n.mtime),
             ctime: n.ctime,
             crtime: n.crtime,
         })

@@ -98,9 +98,20 @@ pub(crate) struct Node {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub atime: SystemTime,
+    /// When the bytes last changed: for what the server holds, its time (see `super::times`);
+    /// our own writes and uploads move it on.
     pub mtime: SystemTime,
     pub ctime: SystemTime,
     pub crtime: SystemTime,
+    /// The time a `touch` (utimens) chose, shown instead of `mtime` until the next local write;
+    /// nothing the server says changes it.
+    pub user_mtime: Option<SystemTime>,
+    /// The latest moment the bytes the server holds can have been uploaded (a GET's
+    /// `Last-Modified`, our own PUT, or else when this machine first saw them): the media
+    /// vanishes at most the retention after it. `None` for what the server does not hold.
+    pub uploaded_at: Option<SystemTime>,
+    /// Extended attributes set by the user outside `user.bandwidth.` (kept in memory only).
+    pub xattrs: Option<Box<UserXattrs>>,
     /// The headers stored on the server, when known (from a GET or our PUT); `None` when they
     /// are not known (a name only listed).
     pub stored: Option<Box<StoredHeaders>>,
@@ -115,6 +126,9 @@ pub(crate) struct Node {
     /// Open handles (files and directories).
     pub opens: u32,
 }
+
+/// Extended attributes of the user's own (`user.foo`): names and values, in name order.
+pub(crate) type UserXattrs = BTreeMap<Box<[u8]>, Box<[u8]>>;
 
 /// The headers a media is stored with (either may be absent).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -183,6 +197,9 @@ impl Node {
             mtime: now,
             ctime: now,
             crtime: now,
+            user_mtime: None,
+            uploaded_at: None,
+            xattrs: None,
             stored: None,
             content_type_override: None,
             cache_control_override: None,

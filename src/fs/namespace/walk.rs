@@ -100,20 +100,33 @@ impl Namespace {
         let segs: Vec<&str> = name.split('/').collect();
         let (last, dirs) = segs.split_last()?;
         let parent = self.dirs_for(dirs, walk_id);
-        let ino = match self.file_in(parent, last) {
+        let existing = self.file_in(parent, last);
+        let ino = match existing {
             Some(c) => c,
             None => self.add(parent, last, Kind::File),
         };
         let v = self.next_version();
+        let wall = SystemTime::now();
+        if existing.is_none() {
+            self.first_seen(ino, size, wall);
+        }
         let n = self.nodes.get_mut(&ino)?;
-        if n.size != size && n.remote {
+        let changed = n.size != size && n.remote;
+        let undated = n.uploaded_at.is_none();
+        if changed {
             n.content_version = v;
-            n.mtime = SystemTime::now();
-            n.ctime = n.mtime;
         }
         n.size = size;
         n.remote = true;
         n.verified_at = Some(now);
+        if changed {
+            // Other bytes than the ones known.
+            self.changed_remotely(ino, wall);
+        } else if undated {
+            // A file of ours the server now shows too: uploaded by now.
+            n.uploaded_at = Some(wall);
+            self.times_dirty = true;
+        }
         if walk_id != 0 {
             self.seen_by_walk(ino, walk_id);
         }
@@ -248,6 +261,7 @@ impl Namespace {
             }
         }
         self.recent_local.retain(|_, e| *e > start_epoch);
+        self.forget_unseen();
         self.complete_at = Some(now);
         self.complete_pages = pages;
         removed

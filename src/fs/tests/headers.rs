@@ -17,7 +17,7 @@ fn a_set_of_an_uncached_file_is_one_get_and_one_put() {
     let t = mount(store);
     let ino = t.resolve("a.jpg").unwrap().ino;
     t.reset();
-    t.fs.setxattr(ino, &os(XATTR_CONTENT_TYPE), b"image/png")
+    t.fs.setxattr(ino, &os(XATTR_CONTENT_TYPE), b"image/png", 0)
         .unwrap();
     assert_eq!(t.stats(), snap(0, 1, 1, 0));
     assert_eq!(ct_of(&t, "a.jpg"), "image/png");
@@ -26,7 +26,7 @@ fn a_set_of_an_uncached_file_is_one_get_and_one_put() {
     assert_eq!(getx(&t, ino, XATTR_CONTENT_TYPE).unwrap(), b"image/png");
     assert_eq!(t.cat("a.jpg").unwrap(), b"jpeg");
     // A set of what the server holds costs nothing.
-    t.fs.setxattr(ino, &os(XATTR_CONTENT_TYPE), b"image/png")
+    t.fs.setxattr(ino, &os(XATTR_CONTENT_TYPE), b"image/png", 0)
         .unwrap();
     assert_eq!(t.stats(), snap(0, 1, 1, 0));
 }
@@ -70,9 +70,9 @@ fn a_dirty_buffer_carries_the_change_in_its_upload() {
     let (a, o) = t.create(ROOT_INO, "new", libc::O_WRONLY);
     t.fs.write(o.fh, 0, b"hello").unwrap();
     t.reset();
-    t.fs.setxattr(a.ino, &os(XATTR_CONTENT_TYPE), b"text/csv")
+    t.fs.setxattr(a.ino, &os(XATTR_CONTENT_TYPE), b"text/csv", 0)
         .unwrap();
-    t.fs.setxattr(a.ino, &os(XATTR_CACHE_CONTROL), b"max-age=9")
+    t.fs.setxattr(a.ino, &os(XATTR_CACHE_CONTROL), b"max-age=9", 0)
         .unwrap();
     assert_eq!(
         t.stats(),
@@ -97,7 +97,7 @@ fn a_failed_put_is_the_error_and_changes_nothing() {
     assert_eq!(t.cat("a.jpg").unwrap(), b"jpeg");
     *t.faults.put.lock() = Some(ApiError::UnsupportedType("x/y".into()));
     assert_eq!(
-        errno_of(t.fs.setxattr(ino, &os(XATTR_CONTENT_TYPE), b"x/y")),
+        errno_of(t.fs.setxattr(ino, &os(XATTR_CONTENT_TYPE), b"x/y", 0)),
         libc::EINVAL
     );
     assert_eq!(getx(&t, ino, XATTR_CONTENT_TYPE).unwrap(), b"image/jpeg");
@@ -117,7 +117,7 @@ fn derived_attributes_accept_any_set_and_removal() {
     let ino = t.resolve("a.jpg").unwrap().ino;
     let url = getx(&t, ino, XATTR_URL).unwrap();
     t.reset();
-    t.fs.setxattr(ino, &os(XATTR_URL), b"https://elsewhere/x")
+    t.fs.setxattr(ino, &os(XATTR_URL), b"https://elsewhere/x", 0)
         .unwrap();
     t.fs.removexattr(ino, &os(XATTR_URL)).unwrap();
     assert_eq!(getx(&t, ino, XATTR_URL).unwrap(), url);

@@ -18,7 +18,9 @@ mod headers;
 mod names;
 mod readahead;
 mod reclaim;
+mod times;
 mod writes;
+mod xattrs;
 
 fn new_store(page_size: usize) -> Arc<Store> {
     Arc::new(Store::new(StoreConfig {

@@ -356,7 +356,8 @@ fn xattrs() {
     let list = t.fs.listxattr(ino).unwrap();
     assert_eq!(
         list,
-        b"user.bandwidth.url\0user.bandwidth.content_type\0user.bandwidth.cache_control\0"
+        b"user.bandwidth.url\0user.bandwidth.content_type\0user.bandwidth.cache_control\0\
+          user.bandwidth.expires\0"
     );
     assert_eq!(errno_of(get("user.other")), libc::ENODATA);
     // No labels and no ACLs: "not supported", which ls remembers (it asks once per mount).
@@ -365,16 +366,16 @@ fn xattrs() {
     }
     // Set: on the server at once (the body is cached: one PUT each), and kept by a rewrite.
     t.reset();
-    t.fs.setxattr(ino, &os(XATTR_CONTENT_TYPE), b"image/png")
+    t.fs.setxattr(ino, &os(XATTR_CONTENT_TYPE), b"image/png", 0)
         .unwrap();
-    t.fs.setxattr(ino, &os(XATTR_CACHE_CONTROL), b"max-age=60")
+    t.fs.setxattr(ino, &os(XATTR_CACHE_CONTROL), b"max-age=60", 0)
         .unwrap();
     assert_eq!(t.stats(), snap(0, 0, 2, 0));
     let m = Store::get(&t.store, "m/pic.jpg").unwrap();
     assert_eq!(m.content_type, "image/png");
     assert_eq!(m.cache_control.as_deref(), Some("max-age=60"));
     assert_eq!(
-        errno_of(t.fs.setxattr(ino, &os("user.other"), b"1")),
+        errno_of(t.fs.setxattr(ino, &os("user.bandwidth.other"), b"1", 0)),
         libc::ENOTSUP
     );
     t.write_file("m/pic.jpg", b"png now").unwrap();
@@ -454,7 +455,7 @@ fn read_only_refuses_every_change() {
         rofs
     );
     assert_eq!(
-        errno_of(t.fs.setxattr(ino, &os(XATTR_CONTENT_TYPE), b"a/b")),
+        errno_of(t.fs.setxattr(ino, &os(XATTR_CONTENT_TYPE), b"a/b", 0)),
         rofs
     );
     assert_eq!(t.cat("f").unwrap(), b"1");

@@ -1,0 +1,163 @@
+//! The user's own extended attributes (`user.foo`): kept in memory for the life of the mount,
+//! on files and directories, with the flags and limits of a local disk.
+
+use super::*;
+use crate::fs::xattr::{MAX_XATTRS_PER_NODE, MAX_XATTR_VALUE};
+
+fn names(list: &[u8]) -> Vec<String> {
+    list.split(|&b| b == 0)
+        .filter(|n| !n.is_empty())
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect()
+}
+
+#[test]
+fn user_attributes_are_kept_on_files_and_directories() {
+    let store = new_store(1000);
+    seed(&store, "d/a.txt", b"x");
+    let t = mount(store);
+    let file = t.resolve("d/a.txt").unwrap().ino;
+    let dir = t.resolve("d").unwrap().ino;
+    t.fs.listxattr(file).unwrap(); // the headers' GET, out of the way
+    t.reset();
+    t.fs.setxattr(file, &os("user.foo"), b"bar", 0).unwrap();
+    t.fs.setxattr(file, &os("user.empty"), b"", 0).unwrap();
+    t.fs.setxattr(dir, &os("user.foo"), b"on the dir", 0)
+        .unwrap();
+    assert_eq!(t.fs.getxattr(file, &os("user.foo")).unwrap(), b"bar");
+    assert_eq!(t.fs.getxattr(file, &os("user.empty")).unwrap(), b"");
+    assert_eq!(t.fs.getxattr(dir, &os("user.foo")).unwrap(), b"on the dir");
+    assert_eq!(
+        names(&t.fs.listxattr(file).unwrap()),
+        [
+            XATTR_URL,
+            XATTR_CONTENT_TYPE,
+            XATTR_EXPIRES,
+            "user.empty",
+            "user.foo"
+        ]
+    );
+    assert_eq!(names(&t.fs.listxattr(dir).unwrap()), ["user.foo"]);
+    // Replaced, then removed.
+    t.fs.setxattr(file, &os("user.foo"), b"baz", 0).unwrap();
+    assert_eq!(t.fs.getxattr(file, &os("user.foo")).unwrap(), b"baz");
+    t.fs.removexattr(file, &os("user.foo")).unwrap();
+    assert_eq!(
+        errno_of(t.fs.getxattr(file, &os("user.foo"))),
+        libc::ENODATA
+    );
+    assert_eq!(
+        errno_of(t.fs.removexattr(file, &os("user.foo"))),
+        libc::ENODATA
+    );
+    assert_eq!(
+        errno_of(t.fs.getxattr(dir, &os("user.nope"))),
+        libc::ENODATA
+    );
+    // The server is never asked: the API cannot store them.
+    assert_eq!(t.stats(), snap(0, 0, 0, 0));
+}
+
+#[test]
+fn create_and_replace_flags_are_honoured() {
+    let store = new_store(1000);
+    seed(&store, "a.txt", b"x");
+    let t = mount(store);
+    let ino = t.resolve("a.txt").unwrap().ino;
+    let (create, replace) = (libc::XATTR_CREATE, libc::XATTR_REPLACE);
+    assert_eq!(
+        errno_of(t.fs.setxattr(ino, &os("user.k"), b"1", replace)),
+        libc::ENODATA
+    );
+    t.fs.setxattr(ino, &os("user.k"), b"1", create).unwrap();
+    assert_eq!(
+        errno_of(t.fs.setxattr(ino, &os("user.k"), b"2", create)),
+        libc::EEXIST
+    );
+    t.fs.setxattr(ino, &os("user.k"), b"3", replace).unwrap();
+    assert_eq!(t.fs.getxattr(ino, &os("user.k")).unwrap(), b"3");
+}
+
+#[test]
+fn values_and_files_have_a_size_limit() {
+    let store = new_store(1000);
+    seed(&store, "a.txt", b"x");
+    let t = mount(store);
+    let ino = t.resolve("a.txt").unwrap().ino;
+    let big = vec![7u8; MAX_XATTR_VALUE];
+    t.fs.setxattr(ino, &os("user.big"), &big, 0).unwrap();
+    assert_eq!(t.fs.getxattr(ino, &os("user.big")).unwrap(), big);
+    assert_eq!(
+        errno_of(t.fs.setxattr(ino, &os("user.bigger"), &[0; MAX_XATTR_VALUE + 1], 0)),
+        libc::E2BIG
+    );
+    let mut i = 0;
+    let err = loop {
+        match t.fs.setxattr(ino, &os(&format!("user.n{i}")), &big, 0) {
+            Ok(()) => i += 1,
+            Err(e) => break e,
+        }
+        assert!(i < 100, "no limit per file");
+    };
+    assert_eq!(err.errno(), libc::ENOSPC);
+    assert!((i + 1) * MAX_XATTR_VALUE <= MAX_XATTRS_PER_NODE);
+    // Replacing a value by one of the same size still fits.
+    t.fs.setxattr(ino, &os("user.big"), &big, 0).unwrap();
+}
+
+#[test]
+fn a_rename_keeps_them_and_a_new_name_has_none() {
+    let store = new_store(1000);
+    seed(&store, "d/a.txt", b"x");
+    let t = mount(store);
+    let ino = t.resolve("d/a.txt").unwrap().ino;
+    t.fs.setxattr(ino, &os("user.foo"), b"bar", 0).unwrap();
+    let dir = t.resolve("d").unwrap().ino;
+    t.fs.setxattr(dir, &os("user.dir"), b"1", 0).unwrap();
+    t.mv("d/a.txt", "d/b.txt").unwrap();
+    let b = t.resolve("d/b.txt").unwrap().ino;
+    assert_eq!(t.fs.getxattr(b, &os("user.foo")).unwrap(), b"bar");
+    t.mv("d", "e").unwrap();
+    let e = t.resolve("e").unwrap().ino;
+    assert_eq!(t.fs.getxattr(e, &os("user.dir")).unwrap(), b"1");
+    let b = t.resolve("e/b.txt").unwrap().ino;
+    assert_eq!(t.fs.getxattr(b, &os("user.foo")).unwrap(), b"bar");
+    t.write_file("e/c.txt", b"y").unwrap();
+    let c = t.resolve("e/c.txt").unwrap().ino;
+    assert_eq!(errno_of(t.fs.getxattr(c, &os("user.foo"))), libc::ENODATA);
+}
+
+#[test]
+fn names_of_bandwidth_and_of_other_namespaces_keep_their_rules() {
+    let store = new_store(1000);
+    seed(&store, "a.txt", b"x");
+    let t = mount(store);
+    let ino = t.resolve("a.txt").unwrap().ino;
+    for name in ["user.bandwidth.other", "security.selinux", "trusted.x"] {
+        assert_eq!(
+            errno_of(t.fs.setxattr(ino, &os(name), b"1", 0)),
+            libc::ENOTSUP,
+            "{name}"
+        );
+    }
+    assert_eq!(
+        errno_of(t.fs.getxattr(ino, &os("user.bandwidth.other"))),
+        libc::ENODATA
+    );
+    assert_eq!(
+        errno_of(t.fs.getxattr(ino, &os("trusted.x"))),
+        libc::ENOTSUP
+    );
+}
+
+#[test]
+fn a_read_only_mount_refuses_them() {
+    let store = new_store(1000);
+    seed(&store, "a.txt", b"x");
+    let t = mount_with(store, |o| o.read_only = true);
+    let ino = t.resolve("a.txt").unwrap().ino;
+    assert_eq!(
+        errno_of(t.fs.setxattr(ino, &os("user.foo"), b"1", 0)),
+        libc::EROFS
+    );
+}
