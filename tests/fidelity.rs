@@ -548,6 +548,10 @@ fn without_last_modified_a_remount_keeps_the_times_this_machine_saw() {
     let (photo, mine) = (m2.path("in/0/photo.jpg"), m2.path("mine.txt"));
     assert_eq!(times(&photo), photo_first);
     assert_eq!(times(&mine).0, mine_first.0);
+    // The directories of an inbound message are as old as its media, so `ls -lt` of the
+    // root sorts the messages, not the time of the mount.
+    assert_eq!(times(&m2.path("in/0")).0, photo_first.0);
+    assert_eq!(times(&m2.path("in")).0, photo_first.0);
     // A read (no date from the server) changes nothing.
     sh_ok(&format!("cat {} {} >/dev/null", q(&photo), q(&mine)));
     assert_eq!(times(&photo), photo_first);

@@ -58,6 +58,9 @@ pub(crate) struct Namespace {
     open_listings: InoMap<(u32, Instant)>,
     /// The times earlier mounts remembered of media not seen yet by this one (see `times`).
     remembered: HashMap<String, TimeRecord>,
+    /// While a media the server shows joins the tree: its time, which dates the directories
+    /// that change for it (see [`Namespace::dir_changed`]).
+    dating: Option<SystemTime>,
     /// The times of some media changed since they were last handed out to be saved.
     times_dirty: bool,
 }
@@ -117,6 +120,7 @@ impl Namespace {
             kernel_dirs: InoMap::default(),
             open_listings: InoMap::default(),
             remembered: HashMap::new(),
+            dating: None,
             times_dirty: false,
         }
     }
@@ -239,7 +243,8 @@ impl Namespace {
         let path = self.join(parent, name).unwrap_or_else(|| name.to_string());
         let ino = self.next_ino;
         self.next_ino += 1;
-        let mut node = Node::new(ino, parent, path, kind, SystemTime::now());
+        let now = self.dating.unwrap_or_else(SystemTime::now);
+        let mut node = Node::new(ino, parent, path, kind, now);
         node.content_version = self.next_version();
         self.nodes.insert(ino, Box::new(node));
         self.link(parent, name, ino, kind);
@@ -396,13 +401,20 @@ impl Namespace {
     }
 
     /// The children of `dir` changed: its mtime and ctime are now (as on a local disk, for an
-    /// entry made, removed or renamed here or seen so in a listing), a new content version, and
-    /// the kernel's cached listing of it is no longer current.
+    /// entry made, removed or renamed here or seen gone in a listing), a new content version,
+    /// and the kernel's cached listing of it is no longer current. For a media the server shows
+    /// (`dating`) they are the media's time if that is later: a directory of inbound media
+    /// (`MSGID/0/`) is as old as its newest media, after a remount too, so `ls -lt` sorts the
+    /// messages.
     fn dir_changed(&mut self, dir: Ino) {
         let v = self.next_version();
+        let dating = self.dating;
         if let Some(d) = self.nodes.get_mut(&dir) {
             d.content_version = v;
-            d.mtime = SystemTime::now();
+            d.mtime = match dating {
+                Some(t) => d.mtime.max(t),
+                None => SystemTime::now(),
+            };
             d.ctime = d.mtime;
             d.user_mtime = None;
         }

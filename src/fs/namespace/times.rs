@@ -89,6 +89,15 @@ impl Namespace {
         self.remembered.extend(records);
     }
 
+    /// The time a media `name` of `size` bytes that the server shows gets if it is new here:
+    /// the remembered one, else `now`.
+    pub(super) fn time_of_new(&self, name: &str, size: u64, now: SystemTime) -> SystemTime {
+        self.remembered
+            .get(name)
+            .filter(|r| r.size == size)
+            .map_or(now, |r| from_nanos(r.mtime))
+    }
+
     /// The new file `ino` (of `size` bytes) is a media the server shows: its times are the
     /// remembered ones, else now (first seen).
     pub(super) fn first_seen(&mut self, ino: Ino, size: u64, now: SystemTime) {

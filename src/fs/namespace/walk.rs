@@ -99,12 +99,14 @@ impl Namespace {
         }
         let segs: Vec<&str> = name.split('/').collect();
         let (last, dirs) = segs.split_last()?;
+        self.dating = Some(self.time_of_new(name, size, SystemTime::now()));
         let parent = self.dirs_for(dirs, walk_id);
         let existing = self.file_in(parent, last);
         let ino = match existing {
             Some(c) => c,
             None => self.add(parent, last, Kind::File),
         };
+        self.dating = None;
         let v = self.next_version();
         let wall = SystemTime::now();
         if existing.is_none() {
