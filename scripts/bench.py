@@ -529,6 +529,69 @@ def bench_scans(args, table, work, latency):
         emu.stop()
 
 
+def curl_parallel_moves(emu, names, new_name, k):
+    """What a directory rename costs with the API done by hand, k media at a time: a GET, a PUT
+    under the new name and a DELETE of each, one curl call per request."""
+    from concurrent.futures import ThreadPoolExecutor
+    tmp = tempfile.mkdtemp(prefix="moves-")
+
+    def move(i_n):
+        i, n = i_n
+        body = os.path.join(tmp, str(i))
+        for a in (["-o", body, f"{emu.media}/{n}"], ["-T", body, f"{emu.media}/{new_name(n)}"],
+                  ["-X", "DELETE", f"{emu.media}/{n}"]):
+            subprocess.run(["curl", "-sf", *curl_auth(), *a], check=True)
+        os.remove(body)
+
+    try:
+        t = time.perf_counter()
+        with ThreadPoolExecutor(k) as pool:
+            list(pool.map(move, enumerate(names)))
+        return time.perf_counter() - t
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def bench_renames(args, table, work, latency):
+    """`mv` of a directory: every media copied under the new name and the old deleted, 8 at a
+    time, against curl doing the same requests 8 at a time and one after another."""
+    emu = Emulator(args.bin, latency_ms=0)
+    try:
+        count = args.renames
+        tag = f", {latency} ms"
+        bodies = {f"r/{i:03d}.jpg": os.urandom(50_000) for i in range(count)}
+        emu.load(bodies.items())
+        emu.set_latency(latency)
+
+        def ours():
+            m = Mount(args.bin, emu, work)
+            try:
+                sh(f"ls -l {m.mnt}/r > /dev/null")
+                t = sh(f"mv {m.mnt}/r {m.mnt}/moved")
+                sh(f"ls -l {m.mnt}/moved > /dev/null")
+                back = sh(f"mv {m.mnt}/moved {m.mnt}/r")
+                return (t + back) / 2
+            finally:
+                m.close()
+
+        ours_t = median(args.runs, ours)
+        names = list(bodies)
+        moved = lambda n: "x" + n
+        back = lambda n: n[1:]
+        def curl8():
+            t = curl_parallel_moves(emu, names, moved, 8)
+            curl_parallel_moves(emu, [moved(n) for n in names], back, 8)
+            return t
+        curl8_t = median(args.runs, curl8)
+        seq = 3 * count * latency / 1000
+        table.add(f"mv of a directory of {count} media (50 KB){tag}", f"{ours_t:.2f} s",
+                  f"{curl8_t:.2f} s (curl x8: GET, PUT, DELETE each); {seq:.1f} s of round trips "
+                  "one after another", f"{ours_t / curl8_t:.2f}x curl x8",
+                  "<= 1.5x curl x8", ours_t <= 1.5 * curl8_t)
+    finally:
+        emu.stop()
+
+
 def bench_memory(args, table, work):
     emu = Emulator(args.bin)
     try:
@@ -628,11 +691,13 @@ def main():
     p.add_argument("--quick", action="store_true", help="small data sets and 1 run (a smoke test)")
     p.add_argument("--out", default="BENCHMARKS.md")
     p.add_argument("--only", help="run only these groups, comma-separated: "
-                   "reads,listing,writes,scans,first,memory")
+                   "reads,listing,writes,scans,renames,first,memory")
     args = p.parse_args()
     args.large, args.small, args.huge, args.uploads, args.scan = 200, 10_000, 100_000, 50, 200
+    args.renames = 100
     if args.quick:
         args.runs, args.large, args.small, args.huge, args.uploads, args.scan = 1, 20, 2000, 5000, 5, 40
+        args.renames = 16
     if os.geteuid() != 0:
         log("not root: the page cache cannot be dropped; cold figures may be warm")
     work = tempfile.mkdtemp(prefix="bwmediafs-bench-")
@@ -649,6 +714,7 @@ def main():
             ("writes", lambda: bench_writes(args, table, work, 20)),
             ("scans", lambda: bench_scans(args, table, work, 20)),
             ("scans", lambda: bench_scans(args, table, work, 50)),
+            ("renames", lambda: bench_renames(args, table, work, 50)),
             ("first", lambda: bench_first_entry(args, table, work)),
             ("memory", lambda: bench_memory(args, table, work)),
         ]
