@@ -33,10 +33,11 @@
 //! Where the mount legitimately differs from a local disk (see the design), the generator avoids
 //! the case instead of weakening the model:
 //! - The API has no directories: an empty directory cannot be made through it.
-//! - A media that is a name prefix of another (`a` and `a/b`) is not a tree: the file wins and
-//!   the other is hidden. API puts that would make one (under a file, or at a name that is a
-//!   directory in the model, explicit ones included) are not generated. Through the mount such
-//!   clashes are ordinary errors (ENOTDIR, EISDIR, EEXIST) and are generated often.
+//! - A media that is a name prefix of another (`a` and `a/b`) is not a tree: the directory
+//!   keeps the name and the file is shown beside it as `a~media` (tested on its own). API puts
+//!   that would make one (under a file, or at a name that is a directory in the model, explicit
+//!   ones included) are not generated. Through the mount such clashes are ordinary errors
+//!   (ENOTDIR, EISDIR, EEXIST) and are generated often.
 //! - Paged only: the API cannot be asked about one name without downloading it, so a media
 //!   deleted elsewhere is shown until the next complete listing (an open of it gets 404), and a
 //!   directory emptied elsewhere too; API deletes that would empty one are not generated, and
