@@ -772,3 +772,71 @@ fn a_media_named_like_a_directory_is_shown_beside_it() {
     assert_eq!(sh_ok(&format!("ls {root}")), "a\nmade\n");
     assert_eq!(sh_ok(&format!("cat {root}/made")), "uploaded elsewhere");
 }
+
+/// `rm -r` of a tree holding a media shown beside a directory removes it all: the `rmdir` that
+/// gives the media its own name back comes before the unlink of the name `rm` read.
+#[test]
+fn rm_r_removes_a_media_shown_beside_a_directory() {
+    let emulator = emulator_with(&[
+        ("t/a", b"the file a"),
+        ("t/a/b", b"under a"),
+        ("t/c", b"c"),
+        ("u/x", b"x"),
+        ("u/x/y", b"y"),
+    ]);
+    let m = Mount::with(emulator, &[]);
+    sh_ok(&format!("ls -R {} >/dev/null", q(&m.path(""))));
+    sh_ok(&format!("rm -r {}", q(&m.path("t"))));
+    sh_ok(&format!("find {} -delete", q(&m.path("u"))));
+    assert_eq!(m.emulator.store().names(), Vec::<String>::new());
+    assert_eq!(sh_ok(&format!("ls -A {}", q(&m.path("")))), "");
+}
+
+/// What a program does inside a directory while it is being renamed acts under the new name,
+/// as if it came after the rename: nothing lands under the old name, nothing removed comes back.
+#[test]
+fn work_inside_a_directory_being_renamed_lands_under_its_new_name() {
+    const FILES: usize = 24;
+    let bodies: Vec<Vec<u8>> = (0..FILES).map(|i| bytes(8_000 + i, i as u64)).collect();
+    let names: Vec<String> = (0..FILES).map(|i| format!("w/old/m{i:02}.bin")).collect();
+    let media: Vec<(&str, &[u8])> = names
+        .iter()
+        .map(String::as_str)
+        .zip(bodies.iter().map(Vec::as_slice))
+        .collect();
+    let m = Mount::with(emulator_with(&media), &[]);
+    sh_ok(&format!("ls -l {} >/dev/null", q(&m.path("w/old"))));
+    let mut faults = m.emulator.faults();
+    faults.latency_ms = 200;
+    m.emulator.set_faults(faults);
+    // A shell already inside the directory, working in it while the rename runs.
+    let mut worker = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("sleep 0.6 && echo concurrent > newfile && rm m05.bin && mkdir d && echo in > d/in")
+        .current_dir(m.path("w/old"))
+        .spawn()
+        .expect("spawn sh");
+    std::thread::sleep(Duration::from_millis(100));
+    let mut mv = std::process::Command::new("mv")
+        .arg(m.path("w/old"))
+        .arg(m.path("w/new"))
+        .spawn()
+        .expect("spawn mv");
+    let mv_status = timed("mv", move || mv.wait()).expect("mv");
+    let worker_status = timed("sh", move || worker.wait()).expect("sh");
+    assert!(mv_status.success(), "mv failed:\n{}", m.log_text());
+    assert!(worker_status.success(), "sh failed:\n{}", m.log_text());
+    let mut want: Vec<String> = names
+        .iter()
+        .filter(|n| !n.ends_with("m05.bin"))
+        .map(|n| n.replace("w/old/", "w/new/"))
+        .collect();
+    want.push("w/new/newfile".into());
+    want.push("w/new/d/in".into());
+    want.sort();
+    assert_eq!(m.emulator.store().names(), want);
+    assert_eq!(
+        m.stored("w/new/newfile").as_deref(),
+        Some(&b"concurrent\n"[..])
+    );
+}

@@ -28,6 +28,8 @@ pub struct StoreFaults {
     pub get_of: Mutex<Option<(String, ApiError)>>,
     /// The error of every PUT while set.
     pub put: Mutex<Option<ApiError>>,
+    /// The error of every PUT of one name while set.
+    pub put_of: Mutex<Option<(String, ApiError)>>,
     /// The error of every DELETE while set.
     pub delete: Mutex<Option<ApiError>>,
     /// While set, GETs wait until it is cleared.
@@ -91,6 +93,15 @@ impl MediaApi for FaultyStore {
         cache_control: Option<&str>,
     ) -> Result<(), ApiError> {
         fault(&self.faults.put)?;
+        if let Some((_, e)) = self
+            .faults
+            .put_of
+            .lock()
+            .as_ref()
+            .filter(|(n, _)| n == name)
+        {
+            return Err(e.clone());
+        }
         MediaApi::put(&*self.store, name, body, content_type, cache_control)
     }
 

@@ -82,14 +82,18 @@ impl MediaFs {
             let ns = self.ns.lock();
             ns.live_dir(parent)?;
             let path = ns.join(parent, name).ok_or(FsError::NotFound)?;
-            match ns.child(parent, name).and_then(|c| ns.node(c)) {
+            match ns.named(parent, name).and_then(|c| ns.node(c)) {
                 Some(n) => {
                     if self.trusted(&ns, n) {
                         let ino = n.ino;
                         drop(ns);
                         return self.attr_of(ino);
                     }
-                    (path, (n.kind == Kind::File).then_some(n.ino))
+                    // A file is asked for by its media name (it may be shown under another).
+                    match n.kind {
+                        Kind::File => (n.path.clone(), Some(n.ino)),
+                        Kind::Dir => (path, None),
+                    }
                 }
                 // A name created elsewhere shows up as soon as the TTL allows.
                 None if self.listing_fresh(&ns) => return Err(FsError::NotFound),
@@ -103,7 +107,7 @@ impl MediaFs {
         }
         // Ask the server; then the cache knows.
         self.revalidate(&path)?;
-        let child = self.ns.lock().child(parent, name);
+        let child = self.ns.lock().named(parent, name);
         match child {
             Some(c) => self.attr_of(c),
             None => Err(FsError::NotFound),
@@ -159,11 +163,15 @@ impl MediaFs {
     /// local life: open for writing, or never uploaded).
     pub(super) fn drop_missing_file(&self, path: &str) {
         let pinned = self.pinned();
+        let moving = self.moves.dirs();
         let mut ns = self.ns.lock();
         if let Some(ino) = ns.resolve_file(path) {
+            // A media of a directory being renamed is gone from its old name: the rename shows
+            // it under the new one.
             let drop_it = ns
                 .node(ino)
-                .is_some_and(|n| n.kind == Kind::File && n.remote && !pinned.contains(&ino));
+                .is_some_and(|n| n.kind == Kind::File && n.remote && !pinned.contains(&ino))
+                && !moving.iter().any(|&d| ns.is_within(ino, d));
             if drop_it {
                 ns.detach(ino);
             }

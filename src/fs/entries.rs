@@ -71,7 +71,7 @@ impl MediaFs {
 
     pub(super) fn child_or_lookup(&self, parent: Ino, name: &OsStr) -> Result<Ino, FsError> {
         let s = self.component(name)?;
-        if let Some(c) = self.ns.lock().child(parent, s) {
+        if let Some(c) = self.ns.lock().named(parent, s) {
             return Ok(c);
         }
         Ok(self.lookup(parent, name)?.ino)
@@ -148,6 +148,7 @@ impl MediaFs {
     /// Remove a file: one DELETE. Handles still open keep reading the old bytes.
     pub fn unlink(&self, parent: Ino, name: &OsStr) -> Result<(), FsError> {
         self.check_ro()?;
+        self.wait_for_moves(parent);
         let ino = self.child_or_lookup(parent, name)?;
         let path = {
             let ns = self.ns.lock();

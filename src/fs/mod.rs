@@ -39,8 +39,9 @@
 //!
 //! Locks are never held across a network call, except the single-flight points: the per-media
 //! download flight, the per-media upload lock and the listing walk lock. The complete order:
-//! walk lock -> dir handle -> upload lock -> writes map -> write buffer state -> read-ahead
-//! scans -> namespace -> {content cache, handle table, dir table, read-ahead queue}. The times
+//! directory moves -> walk lock -> dir handle -> upload lock -> writes map -> write buffer state
+//! -> read-ahead scans -> namespace -> {content cache, handle table, dir table, read-ahead
+//! queue}. A wait for a directory rename to end (`rename::DirMoves`) holds none of them. The times
 //! file's write lock is taken with none of these held (the namespace only hands out the
 //! records).
 
@@ -114,6 +115,8 @@ pub struct MediaFs {
     read_ahead: ReadAhead,
     /// The state file of the times of media, when there is one.
     times: Option<times::Times>,
+    /// Directories being renamed: what changes the server under them waits for the end.
+    moves: rename::DirMoves,
 }
 
 /// Whether `t` is within `ttl` of now.
@@ -154,6 +157,7 @@ impl MediaFs {
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             walk_lock: Mutex::new(()),
+            moves: rename::DirMoves::default(),
             mountpoint: Mutex::new(None),
             auth_logged: AtomicBool::new(false),
         });

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use super::error::FsError;
 use super::namespace::{Ino, Kind};
@@ -32,6 +32,54 @@ use crate::api::Media;
 /// How many media of a directory rename are moved at once: the copies are round trips, so a
 /// directory of 100 media at 50 ms takes about 2 s instead of 15 (8 is what `cp -r` reads with).
 const MOVES_AT_ONCE: usize = 8;
+
+/// The directories being renamed. A directory rename moves each media under it on the server
+/// while the kernel holds only the two parents, so a program may work inside the directory
+/// meanwhile: what would change the server there (an upload, a delete, a rename, a header
+/// change) waits until the rename ends, then acts under the new name, as if it came after.
+#[derive(Default)]
+pub(super) struct DirMoves {
+    moving: Mutex<Vec<Ino>>,
+    ended: Condvar,
+}
+
+/// A directory rename under way, until dropped.
+pub(super) struct Moving<'a> {
+    moves: &'a DirMoves,
+    dir: Ino,
+}
+
+impl Drop for Moving<'_> {
+    fn drop(&mut self) {
+        let mut moving = self.moves.moving.lock();
+        if let Some(i) = moving.iter().position(|&d| d == self.dir) {
+            moving.swap_remove(i);
+        }
+        self.moves.ended.notify_all();
+    }
+}
+
+impl DirMoves {
+    /// The directories being renamed now.
+    pub(super) fn dirs(&self) -> Vec<Ino> {
+        self.moving.lock().clone()
+    }
+
+    fn begin(&self, dir: Ino) -> Moving<'_> {
+        self.moving.lock().push(dir);
+        Moving { moves: self, dir }
+    }
+}
+
+impl MediaFs {
+    /// Wait until no directory that holds `ino` (or is it) is being renamed.
+    pub(super) fn wait_for_moves(&self, ino: Ino) {
+        let mut moving = self.moves.moving.lock();
+        while moving.iter().any(|&d| self.ns.lock().is_within(ino, d)) {
+            self.moves.ended.wait(&mut moving);
+        }
+    }
+}
 
 /// A media of a directory rename that moved: its inode, its old path, and what the server now
 /// holds under the new one (`None`: never uploaded, its buffer uploads under the new name).
@@ -125,6 +173,8 @@ impl MediaFs {
             return Err(FsError::Invalid("unsupported rename flags".into()));
         }
         let new_s = self.component(newname)?;
+        self.wait_for_moves(parent);
+        self.wait_for_moves(newparent);
         let src = self.child_or_lookup(parent, name)?;
         let dst = match self.child_or_lookup(newparent, newname) {
             Ok(i) => Some(i),
@@ -273,6 +323,7 @@ impl MediaFs {
     ) -> Result<(), FsError> {
         // Every media under the directory must be known to move them all.
         self.ensure_complete()?;
+        let _moving = self.moves.begin(src);
         let (src_path, new_dir, files) = {
             let ns = self.ns.lock();
             let n = ns.live(src).ok_or(FsError::NotFound)?;
@@ -299,11 +350,12 @@ impl MediaFs {
             }
         }
         let (done, error) = self.move_all(&copies, &new_path_of);
-        moved.extend(done);
         if let Some(error) = error {
-            self.show_moved_files(&moved, new_path_of);
+            let stays = self.move_back(done, &new_path_of);
+            self.show_moved_files(&stays, new_path_of);
             return Err(error);
         }
+        moved.extend(done);
         self.finish_dir_rename(src, dst, newparent, newname, &files, &moved);
         Ok(())
     }
@@ -317,44 +369,68 @@ impl MediaFs {
         copies: &[(Ino, &str)],
         new_path_of: &(dyn Fn(&str) -> String + Sync),
     ) -> (Vec<MovedMedia>, Option<FsError>) {
-        let next = AtomicUsize::new(0);
-        let stop = AtomicBool::new(false);
-        let moved = Mutex::new(Vec::with_capacity(copies.len()));
-        let first_error = Mutex::new(None);
-        let work = || {
-            while !stop.load(Ordering::Relaxed) {
-                let Some(&(ino, path)) = copies.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                    break;
-                };
-                let new_path = new_path_of(path);
-                let error = match self.move_media(ino, &new_path) {
-                    Moved::Done(media) => {
-                        moved.lock().push((ino, path.to_string(), Some(media)));
-                        continue;
-                    }
-                    Moved::CopiedNotDeleted { copy, error } => {
-                        self.record_copy(&new_path, &copy);
-                        error
-                    }
-                    Moved::Failed(error) => error,
-                };
-                stop.store(true, Ordering::Relaxed);
-                first_error.lock().get_or_insert(error);
+        let outcomes = at_once(copies, true, |&(ino, path)| {
+            let new_path = new_path_of(path);
+            match self.move_media(ino, &new_path) {
+                Moved::Done(media) => Ok((ino, path.to_string(), Some(media))),
+                Moved::CopiedNotDeleted { copy, error } => {
+                    self.record_copy(&new_path, &copy);
+                    Err(error)
+                }
+                Moved::Failed(error) => Err(error),
             }
-        };
-        std::thread::scope(|scope| {
-            // This thread is one of the movers, so the rename goes on if no thread can start.
-            for _ in 1..MOVES_AT_ONCE.min(copies.len()) {
-                let spawned = std::thread::Builder::new()
-                    .name("bwmediafs-mv".into())
-                    .spawn_scoped(scope, work);
-                if spawned.is_err() {
-                    break;
+        });
+        let mut moved = Vec::with_capacity(outcomes.len());
+        let mut first_error = None;
+        for outcome in outcomes {
+            match outcome {
+                Ok(m) => moved.push(m),
+                Err(e) => {
+                    first_error.get_or_insert(e);
                 }
             }
-            work();
+        }
+        (moved, first_error)
+    }
+
+    /// A directory rename failed part way: put the media that did move back under their old
+    /// names (a PUT of the bytes just copied, a delete of the copy), so that the directory is
+    /// where it was, as after any failed rename, rather than half here and half there (and
+    /// `mv`, seeing the target exist, moving the rest into it). Returns the ones that could
+    /// not go back; they are shown under the new name. A copy whose delete fails stays as a
+    /// copy beside the restored media.
+    fn move_back(
+        &self,
+        moved: Vec<MovedMedia>,
+        new_path_of: &(dyn Fn(&str) -> String + Sync),
+    ) -> Vec<MovedMedia> {
+        let outcomes = at_once(&moved, false, |(ino, old, media)| {
+            let Some(media) = media else { return Ok(()) };
+            let new_path = new_path_of(old);
+            let target = {
+                let ns = self.ns.lock();
+                let n = ns.node(*ino).ok_or(FsError::NotFound)?;
+                upload_target(n, old, &media.body)
+            };
+            self.put_media(target, media.body.clone())?;
+            if let Err(e) = self.api.delete(&new_path) {
+                log::warn!("{}", self.api_error("delete", &new_path, e));
+                self.record_copy(&new_path, media);
+            }
+            Ok(())
         });
-        (moved.into_inner(), first_error.into_inner())
+        let back = outcomes.iter().filter(|o| o.is_ok()).count();
+        let stays: Vec<MovedMedia> = moved
+            .into_iter()
+            .zip(outcomes)
+            .filter_map(|(m, o)| o.is_err().then_some(m))
+            .collect();
+        log::warn!(
+            "a directory rename failed part way: {back} media moved back to the old name, {} \
+             left under the new one",
+            stays.len()
+        );
+        stays
     }
 
     /// Every media under `src` moved: move the directory itself in the namespace.
@@ -420,4 +496,43 @@ impl MediaFs {
             self.content.insert(&new_path, m.clone(), v);
         }
     }
+}
+
+/// `work` on each of `items`, [`MOVES_AT_ONCE`] at a time, on short-lived threads with the
+/// calling thread one of them (so the work goes on if no thread can start); the outcome of each
+/// item it started, in the order of `items`. With `stop_at_error`, no item starts after a
+/// failure (the ones under way finish).
+fn at_once<T: Sync, R: Send>(
+    items: &[T],
+    stop_at_error: bool,
+    work: impl Fn(&T) -> Result<R, FsError> + Sync,
+) -> Vec<Result<R, FsError>> {
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let outcomes: Mutex<Vec<(usize, Result<R, FsError>)>> = Mutex::new(Vec::new());
+    let worker = || {
+        while !stop.load(Ordering::Relaxed) {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(item) = items.get(i) else { break };
+            let outcome = work(item);
+            if outcome.is_err() && stop_at_error {
+                stop.store(true, Ordering::Relaxed);
+            }
+            outcomes.lock().push((i, outcome));
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..MOVES_AT_ONCE.min(items.len()) {
+            let spawned = std::thread::Builder::new()
+                .name("bwmediafs-mv".into())
+                .spawn_scoped(scope, worker);
+            if spawned.is_err() {
+                break;
+            }
+        }
+        worker();
+    });
+    let mut outcomes = outcomes.into_inner();
+    outcomes.sort_by_key(|(i, _)| *i);
+    outcomes.into_iter().map(|(_, o)| o).collect()
 }

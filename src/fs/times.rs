@@ -11,8 +11,8 @@
 //!   (plus a margin) is dropped, and so is every name a complete listing no longer shows.
 //! - It is a help, never a need: a missing file is a first mount, a corrupt or unwritable one
 //!   a warning (once), and the mount goes on with times first seen now.
-//! - Two mounts of one account on one machine share the file: the last to write wins, and the
-//!   other's names get their times again when it next writes.
+//! - Two mounts of one account on one machine share the file: a write keeps what another mount
+//!   wrote since this one started, for names it does not know itself.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -48,15 +48,38 @@ pub(super) struct Times {
     writing: Mutex<()>,
     /// A write failed already (the warning is given once).
     failed: AtomicBool,
+    /// When this mount started, in seconds since the epoch: a record in the file seen after then
+    /// was written by another mount of the account, and is kept by our writes.
+    started: u64,
 }
 
 impl Times {
     pub(super) fn new(path: PathBuf) -> Times {
+        let started = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         Times {
             path,
             writing: Mutex::new(()),
             failed: AtomicBool::new(false),
+            started,
         }
+    }
+
+    /// What another mount of the account wrote to the file since this one started, for names
+    /// not among `ours` (nothing when the file cannot be read: the next write replaces it).
+    fn others(&self, ours: &HashMap<String, TimeRecord>) -> Vec<(String, TimeRecord)> {
+        let Ok(text) = std::fs::read(&self.path) else {
+            return Vec::new();
+        };
+        let Ok(file) = serde_json::from_slice::<TimesFile>(&text) else {
+            return Vec::new();
+        };
+        let now = SystemTime::now();
+        file.media
+            .into_iter()
+            .filter(|(name, r)| r.seen > self.started && r.current(now) && !ours.contains_key(name))
+            .collect()
     }
 
     /// What earlier mounts remembered, without what is too old to matter; nothing when there is
@@ -111,9 +134,12 @@ impl Times {
     /// Write `records` in place of the file, atomically.
     fn write(&self, records: Vec<(String, TimeRecord)>) {
         let _one = self.writing.lock();
+        let mut media: HashMap<String, TimeRecord> = records.into_iter().collect();
+        let others = self.others(&media);
+        media.extend(others);
         let file = TimesFile {
             version: VERSION,
-            media: records.into_iter().collect(),
+            media,
         };
         match write_atomically(&self.path, &file) {
             Ok(()) => {
@@ -256,6 +282,39 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("times-1.json")]);
+    }
+
+    #[test]
+    fn a_moment_past_what_the_clock_holds_is_dropped_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("times-1.json");
+        std::fs::write(
+            &path,
+            br#"{"version":1,"media":{"x":{"m":1,"u":1,"s":18446744073709551615,"n":2}}}"#,
+        )
+        .unwrap();
+        assert!(Times::new(path).load(SystemTime::now()).is_empty());
+    }
+
+    #[test]
+    fn a_write_keeps_what_another_mount_wrote_since_this_one_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("times-1.json");
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        // Written before this mount started: loaded by it, and its own to drop.
+        let before = Times::new(path.clone());
+        before.write(vec![("old".into(), record(secs - 60))]);
+        let ours = Times::new(path.clone());
+        let other = Times::new(path.clone());
+        other.write(vec![("theirs".into(), record(secs + 2))]);
+        ours.write(vec![("mine".into(), record(secs + 2))]);
+        let loaded = ours.load(SystemTime::now());
+        let mut names: Vec<&String> = loaded.keys().collect();
+        names.sort();
+        assert_eq!(names, vec!["mine", "theirs"]);
     }
 
     #[test]

@@ -85,6 +85,8 @@ impl MediaFs {
         buf: &WriteBuf,
         cause: UploadCause,
     ) -> Result<(), FsError> {
+        // Under a directory being renamed, the upload goes to the new name.
+        self.wait_for_moves(ino);
         let _one_at_a_time = buf.upload.lock();
         let (bytes, generation) = {
             let mut st = buf.state.lock();

@@ -33,10 +33,16 @@ use super::MediaFs;
 /// and change nothing, so tools that copy attributes (`rsync -aX`, `cp -a`) copy files back in.
 const DERIVED: &[&str] = &[XATTR_URL, XATTR_EXPIRES];
 
+/// The longest header value sent through `user.bandwidth.content_type` or `cache_control`
+/// (a header far longer than any type or directive is a mistake, and servers refuse them).
+const MAX_HEADER_VALUE: usize = 1024;
 /// The largest value of a user's own attribute (the kernel's own limit, `XATTR_SIZE_MAX`).
 pub const MAX_XATTR_VALUE: usize = 64 * 1024;
 /// The most a file or directory may hold of the user's own attributes, names and values.
 pub const MAX_XATTRS_PER_NODE: usize = 256 * 1024;
+/// The most the names of the user's own attributes of one file may take, each with its NUL:
+/// what `listxattr` can return (the kernel's `XATTR_LIST_MAX`, 64 KiB), less room for ours.
+const MAX_XATTR_NAMES: usize = 64 * 1024 - 256;
 
 /// How an attribute name is served.
 enum Name<'a> {
@@ -214,6 +220,14 @@ impl MediaFs {
             .map_err(|_| FsError::Invalid("the value is not UTF-8".into()))?
             .trim_end_matches('\0')
             .to_string();
+        if value.trim().is_empty() {
+            return Err(FsError::Invalid(format!(
+                "{name} cannot be empty; remove the attribute to go back to the default"
+            )));
+        }
+        if value.len() > MAX_HEADER_VALUE {
+            return Err(FsError::ValueTooLarge(MAX_HEADER_VALUE));
+        }
         self.change_header(ino, header, Some(value))
     }
 
@@ -245,16 +259,18 @@ impl MediaFs {
             return Err(FsError::NoAttr);
         }
         let held: usize = attrs.iter().map(|(k, v)| k.len() + v.len()).sum();
-        let after = match old {
-            Some(len) => held - len + value.len(),
-            None => held + name.len() + value.len(),
+        let names: usize = attrs.keys().map(|k| k.len() + 1).sum();
+        let (after, names_after) = match old {
+            Some(len) => (held - len + value.len(), names),
+            None => (held + name.len() + value.len(), names + name.len() + 1),
         };
-        if after > MAX_XATTRS_PER_NODE {
+        if after > MAX_XATTRS_PER_NODE || names_after > MAX_XATTR_NAMES {
             if attrs.is_empty() {
                 n.xattrs = None;
             }
             return Err(FsError::NoSpace(format!(
-                "a file keeps at most {MAX_XATTRS_PER_NODE} bytes of extended attributes"
+                "a file keeps at most {MAX_XATTRS_PER_NODE} bytes of extended attributes, \
+                 {MAX_XATTR_NAMES} of them names"
             )));
         }
         attrs.insert(name.into(), value.into());

@@ -12,7 +12,9 @@
 //! - A directory is always shown under its own name; so is a file, unless a directory holds it.
 //! - A node under its own name takes that name from a file shown there under a derived one,
 //!   which moves to the next free derived name.
-//! - A directory that leaves a name gives it back to the file shown beside it.
+//! - A directory that leaves a name gives it back to the file shown beside it. The derived
+//!   name still finds the file until the next complete listing: `rm -r` read it before the
+//!   `rmdir` that gave the name back, and unlinks it after.
 //!
 //! Until the kernel's entries expire (the metadata TTL) it may still show the old names.
 
@@ -118,12 +120,31 @@ impl Namespace {
             p.children.remove(&key);
             p.children.insert(name.into(), ino);
         }
+        self.aliases.insert((parent, key), ino);
         self.renamed_in_place += 1;
         self.shown_as(ino, None);
         if let Some(n) = self.nodes.get(&ino) {
             log::info!("media {:?} is shown under its own name again", n.path);
             self.noted_beside.remove(&n.path);
         }
+    }
+
+    /// The live node `name` names in `parent`: its child, or a file that was shown under that
+    /// derived name until it took its own back, until the next complete listing.
+    pub(crate) fn named(&self, parent: Ino, name: &str) -> Option<Ino> {
+        if let Some(c) = self.child(parent, name) {
+            return Some(c);
+        }
+        if self.aliases.is_empty() {
+            return None;
+        }
+        let ino = *self.aliases.get(&(parent, Box::from(name)))?;
+        self.live(ino).map(|n| n.ino)
+    }
+
+    /// A complete listing: the names shown are all there is; derived names given up go.
+    pub(super) fn forget_aliases(&mut self) {
+        self.aliases.clear();
     }
 
     /// The file whose own name is `name` in `parent`, wherever it is shown.

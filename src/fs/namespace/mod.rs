@@ -49,6 +49,10 @@ pub(crate) struct Namespace {
     noted_beside: HashSet<String>,
     /// How many times a node changed its name in place (shown beside a directory or back).
     pub renamed_in_place: u64,
+    /// Derived names a file was shown under until it took its own name back, by directory:
+    /// still found by a lookup until the next complete listing, so that `rm -r` (which read
+    /// them before the `rmdir` that gave the name back) removes the file (see `collisions`).
+    aliases: HashMap<(Ino, Box<str>), Ino>,
     pub defaults: Defaults,
     /// Directories whose whole listing the kernel caches (FOPEN_CACHE_DIR): the directory's
     /// content version it holds, and when the first of those entries (and their attributes)
@@ -116,6 +120,7 @@ impl Namespace {
             warned: HashSet::new(),
             noted_beside: HashSet::new(),
             renamed_in_place: 0,
+            aliases: HashMap::new(),
             defaults,
             kernel_dirs: InoMap::default(),
             open_listings: InoMap::default(),
@@ -255,6 +260,9 @@ impl Namespace {
     /// from it (see `collisions`); the directory changed.
     fn link(&mut self, parent: Ino, name: &str, ino: Ino, kind: Kind) {
         let key = self.place(parent, name, ino, kind);
+        if !self.aliases.is_empty() {
+            self.aliases.remove(&(parent, key.clone()));
+        }
         let shown_as = (&*key != name).then(|| key.clone());
         self.shown_as(ino, shown_as);
         if let Some(p) = self.nodes.get_mut(&parent) {
@@ -360,6 +368,11 @@ impl Namespace {
                 stack.extend(std::mem::take(&mut n.children).into_values());
                 taken.push(i);
             }
+        }
+        if !self.aliases.is_empty() {
+            let nodes = &self.nodes;
+            self.aliases
+                .retain(|_, i| nodes.get(i).is_some_and(|n| !n.removed));
         }
         for i in taken {
             self.reap(i);

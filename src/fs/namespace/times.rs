@@ -19,8 +19,9 @@
 //!   any other date means the media was uploaded again elsewhere, and it wins.
 //! - A remembered time is used only for a media of the size remembered: another size is other
 //!   bytes, uploaded since.
-//! - A time the user chose (utimens) is shown until the next local write; nothing the server
-//!   says changes it (`Node::user_mtime`), but the server's times go on being recorded under it.
+//! - A time the user chose (utimens) is shown until the bytes change, here or on the server
+//!   (`Node::user_mtime`); a date the server gives for the same bytes does not replace it, but
+//!   is recorded under it.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -70,7 +71,10 @@ impl TimeRecord {
     /// Whether it is still worth keeping at `now`: the server showed it within the retention
     /// and a margin (else it is gone, or as good as).
     pub(crate) fn current(&self, now: SystemTime) -> bool {
-        let seen = UNIX_EPOCH + Duration::from_secs(self.seen);
+        // A moment past what the clock can hold is not one the server showed: drop it.
+        let Some(seen) = UNIX_EPOCH.checked_add(Duration::from_secs(self.seen)) else {
+            return false;
+        };
         match now.duration_since(seen) {
             Ok(age) => age <= RETENTION + FORGET_MARGIN,
             Err(_) => true,
@@ -122,6 +126,7 @@ impl Namespace {
         if let Some(n) = self.nodes.get_mut(&ino) {
             n.mtime = now;
             n.ctime = now;
+            n.user_mtime = None;
             n.uploaded_at = Some(now);
             self.times_dirty = true;
         }
@@ -145,6 +150,10 @@ impl Namespace {
             None if changed => now,
             None => return,
         };
+        if changed {
+            // Other bytes: a time the user chose was for the bytes before.
+            n.user_mtime = None;
+        }
         if n.mtime != t || n.uploaded_at != Some(t) {
             n.mtime = t;
             n.ctime = t;

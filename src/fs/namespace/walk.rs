@@ -263,6 +263,7 @@ impl Namespace {
             }
         }
         self.recent_local.retain(|_, e| *e > start_epoch);
+        self.forget_aliases();
         self.forget_unseen();
         self.complete_at = Some(now);
         self.complete_pages = pages;

@@ -266,6 +266,31 @@ fn a_directory_rename_that_fails_midway_loses_nothing() {
 }
 
 #[test]
+fn a_directory_rename_that_fails_midway_moves_back_what_it_moved() {
+    // Left half moved, `mv` would see the target exist and move the directory into it.
+    let store = new_store(1000);
+    let names: Vec<String> = (0..20).map(|i| format!("src/f{i:02}")).collect();
+    for (i, n) in names.iter().enumerate() {
+        seed(&store, n, format!("body {i}").as_bytes());
+    }
+    let t = mount(store);
+    *t.faults.put_of.lock() = Some(("dst/f07".into(), ApiError::Transport("reset".into())));
+    assert_eq!(errno_of(t.mv("src", "dst")), libc::EIO);
+    *t.faults.put_of.lock() = None;
+    assert_eq!(
+        t.store.names(),
+        names,
+        "every media is back under its old name"
+    );
+    assert_eq!(t.ls("").unwrap(), vec!["src"]);
+    for (i, n) in names.iter().enumerate() {
+        assert_eq!(t.cat(n).unwrap(), format!("body {i}").as_bytes());
+    }
+    t.mv("src", "dst").unwrap();
+    assert_eq!(t.ls("dst").unwrap().len(), 20);
+}
+
+#[test]
 fn a_file_replaced_by_a_directory_elsewhere_shows_as_the_directory() {
     // The listing that shows `d/x` does not show `d`: the cached file `d` must not hide it.
     let store = new_store(1000);

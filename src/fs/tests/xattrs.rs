@@ -103,6 +103,19 @@ fn values_and_files_have_a_size_limit() {
     assert!((i + 1) * MAX_XATTR_VALUE <= MAX_XATTRS_PER_NODE);
     // Replacing a value by one of the same size still fits.
     t.fs.setxattr(ino, &os("user.big"), &big, 0).unwrap();
+    // Names stop where `listxattr` could no longer return them all (64 KiB).
+    let b = t.resolve("").unwrap().ino;
+    let mut i = 0;
+    let err = loop {
+        let name = format!("user.{i:03}{}", "n".repeat(240));
+        match t.fs.setxattr(b, &os(&name), b"", 0) {
+            Ok(()) => i += 1,
+            Err(e) => break e,
+        }
+        assert!(i < 1000, "no limit on names");
+    };
+    assert_eq!(err.errno(), libc::ENOSPC);
+    assert!(t.fs.listxattr(b).unwrap().len() <= 64 * 1024);
 }
 
 #[test]
@@ -160,4 +173,27 @@ fn a_read_only_mount_refuses_them() {
         errno_of(t.fs.setxattr(ino, &os("user.foo"), b"1", 0)),
         libc::EROFS
     );
+}
+
+#[test]
+fn a_header_set_empty_or_far_too_long_is_refused_and_nothing_is_sent() {
+    let store = new_store(1000);
+    seed(&store, "a.txt", b"x");
+    let t = mount(store);
+    let ino = t.resolve("a.txt").unwrap().ino;
+    t.reset();
+    for name in [
+        "user.bandwidth.content_type",
+        "user.bandwidth.cache_control",
+    ] {
+        assert_eq!(
+            errno_of(t.fs.setxattr(ino, &os(name), b"", 0)),
+            libc::EINVAL
+        );
+        assert_eq!(
+            errno_of(t.fs.setxattr(ino, &os(name), &[b'a'; 2000], 0)),
+            libc::E2BIG
+        );
+    }
+    assert_eq!(t.stats(), snap(0, 0, 0, 0));
 }
