@@ -33,6 +33,8 @@ use crate::api::RETENTION;
 /// How far a `Last-Modified` may lie before the upload it dates: it is rounded down to the
 /// second, and our PUT is dated when it returned, after the server stored it.
 const BEFORE_UPLOAD: Duration = Duration::from_secs(2);
+/// What a `Last-Modified` is rounded down to.
+const DATE_PRECISION: Duration = Duration::from_secs(1);
 /// How far after: clocks a little apart.
 const AFTER_UPLOAD: Duration = Duration::from_secs(1);
 /// How long past the retention a name not seen is still remembered (a mount stopped for a
@@ -144,20 +146,21 @@ impl Namespace {
         let Some(n) = self.nodes.get_mut(&ino) else {
             return;
         };
-        let t = match last_modified {
+        // A date is whole seconds, rounded down: the upload was at most a second later.
+        let (t, latest) = match last_modified {
             Some(lm) if !changed && n.uploaded_at.is_some_and(|u| same_upload(lm, u)) => return,
-            Some(lm) => lm,
-            None if changed => now,
+            Some(lm) => (lm, lm + DATE_PRECISION),
+            None if changed => (now, now),
             None => return,
         };
         if changed {
             // Other bytes: a time the user chose was for the bytes before.
             n.user_mtime = None;
         }
-        if n.mtime != t || n.uploaded_at != Some(t) {
+        if n.mtime != t || n.uploaded_at != Some(latest) {
             n.mtime = t;
             n.ctime = t;
-            n.uploaded_at = Some(t);
+            n.uploaded_at = Some(latest);
             self.times_dirty = true;
         }
     }
