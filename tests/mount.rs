@@ -840,3 +840,89 @@ fn work_inside_a_directory_being_renamed_lands_under_its_new_name() {
         Some(&b"concurrent\n"[..])
     );
 }
+
+/// A directory rename waits for what is under way inside it (a rename of a subdirectory, an
+/// upload at close, a delete) and moves what they left: nothing stays under the old names.
+#[test]
+fn a_directory_rename_waits_for_work_already_under_way_inside_it() {
+    let bodies: Vec<Vec<u8>> = (0..16).map(|i| bytes(4_000 + i, i as u64)).collect();
+    let mut media: Vec<(String, &[u8])> = Vec::new();
+    for (i, b) in bodies.iter().enumerate() {
+        media.push((format!("p/sub/s{i:02}"), b));
+        media.push((format!("p/t{i:02}"), b));
+    }
+    let refs: Vec<(&str, &[u8])> = media.iter().map(|(n, b)| (n.as_str(), *b)).collect();
+    let m = Mount::with(emulator_with(&refs), &[]);
+    sh_ok(&format!("ls -lR {} >/dev/null", q(&m.path("p"))));
+    let mut faults = m.emulator.faults();
+    faults.latency_ms = 200;
+    m.emulator.set_faults(faults);
+    // A rename of the subdirectory, an upload at close and a delete, all under way when the
+    // rename of their directory starts.
+    let spawn = |script: String| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .spawn()
+            .expect("spawn sh")
+    };
+    let sub = spawn(format!(
+        "mv {} {}",
+        q(&m.path("p/sub")),
+        q(&m.path("p/sub2"))
+    ));
+    let new_file = m.path("p/new.txt");
+    let writer = std::thread::spawn(move || std::fs::write(new_file, b"written meanwhile"));
+    let rm = spawn(format!("rm {}", q(&m.path("p/t03"))));
+    // Each of them takes at least one 200 ms request: all are still under way.
+    std::thread::sleep(Duration::from_millis(100));
+    let status = timed("mv p q", {
+        let (from, to) = (m.path("p"), m.path("q"));
+        move || std::process::Command::new("mv").arg(from).arg(to).status()
+    })
+    .expect("mv");
+    for (what, child) in [("mv sub", sub), ("rm", rm)] {
+        let s = timed(what, move || {
+            let mut c = child;
+            c.wait()
+        });
+        assert!(s.expect(what).success(), "{what} failed:\n{}", m.log_text());
+    }
+    writer.join().expect("writer").expect("write p/new.txt");
+    assert!(status.success(), "mv p q failed:\n{}", m.log_text());
+    let mut want: Vec<String> = media
+        .iter()
+        .map(|(n, _)| n.replace("p/sub/", "q/sub2/").replacen("p/", "q/", 1))
+        .filter(|n| n != "q/t03")
+        .collect();
+    want.push("q/new.txt".into());
+    want.sort();
+    assert_eq!(m.emulator.store().names(), want);
+    assert_eq!(find_files(&m.path("")).len(), want.len());
+
+    // Again with only an upload and a delete under way (no rename inside to wait for).
+    let new_file = m.path("q/later.txt");
+    let writer = std::thread::spawn(move || std::fs::write(new_file, b"written meanwhile"));
+    let rm = spawn(format!("rm {}", q(&m.path("q/t04"))));
+    std::thread::sleep(Duration::from_millis(100));
+    let status = timed("mv q r", {
+        let (from, to) = (m.path("q"), m.path("r"));
+        move || std::process::Command::new("mv").arg(from).arg(to).status()
+    })
+    .expect("mv");
+    let s = timed("rm", move || {
+        let mut c = rm;
+        c.wait()
+    });
+    assert!(s.expect("rm").success(), "rm failed:\n{}", m.log_text());
+    writer.join().expect("writer").expect("write q/later.txt");
+    assert!(status.success(), "mv q r failed:\n{}", m.log_text());
+    let mut want: Vec<String> = want
+        .iter()
+        .filter(|n| *n != "q/t04")
+        .map(|n| n.replacen("q/", "r/", 1))
+        .collect();
+    want.push("r/later.txt".into());
+    want.sort();
+    assert_eq!(m.emulator.store().names(), want);
+}

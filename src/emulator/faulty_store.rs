@@ -32,6 +32,8 @@ pub struct StoreFaults {
     pub put_of: Mutex<Option<(String, ApiError)>>,
     /// The error of every DELETE while set.
     pub delete: Mutex<Option<ApiError>>,
+    /// The error of every DELETE of one name while set.
+    pub delete_of: Mutex<Option<(String, ApiError)>>,
     /// While set, GETs wait until it is cleared.
     pub hold_gets: AtomicBool,
     /// GETs begun, held ones included.
@@ -107,6 +109,15 @@ impl MediaApi for FaultyStore {
 
     fn delete(&self, name: &str) -> Result<(), ApiError> {
         fault(&self.faults.delete)?;
+        if let Some((_, e)) = self
+            .faults
+            .delete_of
+            .lock()
+            .as_ref()
+            .filter(|(n, _)| n == name)
+        {
+            return Err(e.clone());
+        }
         MediaApi::delete(&*self.store, name)
     }
 

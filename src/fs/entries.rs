@@ -148,7 +148,7 @@ impl MediaFs {
     /// Remove a file: one DELETE. Handles still open keep reading the old bytes.
     pub fn unlink(&self, parent: Ino, name: &OsStr) -> Result<(), FsError> {
         self.check_ro()?;
-        self.wait_for_moves(parent);
+        let _changing = self.change_under(&[parent]);
         let ino = self.child_or_lookup(parent, name)?;
         let path = {
             let ns = self.ns.lock();

@@ -78,7 +78,7 @@ impl MediaFs {
         header: Header,
         value: Option<String>,
     ) -> Result<(), FsError> {
-        self.wait_for_moves(ino);
+        let _changing = self.change_under(&[ino]);
         let buf = self.buffer_of(ino);
         let _one_at_a_time = buf.as_ref().map(|b| b.upload.lock());
         let pending = buf.as_ref().is_some_and(|b| {

@@ -19,7 +19,8 @@
 //! - `buffer`, `write`, `upload`: the write buffers and their dirty/generation state machine;
 //!   writes, closes and syncs; uploads and the one rule for their headers;
 //! - `recovery`: the recovery folder;
-//! - `entries`, `rename`: create, mkdir, rmdir, unlink; file and directory renames;
+//! - `entries`, `rename`: create, mkdir, rmdir, unlink; file and directory renames; `moves`:
+//!   directory renames and the changes of the server under them, kept apart;
 //! - `xattr`: extended attributes and statfs; `headers`: header changes through them, sent at
 //!   once;
 //! - `times`: the state file that keeps the times of media across remounts;
@@ -41,7 +42,7 @@
 //! download flight, the per-media upload lock and the listing walk lock. The complete order:
 //! directory moves -> walk lock -> dir handle -> upload lock -> writes map -> write buffer state
 //! -> read-ahead scans -> namespace -> {content cache, handle table, dir table, read-ahead
-//! queue}. A wait for a directory rename to end (`rename::DirMoves`) holds none of them. The times
+//! queue}. A wait of `moves` (directory renames and the changes under them) holds none of them. The times
 //! file's write lock is taken with none of these held (the namespace only hands out the
 //! records).
 
@@ -54,6 +55,7 @@ mod error;
 mod handles;
 mod headers;
 mod listing;
+mod moves;
 mod namespace;
 mod options;
 mod process;
@@ -116,7 +118,7 @@ pub struct MediaFs {
     /// The state file of the times of media, when there is one.
     times: Option<times::Times>,
     /// Directories being renamed: what changes the server under them waits for the end.
-    moves: rename::DirMoves,
+    moves: moves::Moves,
 }
 
 /// Whether `t` is within `ttl` of now.
@@ -157,7 +159,7 @@ impl MediaFs {
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             walk_lock: Mutex::new(()),
-            moves: rename::DirMoves::default(),
+            moves: moves::Moves::default(),
             mountpoint: Mutex::new(None),
             auth_logged: AtomicBool::new(false),
         });

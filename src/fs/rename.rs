@@ -11,15 +11,17 @@
 //!   complete and fresh; ENOTEMPTY for its target is answered only from such a listing.
 //! - A file written while its copy was made stays dirty (the copy holds older bytes).
 //! - A directory's media are moved [`MOVES_AT_ONCE`] at a time; after a failure no new move
-//!   starts, and what did move is shown under the new name. The kernel holds the two parent
-//!   directories locked for the whole rename (a listing of them waits), nothing else.
+//!   starts, and what did move is moved back (so `mv`, seeing no target, reports the error
+//!   rather than moving the directory into a half-made one). The kernel holds the two parent
+//!   directories locked for the whole rename (a listing of them waits); changes of the server
+//!   inside the directory wait for it, and it for them (`moves`); nothing else waits.
 
 use std::ffi::OsStr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
 use super::error::FsError;
 use super::namespace::{Ino, Kind};
@@ -33,57 +35,20 @@ use crate::api::Media;
 /// directory of 100 media at 50 ms takes about 2 s instead of 15 (8 is what `cp -r` reads with).
 const MOVES_AT_ONCE: usize = 8;
 
-/// The directories being renamed. A directory rename moves each media under it on the server
-/// while the kernel holds only the two parents, so a program may work inside the directory
-/// meanwhile: what would change the server there (an upload, a delete, a rename, a header
-/// change) waits until the rename ends, then acts under the new name, as if it came after.
-#[derive(Default)]
-pub(super) struct DirMoves {
-    moving: Mutex<Vec<Ino>>,
-    ended: Condvar,
-}
-
-/// A directory rename under way, until dropped.
-pub(super) struct Moving<'a> {
-    moves: &'a DirMoves,
-    dir: Ino,
-}
-
-impl Drop for Moving<'_> {
-    fn drop(&mut self) {
-        let mut moving = self.moves.moving.lock();
-        if let Some(i) = moving.iter().position(|&d| d == self.dir) {
-            moving.swap_remove(i);
-        }
-        self.moves.ended.notify_all();
-    }
-}
-
-impl DirMoves {
-    /// The directories being renamed now.
-    pub(super) fn dirs(&self) -> Vec<Ino> {
-        self.moving.lock().clone()
-    }
-
-    fn begin(&self, dir: Ino) -> Moving<'_> {
-        self.moving.lock().push(dir);
-        Moving { moves: self, dir }
-    }
-}
-
-impl MediaFs {
-    /// Wait until no directory that holds `ino` (or is it) is being renamed.
-    pub(super) fn wait_for_moves(&self, ino: Ino) {
-        let mut moving = self.moves.moving.lock();
-        while moving.iter().any(|&d| self.ns.lock().is_within(ino, d)) {
-            self.moves.ended.wait(&mut moving);
-        }
-    }
-}
-
 /// A media of a directory rename that moved: its inode, its old path, and what the server now
 /// holds under the new one (`None`: never uploaded, its buffer uploads under the new name).
 type MovedMedia = (Ino, String, Option<Media>);
+
+/// What the moves of a directory rename did.
+#[derive(Default)]
+struct MovesDone {
+    /// The media that moved (or were found gone: nothing to move).
+    moved: Vec<MovedMedia>,
+    /// Copies made whose old name could not be deleted: the new path and what it holds.
+    copies: Vec<(String, Media)>,
+    /// The first failure.
+    error: Option<FsError>,
+}
 
 /// How a move of one media (a copy under the new name, then a delete of the old) ended.
 pub(super) enum Moved {
@@ -173,8 +138,8 @@ impl MediaFs {
             return Err(FsError::Invalid("unsupported rename flags".into()));
         }
         let new_s = self.component(newname)?;
-        self.wait_for_moves(parent);
-        self.wait_for_moves(newparent);
+        // A rename changes the server in both directories (see `moves`).
+        let _changing = self.change_under(&[parent, newparent]);
         let src = self.child_or_lookup(parent, name)?;
         let dst = match self.child_or_lookup(newparent, newname) {
             Ok(i) => Some(i),
@@ -323,7 +288,7 @@ impl MediaFs {
     ) -> Result<(), FsError> {
         // Every media under the directory must be known to move them all.
         self.ensure_complete()?;
-        let _moving = self.moves.begin(src);
+        let _moving = self.begin_move(src);
         let (src_path, new_dir, files) = {
             let ns = self.ns.lock();
             let n = ns.live(src).ok_or(FsError::NotFound)?;
@@ -349,61 +314,65 @@ impl MediaFs {
                 moved.push((*ino, path.clone(), None));
             }
         }
-        let (done, error) = self.move_all(&copies, &new_path_of);
-        if let Some(error) = error {
+        let mut done = self.move_all(&copies, &new_path_of);
+        if let Some(error) = done.error.take() {
             let stays = self.move_back(done, &new_path_of);
             self.show_moved_files(&stays, new_path_of);
             return Err(error);
         }
-        moved.extend(done);
+        moved.extend(done.moved);
         self.finish_dir_rename(src, dst, newparent, newname, &files, &moved);
         Ok(())
     }
 
     /// Move each media of `copies` to its new path, [`MOVES_AT_ONCE`] at a time. After the first
-    /// failure no new move starts; the ones under way finish. Returns the media that moved
-    /// (with what the server now holds) and the first error. A copy whose old name could not be
-    /// deleted is shown at once (both names exist).
+    /// failure no new move starts; the ones under way finish. A media found gone (deleted
+    /// elsewhere) has nothing to move and is passed over.
     fn move_all(
         &self,
         copies: &[(Ino, &str)],
         new_path_of: &(dyn Fn(&str) -> String + Sync),
-    ) -> (Vec<MovedMedia>, Option<FsError>) {
+    ) -> MovesDone {
         let outcomes = at_once(copies, true, |&(ino, path)| {
             let new_path = new_path_of(path);
             match self.move_media(ino, &new_path) {
-                Moved::Done(media) => Ok((ino, path.to_string(), Some(media))),
-                Moved::CopiedNotDeleted { copy, error } => {
-                    self.record_copy(&new_path, &copy);
-                    Err(error)
+                Moved::Done(media) => Ok(Ok((ino, path.to_string(), Some(media)))),
+                Moved::Failed(e) if e.errno() == libc::ENOENT => {
+                    log::info!("{path:?} is gone from the server: there is nothing to move");
+                    Ok(Ok((ino, path.to_string(), None)))
                 }
+                Moved::CopiedNotDeleted { copy, error } => Ok(Err((new_path, copy, error))),
                 Moved::Failed(error) => Err(error),
             }
         });
-        let mut moved = Vec::with_capacity(outcomes.len());
-        let mut first_error = None;
+        let mut done = MovesDone::default();
         for outcome in outcomes {
             match outcome {
-                Ok(m) => moved.push(m),
+                Ok(Ok(m)) => done.moved.push(m),
+                Ok(Err((new_path, copy, error))) => {
+                    done.copies.push((new_path, copy));
+                    done.error.get_or_insert(error);
+                }
                 Err(e) => {
-                    first_error.get_or_insert(e);
+                    done.error.get_or_insert(e);
                 }
             }
         }
-        (moved, first_error)
+        done
     }
 
     /// A directory rename failed part way: put the media that did move back under their old
-    /// names (a PUT of the bytes just copied, a delete of the copy), so that the directory is
-    /// where it was, as after any failed rename, rather than half here and half there (and
-    /// `mv`, seeing the target exist, moving the rest into it). Returns the ones that could
-    /// not go back; they are shown under the new name. A copy whose delete fails stays as a
-    /// copy beside the restored media.
+    /// names (a PUT of the bytes just copied, a delete of the copy), and delete the copies whose
+    /// old name could not be deleted, so that the directory is where it was, as after any
+    /// failed rename, rather than half here and half there (and `mv`, seeing the target exist,
+    /// moving the rest into it). Returns the media that could not go back; they are shown
+    /// under the new name, as is a copy that cannot be deleted (beside its media).
     fn move_back(
         &self,
-        moved: Vec<MovedMedia>,
+        done: MovesDone,
         new_path_of: &(dyn Fn(&str) -> String + Sync),
     ) -> Vec<MovedMedia> {
+        let MovesDone { moved, copies, .. } = done;
         let outcomes = at_once(&moved, false, |(ino, old, media)| {
             let Some(media) = media else { return Ok(()) };
             let new_path = new_path_of(old);
@@ -416,6 +385,13 @@ impl MediaFs {
             if let Err(e) = self.api.delete(&new_path) {
                 log::warn!("{}", self.api_error("delete", &new_path, e));
                 self.record_copy(&new_path, media);
+            }
+            Ok(())
+        });
+        at_once(&copies, false, |(new_path, copy)| {
+            if let Err(e) = self.api.delete(new_path) {
+                log::warn!("{}", self.api_error("delete", new_path, e));
+                self.record_copy(new_path, copy);
             }
             Ok(())
         });

@@ -85,8 +85,12 @@ impl MediaFs {
         buf: &WriteBuf,
         cause: UploadCause,
     ) -> Result<(), FsError> {
-        // Under a directory being renamed, the upload goes to the new name.
-        self.wait_for_moves(ino);
+        if !buf.state.lock().wants_upload(cause) {
+            return Ok(());
+        }
+        // Under a directory being renamed, the upload waits and goes to the new name; a rename
+        // starting meanwhile waits for it (`moves`).
+        let _changing = self.change_under(&[ino]);
         let _one_at_a_time = buf.upload.lock();
         let (bytes, generation) = {
             let mut st = buf.state.lock();

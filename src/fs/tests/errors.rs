@@ -291,6 +291,38 @@ fn a_directory_rename_that_fails_midway_moves_back_what_it_moved() {
 }
 
 #[test]
+fn a_directory_rename_whose_delete_fails_removes_the_copy_too() {
+    // A copy whose old name could not be deleted would leave the target existing.
+    let store = new_store(1000);
+    let names: Vec<String> = (0..20).map(|i| format!("src/f{i:02}")).collect();
+    for n in &names {
+        seed(&store, n, n.as_bytes());
+    }
+    let t = mount(store);
+    *t.faults.delete_of.lock() = Some(("src/f07".into(), ApiError::Transport("reset".into())));
+    assert_eq!(errno_of(t.mv("src", "dst")), libc::EIO);
+    *t.faults.delete_of.lock() = None;
+    assert_eq!(t.store.names(), names);
+    assert_eq!(t.ls("").unwrap(), vec!["src"]);
+}
+
+#[test]
+fn a_directory_rename_passes_over_a_media_deleted_elsewhere() {
+    let store = new_store(1000);
+    for i in 0..5 {
+        seed(&store, &format!("src/f{i}"), b"x");
+    }
+    let t = mount(store.clone());
+    t.ls("src").unwrap();
+    store.delete("src/f2");
+    t.mv("src", "dst").unwrap();
+    assert_eq!(
+        t.store.names(),
+        vec!["dst/f0", "dst/f1", "dst/f3", "dst/f4"]
+    );
+}
+
+#[test]
 fn a_file_replaced_by_a_directory_elsewhere_shows_as_the_directory() {
     // The listing that shows `d/x` does not show `d`: the cached file `d` must not hide it.
     let store = new_store(1000);
