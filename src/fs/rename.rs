@@ -430,10 +430,21 @@ impl MediaFs {
             ns.local_change(src);
             for (ino, old, media) in moved {
                 ns.local_change_path(old);
-                if let Some(m) = media {
-                    let v = ns.uploaded(*ino, m, false);
-                    let p = ns.node(*ino).map(|n| n.path.clone()).unwrap_or_default();
-                    inserts.push((p, m.clone(), v));
+                match media {
+                    Some(m) => {
+                        let v = ns.uploaded(*ino, m, false);
+                        let p = ns.node(*ino).map(|n| n.path.clone()).unwrap_or_default();
+                        inserts.push((p, m.clone(), v));
+                    }
+                    // Found gone from the server: it is not shown under the new name.
+                    None if ns.node(*ino).is_some_and(|n| n.remote) => {
+                        let parent = ns.node(*ino).map(|n| n.parent);
+                        ns.detach(*ino);
+                        if let Some(p) = parent {
+                            ns.keep_emptied(p);
+                        }
+                    }
+                    None => {}
                 }
             }
             if let Some(p) = old_parent {

@@ -320,6 +320,8 @@ fn a_directory_rename_passes_over_a_media_deleted_elsewhere() {
         t.store.names(),
         vec!["dst/f0", "dst/f1", "dst/f3", "dst/f4"]
     );
+    // And it is not shown under the new name.
+    assert_eq!(t.ls("dst").unwrap(), vec!["f0", "f1", "f3", "f4"]);
 }
 
 #[test]
