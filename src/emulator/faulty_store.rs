@@ -58,6 +58,14 @@ fn fault(slot: &Mutex<Option<ApiError>>) -> Result<(), ApiError> {
     }
 }
 
+/// The error in `slot` if it is set for `name`.
+fn fault_of(slot: &Mutex<Option<(String, ApiError)>>, name: &str) -> Result<(), ApiError> {
+    match slot.lock().as_ref() {
+        Some((n, e)) if n == name => Err(e.clone()),
+        _ => Ok(()),
+    }
+}
+
 impl MediaApi for FaultyStore {
     fn list_page(&self, token: Option<&str>) -> Result<ListPage, ApiError> {
         fault(&self.faults.list)?;
@@ -75,15 +83,7 @@ impl MediaApi for FaultyStore {
             std::thread::sleep(Duration::from_millis(5));
         }
         fault(&self.faults.get)?;
-        if let Some((_, e)) = self
-            .faults
-            .get_of
-            .lock()
-            .as_ref()
-            .filter(|(n, _)| n == name)
-        {
-            return Err(e.clone());
-        }
+        fault_of(&self.faults.get_of, name)?;
         MediaApi::get(&*self.store, name)
     }
 
@@ -95,29 +95,13 @@ impl MediaApi for FaultyStore {
         cache_control: Option<&str>,
     ) -> Result<(), ApiError> {
         fault(&self.faults.put)?;
-        if let Some((_, e)) = self
-            .faults
-            .put_of
-            .lock()
-            .as_ref()
-            .filter(|(n, _)| n == name)
-        {
-            return Err(e.clone());
-        }
+        fault_of(&self.faults.put_of, name)?;
         MediaApi::put(&*self.store, name, body, content_type, cache_control)
     }
 
     fn delete(&self, name: &str) -> Result<(), ApiError> {
         fault(&self.faults.delete)?;
-        if let Some((_, e)) = self
-            .faults
-            .delete_of
-            .lock()
-            .as_ref()
-            .filter(|(n, _)| n == name)
-        {
-            return Err(e.clone());
-        }
+        fault_of(&self.faults.delete_of, name)?;
         MediaApi::delete(&*self.store, name)
     }
 
