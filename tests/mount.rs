@@ -11,6 +11,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::*;
 
+/// `mv FROM TO` inside the mount, with a timeout; its exit status.
+fn mv(m: &Mount, from: &str, to: &str) -> std::process::ExitStatus {
+    let (from, to) = (m.path(from), m.path(to));
+    timed("mv", move || {
+        std::process::Command::new("mv").arg(from).arg(to).status()
+    })
+    .expect("mv")
+}
+
 fn put(m: &Mount, name: &str, body: &[u8]) {
     m.emulator
         .store()
@@ -876,11 +885,7 @@ fn a_directory_rename_waits_for_work_already_under_way_inside_it() {
     let rm = spawn(format!("rm {}", q(&m.path("p/t03"))));
     // Each of them takes at least one 200 ms request: all are still under way.
     std::thread::sleep(Duration::from_millis(100));
-    let status = timed("mv p q", {
-        let (from, to) = (m.path("p"), m.path("q"));
-        move || std::process::Command::new("mv").arg(from).arg(to).status()
-    })
-    .expect("mv");
+    let status = mv(&m, "p", "q");
     for (what, child) in [("mv sub", sub), ("rm", rm)] {
         let s = timed(what, move || {
             let mut c = child;
@@ -905,11 +910,7 @@ fn a_directory_rename_waits_for_work_already_under_way_inside_it() {
     let writer = std::thread::spawn(move || std::fs::write(new_file, b"written meanwhile"));
     let rm = spawn(format!("rm {}", q(&m.path("q/t04"))));
     std::thread::sleep(Duration::from_millis(100));
-    let status = timed("mv q r", {
-        let (from, to) = (m.path("q"), m.path("r"));
-        move || std::process::Command::new("mv").arg(from).arg(to).status()
-    })
-    .expect("mv");
+    let status = mv(&m, "q", "r");
     let s = timed("rm", move || {
         let mut c = rm;
         c.wait()

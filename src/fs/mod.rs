@@ -40,11 +40,11 @@
 //!
 //! Locks are never held across a network call, except the single-flight points: the per-media
 //! download flight, the per-media upload lock and the listing walk lock. The complete order:
-//! directory moves -> walk lock -> dir handle -> upload lock -> writes map -> write buffer state
-//! -> read-ahead scans -> namespace -> {content cache, handle table, dir table, read-ahead
-//! queue}. A wait of `moves` (directory renames and the changes under them) holds none of them. The times
-//! file's write lock is taken with none of these held (the namespace only hands out the
-//! records).
+//! walk lock -> dir handle -> upload lock -> writes map -> write buffer state -> read-ahead
+//! scans -> namespace -> {content cache, handle table, dir table, read-ahead queue}. The marks of
+//! `moves` (directory renames and the changes under them) are taken and waited for with none
+//! of these held, and hold only the namespace inside; the times file's write lock too (the
+//! namespace only hands out the records).
 
 mod attr;
 mod buf;

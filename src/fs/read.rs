@@ -112,7 +112,7 @@ impl MediaFs {
         let old = self.content.peek(path);
         // Writes not uploaded yet are newer than what the server holds, and so is their time.
         let written = {
-            let ino = self.ns.lock().resolve(path);
+            let ino = self.ns.lock().resolve_file(path);
             ino.and_then(|i| self.buffer_of(i))
                 .is_some_and(|b| b.state.lock().dirty)
         };

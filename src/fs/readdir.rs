@@ -67,7 +67,7 @@ impl MediaFs {
     /// received all of it, and the attributes that came with it are within the TTL. Then a
     /// warm `ls -l` costs an open and a release, and nothing else reaches us.
     pub fn opendir(&self, ino: Ino) -> Result<Opened, FsError> {
-        let (parent, keep_cache) = {
+        let (parent, keep_cache, renames_at_open) = {
             let mut ns = self.ns.lock();
             let n = ns.live_dir(ino)?;
             let (parent, version) = (n.parent, n.content_version);
@@ -83,9 +83,8 @@ impl MediaFs {
             }
             ns.open_ref(ino);
             ns.listing_opened(ino, Instant::now());
-            (parent, keep)
+            (parent, keep, ns.renamed_in_place)
         };
-        let renames_at_open = self.ns.lock().renamed_in_place;
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         let dh = DirHandle {
             ino,

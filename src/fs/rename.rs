@@ -336,25 +336,24 @@ impl MediaFs {
         let outcomes = at_once(copies, true, |&(ino, path)| {
             let new_path = new_path_of(path);
             match self.move_media(ino, &new_path) {
-                Moved::Done(media) => Ok(Ok((ino, path.to_string(), Some(media)))),
+                Moved::Done(media) => Ok((ino, path.to_string(), Some(media))),
                 Moved::Failed(e) if e.errno() == libc::ENOENT => {
                     log::info!("{path:?} is gone from the server: there is nothing to move");
-                    Ok(Ok((ino, path.to_string(), None)))
+                    Ok((ino, path.to_string(), None))
                 }
-                Moved::CopiedNotDeleted { copy, error } => Ok(Err((new_path, copy, error))),
-                Moved::Failed(error) => Err(error),
+                Moved::CopiedNotDeleted { copy, error } => {
+                    Err((error, Some(Box::new((new_path, copy)))))
+                }
+                Moved::Failed(error) => Err((error, None)),
             }
         });
         let mut done = MovesDone::default();
         for outcome in outcomes {
             match outcome {
-                Ok(Ok(m)) => done.moved.push(m),
-                Ok(Err((new_path, copy, error))) => {
-                    done.copies.push((new_path, copy));
+                Ok(m) => done.moved.push(m),
+                Err((error, copy)) => {
+                    done.copies.extend(copy.map(|c| *c));
                     done.error.get_or_insert(error);
-                }
-                Err(e) => {
-                    done.error.get_or_insert(e);
                 }
             }
         }
@@ -373,7 +372,7 @@ impl MediaFs {
         new_path_of: &(dyn Fn(&str) -> String + Sync),
     ) -> Vec<MovedMedia> {
         let MovesDone { moved, copies, .. } = done;
-        let outcomes = at_once(&moved, false, |(ino, old, media)| {
+        let outcomes = at_once(&moved, false, |(ino, old, media)| -> Result<(), FsError> {
             let Some(media) = media else { return Ok(()) };
             let new_path = new_path_of(old);
             let target = {
@@ -393,7 +392,7 @@ impl MediaFs {
                 log::warn!("{}", self.api_error("delete", new_path, e));
                 self.record_copy(new_path, copy);
             }
-            Ok(())
+            Ok::<(), FsError>(())
         });
         let back = outcomes.iter().filter(|o| o.is_ok()).count();
         let stays: Vec<MovedMedia> = moved
@@ -489,14 +488,14 @@ impl MediaFs {
 /// calling thread one of them (so the work goes on if no thread can start); the outcome of each
 /// item it started, in the order of `items`. With `stop_at_error`, no item starts after a
 /// failure (the ones under way finish).
-fn at_once<T: Sync, R: Send>(
+fn at_once<T: Sync, R: Send, E: Send>(
     items: &[T],
     stop_at_error: bool,
-    work: impl Fn(&T) -> Result<R, FsError> + Sync,
-) -> Vec<Result<R, FsError>> {
+    work: impl Fn(&T) -> Result<R, E> + Sync,
+) -> Vec<Result<R, E>> {
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    let outcomes: Mutex<Vec<(usize, Result<R, FsError>)>> = Mutex::new(Vec::new());
+    let outcomes: Mutex<Vec<(usize, Result<R, E>)>> = Mutex::new(Vec::new());
     let worker = || {
         while !stop.load(Ordering::Relaxed) {
             let i = next.fetch_add(1, Ordering::Relaxed);

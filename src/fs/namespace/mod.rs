@@ -466,26 +466,34 @@ impl Namespace {
         }
     }
 
+    /// The directories along `segs` from the root, each made where missing (a file in the way
+    /// is then shown beside it), with `each(ns, dir, made)` called for every one; the last.
+    fn dirs_along<'a>(
+        &mut self,
+        segs: impl IntoIterator<Item = &'a str>,
+        mut each: impl FnMut(&mut Namespace, Ino, bool),
+    ) -> Ino {
+        let mut cur = ROOT_INO;
+        for seg in segs {
+            let (dir, made) = match self.child(cur, seg) {
+                Some(c) if self.node(c).is_some_and(|n| n.kind == Kind::Dir) => (c, false),
+                _ => (self.add(cur, seg, Kind::Dir), true),
+            };
+            each(self, dir, made);
+            cur = dir;
+        }
+        cur
+    }
+
     /// The directory at `path`, made (explicit) where missing (a file in the way is then shown
     /// beside it).
     pub(crate) fn ensure_dirs(&mut self, path: &str) -> Ino {
-        let mut cur = ROOT_INO;
-        if path.is_empty() {
-            return cur;
-        }
-        for seg in path.split('/') {
-            cur = match self.child(cur, seg) {
-                Some(c) if self.node(c).is_some_and(|n| n.kind == Kind::Dir) => c,
-                _ => {
-                    let d = self.add(cur, seg, Kind::Dir);
-                    if let Some(n) = self.node_mut(d) {
-                        n.explicit = true;
-                    }
-                    d
-                }
-            };
-        }
-        cur
+        let segs = path.split('/').filter(|s| !s.is_empty());
+        self.dirs_along(segs, |ns, dir, made| {
+            if let Some(n) = ns.node_mut(dir).filter(|_| made) {
+                n.explicit = true;
+            }
+        })
     }
 
     /// Record a local change of `ino` (and its directories) at a new epoch.

@@ -57,17 +57,11 @@ pub(crate) struct PageApplied {
 impl Namespace {
     /// Directories along `segs`, made as needed (a file in the way is shown beside).
     fn dirs_for(&mut self, segs: &[&str], walk_id: u64) -> Ino {
-        let mut cur = ROOT_INO;
-        for seg in segs {
-            cur = match self.child(cur, seg) {
-                Some(c) if self.nodes.get(&c).map(|n| n.kind) == Some(Kind::Dir) => c,
-                _ => self.add(cur, seg, Kind::Dir),
-            };
+        self.dirs_along(segs.iter().copied(), |ns, dir, _| {
             if walk_id != 0 {
-                self.seen_by_walk(cur, walk_id);
+                ns.seen_by_walk(dir, walk_id);
             }
-        }
-        cur
+        })
     }
 
     /// A media the server reported (listing item or GET): add it or update its size.
