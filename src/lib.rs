@@ -13,3 +13,4 @@ pub mod cli;
 pub mod emulator;
 pub mod fs;
 pub mod fuse;
+pub mod mountinfo;

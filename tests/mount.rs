@@ -782,6 +782,53 @@ fn a_media_named_like_a_directory_is_shown_beside_it() {
     assert_eq!(sh_ok(&format!("cat {root}/made")), "uploaded elsewhere");
 }
 
+/// A redirect into a media shown beside a directory (`a~media`) uploads once, at the shell's
+/// last close, as on any other name: whether the opener still holds the file is told by the
+/// mount and inode of its descriptors, not by their paths. Before, the shown name never matched
+/// the media's own, so the shell's first close uploaded an empty media while the command ran.
+#[test]
+fn a_redirect_into_a_name_shown_beside_a_directory_uploads_once() {
+    let emulator = emulator_with(&[("a", b"the old bytes"), ("a/b", b"under a")]);
+    let m = Mount::with(emulator, &[]);
+    sh_ok(&format!("ls {} >/dev/null", q(&m.path(""))));
+    let shown = q(&m.path("a~media"));
+    let marker = m.dir.path().join("opened");
+    m.reset_stats();
+
+    // A command group: the shell opens the file, moves it to fd 1 (a close), runs, closes.
+    let mut group = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "{{ touch {}; sleep 1; echo later; }} > {shown}",
+            q(&marker)
+        ))
+        .spawn()
+        .expect("spawn bash");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !marker.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(marker.exists(), "the command group never ran");
+    assert_eq!(
+        m.stored("a").as_deref(),
+        Some(&b"the old bytes"[..]),
+        "while the command runs, the server keeps the old bytes"
+    );
+    let status = timed("the redirected group", move || group.wait()).expect("bash");
+    assert!(status.success());
+    assert_eq!(m.stored("a").as_deref(), Some(&b"later\n"[..]));
+    assert_eq!(m.stats().put, 1, "{:?}", m.stats());
+
+    // An external program's output: the shell's child opens the file, then execs `cat`.
+    let big = bytes(3_000_000, 18);
+    let src = m.dir.path().join("big.bin");
+    std::fs::write(&src, &big).expect("write the source");
+    m.reset_stats();
+    sh_ok(&format!("cat {} > {shown}", q(&src)));
+    assert_bytes(m.stored("a").as_deref(), &big, "a after cat > a~media");
+    assert_eq!(m.stats().put, 1, "{:?}", m.stats());
+}
+
 /// `rm -r` of a tree holding a media shown beside a directory removes it all: the `rmdir` that
 /// gives the media its own name back comes before the unlink of the name `rm` read.
 #[test]

@@ -4,8 +4,9 @@
 //! access to it fails with "Transport endpoint is not connected" (ENOTCONN). We recognise it,
 //! clear it (a lazy unmount) and go on, or say exactly which command clears it.
 
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use crate::mountinfo;
 
 /// Make sure `path` can be mounted on; returns its canonical form. A directory with entries is
 /// refused unless `nonempty` (the mount would hide them).
@@ -56,54 +57,13 @@ pub fn prepare(path: &Path, nonempty: bool) -> Result<PathBuf, String> {
 
 /// The filesystem type mounted at `path`, if `path` is a mount point.
 pub fn mounted_type(path: &Path) -> Option<String> {
-    mountinfo_of(path, |fields| {
-        let sep = fields.iter().position(|f| *f == "-")?;
-        fields.get(sep + 1).map(|t| t.to_string())
-    })
+    mountinfo::at(path).map(|m| m.fstype)
 }
 
 /// The minor device number of the mount at `path` (for FUSE: its connection in
 /// `/sys/fs/fuse/connections`), read from the mount table without touching the mount.
 pub fn mount_minor(path: &Path) -> Option<u32> {
-    mountinfo_of(path, |fields| {
-        fields.get(2)?.split_once(':')?.1.parse().ok()
-    })
-}
-
-/// `pick` applied to the fields of the `/proc/self/mountinfo` line of the mount at `path`.
-fn mountinfo_of<T>(path: &Path, pick: impl Fn(&[&str]) -> Option<T>) -> Option<T> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let want = path.as_os_str().as_bytes();
-    info.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(' ').collect();
-        if unescape(fields.get(4)?) != want {
-            return None;
-        }
-        pick(&fields)
-    })
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(field: &str) -> Vec<u8> {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4].iter().all(u8::is_ascii_digit)
-        {
-            let oct = std::str::from_utf8(&bytes[i + 1..i + 4]).ok();
-            if let Some(v) = oct.and_then(|o| u8::from_str_radix(o, 8).ok()) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    out
+    mountinfo::at(path).map(|m| m.device.1)
 }
 
 pub use crate::fuse::unmount;
@@ -111,12 +71,6 @@ pub use crate::fuse::unmount;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mountinfo_escapes_are_decoded() {
-        assert_eq!(unescape(r"/mnt/my\040media"), b"/mnt/my media".to_vec());
-        assert_eq!(unescape("/plain"), b"/plain".to_vec());
-    }
 
     #[test]
     fn missing_and_non_directory_mountpoints_are_refused_with_the_fix() {

@@ -113,6 +113,8 @@ pub struct MediaFs {
     /// Held while one listing page is fetched and applied (the listing's single flight).
     walk_lock: Mutex<()>,
     mountpoint: Mutex<Option<PathBuf>>,
+    /// The device of the mount (major, minor), once read from the mount table.
+    mount_device: std::sync::OnceLock<(u32, u32)>,
     auth_logged: AtomicBool,
     read_ahead: ReadAhead,
     /// The state file of the times of media, when there is one.
@@ -161,6 +163,7 @@ impl MediaFs {
             walk_lock: Mutex::new(()),
             moves: moves::Moves::default(),
             mountpoint: Mutex::new(None),
+            mount_device: std::sync::OnceLock::new(),
             auth_logged: AtomicBool::new(false),
         });
         if fs.times.is_some() {
@@ -182,6 +185,17 @@ impl MediaFs {
     /// Where the file system is mounted (used in the recovery instructions of log lines).
     pub fn set_mountpoint(&self, path: &Path) {
         *self.mountpoint.lock() = Some(path.to_path_buf());
+    }
+
+    /// The device of our mount (for FUSE: major 0, the connection's number), read from the mount
+    /// table once the mount is there; `None` before, or without a mount.
+    pub(super) fn mount_device(&self) -> Option<(u32, u32)> {
+        if let Some(d) = self.mount_device.get() {
+            return Some(*d);
+        }
+        let path = self.mountpoint.lock().clone()?;
+        let mount = crate::mountinfo::at(&path).filter(|m| m.fstype.starts_with("fuse"))?;
+        Some(*self.mount_device.get_or_init(|| mount.device))
     }
 
     /// Bytes held by the data cache.

@@ -150,13 +150,12 @@ impl MediaFs {
         self.upload(h.ino, buf, UploadCause::Sync)
     }
 
-    /// Whether process `pid` holds a descriptor of the file `ino` (when that can be told).
+    /// Whether process `pid` holds a descriptor of the file `ino` (when that can be told): a
+    /// descriptor on this mount's device and the kernel's inode `ino`, whatever name it was
+    /// opened by.
     pub(super) fn held_by(&self, pid: u32, ino: Ino) -> bool {
-        let Some(mnt) = self.mountpoint.lock().clone() else {
-            return false;
-        };
-        let path = mnt.join(self.path_of(ino));
-        process::holds(pid, &path)
+        self.mount_device()
+            .is_some_and(|device| process::holds(pid, process::FileId { device, ino }))
     }
 
     /// `fsync`: upload whatever is dirty, now.
