@@ -375,6 +375,52 @@ fn an_open_file_stays_readable_after_rm() {
     );
 }
 
+/// An open file whose media goes from the server (deleted through the API, or expired) reads
+/// the bytes it can still have: those cached before, or being read. One it has no bytes for
+/// fails with EIO (a read never answers ENOENT) and one log line says why; the names leave the
+/// listing. The reads are O_DIRECT, so they reach the mount instead of the kernel's page cache.
+#[test]
+fn an_open_file_reads_what_it_can_after_its_media_goes_from_the_server() {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let emulator = emulator_with(&[("cached", b"cached bytes"), ("unread", b"never read")]);
+    let m = Mount::with(emulator, &["--metadata-ttl", "1s"]);
+    let open = |name: &str| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(m.path(name))
+            .expect("open")
+    };
+    let (cached, unread) = (open("cached"), open("unread"));
+    // Read through another descriptor: the mount caches the bytes.
+    assert_eq!(
+        sh_ok(&format!("cat {}", q(&m.path("cached")))),
+        "cached bytes"
+    );
+    m.emulator.store().delete("cached");
+    m.emulator.store().delete("unread");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(
+        sh_ok(&format!("ls {}", q(&m.path("")))),
+        "",
+        "gone from listings"
+    );
+
+    let got = timed("read of the cached file", move || {
+        let mut b = vec![0u8; 64];
+        cached.read_at(&mut b, 0).map(|n| b[..n].to_vec())
+    });
+    assert_eq!(got.expect("read of cached bytes"), b"cached bytes");
+    let err = timed("read of the unread file", move || {
+        let mut b = vec![0u8; 64];
+        unread.read_at(&mut b, 0)
+    })
+    .expect_err("no bytes to read");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    let said = m.log_text().matches("was removed on the server").count();
+    assert_eq!(said, 1, "one log line:\n{}", m.log_text());
+}
+
 #[test]
 fn xattrs_give_the_media_url_and_content_type() {
     let emulator = start_emulator(emulator_config());

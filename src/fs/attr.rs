@@ -177,7 +177,7 @@ impl MediaFs {
             }
         }
         drop(ns);
-        self.content.remove(path);
+        self.forget_body(path);
     }
 
     /// The kernel was handed `ino` in a reply (lookup, create, mkdir, mknod): call before the
@@ -210,7 +210,14 @@ impl MediaFs {
         if let Some(path) = stale {
             if self.buffer_of(ino).is_none() {
                 self.revalidate(&path)?;
-                if self.ns.lock().live(ino).is_none() {
+                // Gone from the server: an open file keeps its attributes (with no links), so
+                // the kernel's check before a read of it does not fail the read.
+                if self
+                    .ns
+                    .lock()
+                    .node(ino)
+                    .is_none_or(|n| n.removed && n.opens == 0)
+                {
                     return Err(FsError::NotFound);
                 }
             }

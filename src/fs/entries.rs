@@ -180,7 +180,7 @@ impl MediaFs {
                 ns.keep_emptied(p);
             }
         }
-        self.content.remove(path);
+        self.forget_body(path);
     }
 
     /// `mknod`: a regular file is a create (uploaded, even empty, at once); the API stores only

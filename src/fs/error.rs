@@ -88,6 +88,10 @@ pub enum FsError {
     /// the server's (or the network's), never short data handed out.
     #[error("the download went wrong: {0}")]
     BadDownload(String),
+    /// An open file's media went from the server before this reader had any of its bytes:
+    /// nothing is left to read (EIO; a read never answers ENOENT).
+    #[error("the media was removed on the server while it was open, before its bytes were read")]
+    Gone,
     /// A local failure: memory, the recovery folder (EIO).
     #[error("local I/O error: {0}")]
     Io(String),
@@ -165,7 +169,7 @@ fn errno(e: &FsError) -> i32 {
         FsError::NotPermitted => libc::EPERM,
         FsError::NoIoctl => libc::ENOTTY,
         FsError::Invalid(_) => libc::EINVAL,
-        FsError::BadDownload(_) | FsError::Io(_) => libc::EIO,
+        FsError::BadDownload(_) | FsError::Gone | FsError::Io(_) => libc::EIO,
     }
 }
 
@@ -202,6 +206,7 @@ mod tests {
         assert_eq!(errno(&FsError::TooLarge { size: 9, limit: 1 }), libc::EFBIG);
         assert_eq!(errno(&FsError::ReadOnly), libc::EROFS);
         assert_eq!(errno(&FsError::NameTooLong), libc::ENAMETOOLONG);
+        assert_eq!(errno(&FsError::Gone), libc::EIO);
     }
 
     #[test]

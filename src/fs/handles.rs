@@ -7,6 +7,10 @@
 //!   already (a new one could bring another version); and for a second after the failure the
 //!   same error answers, because the kernel follows a failed read-ahead with a read of its own
 //!   within the same system call.
+//! - A media that goes from the server (deleted elsewhere, expired, or by our own `rm`) while a
+//!   handle is open: the handle keeps the bytes it can still have, the cached body of the
+//!   version it reads (`forget_body`), or a download under way; one with nothing gets EIO, said
+//!   once in the log (`read_error`): a read never answers ENOENT.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -35,6 +39,8 @@ pub(super) struct Handle {
     pub(super) served: AtomicBool,
     /// Whether this handle has been read (its first read is what a scan follows).
     pub(super) read_seen: AtomicBool,
+    /// Whether the log has said that this handle's media went before it was read.
+    gone_said: AtomicBool,
 }
 
 /// What a reading handle reads.
@@ -113,9 +119,65 @@ impl MediaFs {
             body: Mutex::new(body),
             served: AtomicBool::new(false),
             read_seen: AtomicBool::new(false),
+            gone_said: AtomicBool::new(false),
         };
         self.handles.lock().insert(fh, Arc::new(h));
         fh
+    }
+
+    /// The media at `path` is gone (from the server, or removed here): the data cache forgets
+    /// it, and each open handle of it that has no body yet keeps the cached one first, when it
+    /// is of the version that handle reads.
+    pub(super) fn forget_body(&self, path: &str) {
+        if let Some((media, version)) = self.content.peek(path) {
+            let open: Vec<Arc<Handle>> = self.handles.lock().values().cloned().collect();
+            let readers: Vec<Arc<Handle>> = {
+                let ns = self.ns.lock();
+                open.into_iter()
+                    .filter(|h| {
+                        ns.node(h.ino)
+                            .is_some_and(|n| n.path == path && n.content_version == version)
+                    })
+                    .collect()
+            };
+            for h in readers {
+                let mut body = h.body.lock();
+                let keep = match &*body {
+                    HandleBody::None => true,
+                    HandleBody::Expect(print) => print.matches(&media.body),
+                    _ => false,
+                };
+                if keep {
+                    *body = HandleBody::Ready(media.body.clone());
+                }
+            }
+        }
+        self.content.remove(path);
+    }
+
+    /// The error a read of `h` answers: a media found gone (a 404, or its node removed) that
+    /// the handle has no bytes of is EIO, said once per handle in the log; a read never answers
+    /// ENOENT.
+    pub(super) fn read_error(&self, h: &Handle, e: FsError) -> FsError {
+        let gone = matches!(
+            e,
+            FsError::NotFound
+                | FsError::Api {
+                    source: crate::api::ApiError::NotFound,
+                    ..
+                }
+        );
+        if !gone {
+            return e;
+        }
+        if !h.gone_said.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                "{:?} was removed on the server while it was open, before this reader had its \
+                 bytes: its reads fail (EIO)",
+                self.path_of(h.ino)
+            );
+        }
+        FsError::Gone
     }
 
     /// The first read of a handle from a whole body: the kernel's page cache now holds this

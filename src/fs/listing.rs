@@ -79,7 +79,7 @@ impl MediaFs {
                 .lock()
                 .apply_page(id, &page, &pinned, Instant::now());
             for path in &applied.dropped {
-                self.content.remove(path);
+                self.forget_body(path);
             }
             if let Some(e) = applied.failure {
                 return Err(self.api_error("listing the media", "", e));

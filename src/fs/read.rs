@@ -328,6 +328,13 @@ impl MediaFs {
             Err(e) => return reply(Err(e)),
         };
         self.note_read(&h);
+        let (me, reader) = (self.me.clone(), h.clone());
+        let reply = move |r: Result<Bytes, FsError>| {
+            reply(r.map_err(|e| match me.upgrade() {
+                Some(fs) => fs.read_error(&reader, e),
+                None => e,
+            }))
+        };
         self.read_handle(&h, offset, size, reply, true)
     }
 
