@@ -128,6 +128,43 @@ fn ls_l_costs_one_listing_walk_even_with_a_ttl_of_zero() {
     assert_eq!((s.list, s.get), (1, 0), "one ls -l at TTL 0");
 }
 
+/// In a subdirectory too: GNU `ls -l d/e` stats `d/e/NAME` by path, so with a TTL of zero the
+/// kernel looks `d` and `e` up again for each entry; they answer from the cache while the
+/// listing of `d/e` is open. Before, each entry cost a listing (about 205 for 200 files).
+/// What remains is a constant: the lookups of `d` and `e` for the `stat` and xattr reads `ls`
+/// makes before it opens the directory (outside a listing a TTL of zero asks each time), and
+/// the listing itself.
+#[test]
+fn ls_l_of_a_subdirectory_costs_no_listing_per_entry_with_a_ttl_of_zero() {
+    let emulator = start_emulator(emulator_config());
+    for i in 0..200 {
+        emulator
+            .store()
+            .put(
+                &format!("d/e/f{i:03}.txt"),
+                Bytes::from_static(b"x"),
+                "text/plain",
+                None,
+            )
+            .unwrap();
+    }
+    let m = Mount::with(emulator, &["--metadata-ttl", "0s"]);
+    let e = q(&m.path("d/e"));
+    m.reset_stats();
+    sh_ok(&format!("ls -ld {e}"));
+    let before_the_listing = m.stats().list;
+    m.reset_stats();
+    let out = sh_ok(&format!("ls -l {e} | grep -c '^-'"));
+    assert_eq!(out.trim(), "200");
+    let s = m.stats();
+    assert_eq!(s.get, 0);
+    assert!(
+        s.list <= before_the_listing + 3,
+        "ls -l d/e at TTL 0: {} listings, ls -ld d/e alone {before_the_listing}",
+        s.list
+    );
+}
+
 #[test]
 fn after_the_ttl_on_a_multi_page_account_stat_is_free_rm_is_one_delete_and_an_open_one_get() {
     let n = 2_500;

@@ -116,7 +116,9 @@ impl MediaFs {
 
     /// Whether what the cache knows of a node answers a lookup or getattr without a request:
     /// what the server said of it is within the TTL, or came to a listing of its directory that
-    /// is still open (so one `ls -l` costs one listing walk, even with a TTL of zero). Only a
+    /// is still open (so one `ls -l` costs one listing walk, even with a TTL of zero), and a
+    /// directory while a listing of it or under it is open (`ls -l a/b` looks `a/b` up again
+    /// for each entry it stats). Only a
     /// listing can revalidate a known name without downloading it, so that is done only when it
     /// is one request (a small account); on a larger account a known name is trusted until the
     /// next listing (an open still checks the bytes, see [`MediaFs::revalidate_body`]). A name
@@ -130,6 +132,7 @@ impl MediaFs {
             || (n.kind == Kind::File && !n.remote)
             || fresh(seen, self.opts.metadata_ttl)
             || ns.shown_to_open_listing(n.parent, seen)
+            || (n.kind == Kind::Dir && ns.on_the_way_to_open_listing(n.ino))
     }
 
     /// Bring the cache's view of `path` up to date with the cheapest request that can (see the

@@ -156,6 +156,15 @@ impl Namespace {
         }
     }
 
+    /// Whether a listing of directory `dir`, or of one under it, is open. A reader that stats
+    /// the entries by path (GNU `ls -l a/b`) has the kernel look up `a` and `a/b` again for each
+    /// entry when the TTL is zero: they answer from the cache while that listing is read.
+    pub(crate) fn on_the_way_to_open_listing(&self, dir: Ino) -> bool {
+        self.open_listings
+            .keys()
+            .any(|&open| self.is_within(open, dir))
+    }
+
     pub(crate) fn node(&self, ino: Ino) -> Option<&Node> {
         self.nodes.get(&ino).map(|n| &**n)
     }
