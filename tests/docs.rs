@@ -235,3 +235,64 @@ fn the_architecture_page_names_only_functions_and_types_that_exist() {
          Correct the page after a rename or a move."
     );
 }
+
+/// The `rust-version` of `Cargo.toml`: the oldest Rust that builds the project.
+fn rust_version() -> String {
+    read("Cargo.toml")
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .map(|v| v.trim_matches('"').to_string())
+        .expect("Cargo.toml sets rust-version")
+}
+
+#[test]
+fn the_readme_says_which_rust_builds_the_project_and_how_to_get_it() {
+    let readme = read("README.md");
+    let version = rust_version();
+    assert!(
+        readme.contains(&format!("Rust {version} or newer")),
+        "README.md must say \"Rust {version} or newer\" (rust-version in Cargo.toml): a \
+         distribution's older rustc fails on the first command"
+    );
+    assert!(
+        readme.contains("https://sh.rustup.rs"),
+        "README.md must say how to get that toolchain (rustup)"
+    );
+}
+
+/// The files that tell people, or scripts, how to build and install the project.
+fn build_instructions() -> Vec<String> {
+    repo_files()
+        .into_iter()
+        .filter(|f| {
+            f == "README.md"
+                || (f.starts_with("docs/") && f.ends_with(".md"))
+                || (f.starts_with("man/") && f.ends_with(".1"))
+                || f == "src/cli/man.rs"
+                || f.starts_with("scripts/")
+        })
+        .collect()
+}
+
+#[test]
+fn every_cargo_install_and_build_uses_the_tested_lock_file() {
+    let files = build_instructions();
+    assert!(files.iter().any(|f| f == "README.md") && files.iter().any(|f| f.starts_with("man/")));
+    let mut unlocked = Vec::new();
+    for file in files {
+        // roff escapes the dashes of `--locked` as `\-\-locked`.
+        let text = read(&file).replace("\\-", "-");
+        for (n, line) in text.lines().enumerate() {
+            let builds = line.contains("cargo install") || line.contains("cargo build");
+            if builds && !line.contains("--locked") {
+                unlocked.push(format!("{file}:{}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        unlocked.is_empty(),
+        "without --locked, cargo install ignores Cargo.lock and builds dependencies newer than \
+         the ones tested (and cargo build may update the lock file); add --locked:\n{}",
+        unlocked.join("\n")
+    );
+}
