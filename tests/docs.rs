@@ -9,6 +9,9 @@
 //! (`fs/attr.rs`, `README.md`), which may be shortened to a tail of the real path
 //! (`attr.rs` for `src/fs/attr.rs`), as the pages do inside a section about one directory.
 //! Build outputs (`target/`) and absolute paths are not the repository's.
+//!
+//! The tests docs/decisions.md cites by name (`a_redirect_and_a_redirected_loop_cost_one_put_each`)
+//! must exist too, so a renamed test does not leave the page pointing at nothing.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -294,5 +297,42 @@ fn every_cargo_install_and_build_uses_the_tested_lock_file() {
         "without --locked, cargo install ignores Cargo.lock and builds dependencies newer than \
          the ones tested (and cargo build may update the lock file); add --locked:\n{}",
         unlocked.join("\n")
+    );
+}
+
+/// The tests `page` names (`ls_l_costs_one_listing_walk_even_with_a_ttl_of_zero`: backticked
+/// lower-case names of four words or more, which options and fields never are) that no file
+/// under `tests/` or `src/` defines.
+fn missing_tests(page: &str) -> Vec<String> {
+    let code: Vec<String> = repo_files()
+        .into_iter()
+        .filter(|f| (f.starts_with("tests/") || f.starts_with("src/")) && f.ends_with(".rs"))
+        .map(|f| read(&f))
+        .collect();
+    let text = read(page);
+    let names: BTreeSet<&str> = text
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| s.matches('_').count() >= 3)
+        .filter(|s| {
+            s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        })
+        .collect();
+    names
+        .into_iter()
+        .filter(|n| !code.iter().any(|t| declares_fn(t, n)))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_tests_the_decisions_cite_exist() {
+    let missing = missing_tests("docs/decisions.md");
+    assert!(
+        missing.is_empty(),
+        "docs/decisions.md cites tests that do not exist: {missing:?}. Correct the name after a \
+         rename."
     );
 }
