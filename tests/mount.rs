@@ -452,6 +452,28 @@ fn xattrs_give_the_media_url_and_content_type() {
     );
 }
 
+/// A header xattr whose value cannot be an HTTP header value (a control character) is
+/// refused with EINVAL, for every header, before any request; the media keeps its headers.
+/// Before, `cache_control` answered EIO (a server outage's errno) and `content_type` EINVAL.
+#[test]
+fn an_invalid_header_value_is_einval_for_every_header() {
+    let emulator = emulator_with(&[("pic.png", b"png")]);
+    let m = Mount::with(emulator, &[]);
+    let f = q(&m.path("pic.png"));
+    for header in ["content_type", "cache_control"] {
+        // "no\nstore": a line break inside a header value.
+        let (ok, _, err) = sh_outcome(&format!(
+            "setfattr -n user.bandwidth.{header} -v 0x6e6f0a73746f7265 {f}"
+        ));
+        assert!(!ok, "{header}: a value with a line break was taken");
+        assert!(err.contains("Invalid argument"), "{header}: {err}");
+    }
+    let media = m.emulator.store().get("pic.png").expect("stored");
+    assert_eq!(media.content_type, "image/png");
+    assert_eq!(media.cache_control, None);
+    assert_eq!(m.stats().put, 0, "nothing was sent");
+}
+
 #[test]
 fn df_works() {
     let m = Mount::new();

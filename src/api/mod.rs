@@ -104,6 +104,9 @@ pub enum ApiError {
     /// A local problem that no retry can fix (bad configuration).
     #[error("{0}")]
     Config(String),
+    /// A header value that HTTP cannot carry (a control character): refused before sending.
+    #[error("{0}")]
+    InvalidHeader(String),
 }
 
 /// How a [`ApiError::TooLarge`] names the limit.

@@ -10,7 +10,7 @@
 //! | 401, 403 | EACCES |
 //! | 404 | ENOENT |
 //! | oversize (413, or 400 on a too-large upload) | EFBIG |
-//! | 415 | EINVAL |
+//! | 415, a header value HTTP cannot carry | EINVAL |
 //! | 429, 5xx, timeouts, resets, malformed answers | EIO |
 
 use crate::api::ApiError;
@@ -144,7 +144,7 @@ fn errno(e: &FsError) -> i32 {
             ApiError::Unauthorized(_) | ApiError::Forbidden(_) => libc::EACCES,
             ApiError::NotFound => libc::ENOENT,
             ApiError::TooLarge { .. } => libc::EFBIG,
-            ApiError::UnsupportedType(_) => libc::EINVAL,
+            ApiError::UnsupportedType(_) | ApiError::InvalidHeader(_) => libc::EINVAL,
             ApiError::Status { status: 413, .. } => libc::EFBIG,
             ApiError::Status { status: 415, .. } => libc::EINVAL,
             ApiError::Status { .. }
@@ -194,6 +194,7 @@ mod tests {
             libc::EFBIG
         );
         assert_eq!(api(ApiError::UnsupportedType("a/b".into())), libc::EINVAL);
+        assert_eq!(api(ApiError::InvalidHeader("a\nb".into())), libc::EINVAL);
         let status = |s| ApiError::Status {
             status: s,
             kind: None,

@@ -228,6 +228,14 @@ impl MediaFs {
         if value.len() > MAX_HEADER_VALUE {
             return Err(FsError::ValueTooLarge(MAX_HEADER_VALUE));
         }
+        // What HTTP cannot carry in a header (RFC 9110: no control character but a tab) is
+        // invalid, whichever header it is for.
+        if let Some(c) = value.chars().find(|c| c.is_ascii_control() && *c != '\t') {
+            return Err(FsError::Invalid(format!(
+                "{name} cannot hold the control character {c:?}: a header value is one line of \
+                 text"
+            )));
+        }
         self.change_header(ino, header, Some(value))
     }
 

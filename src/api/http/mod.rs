@@ -375,7 +375,10 @@ impl MediaApi for HttpApi {
         let cc = cache_control
             .map(|c| {
                 HeaderValue::from_str(c).map_err(|_| {
-                    ApiError::Config(format!("the cache control {c:?} cannot be sent"))
+                    ApiError::InvalidHeader(format!(
+                        "the cache control {c:?} cannot be sent: a header value cannot hold a \
+                         control character"
+                    ))
                 })
             })
             .transpose()?;
