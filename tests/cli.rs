@@ -625,3 +625,152 @@ fn is_zombie(pid: u32) -> bool {
         .map(|s| s.split(") ").nth(1).is_some_and(|r| r.starts_with('Z')))
         .unwrap_or(true)
 }
+
+/// The help `args` print with `COLUMNS` set to `columns` (none: unset), standard input and
+/// output not a terminal, so the width comes from COLUMNS or clap's default of 100.
+fn help_of(binary: &str, args: &[&str], columns: Option<usize>) -> String {
+    let mut cmd = std::process::Command::new(binary);
+    cmd.args(args).stdin(Stdio::null()).env_remove("COLUMNS");
+    if let Some(c) = columns {
+        cmd.env("COLUMNS", c.to_string());
+    }
+    let out = timed("--help", move || cmd.output().expect("run --help"));
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).expect("help is UTF-8")
+}
+
+#[test]
+fn help_is_wrapped_to_the_terminal_width() {
+    for binary in [
+        env!("CARGO_BIN_EXE_bwmediafs"),
+        env!("CARGO_BIN_EXE_bwmedia-emulator"),
+    ] {
+        for args in [["--help"], ["-h"]] {
+            for (columns, width) in [(None, 100), (Some(72), 72), (Some(200), 200)] {
+                let help = help_of(binary, &args, columns);
+                assert!(help.lines().count() > 10, "{help}");
+                for line in help.lines() {
+                    assert!(
+                        line.chars().count() <= width,
+                        "{binary} {args:?} at {width} columns has a line of {}: {line}",
+                        line.chars().count()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_fstab_line_has_one_first_field_everywhere() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    let help = help_of(env!("CARGO_BIN_EXE_bwmediafs"), &["--help"], None);
+    // The word before " /mnt/media fuse.bwmediafs" in each text: the line's first field.
+    let firsts = |text: &str| -> Vec<String> {
+        text.match_indices(" /mnt/media fuse.bwmediafs")
+            .map(|(at, _)| {
+                let before = &text[..at];
+                let start = before
+                    .rfind(|c: char| c.is_whitespace() || c == '\'')
+                    .map_or(0, |i| i + 1);
+                before[start..].to_string()
+            })
+            .collect()
+    };
+    let mut seen = Vec::new();
+    for (what, text) in [
+        ("README.md", read("README.md")),
+        ("man/bwmediafs.1", read("man/bwmediafs.1")),
+        ("--help", help),
+    ] {
+        let found = firsts(&text);
+        assert!(!found.is_empty(), "{what} has no fstab line");
+        seen.extend(found.into_iter().map(|f| (what, f)));
+    }
+    // The mount unit's What= is the same field.
+    let unit = read("contrib/systemd/mnt-media.mount");
+    let what = unit.lines().find_map(|l| l.strip_prefix("What=")).unwrap();
+    seen.push(("contrib/systemd/mnt-media.mount", what.to_string()));
+    assert!(
+        seen.iter().all(|(_, f)| f == "bwmediafs"),
+        "one first field everywhere: {seen:?}"
+    );
+}
+
+#[test]
+fn the_man_pages_copy_example_works_on_a_fresh_account() {
+    let (_, lines) = bwmediafs::cli::man::bwmediafs_examples()
+        .iter()
+        .find(|(_, lines)| lines.iter().any(|l| l.starts_with("cp ")))
+        .expect("an example with cp");
+    let emulator = start_emulator(emulator_config());
+    let home = tempfile::tempdir().unwrap();
+    let mnt = home.path().join("media");
+    let _guard = Unmount(mnt.clone());
+    // The credentials file the example names, with the emulator's OAuth2 client in it.
+    let config = home.path().join(".config/bwmediafs");
+    std::fs::create_dir_all(&config).unwrap();
+    let creds: String = oauth_env(&emulator)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}\n"))
+        .collect();
+    std::fs::write(config.join("credentials"), creds).unwrap();
+    std::fs::write(home.path().join("flyer.jpg"), b"\xff\xd8\xff a flyer").unwrap();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_bwmediafs"))
+        .parent()
+        .unwrap();
+    // The caller's BW_* would override the file's URLs: only the file speaks.
+    let script = format!(
+        "set -e; unset BW_BASE_URL BW_TOKEN_URL RUST_LOG; \
+         export HOME={home} XDG_STATE_HOME={home}/state PATH={bin}:$PATH; cd {home}\n{}",
+        lines.join("\n"),
+        home = q(home.path()),
+        bin = q(bin),
+    );
+    let (ok, out, err) = sh_outcome(&script);
+    assert!(ok, "the example failed:\n{}\n{err}", lines.join("\n"));
+    let url = out.lines().last().unwrap_or_default();
+    assert!(url.ends_with("/media/campaign/flyer.jpg"), "{out}");
+    assert_eq!(
+        emulator
+            .store()
+            .get("campaign/flyer.jpg")
+            .unwrap()
+            .body
+            .as_ref(),
+        b"\xff\xd8\xff a flyer"
+    );
+    sh_ok(&format!("umount {}", q(&mnt)));
+}
+
+#[test]
+fn sighup_uploads_open_files_then_unmounts() {
+    let mut m = Mount::new();
+    let data = bytes(5000, 7);
+    let mut f = timed("create", {
+        let p = m.path("open.bin");
+        move || std::fs::File::create(p).unwrap()
+    });
+    {
+        use std::io::Write;
+        f.write_all(&data).unwrap();
+    }
+    assert!(m.stored("open.bin").is_none_or(|b| b.is_empty()));
+    m.signal(libc::SIGHUP);
+    // Uploaded, then detached: the process ends once our descriptor is closed.
+    let deadline = std::time::Instant::now() + OP_TIMEOUT;
+    while m.stored("open.bin").as_deref() != Some(&data[..]) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the open file was not uploaded on SIGHUP"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(f);
+    let status = m
+        .wait_exit(OP_TIMEOUT)
+        .expect("bwmediafs still running after SIGHUP");
+    assert!(status.success(), "exit status {status}:\n{}", m.log_text());
+    assert!(!m.is_mounted());
+}
