@@ -1,8 +1,9 @@
 //! `bwmediafs [SOURCE] MOUNTPOINT`: the command-line front end (also `mount.bwmediafs`, the
 //! helper mount(8) calls). It checks what it can before going to the background (mountpoint,
-//! credentials, URLs), forks while it still has one thread, then in the child connects (one list
-//! call checks the credentials), mounts, and tells the parent (or systemd: READY=1). SIGINT,
-//! SIGTERM and SIGHUP upload what is dirty, then unmount; `umount` ends it the same way.
+//! credentials, URLs), forks while it still has one thread, then in the child connects (the
+//! OAuth2 token, then one list call, check the credentials: `cli::connect`), mounts, and tells
+//! the parent (or systemd: READY=1). SIGINT, SIGTERM and SIGHUP upload what is dirty, then
+//! unmount; `umount` ends it the same way.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use bwmediafs::api::auth::Credentials;
 use bwmediafs::api::http::{HttpApi, HttpConfig, DEFAULT_BASE_URL, DEFAULT_TOKEN_URL};
 use bwmediafs::api::retry::RetryPolicy;
-use bwmediafs::api::ApiError;
+use bwmediafs::cli::connect::{self, Endpoint};
 use bwmediafs::cli::credentials::{self, Account};
 use bwmediafs::cli::daemon::{self, Readiness};
 use bwmediafs::cli::helper::{self, Invocation};
@@ -18,7 +19,7 @@ use bwmediafs::cli::logging::{self, LogOutput, LogSettings};
 use bwmediafs::cli::options::{check_token_url, check_transport_security, Args, MountFlags};
 use bwmediafs::cli::{demo, mountpoint, notify};
 use bwmediafs::emulator::Emulator;
-use bwmediafs::fs::{times_file, FsError, FsOptions, MediaFs};
+use bwmediafs::fs::{times_file, FsOptions, MediaFs};
 use bwmediafs::fuse::{self, MountOptions};
 
 fn main() {
@@ -53,7 +54,9 @@ fn main() {
     let code = match run(&args, &flags, &log, &mut readiness, &mut emulator) {
         Ok(()) => 0,
         Err(message) => {
-            if matches!(log, LogOutput::File(_)) {
+            // The log file tells the end of a story it holds; a failure that logged nothing
+            // before leaves no file (the terminal has the message).
+            if matches!(log, LogOutput::File(_)) && logging::file_written() {
                 log::error!("{message}");
             }
             if readiness.is_background() {
@@ -86,10 +89,11 @@ fn run(
     let account = if args.demo {
         None
     } else {
-        Some(credentials::resolve(
-            args.credentials.as_deref(),
-            args.source_account(),
-        )?)
+        let account = credentials::resolve(args.credentials.as_deref(), args.source_account())?;
+        for warning in &account.warnings {
+            log.warn_user(warning);
+        }
+        Some(account)
     };
     let http = account
         .map(|account| http_config(args, account))
@@ -106,7 +110,7 @@ fn run(
         log::warn!("could not mark the process non-dumpable: a core dump could hold credentials");
     }
 
-    let (demo, fs, source) = connect(args, flags, http)?;
+    let (demo, fs, source) = open_store(args, flags, http, log)?;
     *emulator = demo;
     let mount_options = MountOptions {
         allow_other: flags.allow_other,
@@ -158,10 +162,11 @@ fn run(
 
 /// Reach the media store (the built-in emulator in demo mode, kept alive by the first value):
 /// the file system over it, and what it is called in the log.
-fn connect(
+fn open_store(
     args: &Args,
     flags: &MountFlags,
     http: Option<HttpConfig>,
+    log: &LogOutput,
 ) -> Result<(Option<Emulator>, Arc<MediaFs>, String), String> {
     let (emulator, http) = match http {
         Some(http) => (None, http),
@@ -182,23 +187,20 @@ fn connect(
     } else {
         format!("the media of account {}", http.account_id)
     };
-    let base_url = http.base_url.clone();
+    let endpoint = Endpoint {
+        base_url: http.base_url.clone(),
+        token_url: http.token_url.clone(),
+        account_id: http.account_id.clone(),
+        basic: matches!(http.credentials, Credentials::Basic { .. }),
+        retry_time: http.retry.max_total,
+    };
     let mut opts = fs_options(args, flags);
     if !args.demo {
         // The demo's media are new at each start: nothing of their times is worth keeping.
         opts.times_file = Some(times_file(&http.account_id));
     }
     let api = HttpApi::new(http).map_err(|e| e.to_string())?;
-    let fs = MediaFs::connect(Arc::new(api), opts).map_err(|e| match e {
-        FsError::Api {
-            source: ApiError::NotFound,
-            ..
-        } => format!(
-            "the server has no media listing under the base URL {base_url} (HTTP 404); \
-                 check it: Bandwidth's is {DEFAULT_BASE_URL}, ending with /api/v2"
-        ),
-        e => format!("cannot reach the media store: {e}"),
-    })?;
+    let fs = connect::open(Arc::new(api), opts, &endpoint, log)?;
     Ok((emulator, fs, source))
 }
 

@@ -55,6 +55,37 @@ fn bad_credentials_end_with_a_clear_message_and_no_mount() {
         !err.contains("wrong-secret"),
         "the secret was printed: {err}"
     );
+    assert!(
+        err.contains("Bandwidth App") && !err.contains("cannot reach"),
+        "a refusal is not an outage: {err}"
+    );
+    assert!(mountpoint::mounted_type(&mnt).is_none());
+}
+
+#[test]
+fn refused_basic_credentials_say_that_basic_was_retired_and_what_to_set() {
+    let emulator = start_emulator(emulator_config());
+    let (_dir, mnt) = mountpoint_dir();
+    let _guard = Unmount(mnt.clone());
+    let env = vec![
+        ("BW_ACCOUNT_ID".to_string(), "9900000".to_string()),
+        ("BW_USERNAME".to_string(), "test-user".to_string()),
+        ("BW_PASSWORD".to_string(), "wrong-password".to_string()),
+        ("BW_BASE_URL".to_string(), emulator.base_url()),
+    ];
+    let (status, err) = run_to_end(&[mnt.to_str().unwrap()], &env);
+    assert!(!status.success());
+    assert!(!err.contains("cannot reach"), "{err}");
+    assert!(err.contains("HTTP 401"), "{err}");
+    assert!(
+        err.contains("retired") && err.contains("2026-12-02"),
+        "should say Basic was retired: {err}"
+    );
+    assert!(
+        err.contains("Bandwidth App") && err.contains("BW_CLIENT_ID and BW_CLIENT_SECRET"),
+        "should say what to create and set: {err}"
+    );
+    assert!(!err.contains("wrong-password"), "{err}");
     assert!(mountpoint::mounted_type(&mnt).is_none());
 }
 
@@ -202,30 +233,126 @@ fn a_mountpoint_with_entries_is_refused_unless_nonempty() {
     assert!(mountpoint::mounted_type(&mnt).is_some());
 }
 
-#[test]
-fn unreachable_server_ends_with_a_clear_message_and_no_mount() {
-    // A port that nothing listens on: bind one, note it, close it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+/// A local port that nothing listens on: bound, noted, closed.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
-    let (_dir, mnt) = mountpoint_dir();
+        .port()
+}
+
+/// The index of the first line of `text` that contains `what` (for the order of messages).
+fn line_of(text: &str, what: &str) -> Option<usize> {
+    text.lines().position(|l| l.contains(what))
+}
+
+#[test]
+fn unreachable_server_says_it_is_still_trying_and_names_the_base_url() {
+    let url = format!("http://127.0.0.1:{}/api/v2", closed_port());
+    let (dir, mnt) = mountpoint_dir();
     let _guard = Unmount(mnt.clone());
+    let state = dir.path().join("state");
     let env = vec![
         ("BW_ACCOUNT_ID".to_string(), "9900000".to_string()),
         ("BW_USERNAME".to_string(), "u".to_string()),
         ("BW_PASSWORD".to_string(), PASSWORD.to_string()),
-        (
-            "BW_BASE_URL".to_string(),
-            format!("http://127.0.0.1:{port}/api/v2"),
-        ),
+        ("BW_BASE_URL".to_string(), url.clone()),
+        ("XDG_STATE_HOME".to_string(), state.display().to_string()),
     ];
-    let (status, err) = run_to_end(&["--retry-time", "1s", mnt.to_str().unwrap()], &env);
+    // Retried for 4 s: well past the moment the mount says it is still trying.
+    let (status, err) = run_to_end(&["--retry-time", "4s", mnt.to_str().unwrap()], &env);
     assert!(!status.success());
-    assert!(err.contains("cannot reach the media store"), "{err}");
+    let trying = format!("still trying to reach the media store at {url}");
+    let said = line_of(&err, &trying).unwrap_or_else(|| panic!("no progress note: {err}"));
+    let failed = line_of(&err, "cannot reach the media store").expect("the final error");
+    assert!(said < failed, "the note should come first: {err}");
+    let last = err.lines().nth(failed).unwrap_or_default();
+    assert!(
+        last.contains(&url) && last.contains("--base-url") && last.contains("BW_BASE_URL"),
+        "the final error should name the setting: {err}"
+    );
     assert!(!err.contains(PASSWORD));
+    // The log of the attempt tells the same story.
+    let log = std::fs::read_dir(state.join("bwmediafs"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .expect("the mount's log file");
+    assert!(
+        log.contains(&trying) && log.contains("BW_BASE_URL"),
+        "{log}"
+    );
     assert!(mountpoint::mounted_type(&mnt).is_none());
+}
+
+#[test]
+fn a_wrong_or_unreachable_token_url_names_the_token_url_setting() {
+    let emulator = start_emulator(emulator_config());
+    let (_dir, mnt) = mountpoint_dir();
+    let _guard = Unmount(mnt.clone());
+    let m = mnt.to_str().unwrap();
+    let with_token_url = |url: &str| {
+        let mut env = oauth_env(&emulator);
+        env.retain(|(k, _)| k != "BW_TOKEN_URL");
+        env.push(("BW_TOKEN_URL".into(), url.to_string()));
+        env
+    };
+    // A path the server does not have: HTTP 404, not retried.
+    let wrong = emulator
+        .token_url()
+        .replace("/oauth2/token", "/oauth2/tokens");
+    let (status, err) = run_to_end(&[m], &with_token_url(&wrong));
+    assert!(!status.success());
+    assert!(err.contains("HTTP 404"), "{err}");
+    assert!(
+        err.contains(&wrong) && err.contains("--token-url") && err.contains("BW_TOKEN_URL"),
+        "{err}"
+    );
+    assert!(!err.contains("BW_BASE_URL"), "the base URL is fine: {err}");
+    // Nothing listening there: still trying, then the same setting named.
+    let closed = format!("http://127.0.0.1:{}/api/v1/oauth2/token", closed_port());
+    let (status, err) = run_to_end(&["--retry-time", "3s", m], &with_token_url(&closed));
+    assert!(!status.success());
+    assert!(
+        err.contains(&format!(
+            "still trying to get an access token from {closed}"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("BW_TOKEN_URL"), "{err}");
+    assert_eq!(emulator.stats().list, 0, "no listing without a token");
+    assert!(mountpoint::mounted_type(&mnt).is_none());
+}
+
+#[test]
+fn failed_mount_attempts_leave_no_log_file() {
+    let emulator = start_emulator(emulator_config());
+    let (dir, mnt) = mountpoint_dir();
+    let _guard = Unmount(mnt.clone());
+    let state = dir.path().join("state");
+    let mut env = oauth_env(&emulator);
+    env.push(("XDG_STATE_HOME".into(), state.display().to_string()));
+    let missing = dir.path().join("nowhere");
+    let mut refused = env.clone();
+    refused.retain(|(k, _)| k != "BW_CLIENT_SECRET");
+    refused.push(("BW_CLIENT_SECRET".into(), "wrong".into()));
+    for (args, env, what) in [
+        (
+            vec![missing.to_str().unwrap()],
+            &env,
+            "a missing mountpoint",
+        ),
+        (vec![mnt.to_str().unwrap()], &refused, "refused credentials"),
+    ] {
+        let (status, err) = run_to_end(&args, env);
+        assert!(!status.success(), "{what}");
+        let logs: Vec<_> = std::fs::read_dir(state.join("bwmediafs"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(logs.is_empty(), "{what} left {logs:?}: {err}");
+    }
 }
 
 #[test]
@@ -259,6 +386,100 @@ fn a_credentials_file_others_can_read_is_refused() {
     assert!(!status.success());
     assert!(err.contains("chmod 600"), "{err}");
     assert!(!err.contains(PASSWORD));
+}
+
+/// A credentials file of mode 600 in `dir` holding `text`.
+fn credentials_file(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let file = dir.join("creds");
+    std::fs::write(&file, text).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    file
+}
+
+#[test]
+fn unknown_keys_and_half_pairs_in_the_credentials_file_are_named() {
+    let emulator = start_emulator(emulator_config());
+    let (dir, mnt) = mountpoint_dir();
+    let _guard = Unmount(mnt.clone());
+    let m = mnt.to_str().unwrap();
+    let urls = format!(
+        "BW_BASE_URL={}\nBW_TOKEN_URL={}\n",
+        emulator.base_url(),
+        emulator.token_url()
+    );
+    // A misspelt secret: the error names the key and the setting it resembles.
+    let file = credentials_file(
+        dir.path(),
+        &format!("BW_ACCOUNT_ID=9900000\nBW_CLIENT_ID=test-client\nBW_CLIENT_SECERT={CLIENT_SECRET}\n{urls}"),
+    );
+    let (status, err) = run_to_end(&["--credentials", file.to_str().unwrap(), m], &[]);
+    assert!(!status.success());
+    assert!(
+        err.contains("BW_CLIENT_SECERT (line 3)") && err.contains("did you mean BW_CLIENT_SECRET?"),
+        "{err}"
+    );
+    assert!(!err.contains(CLIENT_SECRET), "{err}");
+    // A password without its user: the missing half is named.
+    let file = credentials_file(
+        dir.path(),
+        &format!("BW_ACCOUNT_ID=9900000\nBW_PASSWORD={PASSWORD}\n{urls}"),
+    );
+    let (status, err) = run_to_end(&["--credentials", file.to_str().unwrap(), m], &[]);
+    assert!(!status.success());
+    assert!(
+        err.contains("BW_PASSWORD is set") && err.contains("BW_USERNAME is not"),
+        "{err}"
+    );
+    // Usable credentials with a stray key: it mounts, with a warning naming the key.
+    let file = credentials_file(
+        dir.path(),
+        &format!(
+            "BW_ACCOUNT_ID=9900000\nBW_CLIENT_ID=test-client\nBW_CLIENT_SECRET={CLIENT_SECRET}\n\
+             BW_TIMEOUT=5s\n{urls}"
+        ),
+    );
+    let (status, err) = run_to_end(&["--credentials", file.to_str().unwrap(), m], &[]);
+    assert!(status.success(), "{err}");
+    assert!(
+        err.contains("warning: BW_TIMEOUT (line 4)") && err.contains("not a setting"),
+        "{err}"
+    );
+    sh_ok(&format!("umount {}", q(&mnt)));
+}
+
+#[test]
+fn a_credentials_file_of_another_user_is_refused() {
+    // SAFETY: getuid cannot fail.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("skipped: only root can give a file to another user");
+        return;
+    }
+    let emulator = start_emulator(emulator_config());
+    let (dir, mnt) = mountpoint_dir();
+    let _guard = Unmount(mnt.clone());
+    let file = credentials_file(
+        dir.path(),
+        &format!(
+            "BW_ACCOUNT_ID=9900000\nBW_USERNAME=test-user\nBW_PASSWORD={PASSWORD}\nBW_BASE_URL={}\n",
+            emulator.base_url()
+        ),
+    );
+    let nobody = 65534;
+    std::os::unix::fs::chown(&file, Some(nobody), None).unwrap();
+    let args = [
+        "--credentials",
+        file.to_str().unwrap(),
+        mnt.to_str().unwrap(),
+    ];
+    let (status, err) = run_to_end(&args, &[]);
+    assert!(!status.success());
+    assert!(
+        err.contains("belongs to user id 65534") && err.contains("chown"),
+        "{err}"
+    );
+    assert!(!err.contains(PASSWORD));
+    assert_eq!(emulator.stats().list, 0, "refused before asking the server");
 }
 
 #[test]
@@ -403,4 +624,153 @@ fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| s.split(") ").nth(1).is_some_and(|r| r.starts_with('Z')))
         .unwrap_or(true)
+}
+
+/// The help `args` print with `COLUMNS` set to `columns` (none: unset), standard input and
+/// output not a terminal, so the width comes from COLUMNS or clap's default of 100.
+fn help_of(binary: &str, args: &[&str], columns: Option<usize>) -> String {
+    let mut cmd = std::process::Command::new(binary);
+    cmd.args(args).stdin(Stdio::null()).env_remove("COLUMNS");
+    if let Some(c) = columns {
+        cmd.env("COLUMNS", c.to_string());
+    }
+    let out = timed("--help", move || cmd.output().expect("run --help"));
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).expect("help is UTF-8")
+}
+
+#[test]
+fn help_is_wrapped_to_the_terminal_width() {
+    for binary in [
+        env!("CARGO_BIN_EXE_bwmediafs"),
+        env!("CARGO_BIN_EXE_bwmedia-emulator"),
+    ] {
+        for args in [["--help"], ["-h"]] {
+            for (columns, width) in [(None, 100), (Some(72), 72), (Some(200), 200)] {
+                let help = help_of(binary, &args, columns);
+                assert!(help.lines().count() > 10, "{help}");
+                for line in help.lines() {
+                    assert!(
+                        line.chars().count() <= width,
+                        "{binary} {args:?} at {width} columns has a line of {}: {line}",
+                        line.chars().count()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_fstab_line_has_one_first_field_everywhere() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    let help = help_of(env!("CARGO_BIN_EXE_bwmediafs"), &["--help"], None);
+    // The word before " /mnt/media fuse.bwmediafs" in each text: the line's first field.
+    let firsts = |text: &str| -> Vec<String> {
+        text.match_indices(" /mnt/media fuse.bwmediafs")
+            .map(|(at, _)| {
+                let before = &text[..at];
+                let start = before
+                    .rfind(|c: char| c.is_whitespace() || c == '\'')
+                    .map_or(0, |i| i + 1);
+                before[start..].to_string()
+            })
+            .collect()
+    };
+    let mut seen = Vec::new();
+    for (what, text) in [
+        ("README.md", read("README.md")),
+        ("man/bwmediafs.1", read("man/bwmediafs.1")),
+        ("--help", help),
+    ] {
+        let found = firsts(&text);
+        assert!(!found.is_empty(), "{what} has no fstab line");
+        seen.extend(found.into_iter().map(|f| (what, f)));
+    }
+    // The mount unit's What= is the same field.
+    let unit = read("contrib/systemd/mnt-media.mount");
+    let what = unit.lines().find_map(|l| l.strip_prefix("What=")).unwrap();
+    seen.push(("contrib/systemd/mnt-media.mount", what.to_string()));
+    assert!(
+        seen.iter().all(|(_, f)| f == "bwmediafs"),
+        "one first field everywhere: {seen:?}"
+    );
+}
+
+#[test]
+fn the_man_pages_copy_example_works_on_a_fresh_account() {
+    let (_, lines) = bwmediafs::cli::man::bwmediafs_examples()
+        .iter()
+        .find(|(_, lines)| lines.iter().any(|l| l.starts_with("cp ")))
+        .expect("an example with cp");
+    let emulator = start_emulator(emulator_config());
+    let home = tempfile::tempdir().unwrap();
+    let mnt = home.path().join("media");
+    let _guard = Unmount(mnt.clone());
+    // The credentials file the example names, with the emulator's OAuth2 client in it.
+    let config = home.path().join(".config/bwmediafs");
+    std::fs::create_dir_all(&config).unwrap();
+    let creds: String = oauth_env(&emulator)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}\n"))
+        .collect();
+    std::fs::write(config.join("credentials"), creds).unwrap();
+    std::fs::write(home.path().join("flyer.jpg"), b"\xff\xd8\xff a flyer").unwrap();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_bwmediafs"))
+        .parent()
+        .unwrap();
+    // The caller's BW_* would override the file's URLs: only the file speaks.
+    let script = format!(
+        "set -e; unset BW_BASE_URL BW_TOKEN_URL RUST_LOG; \
+         export HOME={home} XDG_STATE_HOME={home}/state PATH={bin}:$PATH; cd {home}\n{}",
+        lines.join("\n"),
+        home = q(home.path()),
+        bin = q(bin),
+    );
+    let (ok, out, err) = sh_outcome(&script);
+    assert!(ok, "the example failed:\n{}\n{err}", lines.join("\n"));
+    let url = out.lines().last().unwrap_or_default();
+    assert!(url.ends_with("/media/campaign/flyer.jpg"), "{out}");
+    assert_eq!(
+        emulator
+            .store()
+            .get("campaign/flyer.jpg")
+            .unwrap()
+            .body
+            .as_ref(),
+        b"\xff\xd8\xff a flyer"
+    );
+    sh_ok(&format!("umount {}", q(&mnt)));
+}
+
+#[test]
+fn sighup_uploads_open_files_then_unmounts() {
+    let mut m = Mount::new();
+    let data = bytes(5000, 7);
+    let mut f = timed("create", {
+        let p = m.path("open.bin");
+        move || std::fs::File::create(p).unwrap()
+    });
+    {
+        use std::io::Write;
+        f.write_all(&data).unwrap();
+    }
+    assert!(m.stored("open.bin").is_none_or(|b| b.is_empty()));
+    m.signal(libc::SIGHUP);
+    // Uploaded, then detached: the process ends once our descriptor is closed.
+    let deadline = std::time::Instant::now() + OP_TIMEOUT;
+    while m.stored("open.bin").as_deref() != Some(&data[..]) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the open file was not uploaded on SIGHUP"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(f);
+    let status = m
+        .wait_exit(OP_TIMEOUT)
+        .expect("bwmediafs still running after SIGHUP");
+    assert!(status.success(), "exit status {status}:\n{}", m.log_text());
+    assert!(!m.is_mounted());
 }

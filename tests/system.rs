@@ -40,7 +40,9 @@ fn mountpoint_in(dir: &Path, name: &str) -> PathBuf {
 fn credentials_file(path: &Path) {
     std::fs::write(
         path,
-        format!("BW_CLIENT_ID=test-client\nBW_CLIENT_SECRET={CLIENT_SECRET}\n"),
+        format!(
+            "BW_ACCOUNT_ID=9900000\nBW_CLIENT_ID=test-client\nBW_CLIENT_SECRET={CLIENT_SECRET}\n"
+        ),
     )
     .unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -148,7 +150,7 @@ fn fstab_round_trip(fstype: &str) {
     std::fs::write(
         &fstab,
         format!(
-            "# the README's line\n9900000 {} {fstype} credentials={},base_url={},token_url={},\
+            "# the README's line\nbwmediafs {} {fstype} credentials={},base_url={},token_url={},\
              allow_other,_netdev,nofail 0 0\n",
             mnt.display(),
             creds.display(),
@@ -181,7 +183,7 @@ fn fstab_round_trip(fstype: &str) {
     );
     assert_eq!(
         sh_ok(&format!("findmnt -n -o SOURCE {}", q(&mnt))).trim(),
-        "9900000",
+        "bwmediafs",
         "the SOURCE names the mount"
     );
     let log = said

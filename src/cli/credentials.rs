@@ -13,7 +13,7 @@
 //! the mount's SOURCE (7 digits) when the credentials set none.
 
 use std::collections::HashMap;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::api::auth::Credentials;
@@ -29,7 +29,21 @@ pub struct Account {
     pub base_url: Option<String>,
     /// `BW_TOKEN_URL` from the file, when it sets it.
     pub token_url: Option<String>,
+    /// What the user should hear although the credentials are usable: keys that are not
+    /// settings (a misspelling), a half of a pair that is not used.
+    pub warnings: Vec<String>,
 }
+
+/// Every key the credentials may set.
+pub const KEYS: &[&str] = &[
+    "BW_ACCOUNT_ID",
+    "BW_CLIENT_ID",
+    "BW_CLIENT_SECRET",
+    "BW_USERNAME",
+    "BW_PASSWORD",
+    "BW_BASE_URL",
+    "BW_TOKEN_URL",
+];
 
 /// The name of the credential systemd's `LoadCredential=` provides in `$CREDENTIALS_DIRECTORY`.
 pub const SYSTEMD_CREDENTIAL: &str = "bwmediafs";
@@ -41,74 +55,124 @@ fn systemd_credential() -> Option<PathBuf> {
     path.exists().then_some(path)
 }
 
+/// `KEY=VALUE` settings, and the line each came from (none for the environment).
+type Vars = HashMap<String, (String, Option<usize>)>;
+
 /// Read credentials from `file` when given, else from systemd's credential
 /// (`$CREDENTIALS_DIRECTORY/bwmediafs`) when there is one, else from the process environment.
 /// `source_account` (the mount's 7-digit SOURCE) is the account id when none is set.
 pub fn resolve(file: Option<&Path>, source_account: Option<&str>) -> Result<Account, String> {
     let file = file.map(Path::to_path_buf).or_else(systemd_credential);
-    let vars = match &file {
-        Some(path) => read_file(path)?,
-        None => std::env::vars()
-            .filter(|(k, _)| k.starts_with("BW_"))
-            .collect(),
+    let (vars, origin) = match &file {
+        Some(path) => (read_file(path)?, format!("in {}", path.display())),
+        None => (
+            std::env::vars()
+                .filter(|(k, _)| k.starts_with("BW_"))
+                .map(|(k, v)| (k, (v, None)))
+                .collect(),
+            "in the environment".to_string(),
+        ),
     };
-    let origin = match &file {
-        Some(path) => format!("in {}", path.display()),
-        None => "in the environment".to_string(),
-    };
-    from_vars(&vars, &origin, source_account)
+    from_vars(&vars, &origin, file.is_some(), source_account)
+}
+
+/// The known key `key` may be a misspelling of (two edits at most), if any.
+fn near_miss(key: &str) -> Option<&'static str> {
+    KEYS.iter()
+        .copied()
+        .filter(|k| strsim::damerau_levenshtein(k, key) <= 2)
+        .min_by_key(|k| strsim::damerau_levenshtein(k, key))
+}
+
+/// One sentence per key that is not a setting. A file is ours, so every such key is named; the
+/// environment holds other programs' `BW_*` variables too, so there only near misses are.
+fn unknown_keys(vars: &Vars, origin: &str, whole_file: bool) -> Vec<String> {
+    let mut found: Vec<(&String, Option<usize>)> = vars
+        .iter()
+        .filter(|(k, _)| !KEYS.contains(&k.as_str()))
+        .filter(|(k, _)| whole_file || near_miss(k).is_some())
+        .map(|(k, (_, line))| (k, *line))
+        .collect();
+    found.sort_by_key(|(k, line)| (*line, k.to_string()));
+    found
+        .into_iter()
+        .map(|(key, line)| {
+            let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
+            let guess = match near_miss(key) {
+                Some(known) => format!("; did you mean {known}?"),
+                None => format!("; the settings are {}", KEYS.join(", ")),
+            };
+            format!("{key}{at} {origin} is not a setting of bwmediafs and is ignored{guess}")
+        })
+        .collect()
 }
 
 fn from_vars(
-    vars: &HashMap<String, String>,
+    vars: &Vars,
     origin: &str,
+    whole_file: bool,
     source_account: Option<&str>,
 ) -> Result<Account, String> {
     let get = |k: &str| {
         vars.get(k)
-            .map(|v| v.trim().to_string())
+            .map(|(v, _)| v.trim().to_string())
             .filter(|v| !v.is_empty())
     };
-    let account_id = get("BW_ACCOUNT_ID").or(source_account.map(str::to_string));
-    let account_id = account_id.ok_or_else(|| {
-        format!(
-            "no account id {origin}: set BW_ACCOUNT_ID to your Bandwidth account id, or give \
-             it as the SOURCE (`bwmediafs 9900000 MOUNTPOINT`), or try \
-             `bwmediafs --demo MOUNTPOINT` to use the built-in emulator"
-        )
-    })?;
+    let mut warnings = unknown_keys(vars, origin, whole_file);
+    // An error says what is wrong, then what else looks wrong (a misspelt key, usually).
+    let fail = |message: String, warnings: &[String]| {
+        let mut all = vec![message];
+        all.extend(warnings.iter().cloned());
+        Err(all.join("; also, "))
+    };
+    let account_id = match get("BW_ACCOUNT_ID").or(source_account.map(str::to_string)) {
+        Some(id) => id,
+        None => {
+            return fail(
+                format!(
+                    "no account id {origin}: set BW_ACCOUNT_ID to your Bandwidth account id, or \
+                     give it as the SOURCE (`bwmediafs 9900000 MOUNTPOINT`), or try \
+                     `bwmediafs --demo MOUNTPOINT` to use the built-in emulator"
+                ),
+                &warnings,
+            )
+        }
+    };
+    let half = |set: &str, unset: &str| format!("{set} is set {origin} but {unset} is not");
     let credentials = match (
         get("BW_CLIENT_ID"),
         get("BW_CLIENT_SECRET"),
         get("BW_USERNAME"),
         get("BW_PASSWORD"),
     ) {
-        (Some(client_id), Some(client_secret), _, _) => Credentials::OAuth2 {
-            client_id,
-            client_secret,
-        },
-        (Some(_), None, _, _) => {
-            return Err(format!(
-                "BW_CLIENT_ID is set {origin} but BW_CLIENT_SECRET is not"
-            ))
+        (Some(client_id), Some(client_secret), username, password) => {
+            if username.is_some() || password.is_some() {
+                warnings.push(format!(
+                    "BW_USERNAME and BW_PASSWORD {origin} are ignored: the OAuth2 client \
+                     credentials (BW_CLIENT_ID, BW_CLIENT_SECRET) are used"
+                ));
+            }
+            Credentials::OAuth2 {
+                client_id,
+                client_secret,
+            }
         }
-        (None, Some(_), _, _) => {
-            return Err(format!(
-                "BW_CLIENT_SECRET is set {origin} but BW_CLIENT_ID is not"
-            ))
-        }
+        (Some(_), None, _, _) => return fail(half("BW_CLIENT_ID", "BW_CLIENT_SECRET"), &warnings),
+        (None, Some(_), _, _) => return fail(half("BW_CLIENT_SECRET", "BW_CLIENT_ID"), &warnings),
         (None, None, Some(username), Some(password)) => Credentials::Basic { username, password },
-        (None, None, Some(_), None) => {
-            return Err(format!(
-                "BW_USERNAME is set {origin} but BW_PASSWORD is not"
-            ))
-        }
-        _ => {
-            return Err(format!(
-                "no credentials {origin}: set BW_CLIENT_ID and BW_CLIENT_SECRET (OAuth2, \
-                 preferred) or BW_USERNAME and BW_PASSWORD (API user), or pass --credentials FILE \
-                 (-o credentials=FILE)"
-            ))
+        (None, None, Some(_), None) => return fail(half("BW_USERNAME", "BW_PASSWORD"), &warnings),
+        (None, None, None, Some(_)) => return fail(half("BW_PASSWORD", "BW_USERNAME"), &warnings),
+        (None, None, None, None) => {
+            return fail(
+                format!(
+                    "no credentials {origin}: set BW_CLIENT_ID and BW_CLIENT_SECRET (OAuth2 \
+                     client credentials, created in the Bandwidth App), or pass \
+                     --credentials FILE (-o credentials=FILE) with them; BW_USERNAME and \
+                     BW_PASSWORD (an API user, HTTP Basic) serve only emulators and accounts \
+                     that kept one"
+                ),
+                &warnings,
+            )
         }
     };
     Ok(Account {
@@ -116,13 +180,28 @@ fn from_vars(
         credentials,
         base_url: get("BW_BASE_URL"),
         token_url: get("BW_TOKEN_URL"),
+        warnings,
     })
 }
 
-/// Parse a credentials file, refusing one that group or others may read.
-fn read_file(path: &Path) -> Result<HashMap<String, String>, String> {
+/// Parse a credentials file, refusing one that group or others may read, or that belongs to
+/// another user than the one mounting (or root): as ssh does with its own files, since the
+/// owner of the file decides which account is mounted and where its credentials are sent.
+fn read_file(path: &Path) -> Result<Vars, String> {
     let meta = std::fs::metadata(path)
         .map_err(|e| format!("cannot read the credentials file {}: {e}", path.display()))?;
+    // SAFETY: getuid cannot fail.
+    let me = unsafe { libc::getuid() };
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(format!(
+            "refusing the credentials file {}: it belongs to user id {}, not to you (user id \
+             {me}) or root, and its owner could change which account is mounted and where the \
+             credentials are sent; use a file of your own (or `chown {me} {}`)",
+            path.display(),
+            meta.uid(),
+            path.display()
+        ));
+    }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(format!(
@@ -142,8 +221,9 @@ fn read_file(path: &Path) -> Result<HashMap<String, String>, String> {
     })
 }
 
-/// `KEY=VALUE` lines; the error is the 1-based number of the first bad line.
-fn parse(text: &str) -> Result<HashMap<String, String>, usize> {
+/// `KEY=VALUE` lines, each with its 1-based line number; the error is the number of the first
+/// bad line.
+fn parse(text: &str) -> Result<Vars, usize> {
     let mut vars = HashMap::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -158,7 +238,7 @@ fn parse(text: &str) -> Result<HashMap<String, String>, usize> {
             .and_then(|v| v.strip_suffix('"'))
             .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
             .unwrap_or(v);
-        vars.insert(k.trim().to_string(), v.to_string());
+        vars.insert(k.trim().to_string(), (v.to_string(), Some(i + 1)));
     }
     Ok(vars)
 }
@@ -208,8 +288,8 @@ mod tests {
         let vars = |pairs: &[(&str, &str)]| {
             pairs
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<HashMap<_, _>>()
+                .map(|(k, v)| (k.to_string(), (v.to_string(), None)))
+                .collect::<Vars>()
         };
         let a = from_vars(
             &vars(&[
@@ -218,20 +298,22 @@ mod tests {
                 ("BW_PASSWORD", "p"),
             ]),
             "here",
+            false,
             None,
         )
         .unwrap();
         assert!(matches!(a.credentials, Credentials::Basic { .. }));
-        let e = from_vars(&vars(&[("BW_USERNAME", "u")]), "here", None).unwrap_err();
+        let e = from_vars(&vars(&[("BW_USERNAME", "u")]), "here", false, None).unwrap_err();
         assert!(e.contains("BW_ACCOUNT_ID"), "{e}");
         let e = from_vars(
             &vars(&[("BW_ACCOUNT_ID", "1"), ("BW_CLIENT_ID", "x")]),
             "here",
+            false,
             None,
         )
         .unwrap_err();
         assert!(e.contains("BW_CLIENT_SECRET"), "{e}");
-        let e = from_vars(&vars(&[("BW_ACCOUNT_ID", "1")]), "here", None).unwrap_err();
+        let e = from_vars(&vars(&[("BW_ACCOUNT_ID", "1")]), "here", false, None).unwrap_err();
         assert!(e.contains("BW_CLIENT_ID and BW_CLIENT_SECRET"), "{e}");
     }
 
@@ -240,16 +322,64 @@ mod tests {
         let vars = |pairs: &[(&str, &str)]| {
             pairs
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<HashMap<_, _>>()
+                .map(|(k, v)| (k.to_string(), (v.to_string(), None)))
+                .collect::<Vars>()
         };
         let secret = [("BW_USERNAME", "u"), ("BW_PASSWORD", "p")];
-        let a = from_vars(&vars(&secret), "here", Some("9900001")).unwrap();
+        let a = from_vars(&vars(&secret), "here", false, Some("9900001")).unwrap();
         assert_eq!(a.account_id, "9900001");
         let mut with_id = secret.to_vec();
         with_id.push(("BW_ACCOUNT_ID", "9900000"));
-        let a = from_vars(&vars(&with_id), "here", Some("9900001")).unwrap();
+        let a = from_vars(&vars(&with_id), "here", false, Some("9900001")).unwrap();
         assert_eq!(a.account_id, "9900000");
+    }
+
+    #[test]
+    fn misspelt_keys_and_half_pairs_are_named() {
+        let f = write_file(
+            0o600,
+            "BW_ACCOUNT_ID=1\nBW_CLIENT_ID=id\nBW_CLIENT_SECERT=s\nNOTE=x\n",
+        );
+        let e = resolve(Some(f.path()), None).unwrap_err();
+        assert!(e.contains("BW_CLIENT_SECRET is not"), "{e}");
+        assert!(
+            e.contains("BW_CLIENT_SECERT (line 3)") && e.contains("did you mean BW_CLIENT_SECRET?"),
+            "{e}"
+        );
+        assert!(e.contains("NOTE (line 4)"), "{e}");
+        // The environment holds other programs' BW_* too: only near misses are named there.
+        let env = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), (v.to_string(), None)))
+                .collect::<Vars>()
+        };
+        let a = from_vars(
+            &env(&[
+                ("BW_ACCOUNT_ID", "1"),
+                ("BW_USERNAME", "u"),
+                ("BW_PASSWORD", "p"),
+                ("BW_NUMBER", "+19195550000"),
+                ("BW_ACOUNT_ID", "2"),
+            ]),
+            "in the environment",
+            false,
+            None,
+        )
+        .unwrap();
+        assert_eq!(a.warnings.len(), 1, "{:?}", a.warnings);
+        assert!(a.warnings[0].contains("did you mean BW_ACCOUNT_ID?"));
+        let e = from_vars(
+            &env(&[("BW_ACCOUNT_ID", "1"), ("BW_PASSWORD", "p")]),
+            "here",
+            false,
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("BW_PASSWORD is set here but BW_USERNAME is not"),
+            "{e}"
+        );
     }
 
     #[test]

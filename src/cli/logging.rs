@@ -21,6 +21,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The size at which a log file is rotated.
 pub const ROTATE_AT: u64 = 4 << 20;
@@ -52,6 +53,15 @@ impl LogOutput {
     /// Whether the log needs standard error kept open in the background.
     pub fn uses_stderr(&self) -> bool {
         !matches!(self, LogOutput::File(_))
+    }
+
+    /// Log a warning the user should see while the mount starts: when the log is a file, it
+    /// goes to standard error too (still the terminal until the mount is ready).
+    pub fn warn_user(&self, message: &str) {
+        log::warn!("{message}");
+        if !self.uses_stderr() {
+            eprintln!("bwmediafs: warning: {message}");
+        }
     }
 }
 
@@ -255,29 +265,53 @@ impl log::Log for Quiet {
     }
 }
 
+/// Whether this process has written a line to its log file (see [`RotatingFile`]).
+static FILE_WRITTEN: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process has written to its log file: a mount attempt that fails before logging
+/// anything leaves no file behind, and its error then goes to the terminal only.
+pub fn file_written() -> bool {
+    FILE_WRITTEN.load(Ordering::Relaxed)
+}
+
 /// A log file that rotates itself by size: once a write would take it past `limit` bytes, the
 /// file becomes `NAME.1` (`NAME.1` becomes `NAME.2`, and so on up to `keep`; the oldest goes)
 /// and a new one starts. The logger writes a whole line per call, so lines are never split
 /// across files. A rotation that fails (a read-only directory) keeps appending to the file.
+/// The file is made at the first line, not before: a mount that fails before it has anything
+/// to log leaves no empty file.
 pub struct RotatingFile {
     path: PathBuf,
-    file: File,
+    /// `None` until the first line (when the file did not exist yet).
+    file: Option<File>,
     size: u64,
     limit: u64,
     keep: usize,
 }
 
 impl RotatingFile {
-    /// Open (append to) `path`, creating it and its directory (mode 700) if need be.
+    /// Append to `path`: its directory is made now (mode 700), the file at the first write
+    /// unless it exists already. Fails when the directory cannot be made or written to.
     pub fn open(path: &Path, limit: u64, keep: usize) -> std::io::Result<RotatingFile> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)?;
-        }
-        let file = Self::open_file(path)?;
-        let size = file.metadata()?.len();
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let (file, size) = match path.exists() {
+            true => {
+                let file = Self::open_file(path)?;
+                let size = file.metadata()?.len();
+                (Some(file), size)
+            }
+            false => {
+                writable(dir)?;
+                (None, 0)
+            }
+        };
         Ok(RotatingFile {
             path: path.to_path_buf(),
             file,
@@ -313,9 +347,21 @@ impl RotatingFile {
         } else {
             std::fs::rename(&self.path, self.numbered(1))?;
         }
-        self.file = Self::open_file(&self.path)?;
+        self.file = Some(Self::open_file(&self.path)?);
         self.size = 0;
         Ok(())
+    }
+}
+
+/// Whether this process may make files in `dir` (so that a log file made later can be).
+fn writable(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: access reads the NUL-terminated path it is given.
+    match unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
     }
 }
 
@@ -325,13 +371,21 @@ impl Write for RotatingFile {
             // Keep logging where we are; try again after another `limit` bytes.
             self.size = 0;
         }
-        let n = self.file.write(buf)?;
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => self.file.insert(Self::open_file(&self.path)?),
+        };
+        let n = file.write(buf)?;
         self.size += n as u64;
+        FILE_WRITTEN.store(true, Ordering::Relaxed);
         Ok(n)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
+        match &mut self.file {
+            Some(file) => file.flush(),
+            None => Ok(()),
+        }
     }
 }
 
@@ -372,6 +426,17 @@ mod tests {
         f.write_all(line(10).as_bytes()).unwrap();
         assert_eq!(read(name("")), line(10));
         assert_eq!(read(name(".1")), line(8) + &line(9));
+    }
+
+    #[test]
+    fn the_file_is_made_at_the_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logs/m.log");
+        let mut f = RotatingFile::open(&path, 100, 2).unwrap();
+        f.flush().unwrap();
+        assert!(!path.exists());
+        f.write_all(b"first\n").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"first\n");
     }
 
     #[test]

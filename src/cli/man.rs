@@ -27,6 +27,11 @@ pub struct Page {
     pub text: String,
 }
 
+/// The examples of the `bwmediafs` page: what each does, and its lines (tests run them).
+pub fn bwmediafs_examples() -> &'static [(&'static str, &'static [&'static str])] {
+    BWMEDIAFS.examples
+}
+
 /// Every page, rendered.
 pub fn pages() -> Vec<Page> {
     vec![
@@ -49,8 +54,8 @@ const BWMEDIAFS: Extra = Extra {
     exit_status: &[
         (
             "0",
-            "Mounted (in the background, once the mount answers), or with -f unmounted after \
-             every file was uploaded.",
+            "Mounted (in the background, once the mount answers), or with -f unmounted (by \
+             umount, SIGTERM, SIGINT or SIGHUP) after every file was uploaded.",
         ),
         (
             "1",
@@ -63,11 +68,14 @@ const BWMEDIAFS: Extra = Extra {
         ("BW_ACCOUNT_ID", "The Bandwidth account id."),
         (
             "BW_CLIENT_ID, BW_CLIENT_SECRET",
-            "OAuth2 client credentials (preferred).",
+            "OAuth2 client credentials, created in the Bandwidth App: the way into Bandwidth's \
+             production service.",
         ),
         (
             "BW_USERNAME, BW_PASSWORD",
-            "An API user's credentials (HTTP Basic authentication, legacy).",
+            "Legacy: an API user's name and password (HTTP Basic authentication). Bandwidth \
+             retired API users on 2026-12-02; they serve bwmedia-emulator and accounts that \
+             kept one.",
         ),
         (
             "BW_BASE_URL, BW_TOKEN_URL",
@@ -112,17 +120,22 @@ const BWMEDIAFS: Extra = Extra {
             ],
         ),
         (
-            "Mount an account with its credentials in a file only you can read, copy a file in \
-             and get the URL to put in an MMS.",
+            "Mount an account with its credentials (BW_ACCOUNT_ID, BW_CLIENT_ID and \
+             BW_CLIENT_SECRET lines) in a file only you can read, copy a file into a new \
+             directory and get the URL to put in an MMS.",
             &[
                 "chmod 600 ~/.config/bwmediafs/credentials",
+                "mkdir -p ~/media",
                 "bwmediafs --credentials ~/.config/bwmediafs/credentials ~/media",
+                "mkdir -p ~/media/campaign",
                 "cp flyer.jpg ~/media/campaign/flyer.jpg",
                 "getfattr -n user.bandwidth.url --only-values ~/media/campaign/flyer.jpg",
             ],
         ),
         (
-            "Mount at boot for every user: a line in /etc/fstab, then mount /mnt/media.",
+            "Mount at boot for every user: a line in /etc/fstab, then mount /mnt/media. The \
+             first field is the name the mount table shows; the account is the file's \
+             BW_ACCOUNT_ID.",
             &["bwmediafs /mnt/media fuse.bwmediafs credentials=/etc/bwmediafs/credentials,allow_other,_netdev,nofail 0 0"],
         ),
         (

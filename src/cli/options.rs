@@ -13,39 +13,47 @@ use std::time::Duration;
 
 use clap::Parser;
 
+/// What `--help` and the man page say before the options. A paragraph is one line, which clap
+/// wraps to the terminal; the indented and aligned lines stay as they are.
+const LONG_ABOUT: &str = "\
+Mount a Bandwidth account's media store as a directory.
+
+Every media of the account appears as a file (names with `/` as directories); ls, cp, rm, mv, \
+editors and rsync work on them. Reads fetch a media once and keep it in memory; writes are \
+uploaded when the file is closed, and close reports a failed upload.
+
+Credentials come from the environment (never from flags, which other users see in `ps`):
+  BW_ACCOUNT_ID                       your account id
+  BW_CLIENT_ID + BW_CLIENT_SECRET     OAuth2 client credentials, made in the Bandwidth App
+  BW_USERNAME  + BW_PASSWORD          legacy API user (HTTP Basic): emulators, old accounts
+or from a file given with --credentials (-o credentials=FILE) holding the same KEY=VALUE \
+lines (yours or root's, mode 600), or under systemd from $CREDENTIALS_DIRECTORY/bwmediafs \
+(LoadCredential=bwmediafs:FILE). Bandwidth retired API users on 2026-12-02: production takes \
+OAuth2 client credentials only.
+
+Try it without an account:   bwmediafs --demo /tmp/media
+Unmount with:                umount /tmp/media   (or fusermount3 -u /tmp/media)
+From fstab:                  bwmediafs /mnt/media fuse.bwmediafs credentials=FILE,_netdev 0 0
+
+umount, SIGTERM, SIGINT and SIGHUP upload what is not uploaded yet, then end the mount.
+
+Every setting is also an -o option (credentials=FILE, cache_size=64M, metadata_ttl=10s, \
+timeout=, retry_time=, base_url=, token_url=, log_file=, recovery_dir=, read_ahead=, \
+file_mode=, dir_mode=), which overrides the flag.
+
+Logs: in the foreground, standard error; in the background, the file named after the \
+mountpoint in $XDG_STATE_HOME/bwmediafs (~/.local/state/bwmediafs/mnt-media.log for \
+/mnt/media; rotated at 4 MiB, two old files kept), which the mount names when it is ready; \
+under systemd, the journal.";
+
 /// Mount a Bandwidth account's media store as a directory.
-///
-/// Every media of the account appears as a file (names with `/` as directories); ls, cp, rm, mv,
-/// editors and rsync work on them. Reads fetch a media once and keep it in memory; writes are
-/// uploaded when the file is closed, and close reports a failed upload.
-///
-/// Credentials come from the environment (never from flags, which other users see in `ps`):
-///   BW_ACCOUNT_ID                       your account id
-///   BW_CLIENT_ID + BW_CLIENT_SECRET     OAuth2 client credentials (preferred)
-///   BW_USERNAME  + BW_PASSWORD          or an API user (legacy)
-/// or from a file given with --credentials (-o credentials=FILE) holding the same KEY=VALUE
-/// lines (mode 600), or under systemd from $CREDENTIALS_DIRECTORY/bwmediafs
-/// (LoadCredential=bwmediafs:FILE).
-///
-/// Try it without an account:   bwmediafs --demo /tmp/media
-/// Unmount with:                umount /tmp/media   (or fusermount3 -u /tmp/media)
-/// From fstab:                  ACCOUNT /mnt/media fuse.bwmediafs credentials=FILE,_netdev 0 0
-///
-/// Every setting is also an -o option (credentials=FILE, cache_size=64M, metadata_ttl=10s,
-/// timeout=, retry_time=, base_url=, token_url=, log_file=, recovery_dir=, read_ahead=,
-/// file_mode=, dir_mode=), which overrides the flag.
-///
-/// Logs: in the foreground, standard error; in the background, the file named after the
-/// mountpoint in $XDG_STATE_HOME/bwmediafs (~/.local/state/bwmediafs/mnt-media.log for
-/// /mnt/media; rotated at 4 MiB, two old files kept), which the mount names when it is ready;
-/// under systemd, the journal.
 #[derive(Debug, Parser)]
 #[command(
     name = "bwmediafs",
     version,
-    verbatim_doc_comment,
+    long_about = LONG_ABOUT,
     override_usage = "bwmediafs [OPTIONS] MOUNTPOINT\n       \
-                      bwmediafs [OPTIONS] SOURCE MOUNTPOINT   (as mount(8) and fstab call it)"
+                      bwmediafs [OPTIONS] SOURCE MOUNTPOINT"
 )]
 pub struct Args {
     /// MOUNTPOINT, the empty directory to mount the media store on (see -o nonempty); or SOURCE

@@ -73,21 +73,24 @@ fn classify(name: &OsStr) -> Name<'_> {
 
 impl MediaFs {
     /// Sizes for `df`. The store has no documented capacity (media are limited in size, not in
-    /// number, and vanish after 48 hours), so the numbers say what is known and a finite room
-    /// to grow: used = the bytes of the media known (in 4 KiB blocks), free = 1 TiB; used
-    /// inodes = the files and directories known, free inodes = 2^32. Totals are used + free,
-    /// so nothing `df` derives is negative.
+    /// number, and vanish after 48 hours), so the numbers say what is known within a finite
+    /// size: 1 TiB and 2^32 inodes in all; used = the bytes of the media known (in 4 KiB
+    /// blocks) and the files and directories known; free = the rest. A total is never below
+    /// what is used, so nothing `df` derives is negative, and `df -h` shows a plain 1.0T (a
+    /// total of 1 TiB plus what is used would round up to 1.1T).
     pub fn statfs(&self) -> StatFs {
         const BSIZE: u64 = 4096;
-        const FREE_BLOCKS: u64 = (1 << 40) / BSIZE;
-        const FREE_INODES: u64 = 1 << 32;
+        const SIZE_BLOCKS: u64 = (1 << 40) / BSIZE;
+        const INODES: u64 = 1 << 32;
         let t = self.ns.lock().totals();
+        let used_blocks = t.bytes.div_ceil(BSIZE);
+        let used_inodes = t.files + t.dirs;
         StatFs {
-            blocks: t.bytes.div_ceil(BSIZE) + FREE_BLOCKS,
-            bfree: FREE_BLOCKS,
-            bavail: FREE_BLOCKS,
-            files: t.files + t.dirs + FREE_INODES,
-            ffree: FREE_INODES,
+            blocks: SIZE_BLOCKS.max(used_blocks),
+            bfree: SIZE_BLOCKS.saturating_sub(used_blocks),
+            bavail: SIZE_BLOCKS.saturating_sub(used_blocks),
+            files: INODES.max(used_inodes),
+            ffree: INODES.saturating_sub(used_inodes),
             bsize: BSIZE as u32,
             namelen: NAME_MAX as u32,
             frsize: BSIZE as u32,

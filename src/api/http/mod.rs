@@ -130,6 +130,25 @@ impl HttpApi {
         &self.account_id
     }
 
+    /// Under OAuth2, get the access token now (retried like any call) rather than within the
+    /// first media call: a failure here is the token endpoint's, which a mount reports with the
+    /// token URL to check. The token is kept for the calls that follow, so this costs no extra
+    /// request. With Basic credentials there is nothing to get and nothing is sent.
+    pub fn authenticate(&self) -> Result<(), ApiError> {
+        if !self.auth.renewable() {
+            return Ok(());
+        }
+        self.with_retries("token request", |attempt| {
+            self.auth
+                .header(&TokenHttp {
+                    client: &self.client,
+                    attempt: &attempt,
+                    sent: &self.sent,
+                })
+                .map(drop)
+        })
+    }
+
     /// Run one call's attempts under the retry policy.
     fn with_retries<T>(
         &self,

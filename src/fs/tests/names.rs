@@ -321,12 +321,13 @@ fn statfs_is_sensible() {
     assert_eq!(s.blocks - s.bfree, 2);
     assert_eq!((s.bsize, s.frsize, s.namelen), (4096, 4096, 255));
     assert_eq!(s.bavail, s.bfree);
-    assert_eq!(s.bfree * 4096, 1 << 40, "1 TiB free");
+    assert_eq!(s.blocks * 4096, 1 << 40, "1 TiB in all");
+    assert_eq!(s.files, 1 << 32, "2^32 inodes in all");
     t.write_file("d/c", &[1u8; 9000]).unwrap();
     let s2 = t.fs.statfs();
     assert_eq!(s2.files - s2.ffree, 5);
     assert_eq!(s2.blocks - s2.bfree, 4, "14010 bytes");
-    assert_eq!((s2.bfree, s2.ffree), (s.bfree, s.ffree));
+    assert_eq!((s2.blocks, s2.files), (s.blocks, s.files));
 }
 
 #[test]
