@@ -90,9 +90,10 @@ const BWMEDIAFS: Extra = Extra {
         ),
         (
             "$XDG_STATE_HOME/bwmediafs/recovery/",
-            "The bytes of files whose upload failed for good, named after the media, until an \
-             upload of them succeeds (the default of --recovery-dir). The log says once where \
-             each is and the command that uploads it again.",
+            "The bytes of files whose upload failed for good, named after the media, until \
+             those bytes are uploaded (the default of --recovery-dir). The log says once where \
+             each is and the command that uploads it again, or, when the server refused it as \
+             too large, to make the file smaller.",
         ),
         (
             "/etc/bwmediafs/credentials",

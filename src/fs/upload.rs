@@ -14,7 +14,7 @@ use bytes::Bytes;
 use super::buffer::{UploadCause, WriteBuf};
 use super::error::FsError;
 use super::namespace::{Ino, Node};
-use super::recovery::remove_recovery;
+use super::recovery::{remove_recovery, saved_copy};
 use super::{MediaFs, UPLOAD};
 use crate::api::mime::SNIFF_LEN;
 use crate::api::{content_type_for, content_type_of_bytes, Media, UNKNOWN_CONTENT_TYPE};
@@ -118,7 +118,12 @@ impl MediaFs {
         let path = target.path.clone();
         match self.put_media(target, bytes.clone()) {
             Ok(media) => {
-                let superseded = buf.state.lock().uploaded(generation);
+                // The copy this buffer saved, else one an earlier buffer saved of these bytes.
+                let superseded = buf
+                    .state
+                    .lock()
+                    .uploaded(generation)
+                    .or_else(|| saved_copy(&self.opts.recovery_dir, &path, &bytes));
                 if let Some(file) = superseded {
                     remove_recovery(&file);
                     log::info!(
