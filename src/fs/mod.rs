@@ -18,7 +18,8 @@
 //! - `handles`: the table of open files and what each reads;
 //! - `buffer`, `write`, `upload`: the write buffers and their dirty/generation state machine;
 //!   writes, closes and syncs; uploads and the one rule for their headers;
-//! - `recovery`: the recovery folder;
+//! - `recovery`: the recovery folder; `reuse`: the hint that a reused name may send the wrong
+//!   media;
 //! - `entries`, `rename`: create, mkdir, rmdir, unlink; file and directory renames; `moves`:
 //!   directory renames and the changes of the server under them, kept apart;
 //! - `xattr`: extended attributes and statfs; `headers`: header changes through them, sent at
@@ -64,6 +65,7 @@ mod readahead;
 mod readdir;
 mod recovery;
 mod rename;
+mod reuse;
 mod times;
 mod types;
 mod upload;
@@ -119,6 +121,8 @@ pub struct MediaFs {
     times: Option<times::Times>,
     /// Directories being renamed: what changes the server under them waits for the end.
     moves: moves::Moves,
+    /// The names whose replacement was hinted at (a reused name may send the wrong media).
+    reuse_hints: reuse::ReuseHints,
 }
 
 /// Whether `t` is within `ttl` of now.
@@ -160,6 +164,7 @@ impl MediaFs {
             next_fh: AtomicU64::new(1),
             walk_lock: Mutex::new(()),
             moves: moves::Moves::default(),
+            reuse_hints: reuse::ReuseHints::default(),
             mountpoint: Mutex::new(None),
             auth_logged: AtomicBool::new(false),
         });

@@ -8,6 +8,8 @@
 //!   xattrs that show them.
 //! - Uploads of one media go one at a time (the upload lock), so an older upload never lands
 //!   after a newer one.
+//! - An upload that replaces a media the server held says once that a reused name may send the
+//!   wrong media (`reuse`).
 
 use bytes::Bytes;
 
@@ -111,8 +113,8 @@ impl MediaFs {
             .ns
             .lock()
             .live(ino)
-            .map(|n| upload_target(n, &n.path, &bytes));
-        let Some(target) = target else {
+            .map(|n| (upload_target(n, &n.path, &bytes), n.remote));
+        let Some((target, replaces)) = target else {
             return Ok(());
         };
         let path = target.path.clone();
@@ -130,6 +132,9 @@ impl MediaFs {
                         "{path:?} is uploaded after all; its copy {} is removed",
                         file.display()
                     );
+                }
+                if replaces {
+                    self.reuse_hints.replaced(&path);
                 }
                 let version = self.ns.lock().uploaded(ino, &media, true);
                 self.content.insert(&path, media, version);
