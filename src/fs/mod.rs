@@ -88,7 +88,7 @@ pub use error::FsError;
 use handles::Handle;
 pub use namespace::{Attr, Ino, Kind, ROOT_INO};
 use namespace::{Defaults, Namespace, NAME_MAX};
-pub use options::{state_dir, times_file, FsOptions};
+pub use options::{old_times_file, state_dir, times_file, FsOptions};
 use readahead::ReadAhead;
 use readdir::DirHandle;
 pub use types::*;
@@ -145,7 +145,10 @@ impl MediaFs {
             uid: opts.uid,
             gid: opts.gid,
         };
-        let times = opts.times_file.clone().map(times::Times::new);
+        let times = opts
+            .times_file
+            .clone()
+            .map(|f| times::Times::new(f, opts.old_times_file.clone()));
         let mut ns = Namespace::new(defaults);
         if let Some(t) = &times {
             ns.remember(t.load(std::time::SystemTime::now()));

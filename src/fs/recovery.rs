@@ -61,8 +61,9 @@ const RECOVERY_TAIL: usize = 200;
 /// What a recovery file's full media name is kept in, beside it, when its file name is cut.
 const FULL_NAME_SUFFIX: &str = ".name";
 
-/// A stable 64-bit hash (FNV-1a), so the same media is saved under the same file every time.
-fn fnv1a(bytes: &[u8]) -> u64 {
+/// A stable 64-bit hash (FNV-1a), so the same media is saved under the same file every time
+/// (and the times of one server are kept in the same file, `options::times_file`).
+pub(super) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
     })
