@@ -159,6 +159,70 @@ fn a_close_that_still_fails_keeps_the_bytes_for_any_legal_name() {
     server_heals(&m);
     sh_ok(&command);
     assert_bytes(m.stored(&name).as_deref(), &data, "re-uploaded media");
+    // Those bytes reached the server: their copy (and the full name beside it) is removed.
+    let left: Vec<String> = recovery_files(&m).into_iter().map(|(n, _)| n).collect();
+    assert!(
+        left.is_empty(),
+        "the recovery copy stays after the logged command uploaded it: {left:?}"
+    );
+}
+
+#[test]
+fn a_close_that_uploads_the_saved_bytes_later_removes_their_copy_and_no_other() {
+    let m = Mount::with(
+        emulator_with(&[("same.txt", b"old"), ("other.txt", b"old")]),
+        &["--retry-time", "500ms"],
+    );
+    let write = |name: &str, data: &[u8]| {
+        let (p, d) = (m.path(name), data.to_vec());
+        timed("write", move || {
+            let mut f = File::create(p)?;
+            f.write_all(&d)?;
+            close(f)
+        })
+    };
+    server_fails(&m);
+    assert!(write("same.txt", b"the bytes").is_err());
+    assert!(write("other.txt", b"first bytes").is_err());
+    assert_eq!(recovery_files(&m).len(), 2);
+    server_heals(&m);
+    // The same bytes written again and closed: their copy goes.
+    write("same.txt", b"the bytes").expect("close uploads");
+    // Other bytes under the other name: the saved ones never reached the server, and stay.
+    write("other.txt", b"second bytes").expect("close uploads");
+    assert_eq!(
+        recovery_files(&m),
+        vec![("other.txt".to_string(), b"first bytes".to_vec())]
+    );
+}
+
+#[test]
+fn a_413_under_bandwidths_limit_asks_for_a_smaller_file_not_the_same_copy() {
+    let m = Mount::with(start_emulator(emulator_config()), &[]);
+    // This server's limit is far below Bandwidth's 3.75 MB, and it does not say what it is.
+    let mut config = m.emulator.store().config();
+    config.max_size = 1000;
+    m.emulator.store().set_config(config);
+    let p = m.path("big.jpg");
+    let data = bytes(5000, 4);
+    let d = data.clone();
+    let r = timed("write", move || {
+        let mut f = File::create(p)?;
+        f.write_all(&d)?;
+        close(f)
+    });
+    assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EFBIG));
+    // The bytes are kept, and the log says what to do: not a copy the server refuses again.
+    assert!(recovery_files(&m).iter().any(|(_, b)| *b == data));
+    let log = m.log_text();
+    let note: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"big.jpg\"") && l.contains("ERROR"))
+        .collect();
+    assert_eq!(note.len(), 1, "one note for the refused upload:\n{log}");
+    assert!(!note[0].contains("cp --"), "{}", note[0]);
+    assert!(note[0].contains("smaller"), "{}", note[0]);
+    assert!(note[0].contains("limit"), "{}", note[0]);
 }
 
 #[test]

@@ -248,6 +248,45 @@ fn an_upload_the_server_refuses_makes_close_fail() {
     );
 }
 
+/// What the hint about reusing a name says (Bandwidth: "Reusing filenames may result in the
+/// wrong media being sent").
+const REUSE_HINT: &str = "may send the wrong media";
+
+#[test]
+fn replacing_a_media_hints_once_per_name_that_new_content_wants_a_new_name() {
+    let m = Mount::with(
+        emulator_with(&[("old.jpg", b"old bytes"), ("saved.txt", b"saved")]),
+        &[],
+    );
+    let mnt = q(&m.mnt);
+    // A new name: nothing replaced, no hint.
+    sh_ok(&format!("echo one > {mnt}/new.txt"));
+    assert!(
+        !m.log_text().contains(REUSE_HINT),
+        "a first upload hints:\n{}",
+        m.log_text()
+    );
+    // Replaced twice, a media that was on the server before the mount, and one replaced by a
+    // rename (as editors save): one hint each.
+    sh_ok(&format!(
+        "echo two > {mnt}/new.txt && echo three > {mnt}/new.txt && echo x > {mnt}/old.jpg \
+         && echo y > {mnt}/saved.tmp && mv {mnt}/saved.tmp {mnt}/saved.txt"
+    ));
+    assert_eq!(m.stored("old.jpg").as_deref(), Some(&b"x\n"[..]));
+    assert_eq!(m.stored("saved.txt").as_deref(), Some(&b"y\n"[..]));
+    let log = m.log_text();
+    let hints: Vec<&str> = log.lines().filter(|l| l.contains(REUSE_HINT)).collect();
+    assert_eq!(hints.len(), 3, "one hint per name:\n{log}");
+    for name in ["\"new.txt\"", "\"old.jpg\"", "\"saved.txt\""] {
+        assert!(
+            hints
+                .iter()
+                .any(|l| l.contains(name) && l.contains(" INFO ")),
+            "no hint at info for {name}:\n{log}"
+        );
+    }
+}
+
 #[test]
 fn round_trip_budget_of_common_actions() {
     let emulator = start_emulator(emulator_config());

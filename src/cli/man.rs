@@ -97,10 +97,17 @@ const BWMEDIAFS: Extra = Extra {
              the background without --log-file is there.",
         ),
         (
+            "$XDG_STATE_HOME/bwmediafs/times-ACCOUNT-HASH.json",
+            "The times of the media of one account on one server (HASH stands for its base \
+             URL): when each was first seen, and the mtime set by touch, cp -p, rsync -a or tar \
+             x while the media keeps the bytes it was set on, kept across remounts.",
+        ),
+        (
             "$XDG_STATE_HOME/bwmediafs/recovery/",
-            "The bytes of files whose upload failed for good, named after the media, until an \
-             upload of them succeeds (the default of --recovery-dir). The log says once where \
-             each is and the command that uploads it again.",
+            "The bytes of files whose upload failed for good, named after the media, until \
+             those bytes are uploaded (the default of --recovery-dir). The log says once where \
+             each is and the command that uploads it again, or, when the server refused it as \
+             too large, to make the file smaller.",
         ),
         (
             "/etc/bwmediafs/credentials",

@@ -285,6 +285,10 @@ impl MediaFs {
                 n.user_mtime = Some(t);
             }
             n.ctime = SystemTime::now();
+            if sa.mtime.is_some() {
+                // Kept across remounts with the other times (`namespace::times`).
+                ns.time_set();
+            }
         }
         self.attr_of(ino)
     }

@@ -18,7 +18,8 @@
 //! - `handles`: the table of open files and what each reads;
 //! - `buffer`, `write`, `upload`: the write buffers and their dirty/generation state machine;
 //!   writes, closes and syncs; uploads and the one rule for their headers;
-//! - `recovery`: the recovery folder;
+//! - `recovery`: the recovery folder; `reuse`: the hint that a reused name may send the wrong
+//!   media;
 //! - `entries`, `rename`: create, mkdir, rmdir, unlink; file and directory renames; `moves`:
 //!   directory renames and the changes of the server under them, kept apart;
 //! - `xattr`: extended attributes and statfs; `headers`: header changes through them, sent at
@@ -64,6 +65,7 @@ mod readahead;
 mod readdir;
 mod recovery;
 mod rename;
+mod reuse;
 mod times;
 mod types;
 mod upload;
@@ -86,7 +88,7 @@ pub use error::FsError;
 use handles::Handle;
 pub use namespace::{Attr, Ino, Kind, ROOT_INO};
 use namespace::{Defaults, Namespace, NAME_MAX};
-pub use options::{state_dir, times_file, FsOptions};
+pub use options::{old_times_file, state_dir, times_file, FsOptions};
 use readahead::ReadAhead;
 use readdir::DirHandle;
 pub use types::*;
@@ -121,6 +123,8 @@ pub struct MediaFs {
     times: Option<times::Times>,
     /// Directories being renamed: what changes the server under them waits for the end.
     moves: moves::Moves,
+    /// The names whose replacement was hinted at (a reused name may send the wrong media).
+    reuse_hints: reuse::ReuseHints,
 }
 
 /// Whether `t` is within `ttl` of now.
@@ -143,7 +147,10 @@ impl MediaFs {
             uid: opts.uid,
             gid: opts.gid,
         };
-        let times = opts.times_file.clone().map(times::Times::new);
+        let times = opts
+            .times_file
+            .clone()
+            .map(|f| times::Times::new(f, opts.old_times_file.clone()));
         let mut ns = Namespace::new(defaults);
         if let Some(t) = &times {
             ns.remember(t.load(std::time::SystemTime::now()));
@@ -162,6 +169,7 @@ impl MediaFs {
             next_fh: AtomicU64::new(1),
             walk_lock: Mutex::new(()),
             moves: moves::Moves::default(),
+            reuse_hints: reuse::ReuseHints::default(),
             mountpoint: Mutex::new(None),
             mount_device: std::sync::OnceLock::new(),
             auth_logged: AtomicBool::new(false),

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::recovery::fnv1a;
+use crate::api::http::DEFAULT_BASE_URL;
 use crate::api::MAX_MEDIA_SIZE;
 
 /// How the file system behaves.
@@ -31,6 +33,9 @@ pub struct FsOptions {
     /// The state file that keeps the times of media across remounts (`None`: times are first
     /// seen in each mount).
     pub times_file: Option<PathBuf>,
+    /// The state file of older versions, read when `times_file` does not exist yet (see
+    /// [`old_times_file`]).
+    pub old_times_file: Option<PathBuf>,
 }
 
 impl Default for FsOptions {
@@ -49,6 +54,7 @@ impl Default for FsOptions {
             read_ahead: 8,
             recovery_dir: default_recovery_dir(uid),
             times_file: None,
+            old_times_file: None,
         }
     }
 }
@@ -74,10 +80,27 @@ fn default_recovery_dir(uid: u32) -> PathBuf {
     state_dir(uid).join("recovery")
 }
 
-/// The state file that keeps the times of the media of `account` across remounts, in the
-/// state directory of the user running bwmediafs: `times-ACCOUNT.json`.
-pub fn times_file(account: &str) -> PathBuf {
+/// The state file that keeps the times of the media of `account` on the server at `base_url`
+/// across remounts, in the state directory of the user running bwmediafs:
+/// `times-ACCOUNT-HASH.json`, HASH a stable hash of the base URL. Servers are kept apart: every
+/// local emulator serves the same account id, and a time one server's media had says nothing of
+/// another's.
+pub fn times_file(base_url: &str, account: &str) -> PathBuf {
+    let server = fnv1a(base_url.trim_end_matches('/').as_bytes());
+    own_state_dir().join(format!("times-{account}-{server:016x}.json"))
+}
+
+/// The state file older versions kept the times of `account` in, keyed by the account alone
+/// (`times-ACCOUNT.json`): read once, when `base_url` is Bandwidth's own, since that is where a
+/// real account's media are; for any other server it may hold another server's times.
+pub fn old_times_file(base_url: &str, account: &str) -> Option<PathBuf> {
+    (base_url.trim_end_matches('/') == DEFAULT_BASE_URL)
+        .then(|| own_state_dir().join(format!("times-{account}.json")))
+}
+
+/// The state directory of the user running bwmediafs.
+fn own_state_dir() -> PathBuf {
     // SAFETY: getuid cannot fail and touches no memory.
     let uid = unsafe { libc::getuid() };
-    state_dir(uid).join(format!("times-{account}.json"))
+    state_dir(uid)
 }

@@ -1,6 +1,12 @@
-//! The recovery folder: the bytes of an upload that failed, kept until an upload succeeds.
+//! The recovery folder: the bytes of an upload that failed, kept until they are uploaded.
 //!
 //! The hard cases:
+//! - A copy goes once its bytes reach the server, whichever way: a retried fsync or close of
+//!   the same file, or a later upload of the same bytes under the same name (the logged `cp`, a
+//!   program that writes them again). An upload of other bytes leaves it: they never reached
+//!   the server.
+//! - A server that refuses the bytes as too large would refuse the same copy again: the log
+//!   says to make the file smaller instead of giving the command.
 //! - Any legal media name must fit: a name is one file name with `/` and `%` percent-encoded, so
 //!   it tells the media name; a name longer than a file name may be is cut to a hash of the
 //!   full name and its end, with the full name in `FILE.name` beside it.
@@ -12,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::FsError;
 use super::MediaFs;
+use crate::api::{ApiError, MAX_MEDIA_SIZE};
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -54,8 +61,9 @@ const RECOVERY_TAIL: usize = 200;
 /// What a recovery file's full media name is kept in, beside it, when its file name is cut.
 const FULL_NAME_SUFFIX: &str = ".name";
 
-/// A stable 64-bit hash (FNV-1a), so the same media is saved under the same file every time.
-fn fnv1a(bytes: &[u8]) -> u64 {
+/// A stable 64-bit hash (FNV-1a), so the same media is saved under the same file every time
+/// (and the times of one server are kept in the same file, `options::times_file`).
+pub(super) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
     })
@@ -92,6 +100,23 @@ pub(crate) fn save_recovery(dir: &Path, name: &str, data: &[u8]) -> std::io::Res
     Ok(path)
 }
 
+/// The recovery file of media `name`, if it holds exactly `data` (so an upload of `data` as
+/// `name` makes it useless). One `stat` when there is none, as after nearly every upload.
+pub(crate) fn saved_copy(dir: &Path, name: &str, data: &[u8]) -> Option<PathBuf> {
+    let path = dir.join(recovery_file_name(name));
+    let len = std::fs::metadata(&path).ok()?.len();
+    if len != data.len() as u64 {
+        return None;
+    }
+    // A cut file name is a hash: the full name beside it says whose bytes these are.
+    if flat_name(name).len() > RECOVERY_NAME_MAX
+        && std::fs::read(full_name_file(&path)).ok()? != name.as_bytes()
+    {
+        return None;
+    }
+    (std::fs::read(&path).ok()? == data).then_some(path)
+}
+
 /// Remove a recovery file (and the full name beside it) whose bytes reached the server.
 pub(crate) fn remove_recovery(file: &Path) {
     let _ = std::fs::remove_file(file);
@@ -126,12 +151,22 @@ impl MediaFs {
             .unwrap_or_else(|| PathBuf::from("MOUNTPOINT"));
         match save_recovery(&self.opts.recovery_dir, path, bytes) {
             Ok(file) => {
+                let what_to_do = match too_large_limit(err) {
+                    // The same bytes would be refused again.
+                    Some(limit) => format!(
+                        "the server will refuse them again: make the file smaller ({limit}) and \
+                         copy the smaller file to {}",
+                        mnt.join(path).display()
+                    ),
+                    None => format!(
+                        "every later fsync or close tries again; to upload them yourself: {}",
+                        reupload_command(&file, &mnt.join(path))
+                    ),
+                };
                 log::error!(
-                    "the upload of {path:?} failed ({err}); its {} bytes are kept in {} (every \
-                     later fsync or close tries again); to upload them yourself: {}",
+                    "the upload of {path:?} failed ({err}); its {} bytes are kept in {}; {what_to_do}",
                     bytes.len(),
                     file.display(),
-                    reupload_command(&file, &mnt.join(path))
                 );
                 Some(file)
             }
@@ -146,6 +181,24 @@ impl MediaFs {
                 None
             }
         }
+    }
+}
+
+/// When `err` is the server refusing an upload as too large: what its limit is, in words (a
+/// 413 for a file within Bandwidth's limit says only that this server's is lower).
+fn too_large_limit(err: &FsError) -> Option<String> {
+    match err {
+        FsError::Api {
+            source: ApiError::TooLarge { limit, .. },
+            ..
+        } => Some(match limit {
+            Some(l) => format!("at most {l} bytes"),
+            None => format!(
+                "the server's limit is below Bandwidth's {MAX_MEDIA_SIZE} bytes and it does \
+                 not say how far"
+            ),
+        }),
+        _ => None,
     }
 }
 

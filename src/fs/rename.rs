@@ -192,15 +192,17 @@ impl MediaFs {
         newname: &str,
         dst: Option<Ino>,
     ) -> Result<(), FsError> {
-        let (old_path, new_path, remote) = {
+        let (old_path, new_path, remote, replaces) = {
             let ns = self.ns.lock();
             let n = ns.live(src).ok_or(FsError::NotFound)?;
             // A file replaced keeps its media name (it may be shown under a derived one).
-            let new_path = match dst.and_then(|d| ns.live(d)) {
+            let replaced = dst.and_then(|d| ns.live(d));
+            let new_path = match replaced {
                 Some(d) => d.path.clone(),
                 None => ns.join(newparent, newname).ok_or(FsError::NotFound)?,
             };
-            (n.path.clone(), new_path, n.remote)
+            let replaces = replaced.is_some_and(|d| d.remote);
+            (n.path.clone(), new_path, n.remote, replaces)
         };
         let newname = new_path.rsplit('/').next().unwrap_or(newname);
         if let Some(d) = dst {
@@ -215,6 +217,9 @@ impl MediaFs {
         match self.move_media(src, &new_path) {
             Moved::Done(media) => {
                 self.finish_rename(src, dst, newparent, newname, &old_path, Some(&media));
+                if replaces {
+                    self.reuse_hints.replaced(&new_path);
+                }
                 Ok(())
             }
             Moved::CopiedNotDeleted { copy, error } => {

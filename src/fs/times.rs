@@ -1,9 +1,10 @@
 //! The state file that keeps the times of media across remounts (the rules of the times
 //! themselves are in `namespace::times`).
 //!
-//! One small JSON file per account under the state directory (`times-ACCOUNT.json`): for each
-//! media the server showed, its mtime, the latest moment it can have been uploaded, when it was
-//! last seen and its size. The hard cases:
+//! One small JSON file per server and account under the state directory
+//! (`times-ACCOUNT-HASH.json`, see `options::times_file`): for each media the server showed, its
+//! mtime, the latest moment it can have been uploaded, when it was last seen, its size, and the
+//! mtime the user set on those bytes. The hard cases:
 //! - It is written atomically (a temporary file in the same directory, then a rename), at most
 //!   every few seconds while times change and once more at unmount, by a thread of its own, never
 //!   under the namespace's lock (which only hands out the records).
@@ -13,6 +14,9 @@
 //!   a warning (once), and the mount goes on with times first seen now.
 //! - Two mounts of one account on one machine share the file: a write keeps what another mount
 //!   wrote since this one started, for names it does not know itself.
+//! - Older versions kept one file per account (`times-ACCOUNT.json`), shared by every server.
+//!   For Bandwidth's own server, where a real account's media are, it is read while the new
+//!   file does not exist yet, and removed once the new one is written.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -44,6 +48,8 @@ struct TimesFile {
 #[derive(Debug)]
 pub(super) struct Times {
     path: PathBuf,
+    /// The file of older versions, read when `path` does not exist yet, removed once it does.
+    old: Mutex<Option<PathBuf>>,
     /// One write at a time (the thread's and the one at unmount).
     writing: Mutex<()>,
     /// A write failed already (the warning is given once).
@@ -54,12 +60,13 @@ pub(super) struct Times {
 }
 
 impl Times {
-    pub(super) fn new(path: PathBuf) -> Times {
+    pub(super) fn new(path: PathBuf, old: Option<PathBuf>) -> Times {
         let started = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         Times {
             path,
+            old: Mutex::new(old),
             writing: Mutex::new(()),
             failed: AtomicBool::new(false),
             started,
@@ -83,13 +90,25 @@ impl Times {
     }
 
     /// What earlier mounts remembered, without what is too old to matter; nothing when there is
-    /// no file yet or it cannot be read (a warning).
+    /// no file yet or it cannot be read (a warning). Without a file, the one of older versions
+    /// when there is one.
     pub(super) fn load(&self, now: SystemTime) -> HashMap<String, TimeRecord> {
-        let text = match std::fs::read(&self.path) {
-            Ok(t) => t,
+        match std::fs::read(&self.path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 log::debug!("no times kept yet in {}", self.path.display());
-                return HashMap::new();
+                let old = self.old.lock().clone();
+                match old.map(|old| (std::fs::read(&old), old)) {
+                    Some((Ok(text), old)) => {
+                        log::info!(
+                            "the times of earlier mounts are read from {}, and kept from now on \
+                             in {}",
+                            old.display(),
+                            self.path.display()
+                        );
+                        Self::parse(&old, &text, now)
+                    }
+                    _ => HashMap::new(),
+                }
             }
             Err(e) => {
                 log::warn!(
@@ -97,17 +116,22 @@ impl Times {
                      this mount first sees them",
                     self.path.display()
                 );
-                return HashMap::new();
+                HashMap::new()
             }
-        };
-        match serde_json::from_slice::<TimesFile>(&text) {
+            Ok(text) => Self::parse(&self.path, &text, now),
+        }
+    }
+
+    /// The records of the file `path` holding `text`, without what is too old to matter.
+    fn parse(path: &Path, text: &[u8], now: SystemTime) -> HashMap<String, TimeRecord> {
+        match serde_json::from_slice::<TimesFile>(text) {
             Ok(f) if f.version == VERSION => {
                 let mut media = f.media;
                 media.retain(|_, r| r.current(now));
                 log::debug!(
                     "{} media times from earlier mounts in {}",
                     media.len(),
-                    self.path.display()
+                    path.display()
                 );
                 media
             }
@@ -115,7 +139,7 @@ impl Times {
                 log::warn!(
                     "{} is of another version ({}); it is replaced, and media show the time this \
                      mount first sees them",
-                    self.path.display(),
+                    path.display(),
                     f.version
                 );
                 HashMap::new()
@@ -124,7 +148,7 @@ impl Times {
                 log::warn!(
                     "{} is not a times file ({e}); it is replaced, and media show the time this \
                      mount first sees them",
-                    self.path.display()
+                    path.display()
                 );
                 HashMap::new()
             }
@@ -144,6 +168,10 @@ impl Times {
         match write_atomically(&self.path, &file) {
             Ok(()) => {
                 log::trace!("{} media times written", file.media.len());
+                if let Some(old) = self.old.lock().take() {
+                    // Read at the start, if it was there: the new file holds what it held.
+                    let _ = std::fs::remove_file(old);
+                }
                 if self.failed.swap(false, Ordering::Relaxed) {
                     log::info!(
                         "the times of media are written again to {}",
@@ -260,13 +288,14 @@ mod tests {
             uploaded: 2,
             seen,
             size: 3,
+            set: None,
         }
     }
 
     #[test]
     fn the_file_round_trips_and_forgets_what_is_too_old() {
         let dir = tempfile::tempdir().unwrap();
-        let times = Times::new(dir.path().join("state/times-1.json"));
+        let times = Times::new(dir.path().join("state/times-1.json"), None);
         let now = SystemTime::now();
         let secs = now.duration_since(UNIX_EPOCH).unwrap().as_secs();
         times.write(vec![
@@ -293,7 +322,7 @@ mod tests {
             br#"{"version":1,"media":{"x":{"m":1,"u":1,"s":18446744073709551615,"n":2}}}"#,
         )
         .unwrap();
-        assert!(Times::new(path).load(SystemTime::now()).is_empty());
+        assert!(Times::new(path, None).load(SystemTime::now()).is_empty());
     }
 
     #[test]
@@ -305,10 +334,10 @@ mod tests {
             .unwrap()
             .as_secs();
         // Written before this mount started: loaded by it, and its own to drop.
-        let before = Times::new(path.clone());
+        let before = Times::new(path.clone(), None);
         before.write(vec![("old".into(), record(secs - 60))]);
-        let ours = Times::new(path.clone());
-        let other = Times::new(path.clone());
+        let ours = Times::new(path.clone(), None);
+        let other = Times::new(path.clone(), None);
         other.write(vec![("theirs".into(), record(secs + 2))]);
         ours.write(vec![("mine".into(), record(secs + 2))]);
         let loaded = ours.load(SystemTime::now());
@@ -318,10 +347,39 @@ mod tests {
     }
 
     #[test]
+    fn the_file_of_older_versions_is_read_until_the_new_one_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new) = (
+            dir.path().join("times-1.json"),
+            dir.path().join("times-1-x.json"),
+        );
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        // Written by an older version: no time set by the user in it.
+        std::fs::write(
+            &old,
+            format!(r#"{{"version":1,"media":{{"x":{{"m":1,"u":2,"s":{secs},"n":3}}}}}}"#),
+        )
+        .unwrap();
+        let times = Times::new(new.clone(), Some(old.clone()));
+        let loaded = times.load(SystemTime::now());
+        assert_eq!(loaded["x"], record(secs));
+        let set = TimeRecord {
+            set: Some(7),
+            ..record(secs)
+        };
+        times.write(vec![("x".into(), set)]);
+        assert!(!old.exists(), "the old file stays beside the new one");
+        assert_eq!(Times::new(new, None).load(SystemTime::now())["x"], set);
+    }
+
+    #[test]
     fn a_missing_or_corrupt_file_is_no_times() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("times-1.json");
-        let times = Times::new(path.clone());
+        let times = Times::new(path.clone(), None);
         assert!(times.load(SystemTime::now()).is_empty());
         std::fs::write(&path, b"{not json").unwrap();
         assert!(times.load(SystemTime::now()).is_empty());

@@ -8,13 +8,15 @@
 //!   xattrs that show them.
 //! - Uploads of one media go one at a time (the upload lock), so an older upload never lands
 //!   after a newer one.
+//! - An upload that replaces a media the server held says once that a reused name may send the
+//!   wrong media (`reuse`).
 
 use bytes::Bytes;
 
 use super::buffer::{UploadCause, WriteBuf};
 use super::error::FsError;
 use super::namespace::{Ino, Node};
-use super::recovery::remove_recovery;
+use super::recovery::{remove_recovery, saved_copy};
 use super::{MediaFs, UPLOAD};
 use crate::api::mime::SNIFF_LEN;
 use crate::api::{content_type_for, content_type_of_bytes, Media, UNKNOWN_CONTENT_TYPE};
@@ -111,20 +113,28 @@ impl MediaFs {
             .ns
             .lock()
             .live(ino)
-            .map(|n| upload_target(n, &n.path, &bytes));
-        let Some(target) = target else {
+            .map(|n| (upload_target(n, &n.path, &bytes), n.remote));
+        let Some((target, replaces)) = target else {
             return Ok(());
         };
         let path = target.path.clone();
         match self.put_media(target, bytes.clone()) {
             Ok(media) => {
-                let superseded = buf.state.lock().uploaded(generation);
+                // The copy this buffer saved, else one an earlier buffer saved of these bytes.
+                let superseded = buf
+                    .state
+                    .lock()
+                    .uploaded(generation)
+                    .or_else(|| saved_copy(&self.opts.recovery_dir, &path, &bytes));
                 if let Some(file) = superseded {
                     remove_recovery(&file);
                     log::info!(
                         "{path:?} is uploaded after all; its copy {} is removed",
                         file.display()
                     );
+                }
+                if replaces {
+                    self.reuse_hints.replaced(&path);
                 }
                 let version = self.ns.lock().uploaded(ino, &media, true);
                 self.content.insert(&path, media, version);

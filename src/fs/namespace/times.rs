@@ -19,9 +19,16 @@
 //!   any other date means the media was uploaded again elsewhere, and it wins.
 //! - A remembered time is used only for a media of the size remembered: another size is other
 //!   bytes, uploaded since.
-//! - A time the user chose (utimens) is shown until the bytes change, here or on the server
-//!   (`Node::user_mtime`); a date the server gives for the same bytes does not replace it, but
-//!   is recorded under it.
+//! - A time the user chose (utimens: `touch`, `cp -p`, `rsync -a`, `tar x`) is shown until the
+//!   bytes change, here or on the server (`Node::user_mtime`), and kept across remounts with
+//!   the other times, so `rsync -a` after a remount finds the files it sent unchanged. The
+//!   server says little of a change: a listing gives the size, and only a GET the bytes and
+//!   perhaps a date. So a chosen time goes with another size (in a listing, or in the state
+//!   file at a remount), other bytes from a GET, or a `Last-Modified` later than the latest
+//!   moment the known bytes can have been uploaded (another upload since, whatever its bytes);
+//!   an earlier date is the same bytes, recorded under it. Other bytes of the same size
+//!   uploaded elsewhere while nothing here has read them, from a server that sends no date,
+//!   cannot be told.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -56,6 +63,10 @@ pub(crate) struct TimeRecord {
     /// Its size then.
     #[serde(rename = "n")]
     pub size: u64,
+    /// The mtime the user set on these bytes (utimens), in nanoseconds since the epoch. Absent
+    /// from the files of older versions, which read as none.
+    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<u64>,
 }
 
 /// `t` in nanoseconds since the epoch (0 before it, the largest after year 2554).
@@ -116,6 +127,7 @@ impl Namespace {
                 n.mtime = from_nanos(r.mtime);
                 n.ctime = n.mtime;
                 n.uploaded_at = Some(from_nanos(r.uploaded));
+                n.user_mtime = r.set.map(from_nanos);
             }
             None => n.uploaded_at = Some(now),
         }
@@ -153,9 +165,12 @@ impl Namespace {
             None if changed => (now, now),
             None => return,
         };
-        if changed {
-            // Other bytes: a time the user chose was for the bytes before.
-            n.user_mtime = None;
+        let uploaded_since = last_modified
+            .zip(n.uploaded_at)
+            .is_some_and(|(lm, u)| lm > u + AFTER_UPLOAD);
+        if (changed || uploaded_since) && n.user_mtime.take().is_some() {
+            // Other bytes, or an upload since: a time the user chose was for the bytes before.
+            self.times_dirty = true;
         }
         if n.mtime != t || n.uploaded_at != Some(latest) {
             n.mtime = t;
@@ -185,6 +200,11 @@ impl Namespace {
         n.uploaded_at.map(|u| u + RETENTION)
     }
 
+    /// A time the user chose was set (it is kept with the others).
+    pub(crate) fn time_set(&mut self) {
+        self.times_dirty = true;
+    }
+
     /// Whether the times changed since the last [`Namespace::time_records`].
     pub(crate) fn times_dirty(&self) -> bool {
         self.times_dirty
@@ -210,6 +230,7 @@ impl Namespace {
                     uploaded: nanos(uploaded),
                     seen,
                     size: n.size,
+                    set: n.user_mtime.map(nanos),
                 };
                 Some((n.path.clone(), record))
             })
