@@ -63,6 +63,62 @@ fn what_another_user_creates_belongs_to_that_user() {
     assert!(!ok, "nobody wrote into the root it does not own");
 }
 
+/// The times a file shows do not move on their own: the close that uploads a new file keeps the
+/// times of its creation and writes (before, they became the upload's time once the kernel asked
+/// again, so a `stat` before and after a failed `truncate` differed); a `truncate` another user
+/// may not make fails with EACCES and changes nothing; a rename keeps mode, owner, size, inode
+/// and times. (pjdfstest's `truncate::unchanged_ctime_failed`, `utimensat::utime_omit` and the
+/// rename part of `rename::preserve_metadata`, whose `link(2)` step the API cannot support.)
+#[test]
+fn times_stay_put_through_a_close_a_failed_truncate_and_a_rename() {
+    let m = Mount::with(
+        start_emulator(emulator_config()),
+        &["-o", "allow_other", "--metadata-ttl", "1s"],
+    );
+    std::fs::set_permissions(m.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let f = m.path("f");
+    // A new empty file, as `open(O_CREAT|O_EXCL)` and `close` make it: uploaded at the close.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&f)
+        .expect("create");
+    assert_eq!(m.stored("f").as_deref(), Some(&b""[..]));
+    let created = times(&f);
+    // Past the TTL, the kernel asks again.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    assert_eq!(times(&f), created, "the upload at close moved the times");
+    let (ok, _, err) = as_nobody(&format!("truncate -s 123 {}", q(&f)));
+    assert!(!ok && err.contains("Permission denied"), "{err}");
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    assert_eq!(times(&f), created, "a failed truncate changed the times");
+
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::chown(&f, Some(NOBODY), Some(NOBODY)).unwrap();
+    let before = std::fs::metadata(&f).unwrap();
+    let g = m.path("g");
+    std::fs::rename(&f, &g).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let after = std::fs::metadata(&g).unwrap();
+    let keep = |md: &std::fs::Metadata| {
+        (
+            md.ino(),
+            md.mode(),
+            md.uid(),
+            md.gid(),
+            md.size(),
+            md.nlink(),
+            md.mtime(),
+            md.mtime_nsec(),
+        )
+    };
+    assert_eq!(
+        keep(&after),
+        keep(&before),
+        "the rename changed the metadata"
+    );
+}
+
 /// `stat -c FORMAT` of each path, one line each.
 fn stat(format: &str, paths: &[&std::path::Path]) -> Vec<String> {
     let args: Vec<String> = paths.iter().map(|p| q(p)).collect();

@@ -120,7 +120,7 @@ impl MediaFs {
                         remove_recovery(&file);
                     }
                 }
-                let version = self.ns.lock().uploaded(ino, &media, false);
+                let version = self.ns.lock().uploaded(ino, &media);
                 self.content.insert(&path, media, version);
                 Ok(())
             }

@@ -236,7 +236,7 @@ impl MediaFs {
         let version = {
             let mut ns = self.ns.lock();
             let ino = ns.remote_file(path, media.body.len() as u64, None, Instant::now());
-            ino.map(|i| ns.uploaded(i, media, false))
+            ino.map(|i| ns.uploaded(i, media))
         };
         if let Some(v) = version {
             self.content.insert(path, media.clone(), v);
@@ -270,7 +270,7 @@ impl MediaFs {
             if let Some(p) = old_parent {
                 ns.keep_emptied(p);
             }
-            let version = media.map(|m| ns.uploaded(src, m, false));
+            let version = media.map(|m| ns.uploaded(src, m));
             (
                 ns.node(src).map(|n| n.path.clone()).unwrap_or_default(),
                 version,
@@ -436,7 +436,7 @@ impl MediaFs {
                 ns.local_change_path(old);
                 match media {
                     Some(m) => {
-                        let v = ns.uploaded(*ino, m, false);
+                        let v = ns.uploaded(*ino, m);
                         let p = ns.node(*ino).map(|n| n.path.clone()).unwrap_or_default();
                         inserts.push((p, m.clone(), v));
                     }
@@ -478,7 +478,7 @@ impl MediaFs {
             }
             ns.move_node(*ino, dir, base);
             ns.local_change_path(old);
-            let v = ns.uploaded(*ino, m, false);
+            let v = ns.uploaded(*ino, m);
             if let Some(p) = old_parent {
                 ns.keep_emptied(p);
             }

@@ -136,7 +136,7 @@ impl MediaFs {
                 if replaces {
                     self.reuse_hints.replaced(&path);
                 }
-                let version = self.ns.lock().uploaded(ino, &media, true);
+                let version = self.ns.lock().uploaded(ino, &media);
                 self.content.insert(&path, media, version);
                 Ok(())
             }

@@ -445,12 +445,11 @@ impl Namespace {
 
     /// The server now holds `media` under the name of `ino` (our own PUT, which just returned):
     /// its size and headers, confirmed now, under a new content version, which is returned.
-    /// `content`: the PUT carried new bytes (an upload of writes), whose mtime is the PUT's
-    /// time; a rename's copy or a header change keeps the mtime.
-    pub(crate) fn uploaded(&mut self, ino: Ino, media: &Media, content: bool) -> u64 {
+    /// The times the file shows stay those of its last local change.
+    pub(crate) fn uploaded(&mut self, ino: Ino, media: &Media) -> u64 {
         let v = self.next_version();
         self.local_change(ino);
-        self.put_done(ino, SystemTime::now(), content);
+        self.put_done(ino, SystemTime::now());
         if let Some(n) = self.nodes.get_mut(&ino) {
             let now = Instant::now();
             n.size = media.body.len() as u64;

@@ -2,7 +2,9 @@
 //! it across remounts.
 //!
 //! The API has no timestamps, so a file's mtime comes from the best of what is known:
-//! 1. our own PUT: the time it was done (exact);
+//! 1. our own writes: the time of the last change made here (a write, the create, a
+//!    truncate), which the upload at close does not move (`stat` before and after the close
+//!    agree, as on a local disk);
 //! 2. a GET's `Last-Modified`, when the server sends one (whether production does is unknown);
 //! 3. the time this machine first saw the media, kept across remounts of the same account in a
 //!    small state file (`crate::fs::times`), so a remount does not make every file look new.
@@ -180,16 +182,13 @@ impl Namespace {
         }
     }
 
-    /// Our own PUT of `ino` returned at `at`: the server's copy is that old; `content`: it
-    /// carried new bytes, whose mtime it is too (a rename's copy or a header change keeps the
-    /// mtime).
-    pub(super) fn put_done(&mut self, ino: Ino, at: SystemTime, content: bool) {
+    /// Our own PUT of `ino` returned at `at`: the server's copy is that old. The times the file
+    /// shows stay those of its last local change (the writes, the create or the truncate set
+    /// them): an upload is not a change a program made, and times that moved at the close
+    /// would show one `stat` before and another after it, once the kernel asks again.
+    pub(super) fn put_done(&mut self, ino: Ino, at: SystemTime) {
         if let Some(n) = self.nodes.get_mut(&ino) {
             n.uploaded_at = Some(at);
-            if content {
-                n.mtime = at;
-                n.ctime = at;
-            }
             self.times_dirty = true;
         }
     }
