@@ -92,6 +92,11 @@ pub enum FsError {
     /// nothing is left to read (EIO; a read never answers ENOENT).
     #[error("the media was removed on the server while it was open, before its bytes were read")]
     Gone,
+    /// The kernel named a node that is gone (removed here or on the server) through a name it
+    /// still caches: ESTALE makes the kernel look the name up again and retry, so an open or a
+    /// stat acts on what the name is now (a new file for `O_CREAT`, else ENOENT).
+    #[error("stale file handle: the name was removed")]
+    Stale,
     /// A local failure: memory, the recovery folder (EIO).
     #[error("local I/O error: {0}")]
     Io(String),
@@ -111,7 +116,9 @@ pub(crate) fn auth_hint(e: &ApiError) -> &'static str {
     match e {
         ApiError::Unauthorized(_) => {
             "; the credentials were refused: check BW_CLIENT_ID/BW_CLIENT_SECRET (OAuth2 client \
-             credentials) or BW_USERNAME/BW_PASSWORD (API user), whichever you use"
+             credentials, the only way into Bandwidth's production since it retired API users on \
+             2026-12-02), or BW_USERNAME/BW_PASSWORD if you use a legacy API user (emulators, old \
+             accounts)"
         }
         ApiError::Forbidden(_) => {
             "; the credentials are valid but not for this account: check BW_ACCOUNT_ID, and that \
@@ -153,6 +160,7 @@ fn errno(e: &FsError) -> i32 {
             | ApiError::Config(_) => libc::EIO,
         },
         FsError::NotFound => libc::ENOENT,
+        FsError::Stale => libc::ESTALE,
         FsError::Exists => libc::EEXIST,
         FsError::NotDir => libc::ENOTDIR,
         FsError::IsDir => libc::EISDIR,
@@ -208,6 +216,7 @@ mod tests {
         assert_eq!(errno(&FsError::ReadOnly), libc::EROFS);
         assert_eq!(errno(&FsError::NameTooLong), libc::ENAMETOOLONG);
         assert_eq!(errno(&FsError::Gone), libc::EIO);
+        assert_eq!(errno(&FsError::Stale), libc::ESTALE);
     }
 
     #[test]
@@ -222,8 +231,11 @@ mod tests {
             s.starts_with("listing the media failed: authentication failed"),
             "{s}"
         );
-        assert!(s.contains("BW_CLIENT_ID/BW_CLIENT_SECRET"), "{s}");
-        assert!(s.contains("BW_USERNAME/BW_PASSWORD"), "{s}");
+        // OAuth2 first; Basic named, as legacy, after it.
+        let oauth2 = s.find("BW_CLIENT_ID/BW_CLIENT_SECRET").expect(&s);
+        let basic = s.find("BW_USERNAME/BW_PASSWORD").expect(&s);
+        assert!(oauth2 < basic, "{s}");
+        assert!(s[basic..].contains("legacy"), "{s}");
         let e = FsError::api("list", "", ApiError::Forbidden("Access Denied".into()));
         assert!(e.to_string().contains("BW_ACCOUNT_ID"));
     }
