@@ -112,6 +112,36 @@ fn a_retried_fsync_after_a_failed_upload_stores_the_bytes() {
     assert_eq!(read(&m.path("old.txt")), b"the NEW version");
 }
 
+/// A new file whose upload failed at close was never on the server, so it disappears; the
+/// kernel still has its name cached, and a program that creates the file again at once (the
+/// natural retry) gets a new file, not ENOENT from the vanished one.
+#[test]
+fn a_new_file_whose_close_failed_can_be_created_again_at_once() {
+    let m = Mount::with(
+        start_emulator(emulator_config()),
+        &["--retry-time", "500ms", "--metadata-ttl", "60s"],
+    );
+    let p = m.path("again.txt");
+    server_fails(&m);
+    let q = p.clone();
+    let mut f = timed("create", move || File::create(q).unwrap());
+    f.write_all(b"first try").unwrap();
+    let e = close(f).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    server_heals(&m);
+    // The kernel's release of the first file comes after close returns: let it come.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let q = p.clone();
+    let created = timed("create again", move || {
+        let mut f = File::create(q)?;
+        f.write_all(b"second try")?;
+        close(f)
+    });
+    created.expect("the file is created again");
+    assert_eq!(m.stored("again.txt").as_deref(), Some(&b"second try"[..]));
+    assert_eq!(read(&p), b"second try");
+}
+
 #[test]
 fn a_close_that_still_fails_keeps_the_bytes_for_any_legal_name() {
     let m = Mount::with(

@@ -208,7 +208,8 @@ impl MediaFs {
         }
         {
             let ns = self.ns.lock();
-            let n = ns.live(ino).ok_or(FsError::NotFound)?;
+            // A name the kernel still caches for a removed node: it looks the name up again.
+            let n = ns.live(ino).ok_or(FsError::Stale)?;
             if n.kind == Kind::Dir {
                 return Err(FsError::IsDir);
             }
@@ -270,7 +271,8 @@ impl MediaFs {
     /// (the API has no validators, so the GET brings the body, which the read then uses). When
     /// they changed, the content version moves on, so the open does not keep the kernel's page
     /// cache. A write buffer is the truth while it exists; bytes nobody caches, of a size known
-    /// within the TTL, need no check (the first read fetches them).
+    /// within the TTL, need no check (the first read fetches them). A media found gone is
+    /// ESTALE: the kernel looks the name up again and retries.
     pub(super) fn revalidate_body(&self, ino: Ino) -> Result<(), FsError> {
         if self.buffer_of(ino).is_some() {
             return Ok(());
@@ -278,7 +280,7 @@ impl MediaFs {
         let path = {
             let ns = self.ns.lock();
             let Some(n) = ns.live(ino) else {
-                return Err(FsError::NotFound);
+                return Err(FsError::Stale);
             };
             let ttl = self.opts.metadata_ttl;
             let cached = n.kernel_version != 0
@@ -296,10 +298,12 @@ impl MediaFs {
         };
         match self.download(&path, |_| false) {
             Ok(_) => Ok(()),
+            // Gone from the server (the name is dropped): the kernel looks it up again, so an
+            // `O_CREAT` open makes a new file.
             Err(FsError::Api {
                 source: ApiError::NotFound,
                 ..
-            }) => Err(FsError::NotFound),
+            }) => Err(FsError::Stale),
             Err(e) => Err(e),
         }
     }
