@@ -142,6 +142,34 @@ fn a_new_file_whose_close_failed_can_be_created_again_at_once() {
     assert_eq!(read(&p), b"second try");
 }
 
+/// A descriptor the writer also holds for reading (`exec 3<f`, `flock f`, a loop reading `f`)
+/// never uploads at its close: only a writable one is a later close that will. So the close of
+/// the writing descriptor uploads and returns the upload's result.
+#[test]
+fn a_read_only_descriptor_held_beside_does_not_defer_the_upload() {
+    let m = Mount::with(
+        emulator_with(&[("f.txt", b"old")]),
+        &["--retry-time", "500ms"],
+    );
+    let p = m.path("f.txt");
+    let reader = File::open(&p).expect("open for reading");
+    let q = p.clone();
+    let mut writer = timed("open for writing", move || File::create(q).unwrap());
+    writer.write_all(b"new").unwrap();
+    server_fails(&m);
+    let e = close(writer).expect_err("the close reports the failed upload");
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    server_heals(&m);
+    let q = p.clone();
+    let mut writer = timed("open for writing", move || {
+        OpenOptions::new().write(true).open(q).unwrap()
+    });
+    writer.write_all(b"NEW").unwrap();
+    close(writer).expect("close uploads");
+    assert_eq!(m.stored("f.txt").as_deref(), Some(&b"NEW"[..]));
+    drop(reader);
+}
+
 #[test]
 fn a_close_that_still_fails_keeps_the_bytes_for_any_legal_name() {
     let m = Mount::with(

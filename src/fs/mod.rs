@@ -196,13 +196,15 @@ impl MediaFs {
     }
 
     /// The device of our mount (for FUSE: major 0, the connection's number), read from the mount
-    /// table once the mount is there; `None` before, or without a mount.
-    pub(super) fn mount_device(&self) -> Option<(u32, u32)> {
+    /// table once the mount is there (at the kernel's INIT, else at the first use); `None`
+    /// before, or without a mount.
+    pub fn mount_device(&self) -> Option<(u32, u32)> {
         if let Some(d) = self.mount_device.get() {
             return Some(*d);
         }
         let path = self.mountpoint.lock().clone()?;
-        let mount = crate::mountinfo::at(&path).filter(|m| m.fstype.starts_with("fuse"))?;
+        let mount = crate::mountinfo::at(&path)
+            .filter(|m| m.fstype == "fuse.bwmediafs" || m.fstype == "fuse")?;
         Some(*self.mount_device.get_or_init(|| mount.device))
     }
 

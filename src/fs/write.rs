@@ -6,8 +6,9 @@
 //!   empty file, needs no download.
 //! - Which close uploads: FUSE does not say which close is the last. A close leaves the upload
 //!   to a later one when that one is certain: the process that opened the file still holds
-//!   another descriptor of it (the shell's own copy in `echo x > f`, a loop redirected to a
-//!   file, a program that forked). Otherwise the close uploads and returns the upload's result.
+//!   another descriptor of it open for writing (the shell's own copy in `echo x > f`, a loop
+//!   redirected to a file, a program that forked); a read-only one never uploads, so it does
+//!   not count. Otherwise the close uploads and returns the upload's result.
 //! - The last release uploads what is still dirty (writes through `mmap` come after the close),
 //!   but not bytes whose close already failed: they are in the recovery folder.
 
@@ -128,7 +129,7 @@ impl MediaFs {
 
     /// Called on every close of a descriptor (FUSE FLUSH): upload if the handle's buffer
     /// changed, unless a close that will upload is sure to come: the process that opened the
-    /// handle still runs and holds another descriptor of the file. So the shell's closes of a
+    /// handle still runs and holds another writable descriptor of the file. So the shell's closes of a
     /// redirected file (`echo x > f`, a loop of commands, a writer that forks) upload once, at
     /// the last of them, and no empty or half-written media appears on the way; and a close that
     /// returns 0 with no such descriptor left means the server holds the bytes.
@@ -150,12 +151,12 @@ impl MediaFs {
         self.upload(h.ino, buf, UploadCause::Sync)
     }
 
-    /// Whether process `pid` holds a descriptor of the file `ino` (when that can be told): a
-    /// descriptor on this mount's device and the kernel's inode `ino`, whatever name it was
-    /// opened by.
+    /// Whether process `pid` holds a descriptor of the file `ino` open for writing (when that
+    /// can be told): a descriptor on this mount's device and the kernel's inode `ino`, whatever
+    /// name it was opened by. Only a writable descriptor's close uploads.
     pub(super) fn held_by(&self, pid: u32, ino: Ino) -> bool {
         self.mount_device()
-            .is_some_and(|device| process::holds(pid, process::FileId { device, ino }))
+            .is_some_and(|device| process::holds_for_writing(pid, process::FileId { device, ino }))
     }
 
     /// `fsync`: upload whatever is dirty, now.

@@ -74,6 +74,10 @@ impl Filesystem for FuseFs {
                 log::debug!("the kernel does not offer {cap:?}");
             }
         }
+        // The mount is in the mount table now: its device tells our files' descriptors apart.
+        if self.fs.mount_device().is_none() {
+            log::debug!("the mount is not in the mount table yet; its device is read later");
+        }
         // The reply follows at once; until it is in, the kernel holds every other request.
         self.initialized.set();
         Ok(())
