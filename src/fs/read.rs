@@ -215,7 +215,12 @@ impl MediaFs {
             }
         }
         if !trunc {
-            self.revalidate_body(ino)?;
+            // Found gone from the server: the name the kernel still caches is dropped, and the
+            // kernel looks it up again (so an `O_CREAT` open makes a new file).
+            self.revalidate_body(ino).map_err(|e| match e {
+                FsError::NotFound => FsError::Stale,
+                e => e,
+            })?;
         }
         let buf = if writes {
             Some(self.acquire_buffer(ino, trunc)?)
@@ -272,7 +277,7 @@ impl MediaFs {
     /// they changed, the content version moves on, so the open does not keep the kernel's page
     /// cache. A write buffer is the truth while it exists; bytes nobody caches, of a size known
     /// within the TTL, need no check (the first read fetches them). A media found gone is
-    /// ESTALE: the kernel looks the name up again and retries.
+    /// NotFound (its name is dropped).
     pub(super) fn revalidate_body(&self, ino: Ino) -> Result<(), FsError> {
         if self.buffer_of(ino).is_some() {
             return Ok(());
@@ -280,7 +285,7 @@ impl MediaFs {
         let path = {
             let ns = self.ns.lock();
             let Some(n) = ns.live(ino) else {
-                return Err(FsError::Stale);
+                return Err(FsError::NotFound);
             };
             let ttl = self.opts.metadata_ttl;
             let cached = n.kernel_version != 0
@@ -298,12 +303,10 @@ impl MediaFs {
         };
         match self.download(&path, |_| false) {
             Ok(_) => Ok(()),
-            // Gone from the server (the name is dropped): the kernel looks it up again, so an
-            // `O_CREAT` open makes a new file.
             Err(FsError::Api {
                 source: ApiError::NotFound,
                 ..
-            }) => Err(FsError::Stale),
+            }) => Err(FsError::NotFound),
             Err(e) => Err(e),
         }
     }

@@ -324,6 +324,24 @@ fn a_directory_rename_passes_over_a_media_deleted_elsewhere() {
     assert_eq!(t.ls("dst").unwrap(), vec!["f0", "f1", "f3", "f4"]);
 }
 
+/// The same when the gone media's bytes were cached and are past the TTL: the rename's check of
+/// them finds it gone, which passes it over like any media gone, and fails nothing.
+#[test]
+fn a_directory_rename_passes_over_a_cached_media_deleted_elsewhere() {
+    let store = new_store(1000);
+    for i in 0..3 {
+        seed(&store, &format!("src/f{i}"), b"x");
+    }
+    let t = mount_ttl(store.clone(), Duration::from_millis(50));
+    assert_eq!(t.cat("src/f1").unwrap(), b"x");
+    std::thread::sleep(Duration::from_millis(80));
+    t.ls("src").unwrap();
+    store.delete("src/f1");
+    t.mv("src", "dst").unwrap();
+    assert_eq!(t.store.names(), vec!["dst/f0", "dst/f2"]);
+    assert_eq!(t.ls("dst").unwrap(), vec!["f0", "f2"]);
+}
+
 #[test]
 fn a_file_replaced_by_a_directory_elsewhere_shows_as_the_directory() {
     // The listing that shows `d/x` does not show `d`: the cached file `d` must not hide it.
