@@ -420,6 +420,16 @@ fn unknown_keys_and_half_pairs_in_the_credentials_file_are_named() {
         "{err}"
     );
     assert!(!err.contains(CLIENT_SECRET), "{err}");
+    // A space for the `=` before a secret ending in base64 padding: the line is refused by its
+    // number, and the secret is not repeated as if it were a key.
+    let file = credentials_file(
+        dir.path(),
+        &format!("BW_ACCOUNT_ID=9900000\nBW_CLIENT_ID=test-client\nBW_CLIENT_SECRET {CLIENT_SECRET}==\n{urls}"),
+    );
+    let (status, err) = run_to_end(&["--credentials", file.to_str().unwrap(), m], &[]);
+    assert!(!status.success());
+    assert!(err.contains("not KEY=VALUE (line 3)"), "{err}");
+    assert!(!err.contains(CLIENT_SECRET), "{err}");
     // A password without its user: the missing half is named.
     let file = credentials_file(
         dir.path(),

@@ -232,13 +232,21 @@ fn parse(text: &str) -> Result<Vars, usize> {
         }
         let line = line.strip_prefix("export ").unwrap_or(line);
         let (k, v) = line.split_once('=').ok_or(i + 1)?;
+        // A key is a name. Anything else is a broken line, said by its number only: its text
+        // may hold a secret (`BW_CLIENT_SECRET abc==` splits at the padding).
+        let k = k.trim();
+        let is_name = k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !is_name {
+            return Err(i + 1);
+        }
         let v = v.trim();
         let v = v
             .strip_prefix('"')
             .and_then(|v| v.strip_suffix('"'))
             .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
             .unwrap_or(v);
-        vars.insert(k.trim().to_string(), (v.to_string(), Some(i + 1)));
+        vars.insert(k.to_string(), (v.to_string(), Some(i + 1)));
     }
     Ok(vars)
 }
@@ -385,5 +393,9 @@ mod tests {
     #[test]
     fn a_line_without_equals_is_reported_by_number() {
         assert_eq!(parse("A=1\n\nnonsense\n"), Err(3));
+        // A space for the `=`: the key would carry the secret into the warning; the line is
+        // refused by its number.
+        assert_eq!(parse("BW_CLIENT_SECRET Zm9vYmFy==\n"), Err(1));
+        assert_eq!(parse("1BAD=x\n"), Err(1));
     }
 }
