@@ -19,7 +19,7 @@ use bwmediafs::cli::logging::{self, LogOutput, LogSettings};
 use bwmediafs::cli::options::{check_token_url, check_transport_security, Args, MountFlags};
 use bwmediafs::cli::{demo, mountpoint, notify};
 use bwmediafs::emulator::Emulator;
-use bwmediafs::fs::{old_times_file, times_file, FsOptions, MediaFs};
+use bwmediafs::fs::{old_times_file, recovery_dir_for, times_file, FsOptions, MediaFs};
 use bwmediafs::fuse::{self, MountOptions};
 
 fn main() {
@@ -199,6 +199,10 @@ fn open_store(
         // The demo's media are new at each start: nothing of their times is worth keeping.
         opts.times_file = Some(times_file(&http.base_url, &http.account_id));
         opts.old_times_file = old_times_file(&http.base_url, &http.account_id);
+    }
+    if args.recovery_dir.is_none() {
+        // Copies are named after the media: each store has a folder of its own.
+        opts.recovery_dir = recovery_dir_for(&http.base_url, &http.account_id);
     }
     let api = HttpApi::new(http).map_err(|e| e.to_string())?;
     let fs = connect::open(Arc::new(api), opts, &endpoint, log)?;

@@ -200,3 +200,65 @@ fn two_servers_with_one_account_id_keep_their_times_apart() {
         1_562_577_011 * 1_000_000_000
     );
 }
+
+/// Mounts of two stores keep their recovery copies apart: copies are named after the media, so
+/// in one shared folder a failed upload on one mount overwrote the other's copy of the same
+/// name, and a successful upload on one removed the other's copy of the same bytes, which the
+/// other server never stored. By default each store has a folder of its own.
+#[test]
+fn two_stores_keep_their_recovery_copies_apart() {
+    let state = tempfile::tempdir().unwrap();
+    let a = start_emulator(emulator_config());
+    let b = start_emulator(emulator_config());
+    let env_a = env_keeping(&a, state.path());
+    let env_b = env_keeping(&b, state.path());
+    let ma = Mount::with_env(a, &["--retry-time", "500ms"], &env_a);
+    let mb = Mount::with_env(b, &["--retry-time", "500ms"], &env_b);
+    let fail = |m: &Mount| {
+        m.emulator.set_faults(bwmediafs::emulator::Faults {
+            error_rate: 1.0,
+            error_statuses: vec![503],
+            ..Default::default()
+        })
+    };
+    // The fsync's result: a failed upload saves the bytes in the recovery folder.
+    let write = |m: &Mount, body: &'static [u8]| {
+        let p = m.path("x.txt");
+        timed("write", move || {
+            use std::io::Write;
+            let mut f = std::fs::File::create(p)?;
+            f.write_all(body)?;
+            f.sync_all()
+        })
+    };
+    fail(&ma);
+    assert!(write(&ma, b"only A's").is_err());
+    // B fails too, with other bytes of the same name; then B stores A's bytes.
+    fail(&mb);
+    assert!(write(&mb, b"only B's").is_err());
+    mb.emulator
+        .set_faults(bwmediafs::emulator::Faults::default());
+    write(&mb, b"only A's").expect("B stores the bytes");
+    let mut copies: Vec<Vec<u8>> = walk_files(&state.path().join("bwmediafs/recovery"))
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == "x.txt"))
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    copies.sort();
+    // A's bytes never reached A, B's never reached B: each keeps its copy.
+    assert_eq!(copies, vec![b"only A's".to_vec(), b"only B's".to_vec()]);
+}
+
+/// Every file under `dir`.
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -103,9 +103,10 @@ const BWMEDIAFS: Extra = Extra {
              x while the media keeps the bytes it was set on, kept across remounts.",
         ),
         (
-            "$XDG_STATE_HOME/bwmediafs/recovery/",
+            "$XDG_STATE_HOME/bwmediafs/recovery/ACCOUNT-HASH/",
             "The bytes of files whose upload failed for good, named after the media, until \
-             those bytes are uploaded (the default of --recovery-dir). The log says once where \
+             those bytes are uploaded (the default of --recovery-dir: a folder for each account \
+             on each server, HASH standing for its base URL). The log says once where \
              each is and the command that uploads it again, or, when the server refused it as \
              too large, to make the file smaller.",
         ),

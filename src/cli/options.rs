@@ -128,8 +128,9 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub metadata_ttl: Duration,
 
-    /// Where the bytes of a file whose upload failed for good are kept, to re-upload later.
-    /// Default: $XDG_STATE_HOME/bwmediafs/recovery (~/.local/state/bwmediafs/recovery).
+    /// Where the bytes of a file whose upload failed for good are kept, to re-upload later
+    /// (give each mount its own). Default: a folder for each account on each server,
+    /// $XDG_STATE_HOME/bwmediafs/recovery/ACCOUNT-HASH (~/.local/state/bwmediafs/recovery/...).
     #[arg(long, value_name = "DIR")]
     pub recovery_dir: Option<PathBuf>,
 

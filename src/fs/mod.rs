@@ -88,7 +88,7 @@ pub use error::FsError;
 use handles::Handle;
 pub use namespace::{Attr, Ino, Kind, ROOT_INO};
 use namespace::{Defaults, Namespace, NAME_MAX};
-pub use options::{old_times_file, state_dir, times_file, FsOptions};
+pub use options::{old_times_file, recovery_dir_for, state_dir, times_file, FsOptions};
 use readahead::ReadAhead;
 use readdir::DirHandle;
 pub use types::*;

@@ -86,8 +86,23 @@ fn default_recovery_dir(uid: u32) -> PathBuf {
 /// local emulator serves the same account id, and a time one server's media had says nothing of
 /// another's.
 pub fn times_file(base_url: &str, account: &str) -> PathBuf {
+    own_state_dir().join(format!("times-{}.json", store_key(base_url, account)))
+}
+
+/// The default recovery folder of the mounts of `account` on the server at `base_url`: a
+/// folder of its own under the user's recovery folder, `recovery/ACCOUNT-HASH/`. Copies are
+/// named after the media, so mounts of two stores sharing one folder would overwrite each
+/// other's copies, and an upload on one would remove a copy of bytes the other never stored.
+pub fn recovery_dir_for(base_url: &str, account: &str) -> PathBuf {
+    // SAFETY: getuid cannot fail and touches no memory.
+    let uid = unsafe { libc::getuid() };
+    default_recovery_dir(uid).join(store_key(base_url, account))
+}
+
+/// `ACCOUNT-HASH`, HASH a stable hash of the base URL: one media store.
+fn store_key(base_url: &str, account: &str) -> String {
     let server = fnv1a(base_url.trim_end_matches('/').as_bytes());
-    own_state_dir().join(format!("times-{account}-{server:016x}.json"))
+    format!("{account}-{server:016x}")
 }
 
 /// The state file older versions kept the times of `account` in, keyed by the account alone

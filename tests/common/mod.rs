@@ -134,8 +134,9 @@ impl Mount {
     }
 
     /// Start `bwmediafs -f` without waiting for the mount (see [`Mount::wait_mounted`]). Its
-    /// state directory (where it keeps the times of media) is its own, unless `env` gives
-    /// `XDG_STATE_HOME`: mounts of tests that run at once share an account id.
+    /// state directory (where it keeps the times of media) and its recovery folder are its own,
+    /// unless `env` gives `XDG_STATE_HOME`: then both are the defaults under it, shared with the
+    /// mounts given the same (mounts of tests that run at once share an account id).
     pub fn spawn(
         emulator: impl Into<Arc<Emulator>>,
         args: &[&str],
@@ -151,12 +152,11 @@ impl Mount {
         let mut cmd = command(env);
         if !env.iter().any(|(k, _)| k == "XDG_STATE_HOME") {
             cmd.env("XDG_STATE_HOME", dir.path().join("state"));
+            cmd.arg("--recovery-dir").arg(dir.path().join("recovery"));
         }
         let child = cmd
             .arg("-f")
             .arg("-vv")
-            .arg("--recovery-dir")
-            .arg(dir.path().join("recovery"))
             .args(args)
             .arg(&mnt)
             .stdin(Stdio::null())
