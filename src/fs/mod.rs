@@ -31,10 +31,11 @@
 //! - `error`: [`FsError`] and its one mapping to errno.
 //!
 //! Timestamps (`namespace::times`, and `times` for the state file): a media's mtime is the time
-//! of the last write here (the upload at close does not move it), else the server's `Last-Modified`, else when this machine first saw it (kept
-//! across remounts); it changes on our own writes and when the server shows different content
-//! (a new size in a listing, other bytes or another date from a GET); chmod/chown/utimens
-//! values are kept for the life of the mount.
+//! of the last write here (the upload at close does not move it), else the server's
+//! `Last-Modified`, else when this machine first saw it (kept across remounts); it changes on
+//! our own writes and when the server shows different content (a new size in a listing, other
+//! bytes or another date from a GET). A time set with utimens is kept across remounts while
+//! the bytes it was set on stay; chmod/chown values are kept for the life of the mount.
 //!
 //! Extended attributes (`xattr`): the `user.bandwidth.` ones are derived or sent to the server;
 //! other `user.` ones are kept in memory for the life of the mount.
