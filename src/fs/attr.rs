@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use super::buffer::{too_large, UploadCause, WriteBuf};
 use super::error::FsError;
@@ -126,9 +126,9 @@ impl MediaFs {
     pub(super) fn trusted(&self, ns: &Namespace, n: &namespace::Node) -> bool {
         let seen = match n.kind {
             Kind::File => n.verified_at,
-            Kind::Dir => ns.complete_at,
+            Kind::Dir => ns.complete_at(),
         };
-        ns.complete_pages != 1
+        ns.complete_pages() != 1
             || (n.kind == Kind::File && !n.remote)
             || fresh(seen, self.opts.metadata_ttl)
             || ns.shown_to_open_listing(n.parent, seen)
@@ -151,7 +151,7 @@ impl MediaFs {
                 let t0 = Instant::now();
                 self.walk_until(None, |ns| {
                     self.listing_fresh(ns)
-                        || ns.complete_at.is_some_and(|c| c >= t0)
+                        || ns.complete_at().is_some_and(|c| c >= t0)
                         || ns
                             .resolve(path)
                             .and_then(|i| ns.node(i))
@@ -266,30 +266,7 @@ impl MediaFs {
                 None => self.truncate_now(ino, size)?,
             }
         }
-        {
-            let mut ns = self.ns.lock();
-            let n = ns.node_mut(ino).ok_or(FsError::NotFound)?;
-            if let Some(m) = sa.mode {
-                n.perm = Some((m & 0o7777) as u16);
-            }
-            if let Some(u) = sa.uid {
-                n.uid = Some(u);
-            }
-            if let Some(g) = sa.gid {
-                n.gid = Some(g);
-            }
-            if let Some(t) = sa.atime {
-                n.atime = t;
-            }
-            if let Some(t) = sa.mtime {
-                n.user_mtime = Some(t);
-            }
-            n.ctime = SystemTime::now();
-            if sa.mtime.is_some() {
-                // Kept across remounts with the other times (`namespace::times`).
-                ns.time_set();
-            }
-        }
+        self.ns.lock().set_attributes(ino, &sa)?;
         self.attr_of(ino)
     }
 
@@ -330,10 +307,6 @@ impl MediaFs {
 
     /// A local write: the bytes are new now, whatever time a `touch` chose before.
     pub(super) fn touch_mtime(&self, ino: Ino) {
-        if let Some(n) = self.ns.lock().node_mut(ino) {
-            n.mtime = SystemTime::now();
-            n.ctime = n.mtime;
-            n.user_mtime = None;
-        }
+        self.ns.lock().written(ino);
     }
 }

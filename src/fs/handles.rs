@@ -184,11 +184,7 @@ impl MediaFs {
     /// version (for FOPEN_KEEP_CACHE next time).
     pub(super) fn mark_served(&self, h: &Handle) {
         if !h.served.swap(true, Ordering::Relaxed) {
-            if let Some(n) = self.ns.lock().node_mut(h.ino) {
-                if !n.removed {
-                    n.kernel_version = n.content_version;
-                }
-            }
+            self.ns.lock().kernel_caches_current(h.ino);
         }
     }
 }

@@ -14,60 +14,11 @@
 //! - The PUT holds the file's upload lock, so it never lands after a newer upload of its bytes.
 
 use super::error::FsError;
-use super::namespace::{Ino, Node, StoredHeaders};
+pub(super) use super::namespace::Header;
+use super::namespace::Ino;
 use super::recovery::remove_recovery;
 use super::upload::upload_target;
 use super::MediaFs;
-
-/// A header the xattrs set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Header {
-    ContentType,
-    CacheControl,
-}
-
-/// What a node says of its headers before a change, to undo it.
-struct Before {
-    content_type: Option<String>,
-    cache_control: Option<String>,
-    stored: Option<Box<StoredHeaders>>,
-}
-
-impl Before {
-    fn of(n: &Node) -> Before {
-        Before {
-            content_type: n.content_type_override.clone(),
-            cache_control: n.cache_control_override.clone(),
-            stored: n.stored.clone(),
-        }
-    }
-
-    fn restore(self, n: &mut Node) {
-        n.content_type_override = self.content_type;
-        n.cache_control_override = self.cache_control;
-        n.stored = self.stored;
-    }
-}
-
-/// Set `header` of `n` to `value`, or (None) return it to what nothing set implies.
-fn apply(n: &mut Node, header: Header, value: Option<String>) {
-    let removed = value.is_none();
-    let (slot, stored) = match header {
-        Header::ContentType => (
-            &mut n.content_type_override,
-            n.stored.as_mut().map(|s| &mut s.content_type),
-        ),
-        Header::CacheControl => (
-            &mut n.cache_control_override,
-            n.stored.as_mut().map(|s| &mut s.cache_control),
-        ),
-    };
-    *slot = value;
-    if let (true, Some(stored)) = (removed, stored) {
-        // The next upload replaces what the server holds with what is implied.
-        *stored = None;
-    }
-}
 
 impl MediaFs {
     /// Set `header` of file `ino` to `value` (None: remove it), on the server at once: one PUT
@@ -87,27 +38,25 @@ impl MediaFs {
         });
         {
             let mut ns = self.ns.lock();
-            let n = ns.node_mut(ino).ok_or(FsError::NotFound)?;
+            let n = ns.node(ino).ok_or(FsError::NotFound)?;
             if pending || !n.remote || n.removed {
-                apply(n, header, value);
+                ns.set_header(ino, header, value)?;
                 return Ok(());
             }
         }
         let (bytes, generation) = self.bytes_of(ino)?;
         let (target, before) = {
             let mut ns = self.ns.lock();
-            let n = ns.node_mut(ino).ok_or(FsError::NotFound)?;
-            let before = Before::of(n);
-            apply(n, header, value);
+            let before = ns.set_header(ino, header, value)?;
+            let n = ns.node(ino).ok_or(FsError::NotFound)?;
             let target = upload_target(n, &n.path, &bytes);
-            let held = before.stored.as_deref();
-            let unchanged = held.is_some_and(|h| {
+            let unchanged = before.stored().is_some_and(|h| {
                 h.content_type.as_deref() == Some(target.content_type.as_str())
                     && h.cache_control == target.cache_control
             });
             if unchanged {
                 // Nothing to send: the server holds these headers.
-                n.stored = before.stored;
+                ns.headers_held(ino, before);
                 return Ok(());
             }
             (target, before)
@@ -126,9 +75,7 @@ impl MediaFs {
             }
             Err(e) => {
                 log::warn!("the headers of {path:?} are unchanged: {e}");
-                if let Some(n) = self.ns.lock().node_mut(ino) {
-                    before.restore(n);
-                }
+                self.ns.lock().undo_header(ino, before);
                 Err(e)
             }
         }

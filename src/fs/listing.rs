@@ -31,13 +31,13 @@ impl MediaFs {
     }
 
     pub(super) fn listing_fresh(&self, ns: &Namespace) -> bool {
-        fresh(ns.complete_at, self.opts.metadata_ttl)
+        fresh(ns.complete_at(), self.opts.metadata_ttl)
     }
 
     /// Whether the account's listing fit in one page last time (then a list request is the
     /// cheapest way to revalidate anything).
     pub(super) fn small_account(&self) -> bool {
-        self.ns.lock().complete_pages == 1
+        self.ns.lock().complete_pages() == 1
     }
 
     /// Fetch listing pages (continuing the current walk when it is recent, else starting one)
@@ -58,7 +58,7 @@ impl MediaFs {
                 if stop(&ns) {
                     return Ok(());
                 }
-                match &ns.walk {
+                match ns.walk() {
                     Some(w) if self.may_continue(w, follow, began) => (w.id, w.next.clone()),
                     _ => (ns.start_walk(Instant::now()), None),
                 }
@@ -66,10 +66,7 @@ impl MediaFs {
             let page = match self.api.list_page(token.as_deref()) {
                 Ok(p) => p,
                 Err(e) => {
-                    let mut ns = self.ns.lock();
-                    if ns.walk.as_ref().is_some_and(|w| w.id == id) {
-                        ns.walk = None;
-                    }
+                    self.ns.lock().abandon_walk(id);
                     return Err(self.api_error("listing the media", "", e));
                 }
             };
@@ -105,7 +102,7 @@ impl MediaFs {
     pub(super) fn ensure_complete(&self) -> Result<(), FsError> {
         let t0 = Instant::now();
         self.walk_until(None, |ns| {
-            self.listing_fresh(ns) || ns.complete_at.is_some_and(|c| c >= t0)
+            self.listing_fresh(ns) || ns.complete_at().is_some_and(|c| c >= t0)
         })
     }
 

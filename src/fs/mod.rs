@@ -137,7 +137,7 @@ impl MediaFs {
     /// Check the credentials with one list page, which also seeds the listing cache.
     pub fn connect(api: Arc<dyn MediaApi>, opts: FsOptions) -> Result<Arc<MediaFs>, FsError> {
         let fs = MediaFs::new(api, opts);
-        fs.walk_until(None, |ns| ns.walk.as_ref().is_some_and(|w| w.pages() > 0))?;
+        fs.walk_until(None, |ns| ns.walk().is_some_and(|w| w.pages() > 0))?;
         Ok(fs)
     }
 

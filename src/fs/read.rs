@@ -24,7 +24,7 @@ use super::buffer::WriteState;
 use super::content::{Early, Fetch, Fingerprint, Flight, FlightSink, Leader};
 use super::error::FsError;
 use super::handles::{Handle, HandleBody};
-use super::namespace::{Ino, Kind, Node, StoredHeaders};
+use super::namespace::{Ino, Kind, Node};
 use super::types::Opened;
 use super::{content, fresh, MediaFs, DOWNLOAD};
 use crate::api::{ApiError, Media};
@@ -94,11 +94,11 @@ impl MediaFs {
         // it served by then, and one that reads after the end takes the whole body, marking
         // its handle (`read_flight`).
         if flight.served() {
+            // Bytes were handed out while the body came in: the kernel caches them; of a
+            // download that failed, what it caches belongs to no version.
             let mut ns = self.ns.lock();
-            if let Some(n) = ns.resolve_file(path).and_then(|i| ns.node_mut(i)) {
-                // Bytes were handed out while the body came in: the kernel caches them; of a
-                // download that failed, what it caches belongs to no version.
-                n.kernel_version = version.unwrap_or(0);
+            if let Some(ino) = ns.resolve_file(path) {
+                ns.kernel_caches(ino, version.unwrap_or(0));
             }
         }
         sink.answer_early(&result);
@@ -118,27 +118,13 @@ impl MediaFs {
         };
         let mut ns = self.ns.lock();
         let ino = ns.remote_file(path, len, None, Instant::now());
+        let print = self.content.fingerprint(path);
         let version = match ino {
-            Some(ino) => {
-                ns.local_change(ino);
-                let v = ns.next_version();
-                let n = ns.node_mut(ino).ok_or(FsError::NotFound)?;
-                let changed = match (&old, self.content.fingerprint(path)) {
-                    (Some((om, _)), _) => om.body != m.body,
-                    (None, Some(f)) if f.version == n.content_version => !f.matches(&m.body),
-                    (None, _) => n.kernel_version != 0,
-                };
-                if changed {
-                    n.content_version = v;
-                }
-                n.body_checked_at = Some(Instant::now());
-                n.stored = Some(Box::new(StoredHeaders::of(&m)));
-                let version = n.content_version;
-                if !written {
-                    ns.downloaded(ino, m.last_modified, changed);
-                }
-                version
-            }
+            Some(ino) => ns.body_seen(ino, &m, written, |n| match (&old, print) {
+                (Some((om, _)), _) => om.body != m.body,
+                (None, Some(f)) if f.version == n.content_version => !f.matches(&m.body),
+                (None, _) => n.kernel_version != 0,
+            })?,
             None => 0,
         };
         drop(ns);
@@ -232,19 +218,10 @@ impl MediaFs {
         // whatever the kernel no longer has: the handle holds the cached body of that version,
         // or its fingerprint, which a download of what the kernel evicted must match. So one
         // reader never sees two versions.
-        let kept = {
-            let mut ns = self.ns.lock();
-            ns.node_mut(ino).and_then(|n| {
-                let current =
-                    !dirty && n.kernel_version != 0 && n.kernel_version == n.content_version;
-                let kept = current.then(|| self.kernel_version_body(n)).flatten();
-                if kept.is_none() {
-                    // The kernel drops its cache; what it caches next is what we serve.
-                    n.kernel_version = 0;
-                }
-                kept
-            })
-        };
+        let kept = self
+            .ns
+            .lock()
+            .open_keeps_kernel_cache(ino, dirty, |n| self.kernel_version_body(n));
         let keep_cache = kept.is_some();
         let no_flush = buf.is_none();
         let body = kept.unwrap_or_default();

@@ -69,21 +69,12 @@ impl MediaFs {
     pub fn opendir(&self, ino: Ino) -> Result<Opened, FsError> {
         let (parent, keep_cache, renames_at_open) = {
             let mut ns = self.ns.lock();
-            let n = ns.live_dir(ino)?;
-            let (parent, version) = (n.parent, n.content_version);
-            let ttl = self.opts.metadata_ttl;
-            let keep = self.listing_fresh(&ns)
-                && ns
-                    .kernel_dirs
-                    .get(&ino)
-                    .is_some_and(|(v, at)| *v == version && at.elapsed() < ttl);
-            if !keep {
-                // The kernel drops what it cached; what it caches next is what we hand out.
-                ns.kernel_dirs.remove(&ino);
-            }
+            let parent = ns.live_dir(ino)?.parent;
+            let fresh = self.listing_fresh(&ns);
+            let keep = ns.open_keeps_kernel_dir(ino, fresh, self.opts.metadata_ttl);
             ns.open_ref(ino);
             ns.listing_opened(ino, Instant::now());
-            (parent, keep, ns.renamed_in_place)
+            (parent, keep, ns.renamed_in_place())
         };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         let dh = DirHandle {
@@ -200,12 +191,11 @@ impl MediaFs {
         let Some(dir) = ns.live(d.ino) else {
             return;
         };
-        let exact = ns.renamed_in_place == d.renames_at_open
+        let exact = ns.renamed_in_place() == d.renames_at_open
             && d.emitted.len() == dir.children.len()
             && dir.children.values().all(|c| d.emitted.contains(c));
         if exact {
-            let version = dir.content_version;
-            ns.kernel_dirs.insert(d.ino, (version, first));
+            ns.kernel_caches_dir(d.ino, first);
         }
     }
 
@@ -244,7 +234,7 @@ impl MediaFs {
             d.eof = true;
             return None;
         }
-        match ns.walk.as_ref() {
+        match ns.walk() {
             Some(w)
                 if d.walk == Some(w.id)
                     || (d.walk.is_none() && self.continuable(w) && self.walk_fresh(w)) =>
@@ -296,20 +286,19 @@ impl MediaFs {
     fn wait_for(&self, dh: &Mutex<DirHandle>, wait: Wait) -> Result<(), FsError> {
         match wait {
             Wait::Again => {}
-            Wait::Next(id, pages) => self.walk_until(Some(id), |ns| match ns.walk.as_ref() {
+            Wait::Next(id, pages) => self.walk_until(Some(id), |ns| match ns.walk() {
                 Some(w) => w.id != id || w.pages() != pages || w.done,
                 None => true,
             })?,
             Wait::New(old) => {
                 self.walk_until(None, |ns| {
-                    ns.walk
-                        .as_ref()
+                    ns.walk()
                         .is_some_and(|w| Some(w.id) != old && w.pages() > 0)
                 })?;
                 // Follow the walk we waited for, even if it is already complete.
                 let mut d = dh.lock();
                 let ns = self.ns.lock();
-                if let Some(w) = ns.walk.as_ref() {
+                if let Some(w) = ns.walk() {
                     if Some(w.id) != old {
                         d.walk = Some(w.id);
                         d.seen_pos = None;
@@ -334,13 +323,13 @@ impl MediaFs {
                 return;
             }
             let ns = self.ns.lock();
-            match (d.walk, ns.walk.as_ref()) {
+            match (d.walk, ns.walk()) {
                 (Some(id), Some(w)) if w.id == id && self.continuable(w) => (id, w.pages()),
                 _ => return,
             }
         };
         // An error is logged; the reader meets it (or a fresh walk) on its next call.
-        let _ = self.walk_until(Some(id), |ns| match ns.walk.as_ref() {
+        let _ = self.walk_until(Some(id), |ns| match ns.walk() {
             Some(w) => w.id != id || w.pages() > pages || w.done,
             None => true,
         });

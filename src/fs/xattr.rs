@@ -17,7 +17,6 @@
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::time::SystemTime;
 
 use super::error::FsError;
 use super::headers::Header;
@@ -38,11 +37,6 @@ const DERIVED: &[&str] = &[XATTR_URL, XATTR_EXPIRES];
 const MAX_HEADER_VALUE: usize = 1024;
 /// The largest value of a user's own attribute (the kernel's own limit, `XATTR_SIZE_MAX`).
 pub const MAX_XATTR_VALUE: usize = 64 * 1024;
-/// The most a file or directory may hold of the user's own attributes, names and values.
-pub const MAX_XATTRS_PER_NODE: usize = 256 * 1024;
-/// The most the names of the user's own attributes of one file may take, each with its NUL:
-/// what `listxattr` can return (the kernel's `XATTR_LIST_MAX`, 64 KiB), less room for ours.
-const MAX_XATTR_NAMES: usize = 64 * 1024 - 256;
 
 /// How an attribute name is served.
 enum Name<'a> {
@@ -256,37 +250,7 @@ impl MediaFs {
         if value.len() > MAX_XATTR_VALUE {
             return Err(FsError::ValueTooLarge(MAX_XATTR_VALUE));
         }
-        let mut ns = self.ns.lock();
-        let n = ns.node_mut(ino).ok_or(FsError::NotFound)?;
-        let attrs = n.xattrs.get_or_insert_default();
-        let old = attrs.get(name).map(|v| v.len());
-        if flags & libc::XATTR_CREATE != 0 && old.is_some() {
-            return Err(FsError::Exists);
-        }
-        if flags & libc::XATTR_REPLACE != 0 && old.is_none() {
-            if attrs.is_empty() {
-                n.xattrs = None;
-            }
-            return Err(FsError::NoAttr);
-        }
-        let held: usize = attrs.iter().map(|(k, v)| k.len() + v.len()).sum();
-        let names: usize = attrs.keys().map(|k| k.len() + 1).sum();
-        let (after, names_after) = match old {
-            Some(len) => (held - len + value.len(), names),
-            None => (held + name.len() + value.len(), names + name.len() + 1),
-        };
-        if after > MAX_XATTRS_PER_NODE || names_after > MAX_XATTR_NAMES {
-            if attrs.is_empty() {
-                n.xattrs = None;
-            }
-            return Err(FsError::NoSpace(format!(
-                "a file keeps at most {MAX_XATTRS_PER_NODE} bytes of extended attributes, \
-                 {MAX_XATTR_NAMES} of them names"
-            )));
-        }
-        attrs.insert(name.into(), value.into());
-        n.ctime = SystemTime::now();
-        Ok(())
+        self.ns.lock().set_user_xattr(ino, name, value, flags)
     }
 
     /// Remove an extended attribute. Removing the content type or cache control of a file sends
@@ -297,17 +261,7 @@ impl MediaFs {
         self.check_ro()?;
         let name = match classify(name) {
             Name::Other | Name::Reserved => return Err(FsError::NoAttr),
-            Name::User(name) => {
-                let mut ns = self.ns.lock();
-                let n = ns.node_mut(ino).ok_or(FsError::NotFound)?;
-                let attrs = n.xattrs.as_mut().ok_or(FsError::NoAttr)?;
-                attrs.remove(name).ok_or(FsError::NoAttr)?;
-                if attrs.is_empty() {
-                    n.xattrs = None;
-                }
-                n.ctime = SystemTime::now();
-                return Ok(());
-            }
+            Name::User(name) => return self.ns.lock().remove_user_xattr(ino, name),
             Name::Ours(name) => name,
         };
         let header = match name {

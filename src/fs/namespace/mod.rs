@@ -18,11 +18,17 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Instant, SystemTime};
 
+mod attrs;
 mod collisions;
+mod headers;
 mod node;
 mod times;
+mod versions;
 mod walk;
 
+#[cfg(test)]
+pub(crate) use attrs::MAX_XATTRS_PER_NODE;
+pub(crate) use headers::Header;
 pub use node::{Attr, Ino, Kind, NAME_MAX, ROOT_INO};
 pub(crate) use node::{Defaults, InoMap, InoSet, Node, StoredHeaders};
 pub(crate) use times::TimeRecord;
@@ -38,26 +44,26 @@ pub(crate) struct Namespace {
     version: u64,
     next_walk_id: u64,
     /// The current (or last) walk.
-    pub walk: Option<Walk>,
+    walk: Option<Walk>,
     /// When the last complete walk finished, and how many pages it took.
-    pub complete_at: Option<Instant>,
-    pub complete_pages: usize,
+    complete_at: Option<Instant>,
+    complete_pages: usize,
     /// Names changed locally (created, uploaded, deleted) and the epoch of the change.
     recent_local: HashMap<String, u64>,
     warned: HashSet<String>,
     /// Media said in the log to be shown beside a directory of their name.
     noted_beside: HashSet<String>,
     /// How many times a node changed its name in place (shown beside a directory or back).
-    pub renamed_in_place: u64,
+    renamed_in_place: u64,
     /// Derived names a file was shown under until it took its own name back, by directory:
     /// still found by a lookup until the next complete listing, so that `rm -r` (which read
     /// them before the `rmdir` that gave the name back) removes the file (see `collisions`).
     aliases: HashMap<(Ino, Box<str>), Ino>,
-    pub defaults: Defaults,
+    defaults: Defaults,
     /// Directories whose whole listing the kernel caches (FOPEN_CACHE_DIR): the directory's
     /// content version it holds, and when the first of those entries (and their attributes)
     /// was handed out.
-    pub kernel_dirs: InoMap<(u64, Instant)>,
+    kernel_dirs: InoMap<(u64, Instant)>,
     /// Directories with listings open: how many, and when the latest of them was opened.
     open_listings: InoMap<(u32, Instant)>,
     /// The times earlier mounts remembered of media not seen yet by this one (see `times`).
@@ -169,7 +175,31 @@ impl Namespace {
         self.nodes.get(&ino).map(|n| &**n)
     }
 
-    pub(crate) fn node_mut(&mut self, ino: Ino) -> Option<&mut Node> {
+    /// The current (or last) listing walk.
+    pub(crate) fn walk(&self) -> Option<&Walk> {
+        self.walk.as_ref()
+    }
+
+    /// When the last complete listing walk finished.
+    pub(crate) fn complete_at(&self) -> Option<Instant> {
+        self.complete_at
+    }
+
+    /// How many pages the last complete listing walk took (1: a small account, where one list
+    /// request revalidates anything).
+    pub(crate) fn complete_pages(&self) -> usize {
+        self.complete_pages
+    }
+
+    /// How many times a node has changed its name in place (shown beside a directory of its
+    /// name, or back): a listing handed out across such a change is not the directory's.
+    pub(crate) fn renamed_in_place(&self) -> u64 {
+        self.renamed_in_place
+    }
+
+    /// A node to change: only the namespace's own rules change nodes (what lies outside asks
+    /// them by name).
+    fn node_mut(&mut self, ino: Ino) -> Option<&mut Node> {
         self.nodes.get_mut(&ino).map(|n| &mut **n)
     }
 

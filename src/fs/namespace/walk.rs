@@ -142,6 +142,14 @@ impl Namespace {
         }
     }
 
+    /// A page of walk `id` could not be fetched: the walk is dropped (the next listing starts a
+    /// new one), unless another has replaced it already.
+    pub(crate) fn abandon_walk(&mut self, id: u64) {
+        if self.walk.as_ref().is_some_and(|w| w.id == id) {
+            self.walk = None;
+        }
+    }
+
     /// Start a new walk (replacing any unfinished one).
     pub(crate) fn start_walk(&mut self, now: Instant) -> u64 {
         let id = self.next_walk_id;

@@ -2,7 +2,8 @@
 //! on files and directories, with the flags and limits of a local disk.
 
 use super::*;
-use crate::fs::xattr::{MAX_XATTRS_PER_NODE, MAX_XATTR_VALUE};
+use crate::fs::namespace::MAX_XATTRS_PER_NODE;
+use crate::fs::xattr::MAX_XATTR_VALUE;
 
 fn names(list: &[u8]) -> Vec<String> {
     list.split(|&b| b == 0)
