@@ -36,7 +36,7 @@ impl MediaFs {
             .ns
             .lock()
             .node(ino)
-            .is_some_and(|n| n.kind == Kind::File && self.size_past_ttl(n));
+            .is_some_and(|n| n.kind() == Kind::File && self.size_past_ttl(n));
         if stale {
             Duration::ZERO
         } else {
@@ -47,7 +47,7 @@ impl MediaFs {
     /// Whether the size the cache holds for a remote name was last confirmed longer than the TTL
     /// ago (a multi-page account trusts it until the next listing; an open checks it).
     pub(super) fn size_past_ttl(&self, n: &namespace::Node) -> bool {
-        n.remote && !fresh(n.verified_at, self.opts.metadata_ttl)
+        n.remote() && !fresh(n.verified_at(), self.opts.metadata_ttl)
     }
 
     /// Sizes of the loaded write buffers (they override the sizes the namespace knows).
@@ -85,13 +85,13 @@ impl MediaFs {
             match ns.named(parent, name).and_then(|c| ns.node(c)) {
                 Some(n) => {
                     if self.trusted(&ns, n) {
-                        let ino = n.ino;
+                        let ino = n.ino();
                         drop(ns);
                         return self.attr_of(ino);
                     }
                     // A file is asked for by its media name (it may be shown under another).
-                    match n.kind {
-                        Kind::File => (n.path.clone(), Some(n.ino)),
+                    match n.kind() {
+                        Kind::File => (n.path().to_string(), Some(n.ino())),
                         Kind::Dir => (path, None),
                     }
                 }
@@ -124,15 +124,15 @@ impl MediaFs {
     /// next listing (an open still checks the bytes, see [`MediaFs::revalidate_body`]). A name
     /// never uploaded is local, hence known.
     pub(super) fn trusted(&self, ns: &Namespace, n: &namespace::Node) -> bool {
-        let seen = match n.kind {
-            Kind::File => n.verified_at,
+        let seen = match n.kind() {
+            Kind::File => n.verified_at(),
             Kind::Dir => ns.complete_at(),
         };
         ns.complete_pages() != 1
-            || (n.kind == Kind::File && !n.remote)
+            || (n.kind() == Kind::File && !n.remote())
             || fresh(seen, self.opts.metadata_ttl)
-            || ns.shown_to_open_listing(n.parent, seen)
-            || (n.kind == Kind::Dir && ns.on_the_way_to_open_listing(n.ino))
+            || ns.shown_to_open_listing(n.parent(), seen)
+            || (n.kind() == Kind::Dir && ns.on_the_way_to_open_listing(n.ino()))
     }
 
     /// Bring the cache's view of `path` up to date with the cheapest request that can (see the
@@ -155,7 +155,7 @@ impl MediaFs {
                         || ns
                             .resolve(path)
                             .and_then(|i| ns.node(i))
-                            .is_some_and(|n| n.kind == Kind::Dir)
+                            .is_some_and(|n| n.kind() == Kind::Dir)
                 })
             }
             Err(e) => Err(e),
@@ -173,7 +173,7 @@ impl MediaFs {
             // it under the new one.
             let drop_it = ns
                 .node(ino)
-                .is_some_and(|n| n.kind == Kind::File && n.remote && !pinned.contains(&ino))
+                .is_some_and(|n| n.kind() == Kind::File && n.remote() && !pinned.contains(&ino))
                 && !moving.iter().any(|&d| ns.is_within(ino, d));
             if drop_it {
                 ns.detach(ino);
@@ -205,10 +205,11 @@ impl MediaFs {
         let stale = {
             let ns = self.ns.lock();
             let n = ns.node(ino).ok_or(FsError::NotFound)?;
-            if n.removed && n.opens == 0 {
+            if n.removed() && n.opens() == 0 {
                 return Err(FsError::NotFound);
             }
-            (n.kind == Kind::File && !n.removed && !self.trusted(&ns, n)).then(|| n.path.clone())
+            (n.kind() == Kind::File && !n.removed() && !self.trusted(&ns, n))
+                .then(|| n.path().to_string())
         };
         if let Some(path) = stale {
             if self.buffer_of(ino).is_none() {
@@ -219,7 +220,7 @@ impl MediaFs {
                     .ns
                     .lock()
                     .node(ino)
-                    .is_none_or(|n| n.removed && n.opens == 0)
+                    .is_none_or(|n| n.removed() && n.opens() == 0)
                 {
                     return Err(FsError::NotFound);
                 }
@@ -252,7 +253,7 @@ impl MediaFs {
         let (kind, path) = {
             let ns = self.ns.lock();
             let n = ns.node(ino).ok_or(FsError::NotFound)?;
-            (n.kind, n.path.clone())
+            (n.kind(), n.path().to_string())
         };
         if let Some(size) = sa.size {
             if kind == Kind::Dir {
@@ -292,7 +293,7 @@ impl MediaFs {
         self.revalidate_body(ino)?;
         let unchanged = {
             let ns = self.ns.lock();
-            ns.node(ino).is_some_and(|n| n.remote && n.size == size)
+            ns.node(ino).is_some_and(|n| n.remote() && n.size() == size)
         };
         if unchanged {
             return Ok(());

@@ -49,7 +49,7 @@ impl MediaFs {
         let ino = self.child_or_lookup(parent, name)?;
         let check = |ns: &Namespace| -> Result<(), FsError> {
             let n = ns.live_dir(ino)?;
-            if !n.children.is_empty() {
+            if !n.children().is_empty() {
                 return Err(FsError::NotEmpty);
             }
             Ok(())
@@ -153,10 +153,10 @@ impl MediaFs {
         let path = {
             let ns = self.ns.lock();
             let n = ns.live(ino).ok_or(FsError::NotFound)?;
-            if n.kind == Kind::Dir {
+            if n.kind() == Kind::Dir {
                 return Err(FsError::IsDir);
             }
-            n.path.clone()
+            n.path().to_string()
         };
         self.preload_readers(ino);
         self.api
@@ -173,7 +173,7 @@ impl MediaFs {
         }
         {
             let mut ns = self.ns.lock();
-            let parent = ns.node(ino).map(|n| n.parent);
+            let parent = ns.node(ino).map(|n| n.parent());
             ns.detach(ino);
             ns.local_change_path(path);
             if let Some(p) = parent {

@@ -136,7 +136,7 @@ impl MediaFs {
                 open.into_iter()
                     .filter(|h| {
                         ns.node(h.ino)
-                            .is_some_and(|n| n.path == path && n.content_version == version)
+                            .is_some_and(|n| n.path() == path && n.content_version() == version)
                     })
                     .collect()
             };

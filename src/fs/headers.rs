@@ -39,7 +39,7 @@ impl MediaFs {
         {
             let mut ns = self.ns.lock();
             let n = ns.node(ino).ok_or(FsError::NotFound)?;
-            if pending || !n.remote || n.removed {
+            if pending || !n.remote() || n.removed() {
                 ns.set_header(ino, header, value)?;
                 return Ok(());
             }
@@ -49,7 +49,7 @@ impl MediaFs {
             let mut ns = self.ns.lock();
             let before = ns.set_header(ino, header, value)?;
             let n = ns.node(ino).ok_or(FsError::NotFound)?;
-            let target = upload_target(n, &n.path, &bytes);
+            let target = upload_target(n, n.path(), &bytes);
             let unchanged = before.stored().is_some_and(|h| {
                 h.content_type.as_deref() == Some(target.content_type.as_str())
                     && h.cache_control == target.cache_control

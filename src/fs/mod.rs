@@ -275,7 +275,7 @@ impl MediaFs {
         self.ns
             .lock()
             .node(ino)
-            .map(|n| n.path.clone())
+            .map(|n| n.path().to_string())
             .unwrap_or_default()
     }
 }

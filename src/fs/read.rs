@@ -122,8 +122,8 @@ impl MediaFs {
         let version = match ino {
             Some(ino) => ns.body_seen(ino, &m, written, |n| match (&old, print) {
                 (Some((om, _)), _) => om.body != m.body,
-                (None, Some(f)) if f.version == n.content_version => !f.matches(&m.body),
-                (None, _) => n.kernel_version != 0,
+                (None, Some(f)) if f.version == n.content_version() => !f.matches(&m.body),
+                (None, _) => n.kernel_version() != 0,
             })?,
             None => 0,
         };
@@ -179,7 +179,7 @@ impl MediaFs {
     pub(super) fn path_version(&self, ino: Ino) -> Result<(String, u64), FsError> {
         let ns = self.ns.lock();
         let n = ns.live(ino).ok_or(FsError::NotFound)?;
-        Ok((n.path.clone(), n.content_version))
+        Ok((n.path().to_string(), n.content_version()))
     }
 
     /// Open a file for thread `pid` (as the kernel names it; 0: unknown). Write access (or
@@ -196,7 +196,7 @@ impl MediaFs {
             let ns = self.ns.lock();
             // A name the kernel still caches for a removed node: it looks the name up again.
             let n = ns.live(ino).ok_or(FsError::Stale)?;
-            if n.kind == Kind::Dir {
+            if n.kind() == Kind::Dir {
                 return Err(FsError::IsDir);
             }
         }
@@ -237,12 +237,12 @@ impl MediaFs {
     /// What a handle serves of `n`'s current version, for the pages the kernel may evict: the
     /// cached body, or the fingerprint of the one the cache evicted.
     fn kernel_version_body(&self, n: &Node) -> Option<HandleBody> {
-        let version = n.content_version;
-        match self.content.peek(&n.path).filter(|(_, v)| *v == version) {
+        let version = n.content_version();
+        match self.content.peek(n.path()).filter(|(_, v)| *v == version) {
             Some((m, _)) => Some(HandleBody::Ready(m.body)),
             None => self
                 .content
-                .fingerprint(&n.path)
+                .fingerprint(n.path())
                 .filter(|f| f.version == version)
                 .map(HandleBody::Expect),
         }
@@ -265,18 +265,18 @@ impl MediaFs {
                 return Err(FsError::NotFound);
             };
             let ttl = self.opts.metadata_ttl;
-            let cached = n.kernel_version != 0
+            let cached = n.kernel_version() != 0
                 || self
                     .content
-                    .peek(&n.path)
-                    .is_some_and(|(_, v)| v == n.content_version);
+                    .peek(n.path())
+                    .is_some_and(|(_, v)| v == n.content_version());
             // A size past the TTL (trusted on a multi-page account) is checked too: the read
             // that follows would fetch the body anyway, and the kernel reads by that size.
             let unchecked = cached || self.size_past_ttl(n);
-            if !n.remote || !unchecked || fresh(n.body_checked_at, ttl) {
+            if !n.remote() || !unchecked || fresh(n.body_checked_at(), ttl) {
                 return Ok(());
             }
-            n.path.clone()
+            n.path().to_string()
         };
         match self.download(&path, |_| false) {
             Ok(_) => Ok(()),

@@ -188,41 +188,41 @@ impl MediaFs {
             // Lock order: scans -> namespace -> {content cache, fetch queue}.
             let mut scans = ra.scans.lock();
             let ns = self.ns.lock();
-            let Some(node) = ns.live(h.ino).filter(|n| n.kind == Kind::File) else {
+            let Some(node) = ns.live(h.ino).filter(|n| n.kind() == Kind::File) else {
                 return;
             };
             let pool = &ra.pool;
             let kept = |p: &str| self.content.holds(p) || pool.queue.lock().pending.contains(p);
-            let Some(i) = scans.read(&node.path, ra.max, kept) else {
+            let Some(i) = scans.read(node.path(), ra.max, kept) else {
                 return;
             };
             let scan = &mut scans.list[i];
             let next = ns.files_after(h.ino, scan.window.max(1));
-            scan.expected = next.iter().map(|n| n.path.clone()).collect();
+            scan.expected = next.iter().map(|n| n.path().to_string()).collect();
             // The body about to be read is no longer ahead of anything.
-            self.content.mark_used(&node.path);
+            self.content.mark_used(node.path());
             let mut q = pool.queue.lock();
             let mut room = ra
                 .budget
                 .saturating_sub(self.content.unused_ahead() + q.reserved);
             let mut fetched = 0;
             for n in next.iter().take(scan.window) {
-                let needless = !n.remote
-                    || n.size == 0
-                    || q.pending.contains(&n.path)
-                    || self.content.cached_at(&n.path, n.content_version);
+                let needless = !n.remote()
+                    || n.size() == 0
+                    || q.pending.contains(n.path())
+                    || self.content.cached_at(n.path(), n.content_version());
                 if !needless {
-                    if n.size > room {
+                    if n.size() > room {
                         break;
                     }
-                    room -= n.size;
-                    q.reserved += n.size;
-                    q.pending.insert(n.path.clone());
+                    room -= n.size();
+                    q.reserved += n.size();
+                    q.pending.insert(n.path().to_string());
                     q.jobs.push_back(Job {
-                        ino: n.ino,
-                        path: n.path.clone(),
-                        version: n.content_version,
-                        size: n.size,
+                        ino: n.ino(),
+                        path: n.path().to_string(),
+                        version: n.content_version(),
+                        size: n.size(),
                     });
                     pool.work.notify_one();
                 }
@@ -231,7 +231,7 @@ impl MediaFs {
             scan.fetched = fetched;
             log::trace!(
                 "read-ahead: {:?} read, window {}, {} fetched ahead",
-                node.path,
+                node.path(),
                 scan.window,
                 fetched
             );
@@ -262,7 +262,7 @@ impl MediaFs {
             .ns
             .lock()
             .live(job.ino)
-            .is_some_and(|n| n.path == job.path && n.content_version == job.version);
+            .is_some_and(|n| n.path() == job.path && n.content_version() == job.version);
         if !unchanged {
             return;
         }

@@ -69,7 +69,7 @@ impl MediaFs {
     pub fn opendir(&self, ino: Ino) -> Result<Opened, FsError> {
         let (parent, keep_cache, renames_at_open) = {
             let mut ns = self.ns.lock();
-            let parent = ns.live_dir(ino)?.parent;
+            let parent = ns.live_dir(ino)?.parent();
             let fresh = self.listing_fresh(&ns);
             let keep = ns.open_keeps_kernel_dir(ino, fresh, self.opts.metadata_ttl);
             ns.open_ref(ino);
@@ -138,7 +138,7 @@ impl MediaFs {
                     let name = match (offset, ns.node(ino)) {
                         (0, _) => ".",
                         (1, _) => "..",
-                        (_, Some(n)) if !n.removed && n.parent == d.ino => n.name(),
+                        (_, Some(n)) if !n.removed() && n.parent() == d.ino => n.name(),
                         _ => {
                             offset += 1;
                             continue;
@@ -192,8 +192,8 @@ impl MediaFs {
             return;
         };
         let exact = ns.renamed_in_place() == d.renames_at_open
-            && d.emitted.len() == dir.children.len()
-            && dir.children.values().all(|c| d.emitted.contains(c));
+            && d.emitted.len() == dir.children().len()
+            && dir.children().values().all(|c| d.emitted.contains(c));
         if exact {
             ns.kernel_caches_dir(d.ino, first);
         }
@@ -221,7 +221,7 @@ impl MediaFs {
             d.eof = true;
             return None;
         };
-        let children = &dir.children;
+        let children = &dir.children();
         let push = |d: &mut DirHandle, c: Ino| {
             if d.emitted.insert(c) {
                 d.entries.push(c);
@@ -246,7 +246,7 @@ impl MediaFs {
                     // changes made meanwhile are taken at the end).
                     Some(pos) if !w.done => {
                         for &c in w.seen.get(pos..).unwrap_or_default() {
-                            let here = ns.live(c).is_some_and(|n| n.parent == d.ino);
+                            let here = ns.live(c).is_some_and(|n| n.parent() == d.ino);
                             if here && !d.emitted.contains(&c) {
                                 push(&mut d, c);
                             }

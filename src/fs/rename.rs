@@ -74,7 +74,7 @@ impl MediaFs {
         let (path, version) = {
             let ns = self.ns.lock();
             let n = ns.node(ino).ok_or(FsError::NotFound)?;
-            (n.path.clone(), n.content_version)
+            (n.path().to_string(), n.content_version())
         };
         Ok((self.download(&path, |v| v == version)?.body, None))
     }
@@ -98,7 +98,7 @@ impl MediaFs {
         let (old_path, target) = {
             let ns = self.ns.lock();
             let n = ns.node(ino).ok_or((FsError::NotFound, None))?;
-            (n.path.clone(), upload_target(n, new_path, &bytes))
+            (n.path().to_string(), upload_target(n, new_path, &bytes))
         };
         let media = self.put_media(target, bytes).map_err(|e| {
             // Nothing is lost (the old name stays), so there is no recovery note to say it.
@@ -155,8 +155,8 @@ impl MediaFs {
         let (src_kind, dst_kind) = {
             let ns = self.ns.lock();
             ns.live_dir(newparent)?;
-            let sk = ns.live(src).ok_or(FsError::NotFound)?.kind;
-            let dk = dst.and_then(|d| ns.live(d)).map(|n| n.kind);
+            let sk = ns.live(src).ok_or(FsError::NotFound)?.kind();
+            let dk = dst.and_then(|d| ns.live(d)).map(|n| n.kind());
             if sk == Kind::Dir && ns.is_within(newparent, src) {
                 return Err(FsError::Invalid(
                     "cannot move a directory into itself".into(),
@@ -172,7 +172,7 @@ impl MediaFs {
                 .ns
                 .lock()
                 .live(d)
-                .is_some_and(|n| !n.children.is_empty())
+                .is_some_and(|n| !n.children().is_empty())
             {
                 return Err(FsError::NotEmpty);
             }
@@ -198,11 +198,11 @@ impl MediaFs {
             // A file replaced keeps its media name (it may be shown under a derived one).
             let replaced = dst.and_then(|d| ns.live(d));
             let new_path = match replaced {
-                Some(d) => d.path.clone(),
+                Some(d) => d.path().to_string(),
                 None => ns.join(newparent, newname).ok_or(FsError::NotFound)?,
             };
-            let replaces = replaced.is_some_and(|d| d.remote);
-            (n.path.clone(), new_path, n.remote, replaces)
+            let replaces = replaced.is_some_and(|d| d.remote());
+            (n.path().to_string(), new_path, n.remote(), replaces)
         };
         let newname = new_path.rsplit('/').next().unwrap_or(newname);
         if let Some(d) = dst {
@@ -260,7 +260,7 @@ impl MediaFs {
         }
         let (new_path, version) = {
             let mut ns = self.ns.lock();
-            let old_parent = ns.node(src).map(|n| n.parent);
+            let old_parent = ns.node(src).map(|n| n.parent());
             if let Some(d) = dst {
                 ns.detach(d);
             }
@@ -272,7 +272,9 @@ impl MediaFs {
             }
             let version = media.map(|m| ns.uploaded(src, m));
             (
-                ns.node(src).map(|n| n.path.clone()).unwrap_or_default(),
+                ns.node(src)
+                    .map(|n| n.path().to_string())
+                    .unwrap_or_default(),
                 version,
             )
         };
@@ -301,9 +303,9 @@ impl MediaFs {
             let files: Vec<(Ino, String, bool)> = ns
                 .files_under(src)
                 .into_iter()
-                .filter_map(|i| ns.node(i).map(|f| (i, f.path.clone(), f.remote)))
+                .filter_map(|i| ns.node(i).map(|f| (i, f.path().to_string(), f.remote())))
                 .collect();
-            (n.path.clone(), new_dir, files)
+            (n.path().to_string(), new_dir, files)
         };
         let new_path_of = |old: &str| match old.strip_prefix(src_path.as_str()) {
             Some(rest) => format!("{new_dir}{rest}"),
@@ -429,7 +431,7 @@ impl MediaFs {
             if let Some(d) = dst {
                 ns.detach(d);
             }
-            let old_parent = ns.node(src).map(|n| n.parent);
+            let old_parent = ns.node(src).map(|n| n.parent());
             ns.move_node(src, newparent, newname);
             ns.local_change(src);
             for (ino, old, media) in moved {
@@ -437,12 +439,15 @@ impl MediaFs {
                 match media {
                     Some(m) => {
                         let v = ns.uploaded(*ino, m);
-                        let p = ns.node(*ino).map(|n| n.path.clone()).unwrap_or_default();
+                        let p = ns
+                            .node(*ino)
+                            .map(|n| n.path().to_string())
+                            .unwrap_or_default();
                         inserts.push((p, m.clone(), v));
                     }
                     // Found gone from the server: it is not shown under the new name.
-                    None if ns.node(*ino).is_some_and(|n| n.remote) => {
-                        let parent = ns.node(*ino).map(|n| n.parent);
+                    None if ns.node(*ino).is_some_and(|n| n.remote()) => {
+                        let parent = ns.node(*ino).map(|n| n.parent());
                         ns.detach(*ino);
                         if let Some(p) = parent {
                             ns.keep_emptied(p);
@@ -472,7 +477,7 @@ impl MediaFs {
             let (parent_path, base) = new_path.rsplit_once('/').unwrap_or(("", &new_path));
             let mut ns = self.ns.lock();
             let dir = ns.ensure_dirs(parent_path);
-            let old_parent = ns.node(*ino).map(|n| n.parent);
+            let old_parent = ns.node(*ino).map(|n| n.parent());
             if let Some(existing) = ns.file_in(dir, base) {
                 ns.detach(existing);
             }

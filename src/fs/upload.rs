@@ -36,20 +36,20 @@ pub(crate) struct UploadTarget {
 /// the bytes imply (`head`: the first bytes of what is uploaded). So a rewrite keeps the headers
 /// the media was stored with, and `getfattr` shows what an upload sends.
 pub(crate) fn upload_target(n: &Node, path: &str, head: &[u8]) -> UploadTarget {
-    let stored = n.stored.as_deref();
+    let stored = n.stored();
     let named = content_type_for(path);
-    let renamed_to_known_type = path != n.path && named != UNKNOWN_CONTENT_TYPE;
+    let renamed_to_known_type = path != n.path() && named != UNKNOWN_CONTENT_TYPE;
     UploadTarget {
         path: path.to_string(),
         content_type: n
-            .content_type_override
-            .clone()
+            .content_type_override()
+            .map(str::to_string)
             .or_else(|| renamed_to_known_type.then(|| named.clone()))
             .or_else(|| stored.and_then(|h| h.content_type.clone()))
             .unwrap_or_else(|| implied_type(named, head)),
         cache_control: n
-            .cache_control_override
-            .clone()
+            .cache_control_override()
+            .map(str::to_string)
             .or_else(|| stored.and_then(|h| h.cache_control.clone())),
     }
 }
@@ -113,7 +113,7 @@ impl MediaFs {
             .ns
             .lock()
             .live(ino)
-            .map(|n| (upload_target(n, &n.path, &bytes), n.remote));
+            .map(|n| (upload_target(n, n.path(), &bytes), n.remote()));
         let Some((target, replaces)) = target else {
             return Ok(());
         };

@@ -29,7 +29,12 @@ impl MediaFs {
         let (path, version, remote, size) = {
             let ns = self.ns.lock();
             let n = ns.node(ino).ok_or(FsError::NotFound)?;
-            (n.path.clone(), n.content_version, n.remote, n.size)
+            (
+                n.path().to_string(),
+                n.content_version(),
+                n.remote(),
+                n.size(),
+            )
         };
         if !remote || size == 0 {
             return Ok(Bytes::new());
@@ -61,7 +66,7 @@ impl MediaFs {
             st.handles += 1;
             if !trunc && !st.loaded {
                 let ns = self.ns.lock();
-                if ns.node(ino).is_some_and(|n| n.size == 0 || !n.remote) {
+                if ns.node(ino).is_some_and(|n| n.size() == 0 || !n.remote()) {
                     st.loaded = true;
                 }
             }
@@ -189,7 +194,7 @@ impl MediaFs {
                 let mut ns = self.ns.lock();
                 if ns
                     .live(h.ino)
-                    .is_some_and(|n| !n.remote && n.kind == Kind::File)
+                    .is_some_and(|n| !n.remote() && n.kind() == Kind::File)
                 {
                     ns.detach(h.ino);
                 }

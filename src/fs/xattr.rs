@@ -94,10 +94,10 @@ impl MediaFs {
     pub(super) fn file_path(&self, ino: Ino) -> Result<String, FsError> {
         let ns = self.ns.lock();
         let n = ns.node(ino).ok_or(FsError::NotFound)?;
-        if n.kind == Kind::Dir {
+        if n.kind() == Kind::Dir {
             return Err(FsError::NoAttr);
         }
-        Ok(n.path.clone())
+        Ok(n.path().to_string())
     }
 
     /// Whether the headers stored on the server are known for `ino`.
@@ -105,7 +105,7 @@ impl MediaFs {
         self.ns
             .lock()
             .node(ino)
-            .is_some_and(|n| n.stored.is_some() || !n.remote)
+            .is_some_and(|n| n.stored().is_some() || !n.remote())
     }
 
     /// The value of an extended attribute.
@@ -121,7 +121,7 @@ impl MediaFs {
             Name::User(name) => {
                 let ns = self.ns.lock();
                 let n = ns.node(ino).ok_or(FsError::NotFound)?;
-                let value = n.xattrs.as_ref().and_then(|x| x.get(name));
+                let value = n.xattrs().and_then(|x| x.get(name));
                 return value.map(|v| v.to_vec()).ok_or(FsError::NoAttr);
             }
             Name::Ours(name) => name,
@@ -140,7 +140,7 @@ impl MediaFs {
         let head = self.buffer_head(ino);
         let ns = self.ns.lock();
         let n = ns.node(ino).ok_or(FsError::NotFound)?;
-        let target = upload_target(n, &n.path, &head);
+        let target = upload_target(n, n.path(), &head);
         let value = if name == XATTR_CONTENT_TYPE {
             Some(target.content_type)
         } else {
@@ -163,9 +163,9 @@ impl MediaFs {
         let ns = self.ns.lock();
         let n = ns.node(ino).ok_or(FsError::NotFound)?;
         let mut out = Vec::new();
-        if n.kind == Kind::File {
+        if n.kind() == Kind::File {
             let mut names = vec![XATTR_URL, XATTR_CONTENT_TYPE];
-            if upload_target(n, &n.path, &[]).cache_control.is_some() {
+            if upload_target(n, n.path(), &[]).cache_control.is_some() {
                 names.push(XATTR_CACHE_CONTROL);
             }
             if ns.expires(ino).is_some() {
@@ -176,7 +176,7 @@ impl MediaFs {
                 out.push(0);
             }
         }
-        for name in n.xattrs.iter().flat_map(|x| x.keys()) {
+        for name in n.xattrs().iter().flat_map(|x| x.keys()) {
             out.extend_from_slice(name);
             out.push(0);
         }
@@ -280,7 +280,7 @@ impl MediaFs {
             }
             let ns = self.ns.lock();
             let n = ns.node(ino).ok_or(FsError::NotFound)?;
-            if upload_target(n, &n.path, &[]).cache_control.is_none() {
+            if upload_target(n, n.path(), &[]).cache_control.is_none() {
                 return Err(FsError::NoAttr);
             }
         }

@@ -62,69 +62,69 @@ pub(crate) struct Defaults {
 /// nodes inline would reserve the slack of its buckets at the full size of a node).
 #[derive(Debug)]
 pub(crate) struct Node {
-    pub ino: Ino,
-    pub parent: Ino,
+    pub(super) ino: Ino,
+    pub(super) parent: Ino,
     /// The media name (files) or the prefix without its trailing `/` (directories; "" = root).
-    pub path: String,
+    pub(super) path: String,
     /// Where the own name (the last segment of `path`) starts in `path`.
     name_at: u32,
     /// The name it is shown under in its directory when that is not its own: a file whose own
     /// name a directory holds (see [`super::collisions`]).
-    pub shown_as: Option<Box<str>>,
-    pub kind: Kind,
-    pub children: BTreeMap<Box<str>, Ino>,
+    pub(super) shown_as: Option<Box<str>>,
+    pub(super) kind: Kind,
+    pub(super) children: BTreeMap<Box<str>, Ino>,
     /// How many of `children` are directories (a directory's link count is 2 plus these).
-    pub subdirs: u32,
+    pub(super) subdirs: u32,
     /// A directory that exists without media under it (mkdir, or emptied by us).
-    pub explicit: bool,
-    pub size: u64,
+    pub(super) explicit: bool,
+    pub(super) size: u64,
     /// Known to exist on the server.
-    pub remote: bool,
+    pub(super) remote: bool,
     /// When the size was last confirmed by the server (listing, GET, our PUT).
-    pub verified_at: Option<Instant>,
+    pub(super) verified_at: Option<Instant>,
     /// When the bytes of `content_version` were last confirmed by the server (a GET or our
     /// PUT; a listing shows only sizes). An open after the TTL checks them again.
-    pub body_checked_at: Option<Instant>,
+    pub(super) body_checked_at: Option<Instant>,
     /// The last walk that saw this name.
-    pub seen_walk: u64,
+    pub(super) seen_walk: u64,
     /// Epoch of the last local change (0: none).
-    pub local_epoch: u64,
+    pub(super) local_epoch: u64,
     /// Changes whenever the bytes we would serve may have changed (for a directory: whenever
     /// its list of children changes).
-    pub content_version: u64,
+    pub(super) content_version: u64,
     /// The content version the kernel may hold in its page cache (0: none).
-    pub kernel_version: u64,
-    pub perm: Option<u16>,
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-    pub atime: SystemTime,
+    pub(super) kernel_version: u64,
+    pub(super) perm: Option<u16>,
+    pub(super) uid: Option<u32>,
+    pub(super) gid: Option<u32>,
+    pub(super) atime: SystemTime,
     /// When the bytes last changed: for what the server holds, its time (see `super::times`);
     /// our own writes and uploads move it on.
-    pub mtime: SystemTime,
-    pub ctime: SystemTime,
-    pub crtime: SystemTime,
+    pub(super) mtime: SystemTime,
+    pub(super) ctime: SystemTime,
+    pub(super) crtime: SystemTime,
     /// The time a `touch` (utimens) chose, shown instead of `mtime` until the next local write;
     /// nothing the server says changes it.
-    pub user_mtime: Option<SystemTime>,
+    pub(super) user_mtime: Option<SystemTime>,
     /// The latest moment the bytes the server holds can have been uploaded (a GET's
     /// `Last-Modified`, our own PUT, or else when this machine first saw them): the media
     /// vanishes at most the retention after it. `None` for what the server does not hold.
-    pub uploaded_at: Option<SystemTime>,
+    pub(super) uploaded_at: Option<SystemTime>,
     /// Extended attributes set by the user outside `user.bandwidth.` (kept in memory only).
-    pub xattrs: Option<Box<UserXattrs>>,
+    pub(super) xattrs: Option<Box<UserXattrs>>,
     /// The headers stored on the server, when known (from a GET or our PUT); `None` when they
     /// are not known (a name only listed).
-    pub stored: Option<Box<StoredHeaders>>,
+    pub(super) stored: Option<Box<StoredHeaders>>,
     /// Headers set through xattrs, used at the next upload.
-    pub content_type_override: Option<String>,
-    pub cache_control_override: Option<String>,
+    pub(super) content_type_override: Option<String>,
+    pub(super) cache_control_override: Option<String>,
     /// No longer in the tree (unlinked, replaced, vanished); kept while the kernel or an open
     /// handle can still name it (see [`Namespace::reap`]).
-    pub removed: bool,
+    pub(super) removed: bool,
     /// References the kernel holds: one per entry handed to it, until it sends a forget.
-    pub lookups: u32,
+    pub(super) lookups: u32,
     /// Open handles (files and directories).
-    pub opens: u32,
+    pub(super) opens: u32,
 }
 
 /// Extended attributes of the user's own (`user.foo`): names and values, in name order.
@@ -209,6 +209,91 @@ impl Node {
         };
         node.set_path(path);
         node
+    }
+
+    /// Its inode number.
+    pub(crate) fn ino(&self) -> Ino {
+        self.ino
+    }
+
+    /// The directory it is in.
+    pub(crate) fn parent(&self) -> Ino {
+        self.parent
+    }
+
+    /// The media name (files) or the prefix without its trailing `/` (directories; "" = root).
+    pub(crate) fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// File or directory.
+    pub(crate) fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Its entries, by the name each is shown under (directories).
+    pub(crate) fn children(&self) -> &BTreeMap<Box<str>, Ino> {
+        &self.children
+    }
+
+    /// Its size as the server last told it, or as uploaded.
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Known to exist on the server.
+    pub(crate) fn remote(&self) -> bool {
+        self.remote
+    }
+
+    /// When the size was last confirmed by the server (listing, GET, our PUT).
+    pub(crate) fn verified_at(&self) -> Option<Instant> {
+        self.verified_at
+    }
+
+    /// When the bytes of its content version were last confirmed by the server.
+    pub(crate) fn body_checked_at(&self) -> Option<Instant> {
+        self.body_checked_at
+    }
+
+    /// The version of the bytes a read of it is served (see `super::versions`).
+    pub(crate) fn content_version(&self) -> u64 {
+        self.content_version
+    }
+
+    /// The version the kernel may hold in its page cache (0: none).
+    pub(crate) fn kernel_version(&self) -> u64 {
+        self.kernel_version
+    }
+
+    /// The user's own extended attributes, if any.
+    pub(crate) fn xattrs(&self) -> Option<&UserXattrs> {
+        self.xattrs.as_deref()
+    }
+
+    /// The headers the server holds, when known.
+    pub(crate) fn stored(&self) -> Option<&StoredHeaders> {
+        self.stored.as_deref()
+    }
+
+    /// The content type set through the xattrs, for the next upload.
+    pub(crate) fn content_type_override(&self) -> Option<&str> {
+        self.content_type_override.as_deref()
+    }
+
+    /// The cache control set through the xattrs, for the next upload.
+    pub(crate) fn cache_control_override(&self) -> Option<&str> {
+        self.cache_control_override.as_deref()
+    }
+
+    /// No longer in the tree; kept while the kernel or a handle can name it.
+    pub(crate) fn removed(&self) -> bool {
+        self.removed
+    }
+
+    /// Open handles (files and directories).
+    pub(crate) fn opens(&self) -> u32 {
+        self.opens
     }
 
     /// The name it is shown under in its directory (its key there): its own name, unless it

@@ -185,7 +185,7 @@ impl T {
     fn version_of(&self, path: &str) -> u64 {
         let ns = self.fs.ns.lock();
         let ino = ns.resolve(path).unwrap();
-        ns.node(ino).unwrap().content_version
+        ns.node(ino).unwrap().content_version()
     }
 }
 
