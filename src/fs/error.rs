@@ -138,6 +138,18 @@ impl FsError {
         }
     }
 
+    /// Whether it says the name or media does not exist (locally, or a 404 from the server).
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            FsError::NotFound
+                | FsError::Api {
+                    source: ApiError::NotFound,
+                    ..
+                }
+        )
+    }
+
     /// The errno for this error, from the one mapping of errors to errno values.
     pub fn errno(&self) -> i32 {
         errno(self)

@@ -159,15 +159,7 @@ impl MediaFs {
     /// the handle has no bytes of is EIO, said once per handle in the log; a read never answers
     /// ENOENT.
     pub(super) fn read_error(&self, h: &Handle, e: FsError) -> FsError {
-        let gone = matches!(
-            e,
-            FsError::NotFound
-                | FsError::Api {
-                    source: crate::api::ApiError::NotFound,
-                    ..
-                }
-        );
-        if !gone {
+        if !e.is_not_found() {
             return e;
         }
         if !h.gone_said.swap(true, Ordering::Relaxed) {

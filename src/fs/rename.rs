@@ -36,8 +36,18 @@ use crate::api::Media;
 const MOVES_AT_ONCE: usize = 8;
 
 /// A media of a directory rename that moved: its inode, its old path, and what the server now
-/// holds under the new one (`None`: never uploaded, its buffer uploads under the new name).
-type MovedMedia = (Ino, String, Option<Media>);
+/// holds under the new one.
+type MovedMedia = (Ino, String, Holds);
+
+/// What the server holds of a media a directory rename moved.
+enum Holds {
+    /// The copy under the new name.
+    Copy(Media),
+    /// Nothing: the file was never uploaded, its buffer uploads under the new name.
+    NotUploaded,
+    /// Nothing: the media was found gone from the server, there was nothing to move.
+    Gone,
+}
 
 /// What the moves of a directory rename did.
 #[derive(Default)]
@@ -56,6 +66,8 @@ pub(super) enum Moved {
     Done(Media),
     /// The copy was made but the old name could not be deleted: both names exist.
     CopiedNotDeleted { copy: Media, error: FsError },
+    /// The media was gone from the server (deleted elsewhere, or expired): nothing to move.
+    Gone,
     /// Nothing changed on the server.
     Failed(FsError),
 }
@@ -84,6 +96,7 @@ impl MediaFs {
         match self.copy_then_delete(ino, new_path) {
             Ok(media) => Moved::Done(media),
             Err((error, Some(copy))) => Moved::CopiedNotDeleted { copy, error },
+            Err((error, None)) if error.is_not_found() => Moved::Gone,
             Err((error, None)) => Moved::Failed(error),
         }
     }
@@ -227,6 +240,8 @@ impl MediaFs {
                 self.record_copy(&new_path, &copy);
                 Err(error)
             }
+            // Deleted elsewhere (its name is dropped): there is nothing to rename.
+            Moved::Gone => Err(FsError::NotFound),
             Moved::Failed(error) => Err(error),
         }
     }
@@ -318,7 +333,7 @@ impl MediaFs {
                 copies.push((*ino, path));
             } else {
                 self.upload_under_new_name(*ino);
-                moved.push((*ino, path.clone(), None));
+                moved.push((*ino, path.clone(), Holds::NotUploaded));
             }
         }
         let mut done = self.move_all(&copies, &new_path_of);
@@ -343,10 +358,10 @@ impl MediaFs {
         let outcomes = at_once(copies, true, |&(ino, path)| {
             let new_path = new_path_of(path);
             match self.move_media(ino, &new_path) {
-                Moved::Done(media) => Ok((ino, path.to_string(), Some(media))),
-                Moved::Failed(e) if e.errno() == libc::ENOENT => {
+                Moved::Done(media) => Ok((ino, path.to_string(), Holds::Copy(media))),
+                Moved::Gone => {
                     log::info!("{path:?} is gone from the server: there is nothing to move");
-                    Ok((ino, path.to_string(), None))
+                    Ok((ino, path.to_string(), Holds::Gone))
                 }
                 Moved::CopiedNotDeleted { copy, error } => {
                     Err((error, Some(Box::new((new_path, copy)))))
@@ -380,7 +395,9 @@ impl MediaFs {
     ) -> Vec<MovedMedia> {
         let MovesDone { moved, copies, .. } = done;
         let outcomes = at_once(&moved, false, |(ino, old, media)| -> Result<(), FsError> {
-            let Some(media) = media else { return Ok(()) };
+            let Holds::Copy(media) = media else {
+                return Ok(());
+            };
             let new_path = new_path_of(old);
             let target = {
                 let ns = self.ns.lock();
@@ -437,7 +454,7 @@ impl MediaFs {
             for (ino, old, media) in moved {
                 ns.local_change_path(old);
                 match media {
-                    Some(m) => {
+                    Holds::Copy(m) => {
                         let v = ns.uploaded(*ino, m);
                         let p = ns
                             .node(*ino)
@@ -446,14 +463,14 @@ impl MediaFs {
                         inserts.push((p, m.clone(), v));
                     }
                     // Found gone from the server: it is not shown under the new name.
-                    None if ns.node(*ino).is_some_and(|n| n.remote()) => {
+                    Holds::Gone => {
                         let parent = ns.node(*ino).map(|n| n.parent());
                         ns.detach(*ino);
                         if let Some(p) = parent {
                             ns.keep_emptied(p);
                         }
                     }
-                    None => {}
+                    Holds::NotUploaded => {}
                 }
             }
             if let Some(p) = old_parent {
@@ -472,7 +489,7 @@ impl MediaFs {
     /// one at a time; the rest stays where it was.
     fn show_moved_files(&self, moved: &[MovedMedia], new_path_of: impl Fn(&str) -> String) {
         for (ino, old, media) in moved {
-            let Some(m) = media else { continue };
+            let Holds::Copy(m) = media else { continue };
             let new_path = new_path_of(old);
             let (parent_path, base) = new_path.rsplit_once('/').unwrap_or(("", &new_path));
             let mut ns = self.ns.lock();
