@@ -8,13 +8,11 @@
 //! pattern; any other failure is a regression and fails this test. An expected failure that
 //! starts to pass is said, so the list can shrink.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 /// Tests that fail by design, and why: (a part of the test's name, or its start after `^`;
 /// the reason).
@@ -41,7 +39,7 @@ const BY_DESIGN: &[(&str, &str)] = &[
     ("^open::interact_2gb", "a media is at most 3.75 MB"),
     (
         "^rename::preserve_metadata::regular",
-        "its link(2) step (the rename part is checked in tests/fidelity.rs)",
+        "its link(2) step (the rename part is checked in tests/mount/fidelity.rs)",
     ),
     (
         "^rename::to_multiply_linked::",
