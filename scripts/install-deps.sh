@@ -2,7 +2,7 @@
 # What a fresh Debian or Ubuntu machine lacks to mount bwmediafs and run its tests:
 # fuse3 (fusermount3 for unprivileged mounts and unmounts, mount.fuse3 for fstab lines), mount
 # and util-linux (mount(8) and findmnt, which the fstab tests run), rsync, attr and python3
-# (tools the tests use), and pjdfstest (the POSIX suite tests/mount/posix.rs runs on the mount, from
+# (tools the tests use), and pjdfstest (the POSIX suite tests/posix.rs runs on the mount, from
 # crates.io, built once into cargo's bin directory).
 set -euo pipefail
 need=()

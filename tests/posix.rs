@@ -8,11 +8,13 @@
 //! pattern; any other failure is a regression and fails this test. An expected failure that
 //! starts to pass is said, so the list can shrink.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::common::*;
+use common::*;
 
 /// Tests that fail by design, and why: (a part of the test's name, or its start after `^`;
 /// the reason).
