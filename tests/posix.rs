@@ -41,7 +41,7 @@ const BY_DESIGN: &[(&str, &str)] = &[
     ("^open::interact_2gb", "a media is at most 3.75 MB"),
     (
         "^rename::preserve_metadata::regular",
-        "its link(2) step (the rename part is checked in tests/fidelity.rs)",
+        "its link(2) step (the rename part is checked in tests/mount/fidelity.rs)",
     ),
     (
         "^rename::to_multiply_linked::",

@@ -2,11 +2,9 @@
 //! extended attributes that `rsync -aX` and `cp --preserve=xattr` copy, header changes that
 //! reach the server at once, content types told from the bytes, and what `df` shows.
 
-mod common;
-
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-use common::*;
+use crate::common::*;
 
 /// The user the tests act as when they are not root.
 const NOBODY: u32 = 65534;

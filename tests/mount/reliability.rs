@@ -1,15 +1,13 @@
 //! Reliability through a real mount, driven by the emulator's fault knobs: nothing lost, nothing
 //! corrupted, nothing hangs; and the security promises that only a running process can show.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use bwmediafs::emulator::{Emulator, EmulatorConfig, Faults};
 use bytes::Bytes;
-use common::*;
 
 /// Write a whole file through the mount; the result of the last step (close included).
 fn write_file(path: std::path::PathBuf, data: Vec<u8>) -> std::io::Result<()> {

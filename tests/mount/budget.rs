@@ -2,12 +2,10 @@
 //! emulator's stats, asserted exactly, with 10,000 and 100,000 media. A change that costs more
 //! requests fails here.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 
 fn emulator_with_n(n: usize) -> bwmediafs::emulator::Emulator {
     let emulator = start_emulator(emulator_config());

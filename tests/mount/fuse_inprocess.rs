@@ -10,8 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-mod common;
-
+use crate::common::{sh_ok, sh_outcome, stored_in, timed, LastResort, OP_TIMEOUT};
 use bwmediafs::api::{ApiError, MediaApi};
 use bwmediafs::cli::mountpoint;
 use bwmediafs::emulator::faulty_store::{FaultyStore, StoreFaults};
@@ -19,7 +18,6 @@ use bwmediafs::emulator::store::{StatsSnapshot, Store, StoreConfig};
 use bwmediafs::fs::{FsOptions, MediaFs};
 use bwmediafs::fuse::{mount, MountOptions, Mounted};
 use bytes::Bytes;
-use common::{sh_ok, sh_outcome, stored_in, timed, LastResort, OP_TIMEOUT};
 
 /// A mount over a store; unmounts in Drop whatever happens.
 struct Mnt {

@@ -2,14 +2,12 @@
 //! the times `touch`, `cp -p` and `rsync -a` set, kept until the server changes the media; and
 //! one state file per server and account.
 
-mod common;
-
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::common::*;
 use bwmediafs::emulator::Emulator;
-use common::*;
 
 /// The environment of a mount of `emulator` that keeps its state in `state`.
 fn env_keeping(emulator: &Emulator, state: &Path) -> Vec<(String, String)> {

@@ -3,16 +3,14 @@
 //! the recovery folder. Each test does what programs really do after an error (retry the fsync,
 //! close later, fork, redirect through the shell) and checks the server's store.
 
-mod common;
-
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::io::IntoRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use bwmediafs::emulator::{Emulator, EmulatorConfig, Faults};
-use common::*;
 
 fn server_fails(m: &Mount) {
     m.emulator.set_faults(Faults {

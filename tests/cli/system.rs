@@ -2,16 +2,14 @@
 //! readiness protocol and credentials, and where a background mount's log goes. All against the
 //! emulator on loopback, each test in its own temp dirs.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use bwmediafs::cli::mountpoint;
-use common::*;
 
 /// Ends, in `Drop`, whatever is still mounted on the path, for mounts whose daemon is not our
 /// child (mount(8) and background mounts): a lazy unmount and an abort of the FUSE connection.

@@ -1,13 +1,11 @@
 //! The `bwmediafs` command line: what a user sees when something is wrong before mounting, and
 //! the demo. Failures must end with one clear sentence, a non-zero exit and no mount left.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::common::*;
 use bwmediafs::cli::mountpoint;
-use common::*;
 
 /// Run bwmediafs to completion (background mode, as users do) with a timeout; (status, stderr).
 fn run_to_end(args: &[&str], env: &[(String, String)]) -> (std::process::ExitStatus, String) {

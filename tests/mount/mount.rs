@@ -2,14 +2,12 @@
 //! against the emulator on loopback HTTP, used with `std::fs` and real tools. The API's view
 //! (the emulator's store) is checked after every action.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 
 /// `mv FROM TO` inside the mount, with a timeout; its exit status.
 fn mv(m: &Mount, from: &str, to: &str) -> std::process::ExitStatus {
