@@ -19,10 +19,10 @@ use std::ffi::OsStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::buffer::{too_large, UploadCause, WriteBuf};
 use super::error::FsError;
 use super::namespace::{Attr, Ino, Kind, Namespace};
 use super::types::SetAttr;
+use super::write_buffer::{too_large, UploadCause, WriteBuf};
 use super::{fresh, namespace, MediaFs};
 use crate::api::ApiError;
 
@@ -166,7 +166,7 @@ impl MediaFs {
     /// local life: open for writing, or never uploaded).
     pub(super) fn drop_missing_file(&self, path: &str) {
         let pinned = self.pinned();
-        let moving = self.moves.dirs();
+        let moving = self.fence.dirs();
         let mut ns = self.ns.lock();
         if let Some(ino) = ns.resolve_file(path) {
             // A media of a directory being renamed is gone from its old name: the rename shows

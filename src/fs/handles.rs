@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use super::buffer::WriteBuf;
 use super::content::{Fingerprint, Flight};
 use super::error::FsError;
 use super::namespace::Ino;
+use super::write_buffer::WriteBuf;
 use super::{process, MediaFs};
 
 /// An open file handle.

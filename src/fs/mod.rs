@@ -16,21 +16,21 @@
 //!   downloads;
 //! - `readahead`: scans across files and the fetches ahead of them;
 //! - `handles`: the table of open files and what each reads;
-//! - `buffer`, `write`, `upload`: the write buffers and their dirty/generation state machine;
+//! - `write_buffer`, `write`, `upload`: the write buffers and their dirty/generation state machine;
 //!   writes, closes and syncs; uploads and the one rule for their headers;
 //! - `recovery`: the recovery folder; `reuse`: the hint that a reused name may send the wrong
 //!   media;
-//! - `entries`, `rename`: create, mkdir, rmdir, unlink; file and directory renames; `moves`:
-//!   directory renames and the changes of the server under them, kept apart;
+//! - `entries`, `rename`: create, mkdir, rmdir, unlink; file and directory renames;
+//!   `rename_fence`: a directory rename and the changes of the server under it, kept apart;
 //! - `xattr`: extended attributes and statfs; `headers`: header changes through them, sent at
 //!   once;
-//! - `times`: the state file that keeps the times of media across remounts;
+//! - `times_file`: the state file that keeps the times of media across remounts;
 //! - `options`, `types`: the settings and the small types of the interface;
-//! - `buf`: the page buffers bodies and write buffers live in, recycled through a small pool;
+//! - `pages`: the page buffers bodies and write buffers live in, recycled through a small pool;
 //! - `process`: which process holds what open (for the rule of which close uploads);
 //! - `error`: [`FsError`] and its one mapping to errno.
 //!
-//! Timestamps (`namespace::times`, and `times` for the state file): a media's mtime is the time
+//! Timestamps (`namespace::times`, and `times_file` for the state file): a media's mtime is the time
 //! of the last write here (the upload at close does not move it), else the server's
 //! `Last-Modified`, else when this machine first saw it (kept across remounts); it changes on
 //! our own writes and when the server shows different content (a new size in a listing, other
@@ -44,33 +44,33 @@
 //! download flight, the per-media upload lock and the listing walk lock. The complete order:
 //! walk lock -> dir handle -> upload lock -> writes map -> write buffer state -> read-ahead
 //! scans -> namespace -> {content cache, handle table, dir table, read-ahead queue}. The marks of
-//! `moves` (directory renames and the changes under them) are taken and waited for with none
+//! `rename_fence` (directory renames and the changes under them) are taken and waited for with none
 //! of these held, and hold only the namespace inside; the times file's write lock too (the
 //! namespace only hands out the records).
 
 mod attr;
-mod buf;
-mod buffer;
 mod content;
 mod entries;
 mod error;
 mod handles;
 mod headers;
 mod listing;
-mod moves;
 mod namespace;
 mod options;
+mod pages;
 mod process;
 mod read;
 mod readahead;
 mod readdir;
 mod recovery;
 mod rename;
+mod rename_fence;
 mod reuse;
-mod times;
+mod times_file;
 mod types;
 mod upload;
 mod write;
+mod write_buffer;
 mod xattr;
 
 use std::collections::HashMap;
@@ -83,7 +83,6 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::api::{ApiError, MediaApi};
-use buffer::WriteBuf;
 use content::ContentCache;
 pub use error::FsError;
 use handles::Handle;
@@ -93,6 +92,7 @@ pub use options::{old_times_file, recovery_dir_for, state_dir, times_file, FsOpt
 use readahead::ReadAhead;
 use readdir::DirHandle;
 pub use types::*;
+use write_buffer::WriteBuf;
 
 /// What a failed upload is called in errors and logs.
 const UPLOAD: &str = "upload";
@@ -121,9 +121,9 @@ pub struct MediaFs {
     auth_logged: AtomicBool,
     read_ahead: ReadAhead,
     /// The state file of the times of media, when there is one.
-    times: Option<times::Times>,
+    times: Option<times_file::Times>,
     /// Directories being renamed: what changes the server under them waits for the end.
-    moves: moves::Moves,
+    fence: rename_fence::RenameFence,
     /// The names whose replacement was hinted at (a reused name may send the wrong media).
     reuse_hints: reuse::ReuseHints,
 }
@@ -151,7 +151,7 @@ impl MediaFs {
         let times = opts
             .times_file
             .clone()
-            .map(|f| times::Times::new(f, opts.old_times_file.clone()));
+            .map(|f| times_file::Times::new(f, opts.old_times_file.clone()));
         let mut ns = Namespace::new(defaults);
         if let Some(t) = &times {
             ns.remember(t.load(std::time::SystemTime::now()));
@@ -169,14 +169,14 @@ impl MediaFs {
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             walk_lock: Mutex::new(()),
-            moves: moves::Moves::default(),
+            fence: rename_fence::RenameFence::default(),
             reuse_hints: reuse::ReuseHints::default(),
             mountpoint: Mutex::new(None),
             mount_device: std::sync::OnceLock::new(),
             auth_logged: AtomicBool::new(false),
         });
         if fs.times.is_some() {
-            times::spawn_times_writer(Arc::downgrade(&fs));
+            times_file::spawn_times_writer(Arc::downgrade(&fs));
         }
         fs
     }

@@ -20,12 +20,12 @@ use std::time::Instant;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use super::buffer::WriteState;
 use super::content::{Early, Fetch, Fingerprint, Flight, FlightSink, Leader};
 use super::error::FsError;
 use super::handles::{Handle, HandleBody};
 use super::namespace::{Ino, Kind, Node};
 use super::types::Opened;
+use super::write_buffer::WriteState;
 use super::{content, fresh, MediaFs, DOWNLOAD};
 use crate::api::{ApiError, Media};
 

@@ -355,7 +355,7 @@ impl MediaFs {
         copies: &[(Ino, &str)],
         new_path_of: &(dyn Fn(&str) -> String + Sync),
     ) -> MovesDone {
-        let outcomes = at_once(copies, true, |&(ino, path)| {
+        let outcomes = at_once(copies, AfterAFailure::StartNoMore, |&(ino, path)| {
             let new_path = new_path_of(path);
             match self.move_media(ino, &new_path) {
                 Moved::Done(media) => Ok((ino, path.to_string(), Holds::Copy(media))),
@@ -394,24 +394,28 @@ impl MediaFs {
         new_path_of: &(dyn Fn(&str) -> String + Sync),
     ) -> Vec<MovedMedia> {
         let MovesDone { moved, copies, .. } = done;
-        let outcomes = at_once(&moved, false, |(ino, old, media)| -> Result<(), FsError> {
-            let Holds::Copy(media) = media else {
-                return Ok(());
-            };
-            let new_path = new_path_of(old);
-            let target = {
-                let ns = self.ns.lock();
-                let n = ns.node(*ino).ok_or(FsError::NotFound)?;
-                upload_target(n, old, &media.body)
-            };
-            self.put_media(target, media.body.clone())?;
-            if let Err(e) = self.api.delete(&new_path) {
-                log::warn!("{}", self.api_error("delete", &new_path, e));
-                self.record_copy(&new_path, media);
-            }
-            Ok(())
-        });
-        at_once(&copies, false, |(new_path, copy)| {
+        let outcomes = at_once(
+            &moved,
+            AfterAFailure::GoOn,
+            |(ino, old, media)| -> Result<(), FsError> {
+                let Holds::Copy(media) = media else {
+                    return Ok(());
+                };
+                let new_path = new_path_of(old);
+                let target = {
+                    let ns = self.ns.lock();
+                    let n = ns.node(*ino).ok_or(FsError::NotFound)?;
+                    upload_target(n, old, &media.body)
+                };
+                self.put_media(target, media.body.clone())?;
+                if let Err(e) = self.api.delete(&new_path) {
+                    log::warn!("{}", self.api_error("delete", &new_path, e));
+                    self.record_copy(&new_path, media);
+                }
+                Ok(())
+            },
+        );
+        at_once(&copies, AfterAFailure::GoOn, |(new_path, copy)| {
             if let Err(e) = self.api.delete(new_path) {
                 log::warn!("{}", self.api_error("delete", new_path, e));
                 self.record_copy(new_path, copy);
@@ -511,13 +515,21 @@ impl MediaFs {
     }
 }
 
+/// What [`at_once`] does after an item fails.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AfterAFailure {
+    /// No item starts after it (the ones under way finish): a rename stops at its first error.
+    StartNoMore,
+    /// Every item is worked on: a move back does all it can.
+    GoOn,
+}
+
 /// `work` on each of `items`, [`MOVES_AT_ONCE`] at a time, on short-lived threads with the
 /// calling thread one of them (so the work goes on if no thread can start); the outcome of each
-/// item it started, in the order of `items`. With `stop_at_error`, no item starts after a
-/// failure (the ones under way finish).
+/// item it started, in the order of `items`.
 fn at_once<T: Sync, R: Send, E: Send>(
     items: &[T],
-    stop_at_error: bool,
+    after_a_failure: AfterAFailure,
     work: impl Fn(&T) -> Result<R, E> + Sync,
 ) -> Vec<Result<R, E>> {
     let next = AtomicUsize::new(0);
@@ -528,7 +540,7 @@ fn at_once<T: Sync, R: Send, E: Send>(
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(item) = items.get(i) else { break };
             let outcome = work(item);
-            if outcome.is_err() && stop_at_error {
+            if outcome.is_err() && after_a_failure == AfterAFailure::StartNoMore {
                 stop.store(true, Ordering::Relaxed);
             }
             outcomes.lock().push((i, outcome));

@@ -13,10 +13,10 @@
 
 use bytes::Bytes;
 
-use super::buffer::{UploadCause, WriteBuf};
 use super::error::FsError;
 use super::namespace::{Ino, Node};
 use super::recovery::{remove_recovery, saved_copy};
+use super::write_buffer::{UploadCause, WriteBuf};
 use super::{MediaFs, UPLOAD};
 use crate::api::mime::SNIFF_LEN;
 use crate::api::{content_type_for, content_type_of_bytes, Media, UNKNOWN_CONTENT_TYPE};
@@ -91,7 +91,7 @@ impl MediaFs {
             return Ok(());
         }
         // Under a directory being renamed, the upload waits and goes to the new name; a rename
-        // starting meanwhile waits for it (`moves`).
+        // starting meanwhile waits for it (`rename_fence`).
         let _changing = self.change_under(&[ino]);
         let _one_at_a_time = buf.upload.lock();
         let (bytes, generation) = {

@@ -16,9 +16,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::buffer::{too_large, UploadCause, WriteBuf};
 use super::error::FsError;
 use super::namespace::{Ino, Kind};
+use super::write_buffer::{too_large, UploadCause, WriteBuf};
 use super::{process, MediaFs};
 use crate::api::ApiError;
 

@@ -21,7 +21,7 @@ use std::os::unix::ffi::OsStrExt;
 use super::error::FsError;
 use super::headers::Header;
 use super::namespace::{Ino, Kind, NAME_MAX};
-use super::times::rfc3339_up;
+use super::times_file::rfc3339_up;
 use super::types::{
     StatFs, XATTR_CACHE_CONTROL, XATTR_CONTENT_TYPE, XATTR_EXPIRES, XATTR_OURS, XATTR_URL,
 };

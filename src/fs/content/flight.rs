@@ -16,8 +16,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 
-use super::super::buf::{self, PageBuf, SharedPageBuf};
 use super::super::error::FsError;
+use super::super::pages::{self, PageBuf, SharedPageBuf};
 use crate::api::{BodySink, Media};
 
 /// The buffer a download fills, and its announced length.
@@ -58,12 +58,21 @@ pub(crate) fn slice(body: &Bytes, offset: u64, size: u32) -> Bytes {
     body.slice(start..end)
 }
 
+/// Who started a download.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StartedBy {
+    /// A reader that needs the bytes.
+    Reader,
+    /// The read-ahead, before any reader asked (its failure stays quiet, and a reader that
+    /// joined it fetches on its own).
+    ReadAhead,
+}
+
 /// A download in progress: how far its body is in, then its result.
 pub(crate) struct Flight {
     st: Mutex<FlightState>,
     cond: Condvar,
-    /// Started ahead of a scan, not by a reader.
-    ahead: bool,
+    started_by: StartedBy,
     /// A reader joined it.
     joined: AtomicBool,
 }
@@ -87,9 +96,9 @@ impl Flight {
         self.cond.notify_all();
     }
 
-    pub(super) fn new(ahead: bool) -> Flight {
+    pub(super) fn new(started_by: StartedBy) -> Flight {
         Flight {
-            ahead,
+            started_by,
             joined: AtomicBool::new(false),
             st: Mutex::new(FlightState {
                 shared: None,
@@ -151,7 +160,7 @@ impl Flight {
     }
 
     pub(super) fn ahead(&self) -> bool {
-        self.ahead
+        self.started_by == StartedBy::ReadAhead
     }
 
     pub(super) fn join(&self) {
@@ -166,7 +175,7 @@ impl Flight {
     /// forgotten, and a reader that joined it fetches on its own (and meets its own error).
     pub(crate) fn forgotten(&self) -> bool {
         let st = self.st.lock();
-        self.ahead && !st.served && matches!(st.result, Some(Err(_)))
+        self.ahead() && !st.served && matches!(st.result, Some(Err(_)))
     }
 }
 
@@ -280,7 +289,7 @@ impl BodySink for FlightSink<'_> {
                             len,
                         });
                         let ahead = sh.clone();
-                        buf::in_background(move || ahead.buf.populate(ahead.len));
+                        pages::in_background(move || ahead.buf.populate(ahead.len));
                         self.flight.st.lock().shared = Some(sh.clone());
                         self.shared = Some(sh);
                     }

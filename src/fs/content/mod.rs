@@ -22,7 +22,7 @@
 
 mod flight;
 
-pub(crate) use flight::{slice, Early, Flight, FlightSink};
+pub(crate) use flight::{slice, Early, Flight, FlightSink, StartedBy};
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -208,7 +208,7 @@ impl ContentCache {
             f.join();
             return Fetch::Joined(f.clone());
         }
-        self.lead(&mut st, key, false)
+        self.lead(&mut st, key, StartedBy::Reader)
     }
 
     /// The lead of a download of `key` ahead of a scan, unless the cache holds a version
@@ -223,14 +223,14 @@ impl ContentCache {
         if cached || st.inflight.contains_key(key) {
             return None;
         }
-        match self.lead(&mut st, key, true) {
+        match self.lead(&mut st, key, StartedBy::ReadAhead) {
             Fetch::Lead(l) => Some(l),
             _ => None,
         }
     }
 
-    fn lead(&self, st: &mut State, key: &str, ahead: bool) -> Fetch<'_> {
-        let flight = Arc::new(Flight::new(ahead));
+    fn lead(&self, st: &mut State, key: &str, started_by: StartedBy) -> Fetch<'_> {
+        let flight = Arc::new(Flight::new(started_by));
         st.inflight.insert(key.to_string(), flight.clone());
         Fetch::Lead(Leader {
             cache: self,

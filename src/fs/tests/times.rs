@@ -54,7 +54,7 @@ fn a_download_dates_a_media_by_its_last_modified() {
     assert_eq!(
         expires(&t, before.ino),
         // The date is rounded down: the media may have been uploaded up to a second later.
-        crate::fs::times::rfc3339_up(
+        crate::fs::times_file::rfc3339_up(
             whole_seconds(hour_ago) + Duration::from_secs(1) + crate::api::RETENTION
         )
     );
@@ -191,7 +191,7 @@ fn a_touch_stays_until_the_bytes_change_here_or_elsewhere() {
     assert_eq!(
         expires(&t, ino),
         // The date is rounded down: the media may have been uploaded up to a second later.
-        crate::fs::times::rfc3339_up(
+        crate::fs::times_file::rfc3339_up(
             whole_seconds(hour_ago) + Duration::from_secs(1) + crate::api::RETENTION
         )
     );
@@ -202,7 +202,7 @@ fn a_touch_stays_until_the_bytes_change_here_or_elsewhere() {
     t.ls("").unwrap();
     assert_eq!(t.fs.getattr(ino).unwrap().size, 6);
     assert!(t.fs.getattr(ino).unwrap().mtime >= whole_seconds(seen));
-    assert!(expires(&t, ino) >= crate::fs::times::rfc3339_up(seen + crate::api::RETENTION));
+    assert!(expires(&t, ino) >= crate::fs::times_file::rfc3339_up(seen + crate::api::RETENTION));
     // A touch again, then a write here: the write's time.
     t.fs.setattr(
         ino,
@@ -236,7 +236,7 @@ fn a_rename_keeps_the_mtime_and_dates_the_expiry_anew() {
     t.mv("a.txt", "b.txt").unwrap();
     let b = t.resolve("b.txt").unwrap();
     assert_eq!(b.mtime, whole_seconds(hour_ago));
-    let soonest = crate::fs::times::rfc3339_up(before + crate::api::RETENTION);
+    let soonest = crate::fs::times_file::rfc3339_up(before + crate::api::RETENTION);
     assert!(expires(&t, b.ino) >= soonest, "{}", expires(&t, b.ino));
 }
 

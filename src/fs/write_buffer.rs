@@ -24,8 +24,8 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use std::path::PathBuf;
 
-use super::buf::{Filled, PageBuf};
 use super::error::FsError;
+use super::pages::{Filled, PageBuf};
 
 /// A file's bytes in a write buffer. While it is written they are in a page buffer of its own
 /// (recycled memory, grown in place); a body loaded from the cache, or the bytes of an upload,

@@ -1,4 +1,5 @@
-//! Directory renames and the changes of the server under them, kept apart.
+//! The fence between a directory rename and the changes of the server under it: each waits
+//! for the other.
 //!
 //! A directory rename moves every media under it on the server (a copy and a delete each),
 //! while the kernel locks only the two parents: a program may go on working inside the
@@ -22,7 +23,7 @@ use super::MediaFs;
 /// What is under way: the directories being renamed, and the nodes under which the server is
 /// being changed (one entry per change).
 #[derive(Default)]
-pub(super) struct Moves {
+pub(super) struct RenameFence {
     state: Mutex<Marks>,
     changed: Condvar,
 }
@@ -35,39 +36,39 @@ struct Marks {
 
 /// A change of the server under some nodes, under way until dropped.
 pub(super) struct Changing<'a> {
-    moves: &'a Moves,
+    fence: &'a RenameFence,
     under: Vec<Ino>,
 }
 
 impl Drop for Changing<'_> {
     fn drop(&mut self) {
-        let mut st = self.moves.state.lock();
+        let mut st = self.fence.state.lock();
         for ino in &self.under {
             if let Some(i) = st.changing.iter().position(|c| c == ino) {
                 st.changing.swap_remove(i);
             }
         }
-        self.moves.changed.notify_all();
+        self.fence.changed.notify_all();
     }
 }
 
 /// A directory rename under way, until dropped.
 pub(super) struct Moving<'a> {
-    moves: &'a Moves,
+    fence: &'a RenameFence,
     dir: Ino,
 }
 
 impl Drop for Moving<'_> {
     fn drop(&mut self) {
-        let mut st = self.moves.state.lock();
+        let mut st = self.fence.state.lock();
         if let Some(i) = st.moving.iter().position(|&d| d == self.dir) {
             st.moving.swap_remove(i);
         }
-        self.moves.changed.notify_all();
+        self.fence.changed.notify_all();
     }
 }
 
-impl Moves {
+impl RenameFence {
     /// The directories being renamed now.
     pub(super) fn dirs(&self) -> Vec<Ino> {
         self.state.lock().moving.clone()
@@ -78,17 +79,17 @@ impl MediaFs {
     /// Wait until no directory holding any of `under` is being renamed, then mark a change of
     /// the server under them as under way until the guard is dropped.
     pub(super) fn change_under(&self, under: &[Ino]) -> Changing<'_> {
-        let mut st = self.moves.state.lock();
+        let mut st = self.fence.state.lock();
         while st
             .moving
             .iter()
             .any(|&d| under.iter().any(|&i| self.ns.lock().is_within(i, d)))
         {
-            self.moves.changed.wait(&mut st);
+            self.fence.changed.wait(&mut st);
         }
         st.changing.extend_from_slice(under);
         Changing {
-            moves: &self.moves,
+            fence: &self.fence,
             under: under.to_vec(),
         }
     }
@@ -96,7 +97,7 @@ impl MediaFs {
     /// Wait until nothing changes the server under `dir` and no directory rename is under way
     /// inside it or around it, then mark `dir` as being renamed until the guard is dropped.
     pub(super) fn begin_move(&self, dir: Ino) -> Moving<'_> {
-        let mut st = self.moves.state.lock();
+        let mut st = self.fence.state.lock();
         loop {
             let busy = {
                 let ns = self.ns.lock();
@@ -109,11 +110,11 @@ impl MediaFs {
             if !busy {
                 break;
             }
-            self.moves.changed.wait(&mut st);
+            self.fence.changed.wait(&mut st);
         }
         st.moving.push(dir);
         Moving {
-            moves: &self.moves,
+            fence: &self.fence,
             dir,
         }
     }
