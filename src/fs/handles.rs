@@ -68,19 +68,11 @@ pub(super) enum HandleBody {
 /// all its retries) for it would double how long the call takes. Later reads try again.
 pub(super) const FAILED_READ_GRACE: Duration = Duration::from_secs(1);
 
-impl MediaFs {
-    pub(super) fn handle(&self, fh: u64) -> Result<Arc<Handle>, FsError> {
-        self.handles
-            .lock()
-            .get(&fh)
-            .cloned()
-            .ok_or(FsError::BadHandle)
-    }
-
+impl Handle {
     /// What a reading handle reads now: a download that failed within [`FAILED_READ_GRACE`] is
     /// its error; an older failure is tried again.
-    pub(super) fn current_body(h: &Handle) -> Result<HandleBody, FsError> {
-        match h.body.lock().clone() {
+    pub(super) fn current_body(&self) -> Result<HandleBody, FsError> {
+        match self.body.lock().clone() {
             HandleBody::Failed(e, at) if at.elapsed() < FAILED_READ_GRACE => Err(e),
             HandleBody::Failed(..) => Ok(HandleBody::None),
             other => Ok(other),
@@ -90,8 +82,8 @@ impl MediaFs {
     /// After a failed download, the handle's reads after [`FAILED_READ_GRACE`] try again,
     /// unless the flight had handed out bytes already: a new download could bring another
     /// version, and one reader must never see two.
-    pub(super) fn drop_failed_flight(&self, h: &Handle) {
-        let mut body = h.body.lock();
+    pub(super) fn drop_failed_flight(&self) {
+        let mut body = self.body.lock();
         if let HandleBody::Flight(f) = &*body {
             if let Some(Err(e)) = f.result() {
                 if !f.served() {
@@ -99,6 +91,16 @@ impl MediaFs {
                 }
             }
         }
+    }
+}
+
+impl MediaFs {
+    pub(super) fn handle(&self, fh: u64) -> Result<Arc<Handle>, FsError> {
+        self.handles
+            .lock()
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::BadHandle)
     }
 
     pub(super) fn add_handle(

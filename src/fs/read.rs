@@ -133,7 +133,7 @@ impl MediaFs {
 
     /// The whole body a reading handle reads, downloaded on first use.
     pub(super) fn body_for(&self, h: &Handle) -> Result<Bytes, FsError> {
-        let media = match Self::current_body(h)? {
+        let media = match h.current_body()? {
             HandleBody::Failed(e, _) | HandleBody::Lost(e) => Err(e),
             HandleBody::Expect(print) => return self.expected_body(h, print),
             HandleBody::Ready(b) => return Ok(b),
@@ -149,7 +149,7 @@ impl MediaFs {
                 self.download(&path, |v| v == version)
             }
         };
-        let media = media.inspect_err(|_| self.drop_failed_flight(h))?;
+        let media = media.inspect_err(|_| h.drop_failed_flight())?;
         let mut body = h.body.lock();
         if let HandleBody::Ready(b) = &*body {
             return Ok(b.clone());
@@ -337,7 +337,7 @@ impl MediaFs {
             Ok(None) => {}
             Err(e) => return reply(Err(e)),
         }
-        let current = match Self::current_body(h) {
+        let current = match h.current_body() {
             Ok(b) => b,
             Err(e) => return reply(Err(e)),
         };
@@ -386,7 +386,7 @@ impl MediaFs {
                         };
                         match self.lead_download(&path, leader, Some(early), DOWNLOAD) {
                             Ok(m) => *h.body.lock() = HandleBody::Ready(m.body),
-                            Err(_) => self.drop_failed_flight(h),
+                            Err(_) => h.drop_failed_flight(),
                         }
                     }
                 }
@@ -417,7 +417,7 @@ impl MediaFs {
                 *h.body.lock() = HandleBody::None;
                 return self.read_handle(h, offset, size, reply, false);
             }
-            (Err(_), _) => self.drop_failed_flight(h),
+            (Err(_), _) => h.drop_failed_flight(),
         }
         reply(r)
     }
