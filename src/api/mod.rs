@@ -11,6 +11,7 @@ pub mod http;
 pub mod mime;
 pub mod path;
 pub mod retry;
+mod transport;
 pub mod wire;
 
 use std::time::{Duration, SystemTime};

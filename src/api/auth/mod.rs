@@ -21,8 +21,8 @@ use base64::Engine;
 use parking_lot::Mutex;
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 
-use super::http::{read_limited, retry_after, transport_failure, MAX_ERROR_BODY};
 use super::retry::{Attempt, Failure};
+use super::transport::{read_limited, retry_after, transport_failure, MAX_ERROR_BODY};
 use super::wire::parse_error_body;
 use super::ApiError;
 

@@ -26,26 +26,24 @@ use reqwest::header::{
     HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, LAST_MODIFIED,
 };
 
-mod body;
 mod config;
 
 use config::check_endpoint_url;
 pub use config::{HttpConfig, DEFAULT_BASE_URL, DEFAULT_TOKEN_URL};
 
-use body::{announced_length, chain, cut, drain, read_body, VecSink};
-pub(crate) use body::{read_limited, retry_after, transport_failure};
-
 use super::auth::{Auth, Credentials, TokenHttp};
 use super::path::{encode_media_id, url_can_carry};
 use super::retry::{self, Attempt, Failure, RetryPolicy};
+use super::transport::{
+    announced_length, chain, cut, drain, read_body, read_limited, retry_after, transport_failure,
+    VecSink, MAX_ERROR_BODY,
+};
 use super::wire::{parse_list, secrets_of, status_error, Op};
 use super::{ApiError, BodySink, ListPage, Media, MediaApi, MAX_MEDIA_SIZE};
 
 /// The request and response header that carries the listing's continuation token.
 const CONTINUATION_TOKEN: HeaderName = HeaderName::from_static("continuation-token");
 
-/// The most of an error (or token) body we read.
-pub(crate) const MAX_ERROR_BODY: u64 = 64 * 1024;
 /// The most of a listing page we accept (1000 items are ~100 KB).
 const MAX_LIST_BODY: u64 = 32 * 1024 * 1024;
 /// The most of a media we accept: well above the 3.75 MB limit, low enough to bound memory.

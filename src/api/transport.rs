@@ -1,5 +1,6 @@
-//! Reading answers: bodies checked against their announced length, capped, and read into a
-//! sink as they arrive; and what a failed attempt stands for (transient or not, Retry-After).
+//! Reading answers, for the media calls (`http`) and the token endpoint (`auth`) alike: bodies
+//! checked against their announced length, capped, and read into a sink as they arrive; and
+//! what a failed attempt stands for (transient or not, Retry-After).
 
 use std::error::Error as StdError;
 use std::io::Read;
@@ -9,9 +10,11 @@ use bytes::Bytes;
 use reqwest::blocking::Response;
 use reqwest::header::{CONTENT_LENGTH, RETRY_AFTER};
 
-use super::super::retry::{parse_retry_after, Failure};
-use super::super::{ApiError, BodySink};
-use super::MAX_ERROR_BODY;
+use super::retry::{parse_retry_after, Failure};
+use super::{ApiError, BodySink};
+
+/// The most of an error (or token) body we read.
+pub(crate) const MAX_ERROR_BODY: u64 = 64 * 1024;
 
 /// A [`BodySink`] into one vector: the whole body at the end.
 #[derive(Default)]
