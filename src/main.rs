@@ -112,17 +112,7 @@ fn run(
 
     let (demo, fs, source) = open_store(args, flags, http, log)?;
     *emulator = demo;
-    let mount_options = MountOptions {
-        allow_other: flags.allow_other,
-        allow_root: flags.allow_root,
-        read_only: flags.read_only,
-        auto_unmount: flags.auto_unmount,
-        fsname: args
-            .source
-            .clone()
-            .unwrap_or_else(|| "bwmediafs".to_string()),
-    };
-    let mounted = fuse::mount(fs.clone(), &mountpoint, &mount_options)
+    let mounted = fuse::mount(fs.clone(), &mountpoint, &mount_options(args, flags))
         .map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
     // READY=1 only once the mount answers: the kernel's INIT has been answered.
     mounted
@@ -147,7 +137,26 @@ fn run(
     spawn_signal_handler(fs.clone(), mountpoint.clone());
     mounted.wait();
     notify::stopping();
-    // Normally every file was uploaded at its close; this catches what a lazy unmount left.
+    finish(&fs, &mountpoint)
+}
+
+/// The kernel's options of the mount.
+fn mount_options(args: &Args, flags: &MountFlags) -> MountOptions {
+    MountOptions {
+        allow_other: flags.allow_other,
+        allow_root: flags.allow_root,
+        read_only: flags.read_only,
+        auto_unmount: flags.auto_unmount,
+        fsname: args
+            .source
+            .clone()
+            .unwrap_or_else(|| "bwmediafs".to_string()),
+    }
+}
+
+/// After the unmount: upload what a lazy unmount left (normally every file was uploaded at
+/// its close) and save the times of media.
+fn finish(fs: &MediaFs, mountpoint: &std::path::Path) -> Result<(), String> {
     let flushed = fs.flush_all();
     fs.save_times();
     if let Err(e) = flushed {
