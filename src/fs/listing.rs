@@ -27,7 +27,7 @@ fn walk_idle_limit(ttl: Duration) -> Duration {
 impl MediaFs {
     /// Whether a walk started within the TTL (anyone may continue it).
     pub(super) fn walk_fresh(&self, w: &namespace::Walk) -> bool {
-        fresh(Some(w.started), self.opts.metadata_ttl)
+        fresh(Some(w.started()), self.opts.metadata_ttl)
     }
 
     pub(super) fn listing_fresh(&self, ns: &Namespace) -> bool {
@@ -59,7 +59,9 @@ impl MediaFs {
                     return Ok(());
                 }
                 match ns.walk() {
-                    Some(w) if self.may_continue(w, follow, began) => (w.id, w.next.clone()),
+                    Some(w) if self.may_continue(w, follow, began) => {
+                        (w.id(), w.next().map(str::to_string))
+                    }
                     _ => (ns.start_walk(Instant::now()), None),
                 }
             };
@@ -94,7 +96,8 @@ impl MediaFs {
     /// during this call; one older than that is replaced by a new walk (its first pages show
     /// the store as it was then).
     fn may_continue(&self, w: &Walk, follow: Option<u64>, began: Instant) -> bool {
-        self.continuable(w) && (follow == Some(w.id) || w.started >= began || self.walk_fresh(w))
+        self.continuable(w)
+            && (follow == Some(w.id()) || w.started() >= began || self.walk_fresh(w))
     }
 
     /// Make sure the cache holds a complete listing that is fresh (or finished after this call

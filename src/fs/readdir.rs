@@ -236,16 +236,16 @@ impl MediaFs {
         }
         match ns.walk() {
             Some(w)
-                if d.walk == Some(w.id)
+                if d.walk == Some(w.id())
                     || (d.walk.is_none() && self.continuable(w) && self.walk_fresh(w)) =>
             {
-                d.walk = Some(w.id);
+                d.walk = Some(w.id());
                 let before = d.entries.len();
                 match d.seen_pos {
                     // After the first look, only what the walk saw since matters (local
                     // changes made meanwhile are taken at the end).
-                    Some(pos) if !w.done => {
-                        for &c in w.seen.get(pos..).unwrap_or_default() {
+                    Some(pos) if !w.done() => {
+                        for &c in w.seen().get(pos..).unwrap_or_default() {
                             let here = ns.live(c).is_some_and(|n| n.parent() == d.ino);
                             if here && !d.emitted.contains(&c) {
                                 push(&mut d, c);
@@ -254,21 +254,21 @@ impl MediaFs {
                     }
                     _ => {
                         for c in children.values() {
-                            if !d.emitted.contains(c) && (w.done || ns.confirmed(*c, w, pinned)) {
+                            if !d.emitted.contains(c) && (w.done() || ns.confirmed(*c, w, pinned)) {
                                 push(&mut d, *c);
                             }
                         }
                     }
                 }
-                d.seen_pos = Some(w.seen.len());
-                if w.done {
+                d.seen_pos = Some(w.seen().len());
+                if w.done() {
                     d.eof = true;
                     return None;
                 }
                 if d.entries.len() > before {
                     return None;
                 }
-                Some(Wait::Next(w.id, w.pages()))
+                Some(Wait::Next(w.id(), w.pages()))
             }
             // Our walk was abandoned or replaced: join the current one if we can.
             _ if d.walk.is_some() => {
@@ -277,7 +277,7 @@ impl MediaFs {
                 Some(Wait::Again)
             }
             // None can be continued: start one.
-            other => Some(Wait::New(other.map(|w| w.id))),
+            other => Some(Wait::New(other.map(|w| w.id()))),
         }
     }
 
@@ -286,21 +286,20 @@ impl MediaFs {
     fn wait_for(&self, dh: &Mutex<DirHandle>, wait: Wait) -> Result<(), FsError> {
         match wait {
             Wait::Again => {}
-            Wait::Next(id, pages) => self.walk_until(Some(id), |ns| match ns.walk() {
-                Some(w) => w.id != id || w.pages() != pages || w.done,
-                None => true,
-            })?,
+            Wait::Next(id, pages) => {
+                self.walk_until(Some(id), |ns| ns.walk_moved_past(id, pages))?
+            }
             Wait::New(old) => {
                 self.walk_until(None, |ns| {
                     ns.walk()
-                        .is_some_and(|w| Some(w.id) != old && w.pages() > 0)
+                        .is_some_and(|w| Some(w.id()) != old && w.pages() > 0)
                 })?;
                 // Follow the walk we waited for, even if it is already complete.
                 let mut d = dh.lock();
                 let ns = self.ns.lock();
                 if let Some(w) = ns.walk() {
-                    if Some(w.id) != old {
-                        d.walk = Some(w.id);
+                    if Some(w.id()) != old {
+                        d.walk = Some(w.id());
                         d.seen_pos = None;
                     }
                 }
@@ -324,15 +323,12 @@ impl MediaFs {
             }
             let ns = self.ns.lock();
             match (d.walk, ns.walk()) {
-                (Some(id), Some(w)) if w.id == id && self.continuable(w) => (id, w.pages()),
+                (Some(id), Some(w)) if w.id() == id && self.continuable(w) => (id, w.pages()),
                 _ => return,
             }
         };
         // An error is logged; the reader meets it (or a fresh walk) on its next call.
-        let _ = self.walk_until(Some(id), |ns| match ns.walk() {
-            Some(w) => w.id != id || w.pages() > pages || w.done,
-            None => true,
-        });
+        let _ = self.walk_until(Some(id), |ns| ns.walk_moved_past(id, pages));
     }
 
     /// Close a directory listing.

@@ -18,21 +18,46 @@ use crate::api::{ApiError, ListPage, ListingGuard, MAX_LIST_PAGES};
 /// A paged listing in progress (or just finished).
 #[derive(Debug, Clone)]
 pub(crate) struct Walk {
-    pub id: u64,
-    pub start_epoch: u64,
+    pub(super) id: u64,
+    pub(super) start_epoch: u64,
     /// When its first page was asked for: the age of what it shows.
-    pub started: Instant,
-    pub last_page: Instant,
+    pub(super) started: Instant,
+    pub(super) last_page: Instant,
     /// Token of the next page; `None` before the first page and after the last.
-    pub next: Option<String>,
-    pub done: bool,
+    pub(super) next: Option<String>,
+    pub(super) done: bool,
     /// Counts the pages and ends a walk that a server would make endless.
-    pub guard: ListingGuard,
+    pub(super) guard: ListingGuard,
     /// Every node this walk saw, in the order it first saw them.
-    pub seen: Vec<Ino>,
+    pub(super) seen: Vec<Ino>,
 }
 
 impl Walk {
+    /// Its id: a walk that replaced it has another.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// When its first page was asked for: the age of what it shows.
+    pub(crate) fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Token of the next page; `None` before the first page and after the last.
+    pub(crate) fn next(&self) -> Option<&str> {
+        self.next.as_deref()
+    }
+
+    /// Whether it has applied its last page.
+    pub(crate) fn done(&self) -> bool {
+        self.done
+    }
+
+    /// Every node it saw, in the order it first saw them.
+    pub(crate) fn seen(&self) -> &[Ino] {
+        &self.seen
+    }
+
     /// Pages applied so far.
     pub(crate) fn pages(&self) -> usize {
         self.guard.pages()
@@ -139,6 +164,16 @@ impl Namespace {
                     w.seen.push(ino);
                 }
             }
+        }
+    }
+
+    /// Whether the listing has moved past page `pages` of walk `id`: that walk was replaced (or
+    /// dropped), has finished, or has applied another page since. A reader waiting for the
+    /// next page of a walk waits for this.
+    pub(crate) fn walk_moved_past(&self, id: u64, pages: usize) -> bool {
+        match &self.walk {
+            Some(w) => w.id != id || w.pages() != pages || w.done,
+            None => true,
         }
     }
 
