@@ -20,7 +20,7 @@
 //!   writes, closes and syncs; uploads and the one rule for their headers;
 //! - `recovery`: the recovery folder; `reuse`: the hint that a reused name may send the wrong
 //!   media;
-//! - `entries`, `rename`: create, mkdir, rmdir, unlink; file and directory renames;
+//! - `entries`, `rename`, `rename_dir`: create, mkdir, rmdir, unlink; file and directory renames;
 //!   `rename_fence`: a directory rename and the changes of the server under it, kept apart;
 //! - `xattr`: extended attributes and statfs; `headers`: header changes through them, sent at
 //!   once;
@@ -64,6 +64,7 @@ mod readahead;
 mod readdir;
 mod recovery;
 mod rename;
+mod rename_dir;
 mod rename_fence;
 mod reuse;
 mod times_file;
