@@ -30,8 +30,8 @@
 //! - `process`: which process holds what open (for the rule of which close uploads);
 //! - `error`: [`FsError`] and its one mapping to errno.
 //!
-//! Timestamps (`namespace::times`, and `times_file` for the state file): a media's mtime is the time
-//! of the last write here (the upload at close does not move it), else the server's
+//! Timestamps (`namespace::times`, and `times_file` for the state file): a media's mtime is the
+//! time of the last write here (the upload at close does not move it), else the server's
 //! `Last-Modified`, else when this machine first saw it (kept across remounts); it changes on
 //! our own writes and when the server shows different content (a new size in a listing, other
 //! bytes or another date from a GET). A time set with utimens is kept across remounts while
