@@ -12,8 +12,8 @@
 //! - `listing`: listing walks and their freshness;
 //! - `attr`: lookup, getattr, setattr, and when the server is asked again;
 //! - `readdir`: directory streaming;
-//! - `read` and `content`: opens, reads and downloads; the data cache and single-flight
-//!   downloads;
+//! - `read`, `download` and `content`: opens and reads; downloads and what a GET tells; the data
+//!   cache and single-flight downloads;
 //! - `readahead`: scans across files and the fetches ahead of them;
 //! - `handles`: the table of open files and what each reads;
 //! - `write_buffer`, `write`, `upload`: the write buffers and their dirty/generation state machine;
@@ -50,6 +50,7 @@
 
 mod attr;
 mod content;
+mod download;
 mod entries;
 mod error;
 mod handles;

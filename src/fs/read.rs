@@ -1,136 +1,31 @@
-//! Opens, reads and downloads.
+//! Opens and reads (the downloads they start are `download`'s).
 //!
 //! The hard cases:
-//! - A media is downloaded once (single-flight) into the data cache and served from memory; each
-//!   read is answered as soon as its bytes have arrived (the first reader's thread answers early
-//!   and stays to finish the download, which the next reads get as it arrives).
+//! - Each read is answered as soon as its bytes have arrived (the first reader's thread answers
+//!   early and stays to finish the download, which the next reads get as it arrives).
 //! - Close-to-open consistency: an open after the TTL checks the bytes a cache would serve, and
 //!   a size trusted past the TTL, with one GET (the API has no validators); when they changed,
 //!   the open drops the kernel's page cache.
 //! - `FOPEN_KEEP_CACHE` is granted only when the handle holds the body of the version the
 //!   kernel cached, so whatever the kernel evicts is served from the same bytes.
-//! - A download that ends short or changes is an error, never short data; a read that gets 404
-//!   removes the name.
 //! - A handle's first read is what the read-ahead follows (`readahead`); a reader that joined
 //!   a fetch ahead that failed fetches on its own.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use super::content::{Early, Fetch, Fingerprint, Flight, FlightSink, Leader};
+use super::content::{Early, Fetch, Fingerprint, Flight};
 use super::error::FsError;
 use super::handles::{Handle, HandleBody};
 use super::namespace::{Ino, Kind, Node};
 use super::types::Opened;
 use super::write_buffer::WriteState;
 use super::{content, fresh, MediaFs, DOWNLOAD};
-use crate::api::{ApiError, Media};
+use crate::api::ApiError;
 
 impl MediaFs {
-    /// The body of `path`, from the data cache when `accept` takes the cached version, else by
-    /// one GET (shared with concurrent callers). The namespace learns the size and headers.
-    pub(super) fn download(
-        &self,
-        path: &str,
-        accept: impl Fn(u64) -> bool,
-    ) -> Result<Media, FsError> {
-        self.download_once_more(path, &accept, true)
-    }
-
-    /// [`MediaFs::download`]; `anew` allows one more try after joining a fetch ahead that
-    /// failed (a reader meets its own error, not the fetch's).
-    fn download_once_more(
-        &self,
-        path: &str,
-        accept: &impl Fn(u64) -> bool,
-        anew: bool,
-    ) -> Result<Media, FsError> {
-        match self.content.begin(path, accept) {
-            Fetch::Cached(m) => Ok(m),
-            Fetch::Joined(f) => match f.wait() {
-                Err(_) if anew && f.forgotten() => self.download_once_more(path, accept, false),
-                r => r,
-            },
-            Fetch::Lead(leader) => self.lead_download(path, leader, None, DOWNLOAD),
-        }
-    }
-
-    /// Download `path` as the one leader of its flight; `early` is a reader answered as soon as
-    /// its bytes are in (or with the outcome, if that comes first). `op` names the download in
-    /// errors and decides how loudly they are logged (a fetch ahead fails quietly).
-    pub(super) fn lead_download(
-        &self,
-        path: &str,
-        leader: Leader<'_>,
-        early: Option<Early>,
-        op: &'static str,
-    ) -> Result<Media, FsError> {
-        let flight = leader.flight().clone();
-        let mut sink = FlightSink::new(&flight, early);
-        let result = self
-            .api
-            .get_into(path, &mut sink)
-            .map_err(|e| self.api_error(op, path, e))
-            .and_then(|headers| {
-                let body = sink.finish().inspect_err(|e| match op {
-                    DOWNLOAD => log::warn!("download of {path:?}: {e}"),
-                    _ => log::debug!("{op} of {path:?}: {e}"),
-                })?;
-                self.record_download(path, Media { body, ..headers })
-            });
-        if let Err(FsError::Api {
-            source: ApiError::NotFound,
-            ..
-        }) = &result
-        {
-            self.drop_missing_file(path);
-        }
-        let version = result.as_ref().ok().map(|(_, v)| *v);
-        let result = leader.finish(result);
-        // Asked once the flight has ended: a reader that took bytes before the end has marked
-        // it served by then, and one that reads after the end takes the whole body, marking
-        // its handle (`read_flight`).
-        if flight.served() {
-            // Bytes were handed out while the body came in: the kernel caches them; of a
-            // download that failed, what it caches belongs to no version.
-            let mut ns = self.ns.lock();
-            if let Some(ino) = ns.resolve_file(path) {
-                ns.kernel_caches(ino, version.unwrap_or(0));
-            }
-        }
-        sink.answer_early(&result);
-        result
-    }
-
-    /// A GET brought `m` for `path`: the namespace learns its size and headers. Returns the
-    /// media and the content version to cache it under.
-    pub(super) fn record_download(&self, path: &str, m: Media) -> Result<(Media, u64), FsError> {
-        let len = m.body.len() as u64;
-        let old = self.content.peek(path);
-        // Writes not uploaded yet are newer than what the server holds, and so is their time.
-        let written = {
-            let ino = self.ns.lock().resolve_file(path);
-            ino.and_then(|i| self.buffer_of(i))
-                .is_some_and(|b| b.state.lock().dirty)
-        };
-        let mut ns = self.ns.lock();
-        let ino = ns.remote_file(path, len, None, Instant::now());
-        let print = self.content.fingerprint(path);
-        let version = match ino {
-            Some(ino) => ns.body_seen(ino, &m, written, |n| match (&old, print) {
-                (Some((om, _)), _) => om.body != m.body,
-                (None, Some(f)) if f.version == n.content_version() => !f.matches(&m.body),
-                (None, _) => n.kernel_version() != 0,
-            })?,
-            None => 0,
-        };
-        drop(ns);
-        Ok((m, version))
-    }
-
     /// The whole body a reading handle reads, downloaded on first use.
     pub(super) fn body_for(&self, h: &Handle) -> Result<Bytes, FsError> {
         let media = match h.current_body()? {
