@@ -13,6 +13,8 @@ use std::time::Duration;
 use std::time::SystemTime;
 
 mod budget;
+mod budget_changes;
+mod collisions;
 mod errors;
 mod headers;
 mod names;

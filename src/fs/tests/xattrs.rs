@@ -198,3 +198,98 @@ fn a_header_set_empty_or_far_too_long_is_refused_and_nothing_is_sent() {
     }
     assert_eq!(t.stats(), snap(0, 0, 0, 0));
 }
+
+#[test]
+fn xattrs() {
+    let store = new_store(1000);
+    Store::put(
+        &store,
+        "m/pic.jpg",
+        Bytes::from_static(b"jpeg"),
+        "image/jpeg",
+        Some("no-cache"),
+    )
+    .unwrap();
+    let t = mount(store);
+    let ino = t.resolve("m/pic.jpg").unwrap().ino;
+    let get = |n: &str| t.fs.getxattr(ino, &os(n));
+    assert_eq!(
+        get(XATTR_URL).unwrap(),
+        t.store.media_url("m/pic.jpg").into_bytes()
+    );
+    t.reset();
+    assert_eq!(get(XATTR_CONTENT_TYPE).unwrap(), b"image/jpeg");
+    assert_eq!(get(XATTR_CACHE_CONTROL).unwrap(), b"no-cache");
+    assert_eq!(t.stats(), snap(0, 1, 0, 0), "the headers come with one GET");
+    assert_eq!(t.cat("m/pic.jpg").unwrap(), b"jpeg");
+    assert_eq!(t.stats(), snap(0, 1, 0, 0), "whose body is kept");
+    let list = t.fs.listxattr(ino).unwrap();
+    assert_eq!(
+        list,
+        b"user.bandwidth.url\0user.bandwidth.content_type\0user.bandwidth.cache_control\0\
+          user.bandwidth.expires\0"
+    );
+    assert_eq!(errno_of(get("user.other")), libc::ENODATA);
+    // No labels and no ACLs: "not supported", which ls remembers (it asks once per mount).
+    for other in ["security.selinux", "system.posix_acl_access", "trusted.x"] {
+        assert_eq!(errno_of(get(other)), libc::ENOTSUP, "{other}");
+    }
+    // Set: on the server at once (the body is cached: one PUT each), and kept by a rewrite.
+    t.reset();
+    t.fs.setxattr(ino, &os(XATTR_CONTENT_TYPE), b"image/png", 0)
+        .unwrap();
+    t.fs.setxattr(ino, &os(XATTR_CACHE_CONTROL), b"max-age=60", 0)
+        .unwrap();
+    assert_eq!(t.stats(), snap(0, 0, 2, 0));
+    let m = Store::get(&t.store, "m/pic.jpg").unwrap();
+    assert_eq!(m.content_type, "image/png");
+    assert_eq!(m.cache_control.as_deref(), Some("max-age=60"));
+    assert_eq!(
+        errno_of(t.fs.setxattr(ino, &os("user.bandwidth.other"), b"1", 0)),
+        libc::ENOTSUP
+    );
+    t.write_file("m/pic.jpg", b"png now").unwrap();
+    let m = Store::get(&t.store, "m/pic.jpg").unwrap();
+    assert_eq!(m.content_type, "image/png");
+    assert_eq!(m.cache_control.as_deref(), Some("max-age=60"));
+    let dir = t.resolve("m").unwrap().ino;
+    assert!(t.fs.listxattr(dir).unwrap().is_empty());
+}
+
+/// One rule for the headers: what `getfattr` shows is what an upload sends. A media stored with
+/// a type its name does not imply keeps it when it is rewritten or renamed through the mount.
+#[test]
+fn a_rewrite_and_a_rename_keep_the_stored_headers_that_getxattr_shows() {
+    let store = new_store(1000);
+    Store::put(
+        &store,
+        "photo.bin",
+        Bytes::from_static(b"jpeg bytes"),
+        "image/jpeg",
+        Some("max-age=5"),
+    )
+    .unwrap();
+    let t = mount(store);
+    let ino = t.resolve("photo.bin").unwrap().ino;
+    assert_eq!(t.cat("photo.bin").unwrap(), b"jpeg bytes");
+    let ct = |ino| t.fs.getxattr(ino, &os(XATTR_CONTENT_TYPE)).unwrap();
+    assert_eq!(ct(ino), b"image/jpeg");
+    let o = t.fs.open(ino, libc::O_RDWR, 0).unwrap();
+    t.fs.write(o.fh, 0, b"JPEG").unwrap();
+    t.fs.flush(o.fh).unwrap();
+    t.fs.release(o.fh).unwrap();
+    let m = Store::get(&t.store, "photo.bin").unwrap();
+    assert_eq!(
+        m.content_type, "image/jpeg",
+        "a rewrite keeps the stored type"
+    );
+    assert_eq!(m.cache_control.as_deref(), Some("max-age=5"));
+    assert_eq!(ct(ino), b"image/jpeg");
+    t.mv("photo.bin", "renamed.dat").unwrap();
+    let m = Store::get(&t.store, "renamed.dat").unwrap();
+    assert_eq!(
+        m.content_type, "image/jpeg",
+        "a rename keeps the stored type"
+    );
+    assert_eq!(ct(t.resolve("renamed.dat").unwrap().ino), b"image/jpeg");
+}
