@@ -6,10 +6,8 @@
 //! lock held across a network call except per-media single-flight. So a slow download blocks
 //! one of [`EVENT_THREADS`] threads, never the file system: other requests keep being answered.
 //!
-//! Kernel settings: attribute and entry TTL = `metadata_ttl`; large writes and readahead;
-//! atomic `O_TRUNC` (so `cp` over a file costs one upload, not two); readdirplus (an `ls -l`
-//! gets names and attributes in one pass); parallel directory operations; `FOPEN_KEEP_CACHE`
-//! when the core says the kernel's cached pages are still current.
+//! Kernel settings: attribute and entry TTL = `metadata_ttl`; what is asked at INIT is in
+//! `kernel`; `FOPEN_KEEP_CACHE` when the core says the kernel's cached pages are still current.
 //!
 //! Replies go out before the work that follows them: a read's thread answers as soon as its
 //! bytes are in and stays to finish the download; a listing's thread answers, then fetches the
@@ -21,31 +19,23 @@ mod session;
 
 pub use session::{mount, unmount, MountOptions, Mounted, EVENT_THREADS};
 
+mod kernel;
 mod reply;
 
-use reply::{empty, errno, file_attr, fopen, reply_xattr, time, WRITE_BLKSIZE};
+use reply::{caller, empty, errno, file_attr, fopen, reply_xattr, time};
 
 use std::ffi::OsStr;
 use std::io;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::fs::{Caller, MediaFs, SetAttr};
+use crate::fs::{MediaFs, SetAttr};
 use fuser::{
-    AccessFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, IoctlFlags,
-    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, IoctlFlags, KernelConfig,
+    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
-
-/// Who sent a request: new files and directories belong to its user and group.
-fn caller(req: &Request) -> Caller {
-    Caller {
-        pid: req.pid(),
-        uid: req.uid(),
-        gid: req.gid(),
-    }
-}
 
 /// The `fuser::Filesystem` over the core.
 struct FuseFs {
@@ -56,24 +46,7 @@ struct FuseFs {
 
 impl Filesystem for FuseFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
-        if let Err(nearest) = config.set_max_write(WRITE_BLKSIZE) {
-            let _ = config.set_max_write(nearest);
-        }
-        if let Err(nearest) = config.set_max_readahead(4 * 1024 * 1024) {
-            let _ = config.set_max_readahead(nearest);
-        }
-        let _ = config.set_max_background(64);
-        for cap in [
-            InitFlags::FUSE_ATOMIC_O_TRUNC,
-            InitFlags::FUSE_DO_READDIRPLUS,
-            InitFlags::FUSE_READDIRPLUS_AUTO,
-            InitFlags::FUSE_PARALLEL_DIROPS,
-            InitFlags::FUSE_AUTO_INVAL_DATA,
-        ] {
-            if config.add_capabilities(cap).is_err() {
-                log::debug!("the kernel does not offer {cap:?}");
-            }
-        }
+        kernel::negotiate(config);
         // The mount is in the mount table now: its device tells our files' descriptors apart.
         if self.fs.mount_device().is_none() {
             log::debug!("the mount is not in the mount table yet; its device is read later");

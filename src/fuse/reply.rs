@@ -169,3 +169,12 @@ pub(super) fn empty(reply: ReplyEmpty, r: Result<(), FsError>) {
         Err(e) => reply.error(errno(&e)),
     }
 }
+
+/// Who sent a request: new files and directories belong to its user and group.
+pub(super) fn caller(req: &fuser::Request) -> crate::fs::Caller {
+    crate::fs::Caller {
+        pid: req.pid(),
+        uid: req.uid(),
+        gid: req.gid(),
+    }
+}
