@@ -109,24 +109,29 @@ fn error_bodies_of_all_kinds() {
     assert_eq!(d.as_deref(), Some("a b c"));
 }
 
-#[test]
-fn statuses_map_to_errors() {
-    let who = || {
-        (
-            "the API user \"u\" and its password were refused".to_string(),
-            "9900000".to_string(),
-        )
-    };
-    let small = Op::Put {
-        size: 10,
-        content_type: "image/png",
-    };
-    let big = Op::Put {
-        size: MAX_MEDIA_SIZE + 1,
-        content_type: "image/png",
-    };
-    let bw = |t: &str, d: &str| format!(r#"{{"type":"{t}","description":"{d}"}}"#).into_bytes();
+/// Who a refused call names (the test's API user and account).
+fn who() -> (String, String) {
+    (
+        "the API user \"u\" and its password were refused".to_string(),
+        "9900000".to_string(),
+    )
+}
 
+/// An upload of `size` bytes.
+fn put(size: u64) -> Op<'static> {
+    Op::Put {
+        size,
+        content_type: "image/png",
+    }
+}
+
+/// Bandwidth's error body.
+fn bw(t: &str, d: &str) -> Vec<u8> {
+    format!(r#"{{"type":"{t}","description":"{d}"}}"#).into_bytes()
+}
+
+#[test]
+fn refusals_and_missing_media_map_to_errors() {
     match status_error(
         401,
         &bw("unauthorized", "Authentication Failed"),
@@ -151,7 +156,15 @@ fn statuses_map_to_errors() {
         status_error(404, spring, &[], &Op::Other, who),
         ApiError::NotFound
     );
-    assert_eq!(status_error(404, b"", &[], &small, who), ApiError::NotFound);
+    assert_eq!(
+        status_error(404, b"", &[], &put(10), who),
+        ApiError::NotFound
+    );
+}
+
+#[test]
+fn upload_and_server_statuses_map_to_errors() {
+    let (small, big) = (put(10), put(MAX_MEDIA_SIZE + 1));
     let too_large = |size| ApiError::TooLarge {
         size,
         limit: Some(MAX_MEDIA_SIZE),
