@@ -11,13 +11,14 @@
 //! [`store::Store`], which also answers [`crate::api::MediaApi`] in-process.
 //!
 //! Submodules: `server` (routes and HTTP details), `auth` (Basic and tokens), [`faults`]
-//! (fault draws and how a connection is cut), [`store`] (media, pages, stats), [`faulty_store`]
-//! (the store in-process, behind calls that can be made to fail or stall), [`cli`] (the command
-//! line of `bwmedia-emulator`).
+//! (fault draws and how a connection is cut), [`store`] (media, pages, stats), `faulty_store`
+//! (the store in-process, behind calls that can be made to fail or stall; for the tests only,
+//! with the `test-support` feature), [`cli`] (the command line of `bwmedia-emulator`).
 
 pub(crate) mod auth;
 pub mod cli;
 pub mod faults;
+#[cfg(any(test, feature = "test-support"))]
 pub mod faulty_store;
 pub(crate) mod server;
 pub mod store;
