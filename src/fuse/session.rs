@@ -144,12 +144,19 @@ pub fn mount(fs: Arc<MediaFs>, mountpoint: &Path, opts: &MountOptions) -> io::Re
     let unmounter = session.unmount_callable();
     let done = Arc::new(Flag::default());
     let done2 = done.clone();
+    let path = mountpoint.to_path_buf();
     let thread = std::thread::Builder::new()
         .name("bwmediafs-session".into())
         .spawn(move || {
             let r = session.run();
-            if let Err(e) = &r {
-                log::error!("the FUSE session ended with an error: {e}");
+            match &r {
+                // The kernel ended the connection as the mount went (a lazy unmount, once the
+                // last file open on it was closed): the end of the session, not a failure.
+                Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) && !still_mounted(&path) => {
+                    log::debug!("the kernel ended the FUSE connection at the unmount: {e}");
+                }
+                Err(e) => log::error!("the FUSE session ended with an error: {e}"),
+                Ok(()) => {}
             }
             done2.set();
             r
@@ -233,6 +240,11 @@ impl Drop for Mounted {
         }
         let _ = self.request_unmount();
     }
+}
+
+/// Whether a mount of ours is still at `path`, read from the mount table (not touching it).
+fn still_mounted(path: &Path) -> bool {
+    crate::mountinfo::at(path).is_some_and(|m| m.fstype == "fuse.bwmediafs" || m.fstype == "fuse")
 }
 
 /// Unmount `path`: directly as root, else with `fusermount3 -u`. `lazy` detaches even when busy.

@@ -14,8 +14,10 @@
 //!   (`<4>`), which the journal turns into the entry's priority.
 //! - fuser logs the requests it answers ENOSYS for at WARN, with a dump of their arguments,
 //!   and a second unmount attempt after a clean external `umount` (it cannot tell the mount is
-//!   gone) as "Failed to umount filesystem: Invalid argument". Neither is news to the user:
-//!   [`Quiet`] turns both into one short debug line.
+//!   gone) as "Failed to umount filesystem: Invalid argument"; and at ERROR a reply to a
+//!   request the kernel gave up on (its caller interrupted, or the mount gone at its end) as
+//!   "Failed to send FUSE reply: No such file or directory". None is news to the user:
+//!   [`Quiet`] turns each into one short debug line.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -215,10 +217,22 @@ struct Quiet {
 
 /// The short debug line that replaces a fuser warning that is not news, if `record` is one.
 fn demoted(record: &log::Record) -> Option<String> {
-    if record.level() != log::Level::Warn || !record.target().starts_with("fuser") {
+    if !record.target().starts_with("fuser") {
         return None;
     }
     let text = record.args().to_string();
+    // The kernel gives up on a request whose caller was interrupted, and on every request
+    // still pending when the mount goes: the reply that comes after finds no request (ENOENT).
+    let gone = format!("(os error {})", libc::ENOENT);
+    if record.level() == log::Level::Error
+        && text.starts_with("Failed to send FUSE reply")
+        && text.contains(&gone)
+    {
+        return Some("a reply came after the kernel had given up on its request".to_string());
+    }
+    if record.level() != log::Level::Warn {
+        return None;
+    }
     if let Some(call) = text.strip_prefix("[Not Implemented] ") {
         let op = call.split('(').next().unwrap_or(call);
         return Some(format!("{op}: not implemented, answered ENOSYS"));

@@ -93,4 +93,17 @@ fn fuser_noise_is_demoted_and_real_warnings_are_not() {
     )
     .is_none());
     assert!(demote("bwmediafs", log::Level::Warn, "[Not Implemented] x").is_none());
+    // A reply to a request the kernel gave up on; other failures to reply stay errors.
+    assert!(demote(
+        "fuser::reply",
+        log::Level::Error,
+        "Failed to send FUSE reply: No such file or directory (os error 2)"
+    )
+    .is_some());
+    assert!(demote(
+        "fuser::reply",
+        log::Level::Error,
+        "Failed to send FUSE reply: Invalid argument (os error 22)"
+    )
+    .is_none());
 }
