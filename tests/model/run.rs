@@ -51,13 +51,13 @@ impl Drop for Trace {
             "=== replay: MODEL_SEEDS={} MODEL_PAGE_SIZE={} MODEL_STEPS={}{} cargo test --test \
              model -- from_env --nocapture ===",
             self.seed,
+            self.page_size,
+            self.steps.iter().filter(|s| !s.contains("(check")).count(),
             if self.log.is_none() {
                 " MODEL_TARGET=core"
             } else {
                 ""
             },
-            self.page_size,
-            self.steps.iter().filter(|s| !s.contains("(check")).count()
         );
     }
 }
