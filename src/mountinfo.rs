@@ -34,6 +34,14 @@ pub fn read(pid: Option<u32>) -> Vec<MountEntry> {
         .unwrap_or_default()
 }
 
+impl MountEntry {
+    /// Whether it is a bwmediafs mount: `fuse.bwmediafs`, or a bare `fuse` where the subtype
+    /// could not be given.
+    pub fn is_bwmediafs(&self) -> bool {
+        self.fstype == "fuse.bwmediafs" || self.fstype == "fuse"
+    }
+}
+
 /// The mounts of a mountinfo text; lines that do not parse are passed over.
 pub fn parse(text: &str) -> Vec<MountEntry> {
     text.lines().filter_map(parse_line).collect()
@@ -97,6 +105,7 @@ mod tests {
         assert_eq!(got[0].fstype, "ext3");
         assert_eq!(got[1].device, (0, 47));
         assert_eq!(got[1].fstype, "fuse.bwmediafs");
+        assert!(got[1].is_bwmediafs() && !got[0].is_bwmediafs());
     }
 
     #[test]

@@ -206,8 +206,7 @@ impl MediaFs {
             return Some(*d);
         }
         let path = self.mountpoint.lock().clone()?;
-        let mount = crate::mountinfo::at(&path)
-            .filter(|m| m.fstype == "fuse.bwmediafs" || m.fstype == "fuse")?;
+        let mount = crate::mountinfo::at(&path).filter(|m| m.is_bwmediafs())?;
         Some(*self.mount_device.get_or_init(|| mount.device))
     }
 

@@ -244,7 +244,7 @@ impl Drop for Mounted {
 
 /// Whether a mount of ours is still at `path`, read from the mount table (not touching it).
 fn still_mounted(path: &Path) -> bool {
-    crate::mountinfo::at(path).is_some_and(|m| m.fstype == "fuse.bwmediafs" || m.fstype == "fuse")
+    crate::mountinfo::at(path).is_some_and(|m| m.is_bwmediafs())
 }
 
 /// Unmount `path`: directly as root, else with `fusermount3 -u`. `lazy` detaches even when busy.
