@@ -9,8 +9,10 @@
 //!   another descriptor of it open for writing (the shell's own copy in `echo x > f`, a loop
 //!   redirected to a file, a program that forked); a read-only one never uploads, so it does
 //!   not count. Otherwise the close uploads and returns the upload's result.
-//! - The last release uploads what is still dirty (writes through `mmap` come after the close),
-//!   but not bytes whose close already failed: they are in the recovery folder.
+//! - A release uploads what is still dirty (writes through `mmap` come after the close), but
+//!   not bytes whose close already failed: they are in the recovery folder. That holds for
+//!   every release, not only the last: the release of a failed close comes at a time of the
+//!   kernel's choosing, and a retry then would upload, unseen, bytes the program was told failed.
 
 use std::sync::Arc;
 
@@ -173,22 +175,15 @@ impl MediaFs {
         }
     }
 
-    /// The release of a handle: upload if still dirty (the last one: unless those very bytes
-    /// already failed for good, and are in the recovery directory); the buffer goes with its
-    /// last handle.
+    /// The release of a handle: upload if still dirty, unless those very bytes already failed
+    /// at a close, and are in the recovery directory; the buffer goes with its last handle.
     pub fn release(&self, fh: u64) -> Result<(), FsError> {
         let Some(h) = self.handles.lock().remove(&fh) else {
             return Err(FsError::BadHandle);
         };
         let mut result = Ok(());
         if let Some(buf) = &h.buf {
-            let last = buf.state.lock().handles == 1;
-            let cause = if last {
-                UploadCause::LastRelease
-            } else {
-                UploadCause::Sync
-            };
-            result = self.upload(h.ino, buf, cause);
+            result = self.upload(h.ino, buf, UploadCause::Release);
             if self.release_buffer(h.ino, buf) {
                 // A new file whose upload failed was never on the server: it disappears.
                 let mut ns = self.ns.lock();

@@ -13,7 +13,7 @@
 //! upload has anything to send:
 //! - nothing when the buffer is clean (a close that changed nothing costs nothing), not loaded,
 //!   or removed (a removed file's writes go nowhere, as on any POSIX file system);
-//! - at the last release, not the bytes whose close already failed (they are kept), nor an
+//! - at a release, not the bytes whose close already failed (they are kept), nor an
 //!   incomplete file;
 //! - a buffer made incomplete by a write over the size limit (`oversize`) is never uploaded:
 //!   the upload answers EFBIG again, and `cat big > existing` keeps the old media.
@@ -119,11 +119,12 @@ impl WriteData {
 /// Why an upload is asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum UploadCause {
-    /// A close of a descriptor, or the release of a handle that is not the last, or `fsync`,
-    /// a truncate of a closed file, unmounting: upload whatever is dirty.
+    /// A close of a descriptor, `fsync`, a truncate of a closed file, unmounting: upload
+    /// whatever is dirty.
     Sync,
-    /// The last handle goes away: upload whatever is dirty; the bytes are saved if that fails.
-    LastRelease,
+    /// A handle goes away (its descriptors are all closed): upload whatever is dirty, but not
+    /// bytes whose close already failed; the bytes are saved if that fails.
+    Release,
 }
 
 /// The state of one inode's write buffer.
@@ -231,13 +232,19 @@ impl WriteState {
     }
 
     /// The server now holds the bytes of `generation`: clean, unless changed since. Returns the
-    /// recovery file that this makes useless (it held these bytes or older ones).
+    /// recovery file that this makes useless: the one saved of exactly these bytes. A copy of
+    /// an older generation holds bytes the server never got, so it stays (the buffer only
+    /// stops tracking it); an upload compares its bytes in case they were written again.
     pub(crate) fn uploaded(&mut self, generation: u64) -> Option<PathBuf> {
         if self.generation == generation {
             self.dirty = false;
         }
         match &self.saved {
-            Some((g, _)) if *g <= generation => self.saved.take().map(|(_, f)| f),
+            Some((g, _)) if *g == generation => self.saved.take().map(|(_, f)| f),
+            Some((g, _)) if *g < generation => {
+                self.saved = None;
+                None
+            }
             _ => None,
         }
     }
@@ -256,7 +263,7 @@ impl WriteState {
             UploadCause::Sync => true,
             // The close that failed for these very bytes was their last try; they are kept. An
             // incomplete (oversize) file was refused at its write and its close already.
-            UploadCause::LastRelease => {
+            UploadCause::Release => {
                 self.saved_generation() != Some(self.generation) && self.oversize.is_none()
             }
         }
@@ -317,5 +324,27 @@ mod tests {
         shared.truncate(5).unwrap();
         assert_eq!(shared.as_slice(), b"abc\0\0");
         assert_eq!(shared.freeze(), Bytes::from_static(b"abc\0\0"));
+    }
+
+    #[test]
+    fn only_an_upload_of_the_saved_bytes_makes_their_copy_useless() {
+        let mut w = WriteState::empty();
+        w.write_at(0, b"first").unwrap();
+        w.saved = Some((w.generation, PathBuf::from("copy")));
+        assert!(
+            !w.wants_upload(UploadCause::Release),
+            "a release does not retry them"
+        );
+        assert!(w.wants_upload(UploadCause::Sync), "a close or fsync does");
+        let first = w.generation;
+        w.write_at(0, b"other").unwrap();
+        assert!(
+            w.wants_upload(UploadCause::Release),
+            "newer bytes are uploaded at a release"
+        );
+        assert_eq!(w.uploaded(w.generation), None, "other bytes leave the copy");
+        assert!(w.saved.is_none() && !w.dirty);
+        w.saved = Some((first, PathBuf::from("copy")));
+        assert_eq!(w.uploaded(first), Some(PathBuf::from("copy")));
     }
 }

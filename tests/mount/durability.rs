@@ -252,6 +252,64 @@ fn a_close_that_uploads_the_saved_bytes_later_removes_their_copy_and_no_other() 
     );
 }
 
+/// A process that holds `path` open for writing (`exec 3>>path`) until dropped, so the mount
+/// keeps that file's write buffer between the closes of other processes.
+struct WriterElsewhere(std::process::Child);
+
+impl WriterElsewhere {
+    fn hold(path: &Path) -> WriterElsewhere {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "exec 3>>\"$1\" && echo ready && exec sleep 60", "sh"])
+            .arg(path)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start sh");
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            let _ = std::io::BufReader::new(out).read_line(&mut line);
+        }
+        let holder = WriterElsewhere(child);
+        assert_eq!(line.trim(), "ready", "the holder could not open {path:?}");
+        holder
+    }
+}
+
+impl Drop for WriterElsewhere {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_upload_of_other_bytes_keeps_the_copy_while_the_file_stays_open_elsewhere() {
+    let m = Mount::with(
+        emulator_with(&[("other.txt", b"old")]),
+        &["--retry-time", "500ms"],
+    );
+    // Another process keeps the file open, so both closes below share one write buffer.
+    let _holder = WriterElsewhere::hold(&m.path("other.txt"));
+    let write = |data: &[u8]| {
+        let (p, d) = (m.path("other.txt"), data.to_vec());
+        timed("write", move || {
+            let mut f = File::create(p)?;
+            f.write_all(&d)?;
+            close(f)
+        })
+    };
+    server_fails(&m);
+    assert!(write(b"first bytes").is_err());
+    server_heals(&m);
+    write(b"second bytes").expect("close uploads");
+    assert_bytes(m.stored("other.txt").as_deref(), b"second bytes", "media");
+    // The first bytes never reached the server: their copy is the only place they exist.
+    assert_eq!(
+        recovery_files(&m),
+        vec![("other.txt".to_string(), b"first bytes".to_vec())]
+    );
+}
+
 #[test]
 fn a_413_under_bandwidths_limit_asks_for_a_smaller_file_not_the_same_copy() {
     let m = Mount::with(start_emulator(emulator_config()), &[]);
