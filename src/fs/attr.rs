@@ -20,10 +20,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::error::FsError;
+use super::listing::fresh;
 use super::namespace::{Attr, Ino, Kind, Namespace};
 use super::types::SetAttr;
 use super::write_buffer::{too_large, UploadCause, WriteBuf};
-use super::{fresh, namespace, MediaFs};
+use super::{namespace, MediaFs};
 use crate::api::ApiError;
 
 impl MediaFs {

@@ -14,7 +14,9 @@ use std::time::Instant;
 
 use super::content::{Early, Fetch, FlightSink, Leader};
 use super::error::FsError;
-use super::{MediaFs, DOWNLOAD};
+use super::error::{DOWNLOAD, READ_AHEAD};
+use super::readahead::{FetchAhead, Job};
+use super::MediaFs;
 use crate::api::{ApiError, Media};
 
 impl MediaFs {
@@ -117,5 +119,26 @@ impl MediaFs {
         };
         drop(ns);
         Ok((m, version))
+    }
+}
+
+impl FetchAhead for MediaFs {
+    /// Fetch one file ahead, unless it changed, gained a write buffer, or is cached or coming.
+    fn fetch_ahead(&self, job: &Job) {
+        if self.buffer_of(job.ino).is_some() {
+            return;
+        }
+        let unchanged = self
+            .ns
+            .lock()
+            .live(job.ino)
+            .is_some_and(|n| n.path() == job.path && n.content_version() == job.version);
+        if !unchanged {
+            return;
+        }
+        if let Some(leader) = self.content.begin_ahead(&job.path, |v| v == job.version) {
+            // A failure is forgotten: whoever reads the file next fetches it on its own.
+            let _ = self.lead_download(&job.path, leader, None, READ_AHEAD);
+        }
     }
 }

@@ -127,12 +127,9 @@ impl MediaFs {
     pub(super) fn preload_readers(&self, ino: Ino) {
         let readers: Vec<Arc<Handle>> = self
             .handles
-            .lock()
-            .values()
-            .filter(|h| {
-                h.ino == ino && h.buf.is_none() && !matches!(*h.body.lock(), HandleBody::Ready(_))
-            })
-            .cloned()
+            .all()
+            .into_iter()
+            .filter(|h| h.ino == ino && h.reads_without_body())
             .collect();
         if readers.is_empty() {
             return;
@@ -148,7 +145,7 @@ impl MediaFs {
     /// Remove a file: one DELETE. Handles still open keep reading the old bytes.
     pub fn unlink(&self, parent: Ino, name: &OsStr) -> Result<(), FsError> {
         self.check_ro()?;
-        let _changing = self.change_under(&[parent]);
+        let _changing = self.fence.change_under(&self.ns, &[parent]);
         let ino = self.child_or_lookup(parent, name)?;
         let path = {
             let ns = self.ns.lock();

@@ -15,6 +15,13 @@
 
 use crate::api::ApiError;
 
+/// What a failed upload is called in errors and logs.
+pub(super) const UPLOAD: &str = "upload";
+/// What a failed download is called in errors and logs.
+pub(super) const DOWNLOAD: &str = "download";
+/// What a failed fetch ahead of a scan is called in the (debug) log.
+pub(super) const READ_AHEAD: &str = "read-ahead";
+
 /// Why a filesystem operation failed. `Display` gives one clear sentence.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FsError {

@@ -9,10 +9,11 @@
 //!   within the same system call.
 //! - A media that goes from the server (deleted elsewhere, expired, or by our own `rm`) while a
 //!   handle is open: the handle keeps the bytes it can still have, the cached body of the
-//!   version it reads (`forget_body`), or a download under way; one with nothing gets EIO, said
-//!   once in the log (`read_error`): a read never answers ENOENT.
+//!   version it reads ([`Handle::keep_body`]), or a download under way; one with nothing gets
+//!   EIO, said once in the log ([`Handle::read_error`]): a read never answers ENOENT.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,7 @@ use super::content::{Fingerprint, Flight};
 use super::error::FsError;
 use super::namespace::Ino;
 use super::write_buffer::WriteBuf;
-use super::{process, MediaFs};
+use crate::api::Media;
 
 /// An open file handle.
 pub(super) struct Handle {
@@ -36,9 +37,9 @@ pub(super) struct Handle {
     /// The body this reader reads (kept even if the media is removed or evicted).
     pub(super) body: Mutex<HandleBody>,
     /// Whether this handle has served the body (so the kernel caches that version).
-    pub(super) served: AtomicBool,
+    served: AtomicBool,
     /// Whether this handle has been read (its first read is what a scan follows).
-    pub(super) read_seen: AtomicBool,
+    read_seen: AtomicBool,
     /// Whether the log has said that this handle's media went before it was read.
     gone_said: AtomicBool,
 }
@@ -69,6 +70,27 @@ pub(super) enum HandleBody {
 pub(super) const FAILED_READ_GRACE: Duration = Duration::from_secs(1);
 
 impl Handle {
+    /// A handle of `ino` opened with `flags`; `buf` for one that may write, `opener` the
+    /// process that opened it (when it can be told), `body` what it reads first.
+    pub(super) fn new(
+        ino: Ino,
+        flags: i32,
+        buf: Option<Arc<WriteBuf>>,
+        opener: Option<u32>,
+        body: HandleBody,
+    ) -> Handle {
+        Handle {
+            ino,
+            append: flags & libc::O_APPEND != 0,
+            opener,
+            buf,
+            body: Mutex::new(body),
+            served: AtomicBool::new(false),
+            read_seen: AtomicBool::new(false),
+            gone_said: AtomicBool::new(false),
+        }
+    }
+
     /// What a reading handle reads now: a download that failed within [`FAILED_READ_GRACE`] is
     /// its error; an older failure is tried again.
     pub(super) fn current_body(&self) -> Result<HandleBody, FsError> {
@@ -92,93 +114,92 @@ impl Handle {
             }
         }
     }
-}
 
-impl MediaFs {
-    pub(super) fn handle(&self, fh: u64) -> Result<Arc<Handle>, FsError> {
-        self.handles
-            .lock()
-            .get(&fh)
-            .cloned()
-            .ok_or(FsError::BadHandle)
-    }
-
-    pub(super) fn add_handle(
-        &self,
-        ino: Ino,
-        flags: i32,
-        buf: Option<Arc<WriteBuf>>,
-        pid: u32,
-        body: HandleBody,
-    ) -> u64 {
-        self.ns.lock().open_ref(ino);
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        let h = Handle {
-            ino,
-            append: flags & libc::O_APPEND != 0,
-            opener: buf.as_ref().and_then(|_| process::process_of(pid)),
-            buf,
-            body: Mutex::new(body),
-            served: AtomicBool::new(false),
-            read_seen: AtomicBool::new(false),
-            gone_said: AtomicBool::new(false),
+    /// The media this handle reads goes from the data cache (gone from the server, or removed
+    /// here), and `media` is the cached body of the version it reads: a handle with no body
+    /// yet keeps it (one that expects a fingerprint, only if it matches).
+    pub(super) fn keep_body(&self, media: &Media) {
+        let mut body = self.body.lock();
+        let keep = match &*body {
+            HandleBody::None => true,
+            HandleBody::Expect(print) => print.matches(&media.body),
+            _ => false,
         };
-        self.handles.lock().insert(fh, Arc::new(h));
-        fh
-    }
-
-    /// The media at `path` is gone (from the server, or removed here): the data cache forgets
-    /// it, and each open handle of it that has no body yet keeps the cached one first, when it
-    /// is of the version that handle reads.
-    pub(super) fn forget_body(&self, path: &str) {
-        if let Some((media, version)) = self.content.peek(path) {
-            let open: Vec<Arc<Handle>> = self.handles.lock().values().cloned().collect();
-            let readers: Vec<Arc<Handle>> = {
-                let ns = self.ns.lock();
-                open.into_iter()
-                    .filter(|h| {
-                        ns.node(h.ino)
-                            .is_some_and(|n| n.path() == path && n.content_version() == version)
-                    })
-                    .collect()
-            };
-            for h in readers {
-                let mut body = h.body.lock();
-                let keep = match &*body {
-                    HandleBody::None => true,
-                    HandleBody::Expect(print) => print.matches(&media.body),
-                    _ => false,
-                };
-                if keep {
-                    *body = HandleBody::Ready(media.body.clone());
-                }
-            }
+        if keep {
+            *body = HandleBody::Ready(media.body.clone());
         }
-        self.content.remove(path);
     }
 
-    /// The error a read of `h` answers: a media found gone (a 404, or its node removed) that
-    /// the handle has no bytes of is EIO, said once per handle in the log; a read never answers
-    /// ENOENT.
-    pub(super) fn read_error(&self, h: &Handle, e: FsError) -> FsError {
+    /// The error a read of this handle answers: a media found gone (a 404, or its node
+    /// removed) that the handle has no bytes of is EIO, said once per handle in the log (of
+    /// `path`, the media's name); a read never answers ENOENT.
+    pub(super) fn read_error(&self, e: FsError, path: impl FnOnce() -> String) -> FsError {
         if !e.is_not_found() {
             return e;
         }
-        if !h.gone_said.swap(true, Ordering::Relaxed) {
+        if !self.gone_said.swap(true, Ordering::Relaxed) {
             log::warn!(
                 "{:?} was removed on the server while it was open, before this reader had its \
                  bytes: its reads fail (EIO)",
-                self.path_of(h.ino)
+                path()
             );
         }
         FsError::Gone
     }
 
-    /// The first read of a handle from a whole body: the kernel's page cache now holds this
-    /// version (for FOPEN_KEEP_CACHE next time).
-    pub(super) fn mark_served(&self, h: &Handle) {
-        if !h.served.swap(true, Ordering::Relaxed) {
-            self.ns.lock().kernel_caches_current(h.ino);
+    /// Whether this is a reading handle that does not hold its whole body.
+    pub(super) fn reads_without_body(&self) -> bool {
+        self.buf.is_none() && !matches!(*self.body.lock(), HandleBody::Ready(_))
+    }
+
+    /// The handle serves its body: true the first time (the kernel's page cache then holds
+    /// this version).
+    pub(super) fn first_serve(&self) -> bool {
+        !self.served.swap(true, Ordering::Relaxed)
+    }
+
+    /// The handle is read: true the first time (what a read-ahead scan follows).
+    pub(super) fn first_read(&self) -> bool {
+        !self.read_seen.swap(true, Ordering::Relaxed)
+    }
+}
+
+/// A table of open handles of one kind (files or directories), by the number the kernel
+/// gives back with each call.
+pub(super) struct Table<T> {
+    open: Mutex<HashMap<u64, Arc<T>>>,
+    next: AtomicU64,
+}
+
+impl<T> Default for Table<T> {
+    fn default() -> Table<T> {
+        Table {
+            open: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(1),
         }
+    }
+}
+
+impl<T> Table<T> {
+    /// Add `handle`; its number.
+    pub(super) fn add(&self, handle: T) -> u64 {
+        let fh = self.next.fetch_add(1, Ordering::Relaxed);
+        self.open.lock().insert(fh, Arc::new(handle));
+        fh
+    }
+
+    /// The handle numbered `fh`; a number the table does not hold is EBADF.
+    pub(super) fn get(&self, fh: u64) -> Result<Arc<T>, FsError> {
+        self.open.lock().get(&fh).cloned().ok_or(FsError::BadHandle)
+    }
+
+    /// Take the handle numbered `fh` out of the table.
+    pub(super) fn remove(&self, fh: u64) -> Option<Arc<T>> {
+        self.open.lock().remove(&fh)
+    }
+
+    /// Every open handle, taken out of the table's lock.
+    pub(super) fn all(&self) -> Vec<Arc<T>> {
+        self.open.lock().values().cloned().collect()
     }
 }

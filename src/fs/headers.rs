@@ -29,7 +29,7 @@ impl MediaFs {
         header: Header,
         value: Option<String>,
     ) -> Result<(), FsError> {
-        let _changing = self.change_under(&[ino]);
+        let _changing = self.fence.change_under(&self.ns, &[ino]);
         let buf = self.buffer_of(ino);
         let _one_at_a_time = buf.as_ref().map(|b| b.upload.lock());
         let pending = buf.as_ref().is_some_and(|b| {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::error::FsError;
 use super::namespace::{Ino, Namespace, Walk};
-use super::{fresh, namespace, MediaFs};
+use super::{namespace, MediaFs};
 
 /// How long an unfinished walk may sit idle and still be continued (its tokens may go stale).
 fn walk_idle_limit(ttl: Duration) -> Duration {
@@ -113,4 +113,9 @@ impl MediaFs {
     pub(super) fn pinned(&self) -> HashSet<Ino> {
         self.writes.lock().keys().copied().collect()
     }
+}
+
+/// Whether `t` is within `ttl` of now.
+pub(super) fn fresh(t: Option<Instant>, ttl: Duration) -> bool {
+    t.is_some_and(|t| t.elapsed() < ttl)
 }

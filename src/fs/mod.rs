@@ -5,17 +5,22 @@
 //! `crate::fuse` is a thin adapter over it; the unit tests drive it through the in-process
 //! emulator store and assert the round-trip budget of the design exactly.
 //!
+//! `MediaFs` coordinates: the files of *rooms* (`impl MediaFs`, one group of operations each)
+//! take the locks and make the network calls; the *state types* (`Namespace`, `ContentCache`,
+//! `Handle`, `DirHandle`, `ReadAhead`, `WriteState`, `RenameFence`, `Times`, ...) own their
+//! rules and never import from this file.
+//!
 //! The map (each file opens with its own hard cases; `docs/architecture.md` walks one read, one
 //! write and one `ls -l` through them):
 //! - `namespace`: names <-> inodes, implicit directories, the listing cache; owns its rules
 //!   (what a page, an upload or a removal does to the tree);
 //! - `listing`: listing walks and their freshness;
 //! - `attr`: lookup, getattr, setattr, and when the server is asked again;
-//! - `readdir`: directory streaming;
+//! - `readdir` and `dir_handle`: directory streaming; an open listing and its offsets;
 //! - `read`, `download` and `content`: opens and reads; downloads and what a GET tells; the data
 //!   cache and single-flight downloads;
 //! - `readahead`: scans across files and the fetches ahead of them;
-//! - `handles`: the table of open files and what each reads;
+//! - `handles`: what each open file reads, and the handle tables;
 //! - `write_buffer`, `write`, `upload`: the write buffers and their dirty/generation state machine;
 //!   writes, closes and syncs; uploads and the one rule for their headers;
 //! - `recovery`: the recovery folder; `reuse`: the hint that a reused name may send the wrong
@@ -50,6 +55,7 @@
 
 mod attr;
 mod content;
+mod dir_handle;
 mod download;
 mod entries;
 mod error;
@@ -78,43 +84,36 @@ mod xattr;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
 use crate::api::{ApiError, MediaApi};
 use content::ContentCache;
+use dir_handle::DirHandle;
 pub use error::FsError;
-use handles::Handle;
+use error::{READ_AHEAD, UPLOAD};
+use handles::{Handle, Table};
 pub use namespace::{Attr, Ino, Kind, ROOT_INO};
 use namespace::{Defaults, Namespace, NAME_MAX};
 pub use options::{old_times_file, recovery_dir_for, state_dir, times_file, FsOptions};
 use readahead::ReadAhead;
-use readdir::DirHandle;
 pub use types::*;
 use write_buffer::WriteBuf;
 
-/// What a failed upload is called in errors and logs.
-const UPLOAD: &str = "upload";
-/// What a failed download is called in errors and logs.
-const DOWNLOAD: &str = "download";
-/// What a failed fetch ahead of a scan is called in the (debug) log.
-const READ_AHEAD: &str = "read-ahead";
-
 /// The file system. Send + Sync: every operation may run on any thread.
 pub struct MediaFs {
-    /// Itself, for the threads that fetch ahead.
+    /// Itself, for the threads that fetch ahead and the replies that come from other threads.
     me: Weak<MediaFs>,
     api: Arc<dyn MediaApi>,
     opts: FsOptions,
     ns: Mutex<Namespace>,
     content: ContentCache,
     writes: Mutex<HashMap<Ino, Arc<WriteBuf>>>,
-    handles: Mutex<HashMap<u64, Arc<Handle>>>,
-    dirs: Mutex<HashMap<u64, Arc<Mutex<DirHandle>>>>,
-    next_fh: AtomicU64,
+    handles: Table<Handle>,
+    dirs: Table<Mutex<DirHandle>>,
     /// Held while one listing page is fetched and applied (the listing's single flight).
     walk_lock: Mutex<()>,
     mountpoint: Mutex<Option<PathBuf>>,
@@ -130,9 +129,21 @@ pub struct MediaFs {
     reuse_hints: reuse::ReuseHints,
 }
 
-/// Whether `t` is within `ttl` of now.
-fn fresh(t: Option<Instant>, ttl: Duration) -> bool {
-    t.is_some_and(|t| t.elapsed() < ttl)
+/// The thread that writes the times of `fs` every [`times_file::SAVE_EVERY`] while they change;
+/// it ends with the file system.
+fn spawn_times_writer(fs: Weak<MediaFs>) {
+    let spawned = std::thread::Builder::new()
+        .name("times".into())
+        .spawn(move || loop {
+            std::thread::sleep(times_file::SAVE_EVERY);
+            match fs.upgrade() {
+                Some(fs) => fs.save_times(),
+                None => return,
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn!("no thread to keep the times of media ({e}): they are written at unmount");
+    }
 }
 
 impl MediaFs {
@@ -167,9 +178,8 @@ impl MediaFs {
             times,
             ns: Mutex::new(ns),
             writes: Mutex::new(HashMap::new()),
-            handles: Mutex::new(HashMap::new()),
-            dirs: Mutex::new(HashMap::new()),
-            next_fh: AtomicU64::new(1),
+            handles: Table::default(),
+            dirs: Table::default(),
             walk_lock: Mutex::new(()),
             fence: rename_fence::RenameFence::default(),
             reuse_hints: reuse::ReuseHints::default(),
@@ -178,9 +188,17 @@ impl MediaFs {
             auth_logged: AtomicBool::new(false),
         });
         if fs.times.is_some() {
-            times_file::spawn_times_writer(Arc::downgrade(&fs));
+            spawn_times_writer(Arc::downgrade(&fs));
         }
         fs
+    }
+
+    /// Write the times of media to the state file if they changed since it was last written
+    /// (at unmount, and every few seconds from the thread of [`spawn_times_writer`]).
+    pub fn save_times(&self) {
+        if let Some(times) = &self.times {
+            times.save(&self.ns);
+        }
     }
 
     /// The settings it was made with.

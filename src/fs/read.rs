@@ -11,18 +11,21 @@
 //! - A handle's first read is what the read-ahead follows (`readahead`); a reader that joined
 //!   a fetch ahead that failed fetches on its own.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 
 use super::content::{Early, Fetch, Fingerprint, Flight};
 use super::error::FsError;
+use super::error::DOWNLOAD;
 use super::handles::{Handle, HandleBody};
+use super::listing::fresh;
 use super::namespace::{Ino, Kind, Node};
+use super::readahead::FetchAhead;
 use super::types::Opened;
-use super::write_buffer::WriteState;
-use super::{content, fresh, MediaFs, DOWNLOAD};
+use super::write_buffer::{WriteBuf, WriteState};
+use super::{content, process, MediaFs};
 use crate::api::ApiError;
 
 impl MediaFs {
@@ -202,15 +205,19 @@ impl MediaFs {
         size: u32,
         reply: impl FnOnce(Result<Bytes, FsError>) + Send + 'static,
     ) {
-        let h = match self.handle(fh) {
+        let h = match self.handles.get(fh) {
             Ok(h) => h,
             Err(e) => return reply(Err(e)),
         };
-        self.note_read(&h);
+        if h.buf.is_none() && h.first_read() {
+            let fetcher: Weak<dyn FetchAhead> = self.me.clone();
+            self.read_ahead
+                .note_read(h.ino, &self.ns, &self.content, &fetcher);
+        }
         let (me, reader) = (self.me.clone(), h.clone());
         let reply = move |r: Result<Bytes, FsError>| {
             reply(r.map_err(|e| match me.upgrade() {
-                Some(fs) => fs.read_error(&reader, e),
+                Some(fs) => reader.read_error(e, || fs.path_of(reader.ino)),
                 None => e,
             }))
         };
@@ -334,5 +341,49 @@ impl MediaFs {
             return Ok(st.loaded.then(|| copy(&mut st)));
         }
         buf.loaded(|| self.file_bytes(h.ino), copy).map(Some)
+    }
+
+    /// A new handle of `ino` (see [`Handle::new`]) in the table; its number.
+    pub(super) fn add_handle(
+        &self,
+        ino: Ino,
+        flags: i32,
+        buf: Option<Arc<WriteBuf>>,
+        pid: u32,
+        body: HandleBody,
+    ) -> u64 {
+        self.ns.lock().open_ref(ino);
+        let opener = buf.as_ref().and_then(|_| process::process_of(pid));
+        self.handles.add(Handle::new(ino, flags, buf, opener, body))
+    }
+
+    /// The first read of `h` from a whole body: the kernel's page cache now holds this version
+    /// (for FOPEN_KEEP_CACHE next time).
+    fn mark_served(&self, h: &Handle) {
+        if h.first_serve() {
+            self.ns.lock().kernel_caches_current(h.ino);
+        }
+    }
+
+    /// The media at `path` is gone (from the server, or removed here): the data cache forgets
+    /// it, and each open handle of it that has no body yet keeps the cached one first, when it
+    /// is of the version that handle reads.
+    pub(super) fn forget_body(&self, path: &str) {
+        if let Some((media, version)) = self.content.peek(path) {
+            let open = self.handles.all();
+            let readers: Vec<Arc<Handle>> = {
+                let ns = self.ns.lock();
+                open.into_iter()
+                    .filter(|h| {
+                        ns.node(h.ino)
+                            .is_some_and(|n| n.path() == path && n.content_version() == version)
+                    })
+                    .collect()
+            };
+            for h in readers {
+                h.keep_body(&media);
+            }
+        }
+        self.content.remove(path);
     }
 }

@@ -6,8 +6,8 @@
 //!   reader wants more or, once the reader has come back for more than its first reply, right
 //!   after answering it (`readdir_ahead`), so the next page is on its way while the kernel hands
 //!   out the current one.
-//! - Offsets index into the entries handed out so far; an entry that left the directory
-//!   meanwhile is skipped, never renumbered.
+//! - Offsets index into the entries handed out so far (`dir_handle`); an entry that left the
+//!   directory meanwhile is skipped, never renumbered.
 //! - A walk's log of the nodes it saw lets a listing look only at what each page brought.
 //! - The kernel may cache a whole listing (FOPEN_CACHE_DIR): a directory open keeps that cache
 //!   (FOPEN_KEEP_CACHE) only when the listing is fresh, the directory has not changed since the
@@ -16,40 +16,15 @@
 //!   back) is not such a listing: it may have handed out the old name.
 
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
 
+use super::dir_handle::DirHandle;
 use super::error::FsError;
-use super::namespace::{Ino, InoSet, Namespace};
+use super::namespace::Ino;
 use super::types::{DirEntry, Opened};
 use super::MediaFs;
-
-/// An open directory: the entries handed out so far (offsets index into them).
-pub(super) struct DirHandle {
-    pub(super) ino: Ino,
-    /// Inodes of the entries, "." and ".." first; names and attributes are read when handed out
-    /// (an entry that left the directory meanwhile is skipped).
-    pub(super) entries: Vec<Ino>,
-    pub(super) emitted: InoSet,
-    /// The walk this listing follows (None: served from a complete listing, or not started).
-    pub(super) walk: Option<u64>,
-    /// How much of that walk's log of seen nodes the listing has looked at (None: nothing yet;
-    /// the first look goes through every child of the directory).
-    pub(super) seen_pos: Option<usize>,
-    /// Replies given (a reader that came back for a second is reading the whole listing).
-    pub(super) replies: usize,
-    /// How far the entries handed out go (None: the reader skipped some).
-    pub(super) next_offset: Option<usize>,
-    /// When the first entries went out.
-    pub(super) first_reply: Option<Instant>,
-    /// The namespace's count of names changed in place when the listing was opened: an entry
-    /// handed out under a name it no longer has makes the pass unfit for the kernel's cache.
-    pub(super) renames_at_open: u64,
-    pub(super) eof: bool,
-}
 
 /// What a listing waits for before looking again.
 enum Wait {
@@ -76,20 +51,9 @@ impl MediaFs {
             ns.listing_opened(ino, Instant::now());
             (parent, keep, ns.renamed_in_place())
         };
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        let dh = DirHandle {
-            ino,
-            entries: vec![ino, parent],
-            emitted: InoSet::default(),
-            seen_pos: None,
-            replies: 0,
-            walk: None,
-            eof: false,
-            next_offset: Some(0),
-            first_reply: None,
-            renames_at_open,
-        };
-        self.dirs.lock().insert(fh, Arc::new(Mutex::new(dh)));
+        let fh = self
+            .dirs
+            .add(Mutex::new(DirHandle::new(ino, parent, renames_at_open)));
         Ok(Opened {
             fh,
             keep_cache,
@@ -110,35 +74,20 @@ impl MediaFs {
         plus: bool,
         mut fill: impl FnMut(&DirEntry<'_>) -> bool,
     ) -> Result<(), FsError> {
-        let dh = self
-            .dirs
-            .lock()
-            .get(&fh)
-            .cloned()
-            .ok_or(FsError::BadHandle)?;
+        let dh = self.dirs.get(fh)?;
         let mut offset = offset as usize;
         let mut handed = 0usize;
-        {
-            let mut d = dh.lock();
-            // The kernel may ask again from an earlier entry (what did not fit the reader's
-            // buffer); a call past what was handed out is a seek, and the kernel does not
-            // cache such a pass.
-            if d.next_offset.is_some_and(|n| offset > n) {
-                d.next_offset = None;
-            }
-            d.first_reply.get_or_insert_with(Instant::now);
-        }
+        dh.lock().called_at(offset);
         loop {
             {
                 let sizes = self.buffer_sizes();
                 let mut d = dh.lock();
                 let mut ns = self.ns.lock();
-                while offset < d.entries.len() {
-                    let ino = d.entries[offset];
+                while let Some(ino) = d.entry(offset) {
                     let name = match (offset, ns.node(ino)) {
                         (0, _) => ".",
                         (1, _) => "..",
-                        (_, Some(n)) if !n.removed() && n.parent() == d.ino => n.name(),
+                        (_, Some(n)) if !n.removed() && n.parent() == d.ino() => n.name(),
                         _ => {
                             offset += 1;
                             continue;
@@ -156,8 +105,7 @@ impl MediaFs {
                         attr,
                     };
                     if fill(&entry) {
-                        d.replies += 1;
-                        d.next_offset = d.next_offset.map(|n| n.max(offset));
+                        d.replied(offset);
                         return Ok(());
                     }
                     if plus && offset >= 2 {
@@ -168,34 +116,16 @@ impl MediaFs {
                         handed += 1; // "." and ".." alone are not worth a reply
                     }
                 }
-                if d.eof || handed > 0 {
-                    d.replies += 1;
-                    d.next_offset = d.next_offset.map(|n| n.max(offset));
-                    if d.eof && handed == 0 && offset >= 2 {
-                        // The end of a pass: the kernel now holds the whole listing if the
-                        // pass went through in order and handed out exactly the children.
-                        Self::kernel_got_listing(&mut ns, &d);
+                if d.at_end() || handed > 0 {
+                    d.replied(offset);
+                    if d.at_end() && handed == 0 && offset >= 2 {
+                        // The end of a pass: the kernel may now hold the whole listing.
+                        d.kernel_got_listing(&mut ns);
                     }
                     return Ok(());
                 }
             }
             self.more_entries(&dh)?;
-        }
-    }
-
-    /// Record that the kernel cached the whole listing of `d`'s directory, when it did.
-    pub(super) fn kernel_got_listing(ns: &mut Namespace, d: &DirHandle) {
-        let (Some(_), Some(first)) = (d.next_offset, d.first_reply) else {
-            return;
-        };
-        let Some(dir) = ns.live(d.ino) else {
-            return;
-        };
-        let exact = ns.renamed_in_place() == d.renames_at_open
-            && d.emitted.len() == dir.children().len()
-            && dir.children().values().all(|c| d.emitted.contains(c));
-        if exact {
-            ns.kernel_caches_dir(d.ino, first);
         }
     }
 
@@ -217,63 +147,56 @@ impl MediaFs {
     fn take_entries(&self, dh: &Mutex<DirHandle>, pinned: &HashSet<Ino>) -> Option<Wait> {
         let mut d = dh.lock();
         let ns = self.ns.lock();
-        let Some(dir) = ns.live(d.ino) else {
-            d.eof = true;
+        let Some(dir) = ns.live(d.ino()) else {
+            d.end();
             return None;
         };
         let children = &dir.children();
-        let push = |d: &mut DirHandle, c: Ino| {
-            if d.emitted.insert(c) {
-                d.entries.push(c);
-            }
-        };
-        if d.walk.is_none() && self.listing_fresh(&ns) {
+        if d.walk().is_none() && self.listing_fresh(&ns) {
             for c in children.values() {
-                push(&mut d, *c);
+                d.push(*c);
             }
-            d.eof = true;
+            d.end();
             return None;
         }
         match ns.walk() {
             Some(w)
-                if d.walk == Some(w.id())
-                    || (d.walk.is_none() && self.continuable(w) && self.walk_fresh(w)) =>
+                if d.walk() == Some(w.id())
+                    || (d.walk().is_none() && self.continuable(w) && self.walk_fresh(w)) =>
             {
-                d.walk = Some(w.id());
-                let before = d.entries.len();
-                match d.seen_pos {
+                let before = d.len();
+                match d.seen_pos() {
                     // After the first look, only what the walk saw since matters (local
                     // changes made meanwhile are taken at the end).
                     Some(pos) if !w.done() => {
                         for &c in w.seen().get(pos..).unwrap_or_default() {
-                            let here = ns.live(c).is_some_and(|n| n.parent() == d.ino);
-                            if here && !d.emitted.contains(&c) {
-                                push(&mut d, c);
+                            let here = ns.live(c).is_some_and(|n| n.parent() == d.ino());
+                            if here {
+                                d.push(c);
                             }
                         }
                     }
                     _ => {
                         for c in children.values() {
-                            if !d.emitted.contains(c) && (w.done() || ns.confirmed(*c, w, pinned)) {
-                                push(&mut d, *c);
+                            if !d.has(*c) && (w.done() || ns.confirmed(*c, w, pinned)) {
+                                d.push(*c);
                             }
                         }
                     }
                 }
-                d.seen_pos = Some(w.seen().len());
+                d.looked_at(w.id(), w.seen().len());
                 if w.done() {
-                    d.eof = true;
+                    d.end();
                     return None;
                 }
-                if d.entries.len() > before {
+                if d.len() > before {
                     return None;
                 }
                 Some(Wait::Next(w.id(), w.pages()))
             }
             // Our walk was abandoned or replaced: join the current one if we can.
-            _ if d.walk.is_some() => {
-                d.walk = None;
-                d.seen_pos = None;
+            _ if d.walk().is_some() => {
+                d.follow(None);
                 Some(Wait::Again)
             }
             // None can be continued: start one.
@@ -299,8 +222,7 @@ impl MediaFs {
                 let ns = self.ns.lock();
                 if let Some(w) = ns.walk() {
                     if Some(w.id()) != old {
-                        d.walk = Some(w.id());
-                        d.seen_pos = None;
+                        d.follow(Some(w.id()));
                     }
                 }
             }
@@ -313,16 +235,16 @@ impl MediaFs {
     /// now, while the kernel hands out what it has. The pages stay ceil(N/1000) in all (none
     /// after the last); a reader that stops after its first reply (`ls -f | head`) costs none.
     pub fn readdir_ahead(&self, fh: u64) {
-        let Some(dh) = self.dirs.lock().get(&fh).cloned() else {
+        let Ok(dh) = self.dirs.get(fh) else {
             return;
         };
         let (id, pages) = {
             let d = dh.lock();
-            if d.replies < 2 || d.eof {
+            if !d.reads_on() {
                 return;
             }
             let ns = self.ns.lock();
-            match (d.walk, ns.walk()) {
+            match (d.walk(), ns.walk()) {
                 (Some(id), Some(w)) if w.id() == id && self.continuable(w) => (id, w.pages()),
                 _ => return,
             }
@@ -333,9 +255,8 @@ impl MediaFs {
 
     /// Close a directory listing.
     pub fn releasedir(&self, fh: u64) {
-        let dh = self.dirs.lock().remove(&fh);
-        if let Some(dh) = dh {
-            let ino = dh.lock().ino;
+        if let Some(dh) = self.dirs.remove(fh) {
+            let ino = dh.lock().ino();
             let mut ns = self.ns.lock();
             ns.close_ref(ino);
             ns.listing_closed(ino);

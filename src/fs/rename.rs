@@ -115,7 +115,7 @@ impl MediaFs {
         }
         let new_s = self.component(newname)?;
         // A rename changes the server in both directories (see `moves`).
-        let _changing = self.change_under(&[parent, newparent]);
+        let _changing = self.fence.change_under(&self.ns, &[parent, newparent]);
         let src = self.child_or_lookup(parent, name)?;
         let dst = match self.child_or_lookup(newparent, newname) {
             Ok(i) => Some(i),

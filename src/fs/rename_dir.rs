@@ -62,7 +62,7 @@ impl MediaFs {
     ) -> Result<(), FsError> {
         // Every media under the directory must be known to move them all.
         self.ensure_complete()?;
-        let _moving = self.begin_move(src);
+        let _moving = self.fence.begin_move(&self.ns, src);
         let (src_path, new_dir, files) = {
             let ns = self.ns.lock();
             let n = ns.live(src).ok_or(FsError::NotFound)?;

@@ -17,8 +17,7 @@
 
 use parking_lot::{Condvar, Mutex};
 
-use super::namespace::Ino;
-use super::MediaFs;
+use super::namespace::{Ino, Namespace};
 
 /// What is under way: the directories being renamed, and the nodes under which the server is
 /// being changed (one entry per change).
@@ -73,34 +72,32 @@ impl RenameFence {
     pub(super) fn dirs(&self) -> Vec<Ino> {
         self.state.lock().moving.clone()
     }
-}
 
-impl MediaFs {
     /// Wait until no directory holding any of `under` is being renamed, then mark a change of
     /// the server under them as under way until the guard is dropped.
-    pub(super) fn change_under(&self, under: &[Ino]) -> Changing<'_> {
-        let mut st = self.fence.state.lock();
+    pub(super) fn change_under(&self, ns: &Mutex<Namespace>, under: &[Ino]) -> Changing<'_> {
+        let mut st = self.state.lock();
         while st
             .moving
             .iter()
-            .any(|&d| under.iter().any(|&i| self.ns.lock().is_within(i, d)))
+            .any(|&d| under.iter().any(|&i| ns.lock().is_within(i, d)))
         {
-            self.fence.changed.wait(&mut st);
+            self.changed.wait(&mut st);
         }
         st.changing.extend_from_slice(under);
         Changing {
-            fence: &self.fence,
+            fence: self,
             under: under.to_vec(),
         }
     }
 
     /// Wait until nothing changes the server under `dir` and no directory rename is under way
     /// inside it or around it, then mark `dir` as being renamed until the guard is dropped.
-    pub(super) fn begin_move(&self, dir: Ino) -> Moving<'_> {
-        let mut st = self.fence.state.lock();
+    pub(super) fn begin_move(&self, ns: &Mutex<Namespace>, dir: Ino) -> Moving<'_> {
+        let mut st = self.state.lock();
         loop {
             let busy = {
-                let ns = self.ns.lock();
+                let ns = ns.lock();
                 st.changing.iter().any(|&c| ns.is_within(c, dir))
                     || st
                         .moving
@@ -110,12 +107,9 @@ impl MediaFs {
             if !busy {
                 break;
             }
-            self.fence.changed.wait(&mut st);
+            self.changed.wait(&mut st);
         }
         st.moving.push(dir);
-        Moving {
-            fence: &self.fence,
-            dir,
-        }
+        Moving { fence: self, dir }
     }
 }

@@ -22,14 +22,12 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Weak;
 use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use super::namespace::TimeRecord;
-use super::MediaFs;
+use super::namespace::{Namespace, TimeRecord};
 
 /// How often the times are written while they change.
 pub(super) const SAVE_EVERY: Duration = Duration::from_secs(5);
@@ -155,6 +153,19 @@ impl Times {
         }
     }
 
+    /// Write the times of media in `ns` to the file if they changed since it was last written
+    /// (at unmount, and every [`SAVE_EVERY`] from a thread of the file system's).
+    pub(super) fn save(&self, ns: &Mutex<Namespace>) {
+        let records = {
+            let mut ns = ns.lock();
+            if !ns.times_dirty() {
+                return;
+            }
+            ns.time_records(SystemTime::now())
+        };
+        self.write(records);
+    }
+
     /// Write `records` in place of the file, atomically.
     fn write(&self, records: Vec<(String, TimeRecord)>) {
         let _one = self.writing.lock();
@@ -216,41 +227,6 @@ fn write_atomically(path: &Path, value: &impl Serialize) -> std::io::Result<()> 
         let _ = std::fs::remove_file(&tmp);
     }
     result
-}
-
-impl MediaFs {
-    /// Write the times of media to the state file if they changed since it was last written
-    /// (at unmount, and every few seconds from the thread of [`spawn_times_writer`]).
-    pub fn save_times(&self) {
-        let Some(times) = &self.times else {
-            return;
-        };
-        let records = {
-            let mut ns = self.ns.lock();
-            if !ns.times_dirty() {
-                return;
-            }
-            ns.time_records(SystemTime::now())
-        };
-        times.write(records);
-    }
-}
-
-/// The thread that writes the times of `fs` every [`SAVE_EVERY`] while they change; it ends
-/// with the file system.
-pub(super) fn spawn_times_writer(fs: Weak<MediaFs>) {
-    let spawned = std::thread::Builder::new()
-        .name("times".into())
-        .spawn(move || loop {
-            std::thread::sleep(SAVE_EVERY);
-            match fs.upgrade() {
-                Some(fs) => fs.save_times(),
-                None => return,
-            }
-        });
-    if let Err(e) = spawned {
-        log::warn!("no thread to keep the times of media ({e}): they are written at unmount");
-    }
 }
 
 /// `t` as RFC 3339 in UTC, rounded up to the second (`2026-12-03T14:05:00Z`): the form of a

@@ -14,10 +14,11 @@
 use bytes::Bytes;
 
 use super::error::FsError;
+use super::error::UPLOAD;
 use super::namespace::{Ino, Node};
 use super::recovery::{remove_recovery, saved_copy};
 use super::write_buffer::{UploadCause, WriteBuf};
-use super::{MediaFs, UPLOAD};
+use super::MediaFs;
 use crate::api::mime::SNIFF_LEN;
 use crate::api::{content_type_for, content_type_of_bytes, Media, UNKNOWN_CONTENT_TYPE};
 
@@ -92,7 +93,7 @@ impl MediaFs {
         }
         // Under a directory being renamed, the upload waits and goes to the new name; a rename
         // starting meanwhile waits for it (`rename_fence`).
-        let _changing = self.change_under(&[ino]);
+        let _changing = self.fence.change_under(&self.ns, &[ino]);
         let _one_at_a_time = buf.upload.lock();
         let (bytes, generation) = {
             let mut st = buf.state.lock();

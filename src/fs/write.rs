@@ -100,7 +100,7 @@ impl MediaFs {
     /// Write `data` at `offset` (at the end for O_APPEND handles).
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, FsError> {
         self.check_ro()?;
-        let h = self.handle(fh)?;
+        let h = self.handles.get(fh)?;
         let buf = h.buf.clone().ok_or(FsError::BadHandle)?;
         let limit = self.opts.max_size;
         if !h.append && offset.saturating_add(data.len() as u64) > limit {
@@ -141,7 +141,7 @@ impl MediaFs {
     /// the last of them, and no empty or half-written media appears on the way; and a close that
     /// returns 0 with no such descriptor left means the server holds the bytes.
     pub fn flush(&self, fh: u64) -> Result<(), FsError> {
-        let h = self.handle(fh)?;
+        let h = self.handles.get(fh)?;
         let Some(buf) = &h.buf else {
             return Ok(());
         };
@@ -168,7 +168,7 @@ impl MediaFs {
 
     /// `fsync`: upload whatever is dirty, now.
     pub fn fsync(&self, fh: u64) -> Result<(), FsError> {
-        let h = self.handle(fh)?;
+        let h = self.handles.get(fh)?;
         match &h.buf {
             Some(buf) => self.upload(h.ino, buf, UploadCause::Sync),
             None => Ok(()),
@@ -178,7 +178,7 @@ impl MediaFs {
     /// The release of a handle: upload if still dirty, unless those very bytes already failed
     /// at a close, and are in the recovery directory; the buffer goes with its last handle.
     pub fn release(&self, fh: u64) -> Result<(), FsError> {
-        let Some(h) = self.handles.lock().remove(&fh) else {
+        let Some(h) = self.handles.remove(fh) else {
             return Err(FsError::BadHandle);
         };
         let mut result = Ok(());

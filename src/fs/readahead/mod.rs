@@ -26,15 +26,14 @@
 //! open would serve it.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::handles::Handle;
-use super::namespace::{Ino, Kind};
-use super::{FsOptions, MediaFs, READ_AHEAD};
+use super::content::ContentCache;
+use super::namespace::{Ino, Kind, Namespace};
+use super::options::FsOptions;
 
 /// Scans followed at once; a new one replaces the one that moved least recently.
 const MAX_SCANS: usize = 8;
@@ -68,11 +67,19 @@ struct Queue {
 }
 
 /// One file to fetch ahead, as the namespace knew it when the fetch was decided.
-struct Job {
-    ino: Ino,
-    path: String,
-    version: u64,
+pub(super) struct Job {
+    pub(super) ino: Ino,
+    pub(super) path: String,
+    pub(super) version: u64,
     size: u64,
+}
+
+/// What fetches a file ahead (the file system). The fetcher threads hold it weakly, so they
+/// end with it.
+pub(super) trait FetchAhead: Send + Sync {
+    /// Fetch `job`'s file into the data cache, unless it changed since the fetch was decided;
+    /// a failure is forgotten.
+    fn fetch_ahead(&self, job: &Job);
 }
 
 /// The scans: pure bookkeeping of what was read and what is expected next.
@@ -176,41 +183,47 @@ impl ReadAhead {
     }
 }
 
-impl MediaFs {
-    /// The first read of a reading handle: follow the scan it continues (or start one) and
-    /// fetch the next files of its window that are neither cached nor coming.
-    pub(super) fn note_read(&self, h: &Handle) {
-        let ra = &self.read_ahead;
-        if ra.max == 0 || h.buf.is_some() || h.read_seen.swap(true, Ordering::Relaxed) {
+impl ReadAhead {
+    /// The first read of a reading handle of `ino`: follow the scan it continues (or start one)
+    /// and queue the next files of its window that are neither cached nor coming, for threads
+    /// that fetch them through `fetcher`.
+    pub(super) fn note_read(
+        &self,
+        ino: Ino,
+        ns: &Mutex<Namespace>,
+        content: &ContentCache,
+        fetcher: &Weak<dyn FetchAhead>,
+    ) {
+        if self.max == 0 {
             return;
         }
         let spawn = {
             // Lock order: scans -> namespace -> {content cache, fetch queue}.
-            let mut scans = ra.scans.lock();
-            let ns = self.ns.lock();
-            let Some(node) = ns.live(h.ino).filter(|n| n.kind() == Kind::File) else {
+            let mut scans = self.scans.lock();
+            let ns = ns.lock();
+            let Some(node) = ns.live(ino).filter(|n| n.kind() == Kind::File) else {
                 return;
             };
-            let pool = &ra.pool;
-            let kept = |p: &str| self.content.holds(p) || pool.queue.lock().pending.contains(p);
-            let Some(i) = scans.read(node.path(), ra.max, kept) else {
+            let pool = &self.pool;
+            let kept = |p: &str| content.holds(p) || pool.queue.lock().pending.contains(p);
+            let Some(i) = scans.read(node.path(), self.max, kept) else {
                 return;
             };
             let scan = &mut scans.list[i];
-            let next = ns.files_after(h.ino, scan.window.max(1));
+            let next = ns.files_after(ino, scan.window.max(1));
             scan.expected = next.iter().map(|n| n.path().to_string()).collect();
             // The body about to be read is no longer ahead of anything.
-            self.content.mark_used(node.path());
+            content.mark_used(node.path());
             let mut q = pool.queue.lock();
-            let mut room = ra
+            let mut room = self
                 .budget
-                .saturating_sub(self.content.unused_ahead() + q.reserved);
+                .saturating_sub(content.unused_ahead() + q.reserved);
             let mut fetched = 0;
             for n in next.iter().take(scan.window) {
                 let needless = !n.remote()
                     || n.size() == 0
                     || q.pending.contains(n.path())
-                    || self.content.cached_at(n.path(), n.content_version());
+                    || content.cached_at(n.path(), n.content_version());
                 if !needless {
                     if n.size() > room {
                         break;
@@ -236,56 +249,35 @@ impl MediaFs {
                 fetched
             );
             let wanted = q.jobs.len().saturating_sub(q.idle);
-            let spawn = wanted.min(ra.max.saturating_sub(q.threads));
+            let spawn = wanted.min(self.max.saturating_sub(q.threads));
             q.threads += spawn;
             spawn
         };
         for _ in 0..spawn {
-            let pool = ra.pool.clone();
-            let fs = self.me.clone();
+            let pool = self.pool.clone();
+            let fetcher = fetcher.clone();
             let started = std::thread::Builder::new()
                 .name("read-ahead".into())
-                .spawn(move || fetcher(&pool, &fs));
+                .spawn(move || fetch_jobs(&pool, &fetcher));
             if let Err(e) = started {
                 log::debug!("read-ahead: no thread ({e})");
-                ra.pool.queue.lock().threads -= 1;
+                self.pool.queue.lock().threads -= 1;
             }
         }
     }
 
-    /// Fetch one file ahead, unless it changed, gained a write buffer, or is cached or coming.
-    fn fetch_ahead(&self, job: &Job) {
-        if self.buffer_of(job.ino).is_some() {
-            return;
-        }
-        let unchanged = self
-            .ns
-            .lock()
-            .live(job.ino)
-            .is_some_and(|n| n.path() == job.path && n.content_version() == job.version);
-        if !unchanged {
-            return;
-        }
-        if let Some(leader) = self.content.begin_ahead(&job.path, |v| v == job.version) {
-            // A failure is forgotten: whoever reads the file next fetches it on its own.
-            let _ = self.lead_download(&job.path, leader, None, READ_AHEAD);
-        }
-    }
-}
-
-#[cfg(test)]
-impl MediaFs {
     /// Wait (up to 10 s) until no fetch ahead is queued or running.
-    pub(super) fn settle_read_ahead(&self) {
+    #[cfg(test)]
+    pub(super) fn settle(&self) {
         let t0 = std::time::Instant::now();
-        while !self.read_ahead.pool.queue.lock().pending.is_empty() && t0.elapsed().as_secs() < 10 {
+        while !self.pool.queue.lock().pending.is_empty() && t0.elapsed().as_secs() < 10 {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
 }
 
 /// A fetcher thread: runs jobs until the file system is gone or no job came for [`IDLE`].
-fn fetcher(pool: &Pool, fs: &Weak<MediaFs>) {
+fn fetch_jobs(pool: &Pool, fetcher: &Weak<dyn FetchAhead>) {
     loop {
         let job = {
             let mut q = pool.queue.lock();
@@ -302,9 +294,9 @@ fn fetcher(pool: &Pool, fs: &Weak<MediaFs>) {
                 }
             }
         };
-        let alive = fs.upgrade();
-        if let Some(fs) = &alive {
-            fs.fetch_ahead(&job);
+        let alive = fetcher.upgrade();
+        if let Some(fetcher) = &alive {
+            fetcher.fetch_ahead(&job);
         }
         let mut q = pool.queue.lock();
         q.pending.remove(&job.path);

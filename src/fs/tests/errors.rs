@@ -1,6 +1,7 @@
 //! Errors and concurrency: API failures mapped to errno, read-only mounts, many threads.
 
 use super::*;
+use std::time::Instant;
 
 #[test]
 fn bad_credentials_fail_the_mount_with_a_clear_message() {

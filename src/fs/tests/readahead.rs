@@ -34,7 +34,7 @@ impl T {
             "{}",
             name(i)
         );
-        self.fs.settle_read_ahead();
+        self.fs.read_ahead.settle();
     }
 }
 
@@ -117,7 +117,7 @@ fn messages_each_in_a_folder_of_its_own_are_one_scan() {
     t.reset();
     for i in 0..20 {
         assert_eq!(t.cat(&msg(i)).unwrap(), vec![i as u8; 50]);
-        t.fs.settle_read_ahead();
+        t.fs.read_ahead.settle();
     }
     assert_eq!(t.stats().get, 28);
 }
@@ -148,7 +148,7 @@ fn a_fetch_ahead_that_fails_is_forgotten_and_the_reader_fetches_again() {
     // While the server still fails, the reader meets its own error, with a GET of its own
     // (and the scan goes on: 3 is fetched ahead).
     assert_eq!(errno_of(t.cat(&name(2))), libc::EIO);
-    t.fs.settle_read_ahead();
+    t.fs.read_ahead.settle();
     assert_eq!(t.faults.gets_started.load(Ordering::SeqCst), 5);
     // Healed: the next read gets the bytes.
     *t.faults.get_of.lock() = None;
