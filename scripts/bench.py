@@ -75,6 +75,24 @@ class Emulator:
             if r.status != 204:
                 raise RuntimeError(f"load {name}: HTTP {r.status}")
 
+    def names(self):
+        """Every media name the emulator holds (the list pages, over one connection)."""
+        import base64
+        import json
+        auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        c = http.client.HTTPConnection(self.host, self.port)
+        token, out = None, set()
+        while True:
+            headers = {"Authorization": auth}
+            if token:
+                headers["Continuation-Token"] = token
+            c.request("GET", f"/api/v2/users/{ACCOUNT}/media", headers=headers)
+            r = c.getresponse()
+            out.update(m["mediaName"] for m in json.loads(r.read()))
+            token = r.getheader("Continuation-Token")
+            if not token:
+                return out
+
     def stop(self):
         self.proc.terminate()
         self.proc.wait()
@@ -85,7 +103,9 @@ class Mount:
         self.mnt = tempfile.mkdtemp(dir=workdir, prefix="mnt-")
         env = {k: v for k, v in os.environ.items() if not k.startswith("BW_")}
         env.update(BW_ACCOUNT_ID=ACCOUNT, BW_USERNAME=USER, BW_PASSWORD=PASSWORD,
-                   BW_BASE_URL=emulator.base, RUST_LOG="warn")
+                   BW_BASE_URL=emulator.base, RUST_LOG="warn",
+                   # The state (times, the write-back journal) of the benchmark's own.
+                   XDG_STATE_HOME=os.path.join(workdir, "state"))
         self.proc = subprocess.Popen([f"{bindir}/bwmediafs", "-f", *extra, self.mnt], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 60
@@ -529,6 +549,83 @@ def bench_scans(args, table, work, latency):
         emu.stop()
 
 
+def curl_parallel(emu, args_of, items, k):
+    """curl calls k at a time, one process per request (as a script would make them); the
+    time they took."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(item):
+        subprocess.run(["curl", "-sf", *curl_auth(), *args_of(item)], check=True)
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(k) as pool:
+        list(pool.map(one, items))
+    return time.perf_counter() - t
+
+
+def bench_writeback(args, table, work, latency):
+    """`cp -r` of MMS-sized media (50-800 KB) into the mount, timed until the server holds them
+    all (`cp -r` then `sync` of the mount), in the default mode and with --writeback, beside 8
+    parallel `cp` into a default mount and curl making the PUTs 8 at a time; then `rm -r` of
+    them, beside curl making the DELETEs 8 at a time."""
+    emu = Emulator(args.bin, latency_ms=latency)
+    src = tempfile.mkdtemp(dir=work, prefix="src-")
+    try:
+        count = args.writeback
+        tag = f", {latency} ms"
+        rnd = random.Random(7)
+        os.mkdir(os.path.join(src, "c"))
+        names = [f"c/m{i:03d}.jpg" for i in range(count)]
+        for n in names:
+            with open(os.path.join(src, n), "wb") as f:
+                f.write(os.urandom(rnd.randrange(50_000, 800_000)))
+
+        def copy(extra, parallel):
+            m = Mount(args.bin, emu, work, *extra)
+            try:
+                if parallel:
+                    t = sh(f"mkdir {m.mnt}/c && cd {src}/c && ls | xargs -P 8 -I{{}} cp {{}} "
+                           f"{m.mnt}/c/ && sync {m.mnt}")
+                else:
+                    t = sh(f"cp -r {src}/c {m.mnt}/ && sync {m.mnt}")
+                stored = len(emu.names() & set(names))
+                if stored != count:
+                    raise RuntimeError(f"only {stored} of {count} media on the server after sync")
+                rm_t = sh(f"rm -r {m.mnt}/c && sync {m.mnt}")
+                if emu.names() & set(names):
+                    raise RuntimeError("media left on the server after rm -r and sync")
+                return t, rm_t
+            finally:
+                m.close()
+
+        default = [copy([], False) for _ in range(args.runs)]
+        wb = [copy(["--writeback"], False) for _ in range(args.runs)]
+        par = [copy([], True) for _ in range(args.runs)]
+        put8 = lambda: curl_parallel(emu, lambda n: ["-T", os.path.join(src, n), f"{emu.media}/{n}"],
+                                     names, 8)
+        del8 = lambda: curl_parallel(emu, lambda n: ["-X", "DELETE", f"{emu.media}/{n}"], names, 8)
+        curl = []
+        for _ in range(args.runs):
+            curl.append((put8(), del8()))
+        med = lambda rs, i: statistics.median(r[i] for r in rs)
+        cp_d, cp_w, cp_p, cp_c = med(default, 0), med(wb, 0), med(par, 0), med(curl, 0)
+        rm_d, rm_w, rm_c = med(default, 1), med(wb, 1), med(curl, 1)
+        table.add(f"cp -r in of {count} media (50-800 KB) until stored, --writeback{tag}",
+                  f"{cp_w:.2f} s", f"{cp_c:.2f} s (curl x8 PUTs); 8 parallel cp: {cp_p:.2f} s",
+                  f"{cp_w / cp_c:.2f}x curl x8, {cp_w / cp_p:.2f}x 8 cp",
+                  "<= 0.7x curl x8, <= 1.3x 8 cp", cp_w <= 0.7 * cp_c and cp_w <= 1.3 * cp_p)
+        table.add(f"  (the same, default mode{tag})", f"{cp_d:.2f} s", "", f"{cp_d / cp_c:.2f}x curl x8",
+                  "", True)
+        table.add(f"rm -r of them until gone, --writeback{tag}", f"{rm_w:.2f} s",
+                  f"{rm_c:.2f} s (curl x8 DELETEs)", f"{rm_w / rm_c:.2f}x curl x8", "<= 0.7x curl x8",
+                  rm_w <= 0.7 * rm_c)
+        table.add(f"  (the same, default mode{tag})", f"{rm_d:.2f} s", "", f"{rm_d / rm_c:.2f}x curl x8",
+                  "", True)
+    finally:
+        shutil.rmtree(src, ignore_errors=True)
+        emu.stop()
+
+
 def curl_parallel_moves(emu, names, new_name, k):
     """What a directory rename costs with the API done by hand, k media at a time: a GET, a PUT
     under the new name and a DELETE of each, one curl call per request."""
@@ -691,13 +788,15 @@ def main():
     p.add_argument("--quick", action="store_true", help="small data sets and 1 run (a smoke test)")
     p.add_argument("--out", default="BENCHMARKS.md")
     p.add_argument("--only", help="run only these groups, comma-separated: "
-                   "reads,listing,writes,scans,renames,first,memory")
+                   "reads,listing,writes,scans,renames,writeback,first,memory")
     args = p.parse_args()
     args.large, args.small, args.huge, args.uploads, args.scan = 200, 10_000, 100_000, 50, 200
     args.renames = 100
+    args.writeback = 150
     if args.quick:
         args.runs, args.large, args.small, args.huge, args.uploads, args.scan = 1, 20, 2000, 5000, 5, 40
         args.renames = 16
+        args.writeback = 20
     if os.geteuid() != 0:
         log("not root: the page cache cannot be dropped; cold figures may be warm")
     work = tempfile.mkdtemp(prefix="bwmediafs-bench-")
@@ -715,6 +814,8 @@ def main():
             ("scans", lambda: bench_scans(args, table, work, 20)),
             ("scans", lambda: bench_scans(args, table, work, 50)),
             ("renames", lambda: bench_renames(args, table, work, 50)),
+            ("writeback", lambda: bench_writeback(args, table, work, 20)),
+            ("writeback", lambda: bench_writeback(args, table, work, 50)),
             ("first", lambda: bench_first_entry(args, table, work)),
             ("memory", lambda: bench_memory(args, table, work)),
         ]

@@ -19,7 +19,10 @@ use bwmediafs::cli::logging::{self, LogOutput, LogSettings};
 use bwmediafs::cli::options::{check_token_url, check_transport_security, Args, MountFlags};
 use bwmediafs::cli::{demo, mountpoint, notify};
 use bwmediafs::emulator::Emulator;
-use bwmediafs::fs::{old_times_file, recovery_dir_for, times_file, FsOptions, MediaFs};
+use bwmediafs::fs::{
+    journal_dir_for, old_times_file, recovery_dir_for, times_file, FsOptions, MediaFs,
+    WritebackOptions,
+};
 use bwmediafs::fuse::{self, MountOptions};
 
 fn main() {
@@ -213,6 +216,16 @@ fn open_store(
         // Copies are named after the media: each store has a folder of its own.
         opts.recovery_dir = recovery_dir_for(&http.base_url, &http.account_id);
     }
+    if args.writeback || flags.writeback {
+        opts.writeback = Some(WritebackOptions {
+            journal_dir: args
+                .journal_dir
+                .clone()
+                .unwrap_or_else(|| journal_dir_for(&http.base_url, &http.account_id)),
+            journal_limit: args.journal_size,
+            drain_timeout: args.drain_timeout,
+        });
+    }
     let api = HttpApi::new(http).map_err(|e| e.to_string())?;
     let fs = connect::open(Arc::new(api), opts, &endpoint, log)?;
     Ok((emulator, fs, source))
@@ -235,15 +248,20 @@ fn ready_hint(args: &Args, mountpoint: &Path, status: &str, log: &LogOutput) -> 
 }
 
 /// On SIGINT/SIGTERM/SIGHUP: upload dirty files, then unmount, which ends `mounted.wait()`.
+/// With write-back the mount goes at once, and the uploads pending are sent after it (`finish`).
 fn spawn_signal_handler(fs: Arc<MediaFs>, mountpoint: PathBuf) {
     let spawned = std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || loop {
             let signal = daemon::wait_for_signal();
             notify::stopping();
-            log::info!("{signal}: uploading open files, then unmounting");
-            if let Err(e) = fs.flush_all() {
-                log::error!("{e}");
+            if fs.writes_back() {
+                log::info!("{signal}: unmounting, then uploading what is pending");
+            } else {
+                log::info!("{signal}: uploading open files, then unmounting");
+                if let Err(e) = fs.flush_all() {
+                    log::error!("{e}");
+                }
             }
             if let Err(e) = unmount(&mountpoint) {
                 log::error!(

@@ -37,9 +37,13 @@ From fstab:                  bwmediafs /mnt/media fuse.bwmediafs credentials=FIL
 
 umount, SIGTERM, SIGINT and SIGHUP upload what is not uploaded yet, then end the mount.
 
+With --writeback a close returns once the bytes are safe on this machine's disk and uploads run \
+in the background: `sync /mnt/media` waits for them, fsync still waits for the server, and \
+what a crash leaves in the write-back journal the next mount uploads.
+
 Every setting is also an -o option (credentials=FILE, cache_size=64M, metadata_ttl=10s, \
 timeout=, retry_time=, base_url=, token_url=, log_file=, recovery_dir=, read_ahead=, \
-file_mode=, dir_mode=), which overrides the flag.
+file_mode=, dir_mode=, journal_dir=, journal_size=, drain_timeout=), which overrides the flag.
 
 Logs: in the foreground, standard error; in the background, the file named after the \
 mountpoint in $XDG_STATE_HOME/bwmediafs (~/.local/state/bwmediafs/mnt-media.log for \
@@ -98,7 +102,7 @@ pub struct Args {
     /// Mount options, comma-separated: ro, rw, allow_other, allow_root, uid=N, gid=N, umask=OCTAL,
     /// auto_unmount (the mount goes away when the process dies, even by kill -9; implies
     /// allow_root, which a user other than root may set only with user_allow_other in
-    /// /etc/fuse.conf),
+    /// /etc/fuse.conf), writeback (as --writeback),
     /// nonempty (mount over a directory that has entries), and every setting below by its name
     /// with `_` (cache_size=64M, credentials=FILE, ...). Options of mount(8) itself (defaults,
     /// _netdev, nofail, noauto, x-systemd.*, ...) are ignored.
@@ -141,6 +145,31 @@ pub struct Args {
     /// How long one operation keeps retrying a failing server before it fails with EIO.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub retry_time: Duration,
+
+    /// Write-back: a close returns once the new bytes are safe on this machine's disk (in the
+    /// write-back journal, written and synced), and the upload runs in the background, up to 8
+    /// at a time, so cp -r, rsync and tar into the mount go at network speed. fsync still
+    /// returns only once the server holds the bytes. Another machine sees a file once it is
+    /// uploaded. What a crash or kill -9 leaves in the journal, the next mount uploads. Also
+    /// -o writeback.
+    #[arg(long)]
+    pub writeback: bool,
+
+    /// With --writeback: where the journal is kept, on a local disk (not tmpfs, FUSE or a
+    /// network file system). Default: a folder for each account on each server,
+    /// $XDG_STATE_HOME/bwmediafs/journal/ACCOUNT-HASH.
+    #[arg(long, value_name = "DIR")]
+    pub journal_dir: Option<PathBuf>,
+
+    /// With --writeback: the most bytes the journal holds; past it, closes upload themselves
+    /// until uploads catch up.
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_journal_size)]
+    pub journal_size: u64,
+
+    /// With --writeback: how long the end of the mount (umount, SIGTERM) keeps uploading what
+    /// is pending; what is left stays in the journal for the next mount.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub drain_timeout: Duration,
 
     /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
@@ -249,6 +278,27 @@ const SETTINGS: &[Setting] = &[
         name: "recovery_dir",
         apply: |a, v| {
             a.recovery_dir = Some(parse_path(v)?);
+            Ok(())
+        },
+    },
+    Setting {
+        name: "journal_dir",
+        apply: |a, v| {
+            a.journal_dir = Some(parse_path(v)?);
+            Ok(())
+        },
+    },
+    Setting {
+        name: "journal_size",
+        apply: |a, v| {
+            a.journal_size = parse_journal_size(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "drain_timeout",
+        apply: |a, v| {
+            a.drain_timeout = parse_duration(v)?;
             Ok(())
         },
     },
@@ -375,6 +425,8 @@ pub struct MountFlags {
     pub nonempty: bool,
     /// `auto_unmount`: the kernel mount goes when the process ends, even by `kill -9`.
     pub auto_unmount: bool,
+    /// `writeback`: as `--writeback`.
+    pub writeback: bool,
 }
 
 /// Parse every `-o` argument: the mount flags are returned, the settings applied to `args` (given
@@ -405,6 +457,7 @@ pub fn parse_mount_flags(
             "allow_root" => flags.allow_root = true,
             "nonempty" => flags.nonempty = true,
             "auto_unmount" => flags.auto_unmount = true,
+            "writeback" => flags.writeback = true,
             "uid" => flags.uid = Some(number(value)?),
             "gid" => flags.gid = Some(number(value)?),
             "umask" => {
@@ -436,6 +489,7 @@ pub fn parse_mount_flags(
                         return Err(format!(
                             "unknown mount option -o {opt}; known: ro, rw, allow_other, \
                              allow_root, uid=N, gid=N, umask=OCTAL, nonempty, auto_unmount, \
+                             writeback, \
                              {}=VALUE, and \
                              the options of mount(8) (defaults, _netdev, nofail, x-*, ...)",
                             settings.join("=VALUE, ")
@@ -449,6 +503,17 @@ pub fn parse_mount_flags(
         return Err("-o allow_other and -o allow_root exclude each other; pick one".to_string());
     }
     Ok(flags)
+}
+
+/// The journal's size: a size such as 512M or 2G, at least 64M.
+pub fn parse_journal_size(s: &str) -> Result<u64, String> {
+    let size = parse_size(s)?;
+    if size < 64 << 20 {
+        return Err(format!(
+            "{s:?} is too small for the write-back journal: give at least 64M"
+        ));
+    }
+    Ok(size)
 }
 
 /// A count such as the read-ahead window: a whole number, 0 or more.
@@ -652,9 +717,15 @@ mod tests {
                 umask: Some(0o027),
                 nonempty: false,
                 auto_unmount: false,
+                writeback: false,
             }
         );
         assert!(parse_mount_flags(&["noatime,_netdev".into()], None).is_ok());
+        assert!(
+            parse_mount_flags(&["writeback".into()], None)
+                .unwrap()
+                .writeback
+        );
         assert!(
             parse_mount_flags(&["auto_unmount".into()], None)
                 .unwrap()

@@ -142,32 +142,38 @@ impl MediaFs {
         }
     }
 
-    /// Remove a file: one DELETE. Handles still open keep reading the old bytes.
+    /// Remove a file: one DELETE, none for a file never uploaded. Handles still open keep
+    /// reading the old bytes.
     pub fn unlink(&self, parent: Ino, name: &OsStr) -> Result<(), FsError> {
         self.check_ro()?;
         let _changing = self.fence.change_under(&self.ns, &[parent]);
         let ino = self.child_or_lookup(parent, name)?;
-        let path = {
+        // An upload under way (a background one, with write-back) ends first: what it stored
+        // is then removed too.
+        let buf = self.buffer_of(ino);
+        let _uploading = buf.as_ref().map(|b| b.upload.lock());
+        let (path, remote) = {
             let ns = self.ns.lock();
             let n = ns.live(ino).ok_or(FsError::NotFound)?;
             if n.kind() == Kind::Dir {
                 return Err(FsError::IsDir);
             }
-            n.path().to_string()
+            (n.path().to_string(), n.remote())
         };
         self.preload_readers(ino);
-        self.api
-            .delete(&path)
-            .map_err(|e| self.api_error("delete", &path, e))?;
+        // A file never uploaded (new, or staged by write-back) has nothing on the server.
+        if remote {
+            self.api
+                .delete(&path)
+                .map_err(|e| self.api_error("delete", &path, e))?;
+        }
         self.removed_locally(ino, &path);
         Ok(())
     }
 
     /// Our own DELETE (or rename) took `ino` away from `path`.
     pub(super) fn removed_locally(&self, ino: Ino, path: &str) {
-        if let Some(buf) = self.buffer_of(ino) {
-            buf.state.lock().unlinked = true;
-        }
+        self.buffer_unlinked(ino);
         {
             let mut ns = self.ns.lock();
             let parent = ns.node(ino).map(|n| n.parent());

@@ -145,6 +145,23 @@ impl FsError {
         }
     }
 
+    /// Whether the server refused the upload for good (400, 413, 415, a header it cannot
+    /// carry, a file over the limit): the same bytes would be refused again.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            FsError::TooLarge { .. } => true,
+            FsError::Api { source, .. } => matches!(
+                source,
+                ApiError::TooLarge { .. }
+                    | ApiError::UnsupportedType(_)
+                    | ApiError::InvalidHeader(_)
+                    | ApiError::Config(_)
+                    | ApiError::Status { status: 400, .. }
+            ),
+            _ => false,
+        }
+    }
+
     /// Whether it says the name or media does not exist (locally, or a 404 from the server).
     pub fn is_not_found(&self) -> bool {
         matches!(

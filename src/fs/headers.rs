@@ -65,7 +65,7 @@ impl MediaFs {
         match self.put_media(target, bytes) {
             Ok(media) => {
                 if let (Some(buf), Some(generation)) = (&buf, generation) {
-                    if let Some(file) = buf.state.lock().uploaded(generation) {
+                    if let Some(file) = self.mark_uploaded(buf, generation) {
                         remove_recovery(&file);
                     }
                 }

@@ -74,11 +74,13 @@ mod rename;
 mod rename_dir;
 mod rename_fence;
 mod reuse;
+mod staging;
 mod times_file;
 mod types;
 mod upload;
 mod write;
 mod write_buffer;
+mod writeback;
 mod xattr;
 
 use std::collections::HashMap;
@@ -98,10 +100,13 @@ use error::{READ_AHEAD, UPLOAD};
 use handles::{Handle, Table};
 pub use namespace::{Attr, Ino, Kind, ROOT_INO};
 use namespace::{Defaults, Namespace, NAME_MAX};
-pub use options::{old_times_file, recovery_dir_for, state_dir, times_file, FsOptions};
+pub use options::{
+    journal_dir_for, old_times_file, recovery_dir_for, state_dir, times_file, FsOptions,
+};
 use readahead::ReadAhead;
 pub use types::*;
 use write_buffer::WriteBuf;
+pub use writeback::WritebackOptions;
 
 /// The file system. Send + Sync: every operation may run on any thread.
 pub struct MediaFs {
@@ -127,6 +132,8 @@ pub struct MediaFs {
     fence: rename_fence::RenameFence,
     /// The names whose replacement was hinted at (a reused name may send the wrong media).
     reuse_hints: reuse::ReuseHints,
+    /// The journal and the uploader, with `--writeback`.
+    writeback: Option<writeback::Writeback>,
 }
 
 /// The thread that writes the times of `fs` every [`times_file::SAVE_EVERY`] while they change;
@@ -148,13 +155,28 @@ fn spawn_times_writer(fs: Weak<MediaFs>) {
 
 impl MediaFs {
     /// Check the credentials with one list page, which also seeds the listing cache.
+    /// With `--writeback`, the journal is opened first (and what an earlier mount left in it
+    /// is shown and queued).
     pub fn connect(api: Arc<dyn MediaApi>, opts: FsOptions) -> Result<Arc<MediaFs>, FsError> {
-        let fs = MediaFs::new(api, opts);
+        let (writeback, left) = match &opts.writeback {
+            Some(w) => {
+                let (wb, left) =
+                    writeback::Writeback::open(w).map_err(|e| FsError::Io(e.to_string()))?;
+                (Some(wb), left)
+            }
+            None => (None, Vec::new()),
+        };
+        let fs = MediaFs::build(api, opts, writeback);
+        fs.replay(left);
         fs.walk_until(None, |ns| ns.walk().is_some_and(|w| w.pages() > 0))?;
         Ok(fs)
     }
 
-    pub(super) fn new(api: Arc<dyn MediaApi>, opts: FsOptions) -> Arc<MediaFs> {
+    fn build(
+        api: Arc<dyn MediaApi>,
+        opts: FsOptions,
+        writeback: Option<writeback::Writeback>,
+    ) -> Arc<MediaFs> {
         let defaults = Defaults {
             file_mode: opts.file_mode & 0o7777,
             dir_mode: opts.dir_mode & 0o7777,
@@ -186,6 +208,7 @@ impl MediaFs {
             mountpoint: Mutex::new(None),
             mount_device: std::sync::OnceLock::new(),
             auth_logged: AtomicBool::new(false),
+            writeback,
         });
         if fs.times.is_some() {
             spawn_times_writer(Arc::downgrade(&fs));
@@ -199,6 +222,11 @@ impl MediaFs {
         if let Some(times) = &self.times {
             times.save(&self.ns);
         }
+    }
+
+    /// Whether closes stage their bytes and uploads run in the background (`--writeback`).
+    pub fn writes_back(&self) -> bool {
+        self.writeback.is_some()
     }
 
     /// The settings it was made with.

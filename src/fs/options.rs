@@ -36,6 +36,8 @@ pub struct FsOptions {
     /// The state file of older versions, read when `times_file` does not exist yet (see
     /// [`old_times_file`]).
     pub old_times_file: Option<PathBuf>,
+    /// Write-back (`--writeback`): closes stage their bytes and uploads run in the background.
+    pub writeback: Option<super::writeback::WritebackOptions>,
 }
 
 impl Default for FsOptions {
@@ -55,6 +57,7 @@ impl Default for FsOptions {
             recovery_dir: default_recovery_dir(uid),
             times_file: None,
             old_times_file: None,
+            writeback: None,
         }
     }
 }
@@ -97,6 +100,17 @@ pub fn recovery_dir_for(base_url: &str, account: &str) -> PathBuf {
     // SAFETY: getuid cannot fail and touches no memory.
     let uid = unsafe { libc::getuid() };
     default_recovery_dir(uid).join(store_key(base_url, account))
+}
+
+/// The default write-back journal of the mounts of `account` on the server at `base_url`:
+/// `journal/ACCOUNT-HASH/` under the state directory (one write-back mount of a store at a
+/// time holds it).
+pub fn journal_dir_for(base_url: &str, account: &str) -> PathBuf {
+    // SAFETY: getuid cannot fail and touches no memory.
+    let uid = unsafe { libc::getuid() };
+    state_dir(uid)
+        .join("journal")
+        .join(store_key(base_url, account))
 }
 
 /// `ACCOUNT-HASH`, HASH a stable hash of the base URL: one media store.

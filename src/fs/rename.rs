@@ -83,7 +83,7 @@ impl MediaFs {
         })?;
         // The copy holds the buffer's bytes: it is clean unless written since.
         if let (Some(buf), Some(generation)) = (self.buffer_of(ino), generation) {
-            if let Some(file) = buf.state.lock().uploaded(generation) {
+            if let Some(file) = self.mark_uploaded(&buf, generation) {
                 remove_recovery(&file);
             }
         }
@@ -168,6 +168,10 @@ impl MediaFs {
         newname: &str,
         dst: Option<Ino>,
     ) -> Result<(), FsError> {
+        // An upload under way (a background one, with write-back) ends first, so the rename
+        // sees whether it stored the file.
+        let buf = self.buffer_of(src);
+        let uploading = buf.as_ref().map(|b| b.upload.lock());
         let (old_path, new_path, remote, replaces) = {
             let ns = self.ns.lock();
             let n = ns.live(src).ok_or(FsError::NotFound)?;
@@ -188,6 +192,8 @@ impl MediaFs {
             // Never uploaded: nothing to copy.
             self.upload_under_new_name(src);
             self.finish_rename(src, dst, newparent, newname, &old_path, None);
+            drop(uploading);
+            self.restage(src);
             return Ok(());
         }
         match self.move_media(src, &new_path) {
@@ -232,9 +238,7 @@ impl MediaFs {
         media: Option<&Media>,
     ) {
         if let Some(d) = dst {
-            if let Some(buf) = self.buffer_of(d) {
-                buf.state.lock().unlinked = true;
-            }
+            self.buffer_unlinked(d);
         }
         let (new_path, version) = {
             let mut ns = self.ns.lock();

@@ -60,8 +60,10 @@ impl MediaFs {
         newname: &str,
         dst: Option<Ino>,
     ) -> Result<(), FsError> {
-        // Every media under the directory must be known to move them all.
+        // Every media under the directory must be known to move them all, and (with
+        // write-back) on the server.
         self.ensure_complete()?;
+        self.send_staged_under(src)?;
         let _moving = self.fence.begin_move(&self.ns, src);
         let (src_path, new_dir, files) = {
             let ns = self.ns.lock();
@@ -96,6 +98,11 @@ impl MediaFs {
         }
         moved.extend(done.moved);
         self.finish_dir_rename(src, dst, newparent, newname, &files, &moved);
+        for (ino, _, remote) in &files {
+            if !remote {
+                self.restage(*ino);
+            }
+        }
         Ok(())
     }
 

@@ -17,6 +17,9 @@ use super::error::FsError;
 use super::error::UPLOAD;
 use super::namespace::{Ino, Node};
 use super::recovery::{remove_recovery, saved_copy};
+use std::path::PathBuf;
+
+use super::write_buffer::Superseded;
 use super::write_buffer::{UploadCause, WriteBuf};
 use super::MediaFs;
 use crate::api::mime::SNIFF_LEN;
@@ -122,10 +125,8 @@ impl MediaFs {
         match self.put_media(target, bytes.clone()) {
             Ok(media) => {
                 // The copy this buffer saved, else one an earlier buffer saved of these bytes.
-                let superseded = buf
-                    .state
-                    .lock()
-                    .uploaded(generation)
+                let superseded = self
+                    .mark_uploaded(buf, generation)
                     .or_else(|| saved_copy(&self.opts.recovery_dir, &path, &bytes));
                 if let Some(file) = superseded {
                     remove_recovery(&file);
@@ -143,7 +144,9 @@ impl MediaFs {
             }
             Err(e) => {
                 let mut st = buf.state.lock();
-                if st.saved_generation() != Some(generation) && !st.unlinked {
+                // In the background, a failure that may pass keeps the bytes in the journal.
+                let keep = cause != UploadCause::Background || e.is_permanent();
+                if keep && st.saved_generation() != Some(generation) && !st.unlinked {
                     let file = self.recover(&path, &bytes, &e);
                     st.saved = file.map(|f| (generation, f));
                 }
@@ -173,5 +176,14 @@ impl MediaFs {
             cache_control,
             last_modified: None,
         })
+    }
+
+    /// The server holds `generation` of `buf`: it is clean unless written since, and the
+    /// journal version it makes useless is forgotten. The recovery copy of exactly those bytes,
+    /// to remove.
+    pub(super) fn mark_uploaded(&self, buf: &WriteBuf, generation: u64) -> Option<PathBuf> {
+        let Superseded { recovery, version } = buf.state.lock().uploaded(generation);
+        self.forget_versions(version.as_slice());
+        recovery
     }
 }

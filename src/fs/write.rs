@@ -79,22 +79,27 @@ impl MediaFs {
         Ok(buf)
     }
 
-    /// One handle less on a write buffer; the last one takes it out of the table.
-    /// Returns whether it was the last.
+    /// One handle less on a write buffer; the last one takes it out of the table, unless a
+    /// staged version of it waits for its upload. Returns whether the buffer left the table.
     pub(super) fn release_buffer(&self, ino: Ino, buf: &Arc<WriteBuf>) -> bool {
-        let last = {
+        {
             let mut st = buf.state.lock();
             st.handles = st.handles.saturating_sub(1);
-            st.handles == 0
-        };
-        if last {
-            let mut map = self.writes.lock();
-            let st = buf.state.lock();
-            if st.handles == 0 && map.get(&ino).is_some_and(|b| Arc::ptr_eq(b, buf)) {
-                map.remove(&ino);
-            }
         }
-        last
+        self.drop_idle_buffer(ino, buf)
+    }
+
+    /// Take `buf` out of the table if no handle has it and no staged version of it waits for
+    /// its upload. Whether it left the table.
+    pub(super) fn drop_idle_buffer(&self, ino: Ino, buf: &Arc<WriteBuf>) -> bool {
+        let mut map = self.writes.lock();
+        let st = buf.state.lock();
+        let idle = st.handles == 0 && st.staged_generation().is_none();
+        if idle && map.get(&ino).is_some_and(|b| Arc::ptr_eq(b, buf)) {
+            map.remove(&ino);
+            return true;
+        }
+        false
     }
 
     /// Write `data` at `offset` (at the end for O_APPEND handles).
@@ -155,6 +160,10 @@ impl MediaFs {
                 return Ok(());
             }
         }
+        // With --writeback, the bytes durable in the journal are enough for a close.
+        if self.stage(h.ino, buf) {
+            return Ok(());
+        }
         self.upload(h.ino, buf, UploadCause::Sync)
     }
 
@@ -173,6 +182,30 @@ impl MediaFs {
             Some(buf) => self.upload(h.ino, buf, UploadCause::Sync),
             None => Ok(()),
         }
+    }
+
+    /// `fsync` of a directory (`sync DIR`): upload every file under it that holds changes the
+    /// server does not have (written and not uploaded yet, or staged by write-back), now. The
+    /// first failure is returned; each is said in the log with its name.
+    pub fn fsyncdir(&self, dir: Ino) -> Result<(), FsError> {
+        let under: std::collections::HashSet<Ino> =
+            self.ns.lock().files_under(dir).into_iter().collect();
+        let mut first = Ok(());
+        for (ino, buf) in self.write_buffers() {
+            if !under.contains(&ino) {
+                continue;
+            }
+            match self.upload(ino, &buf, UploadCause::Sync) {
+                Ok(()) => {
+                    self.drop_idle_buffer(ino, &buf);
+                }
+                Err(e) => {
+                    log::error!("sync: {:?} is not uploaded: {e}", self.path_of(ino));
+                    first = first.and(Err(e));
+                }
+            }
+        }
+        first
     }
 
     /// The release of a handle: upload if still dirty, unless those very bytes already failed
@@ -202,6 +235,12 @@ impl MediaFs {
     /// Upload every dirty buffer (before unmounting); what cannot be uploaded is in the recovery
     /// directory.
     pub fn flush_all(&self) -> Result<(), FsError> {
+        if let Some(wb) = &self.writeback {
+            return match wb.first_drain() {
+                true => self.drain(),
+                false => Ok(()),
+            };
+        }
         let bufs = self.write_buffers();
         let mut first = Ok(());
         for (ino, buf) in bufs {

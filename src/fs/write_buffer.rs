@@ -123,8 +123,21 @@ pub(crate) enum UploadCause {
     /// whatever is dirty.
     Sync,
     /// A handle goes away (its descriptors are all closed): upload whatever is dirty, but not
-    /// bytes whose close already failed; the bytes are saved if that fails.
+    /// bytes whose close already failed or that a close staged; the bytes are saved if that
+    /// fails.
     Release,
+    /// The uploader's turn of a staged file (write-back): upload whatever is dirty; a failure
+    /// that may pass saves nothing (the journal holds the bytes).
+    Background,
+}
+
+/// What an upload made useless (see [`WriteState::uploaded`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Superseded {
+    /// The recovery file of exactly the uploaded bytes.
+    pub recovery: Option<PathBuf>,
+    /// The journal version of a staged generation the server now holds.
+    pub version: Option<u64>,
 }
 
 /// The state of one inode's write buffer.
@@ -139,6 +152,9 @@ pub(crate) struct WriteState {
     /// The generation whose upload failed, and the recovery file its bytes are kept in until an
     /// upload succeeds.
     pub saved: Option<(u64, PathBuf)>,
+    /// Write-back: the generation a close staged, and its version in the journal, until the
+    /// server holds it (or a newer one).
+    staged: Option<(u64, u64)>,
     /// Bumped by every change, so an upload knows whether it saved the latest state.
     pub generation: u64,
     /// Open handles using this buffer.
@@ -160,6 +176,14 @@ pub(crate) struct WriteBuf {
 }
 
 impl WriteBuf {
+    /// A buffer in `state`, no upload under way.
+    pub(crate) fn from_state(state: WriteState) -> WriteBuf {
+        WriteBuf {
+            state: Mutex::new(state),
+            upload: Mutex::new(()),
+        }
+    }
+
     /// Run `f` on the state once it holds the whole file. When it does not yet, `load` brings
     /// the file's current bytes (outside the lock, it may download them), which the state takes
     /// unless someone loaded it meanwhile.
@@ -204,6 +228,19 @@ impl WriteState {
         }
     }
 
+    /// A buffer for the bytes of journal version `seq`, which an earlier mount staged: dirty
+    /// and staged, with no handle.
+    pub(crate) fn from_journal(body: Bytes, seq: u64) -> WriteState {
+        WriteState {
+            data: WriteData::from_bytes(body),
+            loaded: true,
+            dirty: true,
+            generation: 1,
+            staged: Some((1, seq)),
+            ..WriteState::default()
+        }
+    }
+
     /// Write `data` at `offset` (the buffer must be loaded). Gaps are zero-filled.
     pub(crate) fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<usize, FsError> {
         self.data
@@ -231,22 +268,47 @@ impl WriteState {
         self.generation += 1;
     }
 
-    /// The server now holds the bytes of `generation`: clean, unless changed since. Returns the
-    /// recovery file that this makes useless: the one saved of exactly these bytes. A copy of
-    /// an older generation holds bytes the server never got, so it stays (the buffer only
-    /// stops tracking it); an upload compares its bytes in case they were written again.
-    pub(crate) fn uploaded(&mut self, generation: u64) -> Option<PathBuf> {
+    /// The server now holds the bytes of `generation`: clean, unless changed since. Returns
+    /// what this makes useless: the recovery file saved of exactly these bytes (a copy of an
+    /// older generation holds bytes the server never got, so it stays, and the buffer only
+    /// stops tracking it; an upload compares its bytes in case they were written again), and
+    /// the journal version of a staged generation up to this one.
+    pub(crate) fn uploaded(&mut self, generation: u64) -> Superseded {
         if self.generation == generation {
             self.dirty = false;
         }
-        match &self.saved {
+        let recovery = match &self.saved {
             Some((g, _)) if *g == generation => self.saved.take().map(|(_, f)| f),
             Some((g, _)) if *g < generation => {
                 self.saved = None;
                 None
             }
             _ => None,
-        }
+        };
+        let version = match self.staged {
+            Some((g, seq)) if g <= generation => {
+                self.staged = None;
+                Some(seq)
+            }
+            _ => None,
+        };
+        Superseded { recovery, version }
+    }
+
+    /// A close staged `generation` as journal version `seq`: the version it replaces, if any.
+    pub(crate) fn staged(&mut self, generation: u64, seq: u64) -> Option<u64> {
+        self.staged.replace((generation, seq)).map(|(_, old)| old)
+    }
+
+    /// The generation a close staged and the server does not hold yet.
+    pub(crate) fn staged_generation(&self) -> Option<u64> {
+        self.staged.map(|(g, _)| g)
+    }
+
+    /// The staged version is dropped (its file was removed, or the server refused it for good
+    /// and its bytes are in the recovery folder): its journal version, to forget.
+    pub(crate) fn unstage(&mut self) -> Option<u64> {
+        self.staged.take().map(|(_, seq)| seq)
     }
 
     /// The generation whose bytes are kept in the recovery directory.
@@ -260,11 +322,13 @@ impl WriteState {
             return false;
         }
         match cause {
-            UploadCause::Sync => true,
+            UploadCause::Sync | UploadCause::Background => true,
             // The close that failed for these very bytes was their last try; they are kept. An
             // incomplete (oversize) file was refused at its write and its close already.
             UploadCause::Release => {
-                self.saved_generation() != Some(self.generation) && self.oversize.is_none()
+                self.saved_generation() != Some(self.generation)
+                    && self.staged_generation() != Some(self.generation)
+                    && self.oversize.is_none()
             }
         }
     }
@@ -342,9 +406,13 @@ mod tests {
             w.wants_upload(UploadCause::Release),
             "newer bytes are uploaded at a release"
         );
-        assert_eq!(w.uploaded(w.generation), None, "other bytes leave the copy");
+        assert_eq!(
+            w.uploaded(w.generation).recovery,
+            None,
+            "other bytes leave the copy"
+        );
         assert!(w.saved.is_none() && !w.dirty);
         w.saved = Some((first, PathBuf::from("copy")));
-        assert_eq!(w.uploaded(first), Some(PathBuf::from("copy")));
+        assert_eq!(w.uploaded(first).recovery, Some(PathBuf::from("copy")));
     }
 }

@@ -305,12 +305,12 @@ impl Filesystem for FuseFs {
     fn fsyncdir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
         _ds: bool,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        empty(reply, self.fs.fsyncdir(ino.0));
     }
 
     fn ioctl(

@@ -15,3 +15,4 @@ mod fuse_inprocess;
 mod mount;
 mod reliability;
 mod state;
+mod writeback;

@@ -1,0 +1,265 @@
+//! Write-back in the core: a close stages the file's bytes in the journal and returns; the
+//! uploader sends them (see [`super::writeback`]).
+//!
+//! The hard cases:
+//! - A staged file keeps its write buffer after its last close, until the server holds the
+//!   staged version: reads, `ls` and `stat` see the bytes at once, a listing walk keeps the
+//!   name (the buffer pins it), and `fsync` uploads the buffer itself, as in the default mode.
+//! - One journal version per buffer: staging a newer one forgets the older (the server needs
+//!   only the newest, and the newest was acknowledged); an upload forgets the version it
+//!   stored, and a removal forgets the file's version, so a crash never brings back a file
+//!   that was removed or a version that was replaced.
+//! - A close stages only while uploads succeed: when the journal is full or cannot be written,
+//!   or the last background upload failed, the close uploads itself and returns the real result.
+//! - A version the server refuses for good (400, 413, 415) goes to the recovery folder (one
+//!   mechanism for kept bytes), and leaves the journal.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use super::namespace::Ino;
+use super::upload::upload_target;
+use super::write_buffer::{UploadCause, WriteBuf, WriteState};
+use super::writeback::journal::Entry;
+use super::writeback::uploader::{Outcome, Upload};
+use super::{FsError, MediaFs};
+
+impl MediaFs {
+    /// In write-back mode, stage what a close of `ino` would upload. True when the close has
+    /// nothing left to do (staged, or nothing to send); false when it must upload itself.
+    pub(super) fn stage(&self, ino: Ino, buf: &Arc<WriteBuf>) -> bool {
+        let Some(wb) = &self.writeback else {
+            return false;
+        };
+        let (bytes, generation) = {
+            let mut st = buf.state.lock();
+            if !st.wants_upload(UploadCause::Sync) || st.staged_generation() == Some(st.generation)
+            {
+                return true;
+            }
+            if st.oversize.is_some() {
+                return false; // the upload answers EFBIG
+            }
+            (st.data.freeze(), st.generation)
+        };
+        if wb.uploader.failing() {
+            log::debug!(
+                "{:?}: uploads are failing; this close uploads itself",
+                self.path_of(ino)
+            );
+            return false;
+        }
+        let Some(target) = self
+            .ns
+            .lock()
+            .live(ino)
+            .map(|n| upload_target(n, n.path(), &bytes))
+        else {
+            return true;
+        };
+        let staged = wb.journal.stage(
+            &target.path,
+            &target.content_type,
+            target.cache_control.as_deref(),
+            &bytes,
+        );
+        match staged {
+            Ok(seq) => {
+                wb.staged_one();
+                let older = buf.state.lock().staged(generation, seq);
+                self.forget_versions(older.as_slice());
+                wb.uploader.queue(ino, &self.uploads());
+                true
+            }
+            Err(e) => {
+                wb.stage_failed(&e);
+                false
+            }
+        }
+    }
+
+    /// Forget journal versions (the server holds them, or they were replaced or removed).
+    pub(super) fn forget_versions(&self, seqs: &[u64]) {
+        if let (Some(wb), false) = (&self.writeback, seqs.is_empty()) {
+            if let Err(e) = wb.journal.forget(seqs) {
+                log::warn!(
+                    "cannot remove uploaded versions from the write-back journal in {}: {e}; \
+                     the next mount sends them again",
+                    wb.journal.dir().display()
+                );
+            }
+        }
+    }
+
+    /// The file system as the uploader's threads hold it.
+    fn uploads(&self) -> Weak<dyn Upload> {
+        self.me.clone()
+    }
+
+    /// Before the process ends: stage what open files hold dirty, then wait up to
+    /// `--drain-timeout` for the uploads. What is left stays in the journal, said in one line.
+    /// Errors: dirty files that could be neither staged nor uploaded.
+    pub(super) fn drain(&self) -> Result<(), FsError> {
+        let Some(wb) = &self.writeback else {
+            return Ok(());
+        };
+        let mut first = Ok(());
+        for (ino, buf) in self.write_buffers() {
+            if !self.stage(ino, &buf) {
+                if let Err(e) = self.upload(ino, &buf, UploadCause::Sync) {
+                    first = first.and(Err(e));
+                }
+            }
+        }
+        let pending = wb.uploader.pending();
+        if pending > 0 {
+            log::info!(
+                "uploading {pending} staged files ({} bytes) for up to {}",
+                wb.journal.held(),
+                humantime::format_duration(wb.drain_timeout)
+            );
+        }
+        let left = wb.uploader.drain(Instant::now() + wb.drain_timeout);
+        wb.uploader.stop();
+        if left > 0 {
+            log::warn!(
+                "{left} staged files are not uploaded yet: they stay in the write-back journal \
+                 {}, and the next mount of this account uploads them",
+                wb.journal.dir().display()
+            );
+        } else if pending > 0 {
+            log::info!("every staged file is uploaded");
+        }
+        first
+    }
+}
+
+impl Upload for MediaFs {
+    /// A background turn of file `key`: upload its buffer as a close would, and take it out of
+    /// the table once the server holds it and no handle has it open.
+    fn upload_staged(&self, key: u64) -> Outcome {
+        let ino = key;
+        let Some(buf) = self.buffer_of(ino) else {
+            return Outcome::Stored;
+        };
+        match self.upload(ino, &buf, UploadCause::Background) {
+            Ok(()) => {
+                self.drop_idle_buffer(ino, &buf);
+                Outcome::Stored
+            }
+            Err(e) if e.is_permanent() => {
+                // Kept in the recovery folder by the upload; no journal copy besides it.
+                let seq = buf.state.lock().unstage();
+                self.forget_versions(seq.as_slice());
+                Outcome::Failed
+            }
+            Err(_) => Outcome::Again,
+        }
+    }
+}
+
+impl MediaFs {
+    /// The file `ino` was removed (or replaced by a rename): its buffer never uploads, and its
+    /// staged version leaves the journal.
+    pub(super) fn buffer_unlinked(&self, ino: Ino) {
+        if let Some(buf) = self.buffer_of(ino) {
+            let seq = {
+                let mut st = buf.state.lock();
+                st.unlinked = true;
+                st.unstage()
+            };
+            self.forget_versions(seq.as_slice());
+            self.drop_idle_buffer(ino, &buf);
+        }
+    }
+
+    /// A staged file no handle has open was renamed before its upload: stage it under its new
+    /// name (which forgets the version under the old one), so it costs one PUT and no DELETE.
+    /// Without room in the journal it uploads now.
+    pub(super) fn restage(&self, ino: Ino) {
+        let (Some(_), Some(buf)) = (&self.writeback, self.buffer_of(ino)) else {
+            return;
+        };
+        if buf.state.lock().handles > 0 {
+            return; // its close stages it
+        }
+        if !self.stage(ino, &buf) {
+            if let Err(e) = self.upload(ino, &buf, UploadCause::Sync) {
+                log::warn!(
+                    "{:?} could not be uploaded after its rename: {e}",
+                    self.path_of(ino)
+                );
+            }
+        }
+    }
+
+    /// The versions an earlier mount left in the journal: each name's newest is shown at once
+    /// (as a file with a staged write buffer) and uploaded in the background; the older ones
+    /// are forgotten.
+    pub(super) fn replay(&self, entries: Vec<Entry>) {
+        let Some(wb) = &self.writeback else {
+            return;
+        };
+        let mut newest: HashMap<String, Entry> = HashMap::new();
+        let mut older = Vec::new();
+        for e in entries {
+            if let Some(old) = newest.insert(e.version.name.clone(), e) {
+                older.push(old.seq);
+            }
+        }
+        self.forget_versions(&older);
+        let mut left: Vec<Entry> = newest.into_values().collect();
+        left.sort_by_key(|e| e.seq);
+        let mut shown = 0;
+        for e in &left {
+            let body = match wb.journal.body(e.seq) {
+                Ok(b) => b,
+                Err(err) => {
+                    log::error!("{err}");
+                    continue;
+                }
+            };
+            let name = &e.version.name;
+            let ino = self
+                .ns
+                .lock()
+                .remote_file(name, e.version.len, None, Instant::now());
+            let Some(ino) = ino else {
+                log::error!(
+                    "{name:?} from the write-back journal cannot be shown as a path; it stays in \
+                     {}",
+                    wb.journal.dir().display()
+                );
+                continue;
+            };
+            let buf = Arc::new(WriteBuf::from_state(WriteState::from_journal(body, e.seq)));
+            self.writes.lock().insert(ino, buf);
+            wb.uploader.queue(ino, &self.uploads());
+            shown += 1;
+        }
+        if shown > 0 {
+            log::info!(
+                "{shown} files an earlier mount left in the write-back journal are uploaded in \
+                 the background"
+            );
+        }
+    }
+
+    /// Before a directory rename (write-back): what is staged under `dir` is uploaded first,
+    /// so that the rename moves what the server holds. Fails with the first upload that fails.
+    pub(super) fn send_staged_under(&self, dir: Ino) -> Result<(), FsError> {
+        if self.writeback.is_none() {
+            return Ok(());
+        }
+        let under: HashSet<Ino> = self.ns.lock().files_under(dir).into_iter().collect();
+        for (ino, buf) in self.write_buffers() {
+            let staged = buf.state.lock().staged_generation().is_some();
+            if staged && under.contains(&ino) {
+                self.upload(ino, &buf, UploadCause::Sync)?;
+                self.drop_idle_buffer(ino, &buf);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,427 @@
+//! The write-back journal: the versions a close acknowledged before their upload, durable on
+//! this machine's disk until the server holds them.
+//!
+//! One file per staged version (`SEQ.put`, SEQ a 16-digit hex sequence number), so a version is
+//! made durable, read back and forgotten on its own, and no compaction is ever needed:
+//! - **staging** writes `SEQ.tmp` (a header line, then the bytes), `fdatasync`s it, renames it
+//!   to `SEQ.put` and `fsync`s the directory; only then does the close return 0. A crash at any
+//!   step before the rename leaves a `.tmp`: a version never acknowledged, dropped at the next
+//!   open. A crash after it leaves the whole version.
+//! - **forgetting** (the server holds the version, or a newer one replaced it) unlinks the file
+//!   and `fsync`s the directory, so a forgotten older version never comes back after a newer one
+//!   of the same name was forgotten too.
+//! - **opening** takes an exclusive lock (one write-back mount of an account at a time), drops
+//!   the `.tmp` files and reads each header. A `.put` whose header does not parse or whose
+//!   length is not the header's is damage a crash cannot cause: it is moved to `damaged/` and
+//!   reported, never deleted. The bytes' checksum is checked when they are read, so opening a
+//!   journal of 10,000 versions reads only their headers.
+//!
+//! The journal refuses a directory on a file system whose `fsync` does not mean the bytes are on
+//! this machine's disk: tmpfs and ramfs (memory), FUSE, and network file systems.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+/// The first line of every version's file: what it is, in case one is found out of place.
+const MAGIC: &str = "bwmediafs journal 1";
+const STAGED: &str = "put";
+const PARTIAL: &str = "tmp";
+const DAMAGED_DIR: &str = "damaged";
+const LOCK_FILE: &str = "lock";
+
+/// What a staged version is, besides its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    /// The media name it is uploaded as.
+    pub name: String,
+    pub content_type: String,
+    pub cache_control: Option<String>,
+    /// The length of the bytes.
+    pub len: u64,
+    /// CRC-32 of the bytes.
+    pub crc: u32,
+}
+
+/// A staged version found when the journal was opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub seq: u64,
+    pub version: Version,
+}
+
+/// Why a journal cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error(
+        "the write-back journal {0} is in use by another bwmediafs mount of this account (one \
+         write-back mount of an account at a time)"
+    )]
+    Locked(PathBuf),
+    #[error(
+        "the write-back journal cannot be kept in {dir}: it is on {kind}, where a sync does not \
+         put the bytes on this machine's disk; choose a directory on a local disk with \
+         --journal-dir"
+    )]
+    NotDurable { dir: PathBuf, kind: &'static str },
+    #[error("the write-back journal in {dir}: {source}")]
+    Io {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Why a version was not staged.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("the write-back journal is full ({held} of {limit} bytes held)")]
+    Full { held: u64, limit: u64 },
+    #[error("the write-back journal cannot be written: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// An open journal (see the module's comment).
+#[derive(Debug)]
+pub struct Journal {
+    dir: PathBuf,
+    next: AtomicU64,
+    /// Bytes of the versions staged and not forgotten.
+    held: AtomicU64,
+    /// The length of each version staged and not forgotten.
+    lens: Mutex<HashMap<u64, u64>>,
+    /// The most `held` may be.
+    limit: u64,
+    /// Holds the lock for as long as the journal is open.
+    _lock: File,
+}
+
+/// A journal just opened: it, what it held, and the files kept aside as damaged.
+#[derive(Debug)]
+pub struct Opened {
+    pub journal: Journal,
+    /// The staged versions, oldest first.
+    pub entries: Vec<Entry>,
+    /// Files moved to `damaged/` by this open.
+    pub damaged: Vec<PathBuf>,
+}
+
+impl Journal {
+    /// Open (or make, mode 0700) the journal in `dir`, holding at most `limit` bytes.
+    pub fn open(dir: &Path, limit: u64) -> Result<Opened, JournalError> {
+        let io = |source| JournalError::Io {
+            dir: dir.to_path_buf(),
+            source,
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io)?;
+        if let Some(kind) = not_durable(dir).map_err(io)? {
+            return Err(JournalError::NotDurable {
+                dir: dir.to_path_buf(),
+                kind,
+            });
+        }
+        let lock = lock(dir)?;
+        let mut entries = Vec::new();
+        let mut damaged = Vec::new();
+        let mut last = 0;
+        for item in std::fs::read_dir(dir).map_err(io)? {
+            let path = item.map_err(io)?.path();
+            let Some((seq, ext)) = seq_of(&path) else {
+                continue;
+            };
+            last = last.max(seq);
+            match ext {
+                PARTIAL => {
+                    // A version never acknowledged: its close had not returned.
+                    log::debug!(
+                        "dropping {}: a version torn before its close returned",
+                        path.display()
+                    );
+                    std::fs::remove_file(&path).map_err(io)?;
+                }
+                _ => match read_header(&path) {
+                    Ok(version) => entries.push(Entry { seq, version }),
+                    Err(why) => damaged.push(set_aside(dir, &path, &why).map_err(io)?),
+                },
+            }
+        }
+        if !damaged.is_empty() {
+            sync_dir(dir).map_err(io)?;
+        }
+        entries.sort_by_key(|e| e.seq);
+        let held = entries.iter().map(|e| e.version.len).sum();
+        let lens = entries.iter().map(|e| (e.seq, e.version.len)).collect();
+        let journal = Journal {
+            dir: dir.to_path_buf(),
+            next: AtomicU64::new(last + 1),
+            held: AtomicU64::new(held),
+            lens: Mutex::new(lens),
+            limit,
+            _lock: lock,
+        };
+        Ok(Opened {
+            journal,
+            entries,
+            damaged,
+        })
+    }
+
+    /// Where the journal is.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Bytes of the versions staged and not forgotten.
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Stage `body` as `name` with its headers: durable on this machine's disk when this
+    /// returns. Its sequence number, which orders it after every version staged before.
+    pub fn stage(
+        &self,
+        name: &str,
+        content_type: &str,
+        cache_control: Option<&str>,
+        body: &[u8],
+    ) -> Result<u64, StageError> {
+        let len = body.len() as u64;
+        let held = self.held.fetch_add(len, Ordering::Relaxed);
+        if held + len > self.limit && held > 0 {
+            self.held.fetch_sub(len, Ordering::Relaxed);
+            return Err(StageError::Full {
+                held,
+                limit: self.limit,
+            });
+        }
+        let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        let version = Version {
+            name: name.to_string(),
+            content_type: content_type.to_string(),
+            cache_control: cache_control.map(str::to_string),
+            len,
+            crc: crc32fast::hash(body),
+        };
+        match self.write_version(seq, &version, body) {
+            Ok(()) => {
+                self.lens.lock().insert(seq, len);
+                Ok(seq)
+            }
+            Err(e) => {
+                self.held.fetch_sub(len, Ordering::Relaxed);
+                Err(StageError::Io(e))
+            }
+        }
+    }
+
+    fn write_version(&self, seq: u64, version: &Version, body: &[u8]) -> std::io::Result<()> {
+        let partial = self.path(seq, PARTIAL);
+        let written = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&partial)?;
+            let header = serde_json::to_string(version).map_err(std::io::Error::other)?;
+            f.write_all(format!("{MAGIC}\n{header}\n").as_bytes())?;
+            f.write_all(body)?;
+            f.sync_data()?;
+            std::fs::rename(&partial, self.path(seq, STAGED))?;
+            sync_dir(&self.dir)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&partial);
+        }
+        written
+    }
+
+    /// The bytes of version `seq`, checked against the checksum they were staged with. Bytes
+    /// that do not match are damage: the file is moved to `damaged/` and an error returned.
+    pub fn body(&self, seq: u64) -> std::io::Result<Bytes> {
+        let path = self.path(seq, STAGED);
+        let mut reader = BufReader::new(File::open(&path)?);
+        let version = parse_header(&mut reader).map_err(std::io::Error::other)?;
+        let mut body = Vec::with_capacity(version.len as usize);
+        reader.read_to_end(&mut body)?;
+        if body.len() as u64 != version.len || crc32fast::hash(&body) != version.crc {
+            let why = "its bytes do not match their checksum";
+            let aside = set_aside(&self.dir, &path, why)?;
+            self.counted_out(seq);
+            return Err(std::io::Error::other(format!(
+                "staged version {seq} of {:?} is damaged ({why}); kept in {}",
+                version.name,
+                aside.display()
+            )));
+        }
+        Ok(Bytes::from(body))
+    }
+
+    /// Forget versions the server holds (or that a newer version replaced): gone from the disk
+    /// when this returns.
+    pub fn forget(&self, seqs: &[u64]) -> std::io::Result<()> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        for &seq in seqs {
+            match std::fs::remove_file(self.path(seq, STAGED)) {
+                Ok(()) => self.counted_out(seq),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        sync_dir(&self.dir)
+    }
+
+    /// Version `seq` no longer counts against the limit.
+    fn counted_out(&self, seq: u64) {
+        if let Some(len) = self.lens.lock().remove(&seq) {
+            self.held.fetch_sub(len, Ordering::Relaxed);
+        }
+    }
+
+    fn path(&self, seq: u64, ext: &str) -> PathBuf {
+        self.dir.join(format!("{seq:016x}.{ext}"))
+    }
+}
+
+/// The sequence number and kind of a journal file's name, if it is one.
+fn seq_of(path: &Path) -> Option<(u64, &'static str)> {
+    let name = path.file_name()?.to_str()?;
+    let (seq, ext) = name.split_once('.')?;
+    if seq.len() != 16 {
+        return None;
+    }
+    let seq = u64::from_str_radix(seq, 16).ok()?;
+    match ext {
+        STAGED => Some((seq, STAGED)),
+        PARTIAL => Some((seq, PARTIAL)),
+        _ => None,
+    }
+}
+
+/// The header of a staged version's file, checked against the file's length.
+fn read_header(path: &Path) -> Result<Version, String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let size = file.metadata().map_err(|e| e.to_string())?.len();
+    let mut reader = BufReader::new(file);
+    let version = parse_header(&mut reader)?;
+    let header_len = (MAGIC.len() + 1) as u64 + header_line_len(&version)?;
+    if size != header_len + version.len {
+        return Err(format!(
+            "it holds {} bytes where its header says {}",
+            size.saturating_sub(header_len),
+            version.len
+        ));
+    }
+    Ok(version)
+}
+
+fn header_line_len(version: &Version) -> Result<u64, String> {
+    serde_json::to_string(version)
+        .map(|s| s.len() as u64 + 1)
+        .map_err(|e| e.to_string())
+}
+
+fn parse_header(reader: &mut impl BufRead) -> Result<Version, String> {
+    let mut magic = String::new();
+    reader
+        .read_line(&mut magic)
+        .map_err(|e| format!("unreadable: {e}"))?;
+    if magic.trim_end() != MAGIC {
+        return Err("it does not start as a journal file does".to_string());
+    }
+    let mut header = String::new();
+    reader
+        .read_line(&mut header)
+        .map_err(|e| format!("unreadable header: {e}"))?;
+    serde_json::from_str(header.trim_end()).map_err(|e| format!("its header does not parse: {e}"))
+}
+
+/// Move a damaged file to `damaged/` (made 0700) and say so; its new path.
+fn set_aside(dir: &Path, path: &Path, why: &str) -> std::io::Result<PathBuf> {
+    let aside = dir.join(DAMAGED_DIR);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&aside)?;
+    let target = aside.join(path.file_name().unwrap_or_default());
+    std::fs::rename(path, &target)?;
+    log::error!(
+        "the write-back journal holds a damaged version ({why}): it is kept in {} and will not be \
+         uploaded",
+        target.display()
+    );
+    Ok(target)
+}
+
+/// Take the journal's lock, or say who holds it.
+fn lock(dir: &Path) -> Result<File, JournalError> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|source| JournalError::Io {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+    // SAFETY: flock on a descriptor we own; it touches no memory.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            JournalError::Locked(dir.to_path_buf())
+        } else {
+            JournalError::Io {
+                dir: dir.to_path_buf(),
+                source: e,
+            }
+        });
+    }
+    Ok(file)
+}
+
+/// `fsync` of a directory: the names made and removed in it are on the disk.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// What kind of file system `dir` is on when a sync there does not reach this machine's disk.
+fn not_durable(dir: &Path) -> std::io::Result<Option<&'static str>> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::other("the path holds a NUL byte"))?;
+    // SAFETY: statfs writes only into `st`, which is large enough; `path` is NUL-terminated.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(path.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)]
+    let kind = match st.f_type as i64 {
+        0x0102_1994 => Some("tmpfs (memory)"),
+        0x8584_58f6 => Some("ramfs (memory)"),
+        0x6573_5546 => Some("a FUSE file system"),
+        0x6969 => Some("NFS"),
+        0x517b | 0xff53_4d42 | 0xfe53_4d42 => Some("SMB/CIFS"),
+        0x00c3_6400 => Some("Ceph"),
+        0x0102_1997 => Some("9p"),
+        0x5346_414f => Some("AFS"),
+        _ => None,
+    };
+    Ok(kind)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,422 @@
+//! `--writeback` through real mounts: a close returns once the bytes are in the journal on
+//! this machine's disk, uploads follow in the background, fsync stays strict, and what a
+//! `kill -9` or an unmount with the server down leaves in the journal, the next mount uploads.
+//! The oracle is the promise: every close that returned 0 ends on the server byte for byte.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::io::IntoRawFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use bwmediafs::emulator::{Emulator, Faults};
+
+fn server_down(emulator: &Emulator) {
+    emulator.set_faults(Faults {
+        error_rate: 1.0,
+        error_statuses: vec![503],
+        ..Faults::default()
+    });
+}
+
+fn server_up(emulator: &Emulator) {
+    emulator.set_faults(Faults::default());
+}
+
+/// The environment of a mount of `emulator` that keeps its state (and so its journal) in
+/// `state`.
+fn env_keeping(emulator: &Emulator, state: &Path) -> Vec<(String, String)> {
+    let mut env = oauth_env(emulator);
+    env.push(("XDG_STATE_HOME".into(), state.display().to_string()));
+    env
+}
+
+/// `close(2)` of `f`, with its result.
+fn close(f: File) -> std::io::Result<()> {
+    let fd = f.into_raw_fd();
+    // SAFETY: `fd` is ours and closed once.
+    if unsafe { libc::close(fd) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Write `data` to `p` and close it, with the close's result.
+fn write_file(p: &Path, data: &[u8]) -> std::io::Result<()> {
+    let (p, d) = (p.to_path_buf(), data.to_vec());
+    timed("write", move || {
+        let mut f = File::create(p)?;
+        f.write_all(&d)?;
+        close(f)
+    })
+}
+
+/// Wait (up to 20 s) until the server holds `data` under `name`.
+fn until_stored(m: &Mount, name: &str, data: &[u8]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while m.stored(name).as_deref() != Some(data) {
+        assert!(
+            Instant::now() < deadline,
+            "{name} is not on the server after 20 s:\n{}",
+            m.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The staged versions in the journal under the state directory `state`.
+fn journal_versions(state: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let journals = state.join("bwmediafs/journal");
+    for store in std::fs::read_dir(journals).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(store.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = f.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".put") {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_close_with_the_server_down_returns_0_and_the_upload_follows_when_it_is_back() {
+    let emulator = emulator_with(&[]);
+    let m = Mount::with(emulator, &["--writeback", "--retry-time", "300ms"]);
+    server_down(&m.emulator);
+    let data = bytes(300_000, 1);
+    // The close does not wait for the server: the bytes are in the journal.
+    write_file(&m.path("photo.jpg"), &data).expect("a staged close returns 0");
+    // Reads, ls and stat see them at once.
+    assert_eq!(std::fs::read(m.path("photo.jpg")).unwrap(), data);
+    assert_eq!(
+        std::fs::metadata(m.path("photo.jpg")).unwrap().len(),
+        300_000
+    );
+    let names: Vec<String> = std::fs::read_dir(m.path(""))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["photo.jpg"]);
+    assert_eq!(m.stored("photo.jpg"), None);
+    server_up(&m.emulator);
+    until_stored(&m, "photo.jpg", &data);
+}
+
+#[test]
+fn closes_fall_back_to_uploading_themselves_while_uploads_fail() {
+    let emulator = emulator_with(&[]);
+    let m = Mount::with(emulator, &["--writeback", "--retry-time", "300ms"]);
+    server_down(&m.emulator);
+    write_file(&m.path("first.txt"), b"staged").expect("staged");
+    // Wait for the background upload to have failed once: the mount's uploads are failing.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !m.log_text().contains("put \"first.txt\": attempt") {
+        assert!(
+            Instant::now() < deadline,
+            "no upload was tried:\n{}",
+            m.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    // A fast acknowledgement is given only while uploads succeed: this close reports the truth.
+    let err = write_file(&m.path("second.txt"), b"not staged").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO));
+    server_up(&m.emulator);
+    until_stored(&m, "first.txt", b"staged");
+}
+
+#[test]
+fn fsync_still_returns_only_once_the_server_holds_the_bytes() {
+    let emulator = emulator_with(&[]);
+    let m = Mount::with(emulator, &["--writeback", "--retry-time", "300ms"]);
+    server_down(&m.emulator);
+    let p = m.path("synced.txt");
+    let r = timed("fsync", move || {
+        let mut f = File::create(p)?;
+        f.write_all(b"must reach the server")?;
+        f.sync_all()
+    });
+    assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EIO));
+    server_up(&m.emulator);
+    let p = m.path("synced.txt");
+    timed("fsync again", move || {
+        let f = std::fs::OpenOptions::new().write(true).open(p)?;
+        f.sync_all()
+    })
+    .expect("a later fsync tries again for real");
+    assert_eq!(
+        m.stored("synced.txt").as_deref(),
+        Some(&b"must reach the server"[..])
+    );
+}
+
+#[test]
+fn files_staged_when_the_daemon_is_killed_are_uploaded_by_the_next_mount() {
+    let emulator = std::sync::Arc::new(emulator_with(&[]));
+    let state = tempfile::tempdir().unwrap();
+    let env = env_keeping(&emulator, state.path());
+    let args = ["--writeback", "--retry-time", "300ms"];
+    let files: Vec<(String, Vec<u8>)> = (0..12)
+        .map(|i| {
+            (
+                format!("dir/f{i:02}.bin"),
+                bytes(20_000 + i * 1000, i as u64),
+            )
+        })
+        .collect();
+    {
+        let mut first = Mount::with_env(emulator.clone(), &args, &env);
+        server_down(&emulator);
+        std::fs::create_dir(first.path("dir")).unwrap();
+        for (name, data) in &files {
+            write_file(&first.path(name), data).expect("staged");
+        }
+        first.signal(libc::SIGKILL);
+        first.wait_exit(Duration::from_secs(10)).expect("killed");
+    }
+    assert_eq!(journal_versions(state.path()).len(), files.len());
+    server_up(&emulator);
+    let second = Mount::with_env(emulator.clone(), &args, &env);
+    // Listed and readable at once, from the journal.
+    for (name, data) in &files {
+        assert_eq!(&std::fs::read(second.path(name)).unwrap(), data, "{name}");
+    }
+    for (name, data) in &files {
+        until_stored(&second, name, data);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !journal_versions(state.path()).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the journal keeps uploaded versions"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn an_unmount_uploads_what_is_pending_and_keeps_what_it_cannot() {
+    let emulator = std::sync::Arc::new(emulator_with(&[]));
+    let state = tempfile::tempdir().unwrap();
+    let env = env_keeping(&emulator, state.path());
+    let args = [
+        "--writeback",
+        "--retry-time",
+        "300ms",
+        "--drain-timeout",
+        "2s",
+    ];
+    // With 100 ms per request, the uploads are pending when the unmount comes: it sends them.
+    emulator.set_faults(Faults {
+        latency_ms: 100,
+        ..Faults::default()
+    });
+    let mut m = Mount::with_env(emulator.clone(), &args, &env);
+    let files: Vec<(String, Vec<u8>)> = (0..20)
+        .map(|i| (format!("a{i:02}.bin"), bytes(10_000, i as u64)))
+        .collect();
+    for (name, data) in &files {
+        write_file(&m.path(name), data).expect("staged");
+    }
+    m.unmount();
+    for (name, data) in &files {
+        assert_eq!(m.stored(name).as_deref(), Some(&data[..]), "{name}");
+    }
+    assert!(journal_versions(state.path()).is_empty());
+    // With the server down, the unmount keeps them in the journal, and says so.
+    let mut m = Mount::with_env(emulator.clone(), &args, &env);
+    server_down(&emulator);
+    write_file(&m.path("later.txt"), b"kept for the next mount").expect("staged");
+    m.unmount();
+    assert!(
+        m.log_text()
+            .contains("the next mount of this account uploads them"),
+        "{}",
+        m.log_text()
+    );
+    assert_eq!(journal_versions(state.path()).len(), 1);
+    server_up(&emulator);
+    let next = Mount::with_env(emulator.clone(), &args, &env);
+    until_stored(&next, "later.txt", b"kept for the next mount");
+}
+
+#[test]
+fn removing_or_renaming_a_file_not_yet_uploaded_sends_only_what_is_left() {
+    let emulator = std::sync::Arc::new(emulator_with(&[]));
+    let state = tempfile::tempdir().unwrap();
+    let env = env_keeping(&emulator, state.path());
+    let args = ["--writeback", "--retry-time", "300ms"];
+    let mut m = Mount::with_env(emulator.clone(), &args, &env);
+    server_down(&emulator);
+    write_file(&m.path("gone.txt"), b"removed before its upload").expect("staged");
+    write_file(&m.path("old-name.txt"), b"renamed before its upload").expect("staged");
+    std::fs::remove_file(m.path("gone.txt")).expect("rm of a staged file");
+    std::fs::rename(m.path("old-name.txt"), m.path("new-name.txt")).expect("mv");
+    server_up(&emulator);
+    m.reset_stats();
+    until_stored(&m, "new-name.txt", b"renamed before its upload");
+    m.unmount();
+    assert_eq!(m.stored("gone.txt"), None);
+    assert_eq!(m.stored("old-name.txt"), None);
+    let stats = m.stats();
+    assert_eq!((stats.put, stats.delete), (1, 0), "{stats:?}");
+    assert!(journal_versions(state.path()).is_empty());
+}
+
+#[test]
+fn a_second_writeback_mount_of_the_account_is_refused_with_a_clear_message() {
+    let emulator = std::sync::Arc::new(emulator_with(&[]));
+    let state = tempfile::tempdir().unwrap();
+    let env = env_keeping(&emulator, state.path());
+    let _first = Mount::with_env(emulator.clone(), &["--writeback"], &env);
+    let mut second = Mount::spawn(emulator.clone(), &["--writeback"], &env);
+    let status = second.wait_exit(Duration::from_secs(30)).expect("it ends");
+    assert!(!status.success());
+    let log = second.log_text();
+    assert!(log.contains("in use by another bwmediafs mount"), "{log}");
+}
+
+#[test]
+fn a_directory_rename_sends_what_is_staged_under_it_first() {
+    let emulator = emulator_with(&[]);
+    let m = Mount::with(emulator, &["--writeback"]);
+    m.emulator.set_faults(Faults {
+        latency_ms: 50,
+        ..Faults::default()
+    });
+    std::fs::create_dir(m.path("d")).unwrap();
+    let files: Vec<(String, Vec<u8>)> = (0..6)
+        .map(|i| (format!("f{i}.bin"), bytes(5_000, i as u64)))
+        .collect();
+    for (name, data) in &files {
+        write_file(&m.path(&format!("d/{name}")), data).expect("staged");
+    }
+    std::fs::rename(m.path("d"), m.path("e")).expect("mv d e");
+    m.emulator.set_faults(Faults::default());
+    sh_ok(&format!("sync {}", q(&m.path(""))));
+    for (name, data) in &files {
+        assert_eq!(
+            m.stored(&format!("e/{name}")).as_deref(),
+            Some(&data[..]),
+            "e/{name}"
+        );
+        assert_eq!(m.stored(&format!("d/{name}")), None, "d/{name}");
+    }
+}
+
+#[test]
+fn sync_of_a_directory_returns_once_the_server_holds_what_was_closed_under_it() {
+    let emulator = emulator_with(&[]);
+    let m = Mount::with(emulator, &["--writeback", "--retry-time", "300ms"]);
+    std::fs::create_dir(m.path("d")).unwrap();
+    server_down(&m.emulator);
+    write_file(&m.path("d/a.txt"), b"under d").expect("staged");
+    write_file(&m.path("top.txt"), b"at the top").expect("staged");
+    // With the server down, sync fails (EIO), naming the file in the log.
+    let (ok, _, err) = sh_outcome(&format!("sync {}", q(&m.path("d"))));
+    assert!(!ok, "sync returned 0 with the server down");
+    assert!(err.contains("Input/output error"), "{err}");
+    assert!(
+        m.log_text().contains("sync: \"d/a.txt\" is not uploaded"),
+        "{}",
+        m.log_text()
+    );
+    server_up(&m.emulator);
+    sh_ok(&format!("sync {}", q(&m.path("d"))));
+    assert_eq!(m.stored("d/a.txt").as_deref(), Some(&b"under d"[..]));
+    sh_ok(&format!("sync {}", q(&m.path(""))));
+    assert_eq!(m.stored("top.txt").as_deref(), Some(&b"at the top"[..]));
+}
+
+/// The content of file `i` of the kill test.
+fn kill_test_file(i: usize) -> (String, Vec<u8>) {
+    (
+        format!("k/f{i:03}.bin"),
+        bytes(2_000 + (i * 7919) % 30_000, i as u64),
+    )
+}
+
+#[test]
+fn every_close_that_returned_0_survives_a_kill_9_at_random_moments() {
+    use rand::{Rng, SeedableRng};
+    let seed: u64 = std::env::var("KILL_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    let rounds: usize = std::env::var("KILL_TEST_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    eprintln!("KILL_TEST_SEED={seed} KILL_TEST_ROUNDS={rounds}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    for round in 0..rounds {
+        let emulator = std::sync::Arc::new(emulator_with(&[]));
+        // Uploads lag behind the closes, so the kill finds some staged and not uploaded.
+        emulator.set_faults(Faults {
+            latency_ms: 15,
+            ..Faults::default()
+        });
+        let state = tempfile::tempdir().unwrap();
+        let env = env_keeping(&emulator, state.path());
+        let args = ["--writeback"];
+        let first = Mount::with_env(emulator.clone(), &args, &env);
+        std::fs::create_dir(first.path("k")).unwrap();
+        let root = first.path("");
+        let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = progress.clone();
+        let writer = std::thread::spawn(move || {
+            let mut closed = Vec::new();
+            for i in 0..150 {
+                let (name, data) = kill_test_file(i);
+                if write_file(&root.join(&name), &data).is_err() {
+                    break;
+                }
+                closed.push(i);
+                seen.store(closed.len(), std::sync::atomic::Ordering::SeqCst);
+            }
+            closed
+        });
+        // The kill comes after a random number of closes, at a random moment of the next.
+        let kill_after = rng.random_range(1..150);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while progress.load(std::sync::atomic::Ordering::SeqCst) < kill_after {
+            assert!(Instant::now() < deadline, "the writer is stuck");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_micros(rng.random_range(0..3000)));
+        first.signal(libc::SIGKILL);
+        let closed = writer.join().expect("the writer");
+        drop(first);
+        eprintln!(
+            "round {round}: {} closed, {} staged and not uploaded at the kill",
+            closed.len(),
+            journal_versions(state.path()).len()
+        );
+        let second = Mount::with_env(emulator.clone(), &args, &env);
+        sh_ok(&format!("sync {}", q(&second.path(""))));
+        for &i in &closed {
+            let (name, data) = kill_test_file(i);
+            assert_eq!(
+                second.stored(&name).as_deref(),
+                Some(&data[..]),
+                "round {round} (seed {seed}): {name}, closed before the kill, is not on the \
+                 server after the next mount's sync"
+            );
+        }
+        for i in 0..150 {
+            let (name, data) = kill_test_file(i);
+            if let Some(held) = second.stored(&name) {
+                assert_eq!(held, data, "round {round} (seed {seed}): {name} is partial");
+            }
+        }
+    }
+}
