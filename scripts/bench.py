@@ -580,6 +580,8 @@ def bench_writeback(args, table, work, latency):
             with open(os.path.join(src, n), "wb") as f:
                 f.write(os.urandom(rnd.randrange(50_000, 800_000)))
 
+        peaks = []
+
         def copy(extra, parallel):
             m = Mount(args.bin, emu, work, *extra)
             try:
@@ -591,6 +593,8 @@ def bench_writeback(args, table, work, latency):
                 stored = len(emu.names() & set(names))
                 if stored != count:
                     raise RuntimeError(f"only {stored} of {count} media on the server after sync")
+                if extra:
+                    peaks.append(m.rss_kib("VmHWM"))
                 rm_t = sh(f"rm -r {m.mnt}/c && sync {m.mnt}")
                 if emu.names() & set(names):
                     raise RuntimeError("media left on the server after rm -r and sync")
@@ -621,8 +625,79 @@ def bench_writeback(args, table, work, latency):
                   rm_w <= 0.7 * rm_c)
         table.add(f"  (the same, default mode{tag})", f"{rm_d:.2f} s", "", f"{rm_d / rm_c:.2f}x curl x8",
                   "", True)
+        total = sum(os.path.getsize(os.path.join(src, n)) for n in names)
+        peak = statistics.median(peaks)
+        table.add(f"peak RSS of that --writeback copy{tag}", f"{peak / 1024:.0f} MiB",
+                  f"{mib(total):.0f} MiB copied", f"{peak / 1024 / mib(total):.0%}",
+                  "staged bytes on disk, not in memory", peak / 1024 < mib(total))
+        if latency == 20:
+            bench_close_latency(args, table, emu, src, names)
     finally:
         shutil.rmtree(src, ignore_errors=True)
+        emu.stop()
+
+
+def bench_close_latency(args, table, emu, src, names):
+    """How long each close takes with --writeback (the bytes written and synced to the journal),
+    on the disk the state directory is on."""
+    lat = []
+    work = os.path.dirname(src)
+    m = Mount(args.bin, emu, work, "--writeback")
+    try:
+        os.mkdir(f"{m.mnt}/lat")
+        for n in names:
+            with open(os.path.join(src, n), "rb") as f:
+                data = f.read()
+            fd = os.open(f"{m.mnt}/lat/{os.path.basename(n)}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            os.write(fd, data)
+            t = time.perf_counter()
+            os.close(fd)
+            lat.append(time.perf_counter() - t)
+        sh(f"rm -r {m.mnt}/lat && sync {m.mnt}")
+    finally:
+        m.close()
+    lat.sort()
+    disk = subprocess.run(["df", "--output=fstype,source", work], capture_output=True, text=True)
+    kind = " ".join(disk.stdout.split()[2:]) or "unknown"
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    table.add(f"close with --writeback, {len(lat)} files of 50-800 KB (journal on {kind})",
+              f"median {statistics.median(lat) * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms", "", "",
+              "", True)
+
+
+def bench_replay(args, table, work):
+    """A mount whose journal holds many staged changes (left by a kill -9) is ready, with the
+    files listed, at once: replay reads only the journal's headers."""
+    emu = Emulator(args.bin, latency_ms=0)
+    try:
+        count = args.replay
+        m = Mount(args.bin, emu, work, "--writeback")
+        # Uploads hang (an answer after 60 s), so every close stays staged.
+        emu.set_latency(60_000)
+        os.mkdir(f"{m.mnt}/r")
+        for i in range(count):
+            with open(f"{m.mnt}/r/{i:05d}.txt", "wb") as f:
+                f.write(b"staged %d\n" % i)
+        m.proc.kill()
+        m.proc.wait()
+        subprocess.run(["umount", "-l", m.mnt], check=False)
+        emu.set_latency(0)
+        t = time.perf_counter()
+        again = Mount(args.bin, emu, work, "--writeback")
+        ready = time.perf_counter() - t
+        try:
+            t = time.perf_counter()
+            listed = len(os.listdir(f"{again.mnt}/r"))
+            ls_t = time.perf_counter() - t
+            sh(f"sync {again.mnt}")
+            stored = len(emu.names())
+        finally:
+            again.close()
+        table.add(f"a mount with {count} changes left in its journal by kill -9: ready",
+                  f"{ready:.2f} s (then {listed} files listed in {ls_t * 1000:.0f} ms)",
+                  f"{stored} stored after sync", "", "<= 1 s, every file listed",
+                  ready <= 1.0 and listed == count and stored == count)
+    finally:
         emu.stop()
 
 
@@ -793,10 +868,12 @@ def main():
     args.large, args.small, args.huge, args.uploads, args.scan = 200, 10_000, 100_000, 50, 200
     args.renames = 100
     args.writeback = 150
+    args.replay = 10_000
     if args.quick:
         args.runs, args.large, args.small, args.huge, args.uploads, args.scan = 1, 20, 2000, 5000, 5, 40
         args.renames = 16
         args.writeback = 20
+        args.replay = 500
     if os.geteuid() != 0:
         log("not root: the page cache cannot be dropped; cold figures may be warm")
     work = tempfile.mkdtemp(prefix="bwmediafs-bench-")
@@ -816,6 +893,7 @@ def main():
             ("renames", lambda: bench_renames(args, table, work, 50)),
             ("writeback", lambda: bench_writeback(args, table, work, 20)),
             ("writeback", lambda: bench_writeback(args, table, work, 50)),
+            ("writeback", lambda: bench_replay(args, table, work)),
             ("first", lambda: bench_first_entry(args, table, work)),
             ("memory", lambda: bench_memory(args, table, work)),
         ]

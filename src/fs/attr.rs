@@ -57,7 +57,7 @@ impl MediaFs {
         bufs.into_iter()
             .filter_map(|(i, b)| {
                 let st = b.state.lock();
-                st.loaded.then_some((i, st.data.len() as u64))
+                st.shown_size().map(|s| (i, s))
             })
             .collect()
     }
@@ -66,7 +66,7 @@ impl MediaFs {
     pub(super) fn attr_of(&self, ino: Ino) -> Result<Attr, FsError> {
         let size = self.buffer_of(ino).and_then(|b| {
             let st = b.state.lock();
-            st.loaded.then_some(st.data.len() as u64)
+            st.shown_size()
         });
         self.ns.lock().attr(ino, size).ok_or(FsError::NotFound)
     }

@@ -161,8 +161,9 @@ impl MediaFs {
             (n.path().to_string(), n.remote())
         };
         self.preload_readers(ino);
-        // A file never uploaded (new, or staged by write-back) has nothing on the server.
-        if remote {
+        // A file never uploaded (new, or staged by write-back) has nothing on the server; with
+        // write-back, the deletion is staged and sent in the background.
+        if remote && !self.delete_later(&path) {
             self.api
                 .delete(&path)
                 .map_err(|e| self.api_error("delete", &path, e))?;

@@ -324,7 +324,8 @@ impl MediaFs {
         reply(r)
     }
 
-    /// Bytes from the write buffer of the handle's inode, when it has a loaded one.
+    /// Bytes from the write buffer of the handle's inode, when it has a loaded one (or one whose
+    /// bytes are staged on disk, loaded from there).
     pub(super) fn read_buffer(
         &self,
         h: &Handle,
@@ -336,9 +337,12 @@ impl MediaFs {
         };
         let copy = |st: &mut WriteState| Bytes::copy_from_slice(st.read(offset, size));
         if h.buf.is_none() {
-            // Someone else's buffer: read it when it holds the file, else the media itself.
+            // Someone else's buffer: read it when it holds the file (or keeps it staged on
+            // disk), else the media itself.
             let mut st = buf.state.lock();
-            return Ok(st.loaded.then(|| copy(&mut st)));
+            if st.journal_source().is_none() {
+                return Ok(st.loaded.then(|| copy(&mut st)));
+            }
         }
         buf.loaded(|| self.file_bytes(h.ino), copy).map(Some)
     }

@@ -15,14 +15,18 @@
 //!   mechanism for kept bytes), and leaves the journal.
 
 use std::collections::{HashMap, HashSet};
+
+use bytes::Bytes;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use super::namespace::Ino;
 use super::upload::upload_target;
+use super::write::unload;
 use super::write_buffer::{UploadCause, WriteBuf, WriteState};
-use super::writeback::journal::Entry;
+use super::writeback::journal::{Entry, Op};
 use super::writeback::uploader::{Outcome, Upload};
+use super::writeback::DELETE_KEY;
 use super::{FsError, MediaFs};
 
 impl MediaFs {
@@ -137,13 +141,23 @@ impl MediaFs {
 
 impl Upload for MediaFs {
     /// A background turn of file `key`: upload its buffer as a close would, and take it out of
-    /// the table once the server holds it and no handle has it open.
+    /// the table once the server holds it and no handle has it open; or send a staged deletion.
     fn upload_staged(&self, key: u64) -> Outcome {
+        if key & DELETE_KEY != 0 {
+            return self.delete_staged(key & !DELETE_KEY);
+        }
         let ino = key;
         let Some(buf) = self.buffer_of(ino) else {
             return Outcome::Stored;
         };
-        match self.upload(ino, &buf, UploadCause::Background) {
+        // Bytes staged on disk are read back for the upload (checked against their checksum).
+        if let Err(e) = buf.loaded(|| self.file_bytes(ino), |_| ()) {
+            log::error!("{:?} cannot be uploaded: {e}", self.path_of(ino));
+            let seq = buf.state.lock().unstage();
+            self.forget_versions(seq.as_slice());
+            return Outcome::Failed;
+        }
+        let outcome = match self.upload(ino, &buf, UploadCause::Background) {
             Ok(()) => {
                 self.drop_idle_buffer(ino, &buf);
                 Outcome::Stored
@@ -155,7 +169,10 @@ impl Upload for MediaFs {
                 Outcome::Failed
             }
             Err(_) => Outcome::Again,
-        }
+        };
+        // Not uploaded yet: the bytes wait on disk again.
+        unload(&buf);
+        outcome
     }
 }
 
@@ -194,9 +211,9 @@ impl MediaFs {
         }
     }
 
-    /// The versions an earlier mount left in the journal: each name's newest is shown at once
-    /// (as a file with a staged write buffer) and uploaded in the background; the older ones
-    /// are forgotten.
+    /// The changes an earlier mount left in the journal: each name's newest is shown at once
+    /// (a version as a file with a staged write buffer, a deletion as the name gone) and sent
+    /// in the background; the older ones are forgotten.
     pub(super) fn replay(&self, entries: Vec<Entry>) {
         let Some(wb) = &self.writeback else {
             return;
@@ -204,7 +221,7 @@ impl MediaFs {
         let mut newest: HashMap<String, Entry> = HashMap::new();
         let mut older = Vec::new();
         for e in entries {
-            if let Some(old) = newest.insert(e.version.name.clone(), e) {
+            if let Some(old) = newest.insert(e.change.name.clone(), e) {
                 older.push(old.seq);
             }
         }
@@ -213,18 +230,18 @@ impl MediaFs {
         left.sort_by_key(|e| e.seq);
         let mut shown = 0;
         for e in &left {
-            let body = match wb.journal.body(e.seq) {
-                Ok(b) => b,
-                Err(err) => {
-                    log::error!("{err}");
-                    continue;
-                }
-            };
-            let name = &e.version.name;
+            if e.change.op == Op::Delete {
+                wb.deletes.add(&e.change.name, e.seq);
+                self.ns.lock().delete_pending(&e.change.name);
+                wb.uploader.queue(DELETE_KEY | e.seq, &self.uploads());
+                shown += 1;
+                continue;
+            }
+            let name = &e.change.name;
             let ino = self
                 .ns
                 .lock()
-                .remote_file(name, e.version.len, None, Instant::now());
+                .remote_file(name, e.change.len, None, Instant::now());
             let Some(ino) = ino else {
                 log::error!(
                     "{name:?} from the write-back journal cannot be shown as a path; it stays in \
@@ -233,15 +250,18 @@ impl MediaFs {
                 );
                 continue;
             };
-            let buf = Arc::new(WriteBuf::from_state(WriteState::from_journal(body, e.seq)));
+            let buf = Arc::new(WriteBuf::from_state(WriteState::from_journal(
+                e.seq,
+                e.change.len,
+            )));
             self.writes.lock().insert(ino, buf);
             wb.uploader.queue(ino, &self.uploads());
             shown += 1;
         }
         if shown > 0 {
             log::info!(
-                "{shown} files an earlier mount left in the write-back journal are uploaded in \
-                 the background"
+                "{shown} changes an earlier mount left in the write-back journal are sent in the \
+                 background"
             );
         }
     }
@@ -261,5 +281,119 @@ impl MediaFs {
             }
         }
         Ok(())
+    }
+
+    /// With write-back, stage the deletion of the media at `path` instead of sending it: true
+    /// when staged (the caller removes the name at once), false when the caller must delete
+    /// it now (no write-back, uploads failing, or the journal cannot take it).
+    pub(super) fn delete_later(&self, path: &str) -> bool {
+        let Some(wb) = &self.writeback else {
+            return false;
+        };
+        if wb.uploader.failing() {
+            return false;
+        }
+        match wb.journal.stage_delete(path) {
+            Ok(seq) => {
+                wb.staged_one();
+                let older = wb.deletes.add(path, seq);
+                self.forget_versions(older.as_slice());
+                self.ns.lock().delete_pending(path);
+                wb.uploader.queue(DELETE_KEY | seq, &self.uploads());
+                true
+            }
+            Err(e) => {
+                wb.stage_failed(&e);
+                false
+            }
+        }
+    }
+
+    /// The uploader's turn of staged deletion `seq`.
+    fn delete_staged(&self, seq: u64) -> Outcome {
+        let Some(wb) = &self.writeback else {
+            return Outcome::Stored;
+        };
+        let Some(name) = wb.deletes.take(seq) else {
+            return Outcome::Stored; // cancelled by a new upload of the name, or replaced
+        };
+        match self.send_delete(&name, seq) {
+            Ok(()) => Outcome::Stored,
+            Err(e) if e.is_permanent() => Outcome::Failed,
+            Err(_) => {
+                wb.deletes.give_back(&name, seq);
+                Outcome::Again
+            }
+        }
+    }
+
+    /// Send staged deletion `seq` of `name` (taken by this thread). Done, or refused for good
+    /// (said in the log): it leaves the journal and the name is shown again as the server has
+    /// it. A failure that may pass is returned, and the deletion stays.
+    fn send_delete(&self, name: &str, seq: u64) -> Result<(), FsError> {
+        let Some(wb) = &self.writeback else {
+            return Ok(());
+        };
+        let result = self
+            .api
+            .delete(name)
+            .map_err(|e| self.api_error("delete", name, e));
+        match &result {
+            Err(e) if !e.is_permanent() => return result,
+            Err(e) => log::error!("the server refused to delete {name:?} ({e}): it stays"),
+            Ok(()) => {}
+        }
+        wb.deletes.finish(name, seq);
+        self.forget_versions(&[seq]);
+        let mut ns = self.ns.lock();
+        ns.delete_done(name);
+        // A listing page fetched before the deletion must not bring the name back.
+        ns.local_change_path(name);
+        drop(ns);
+        result
+    }
+
+    /// Before `name` is stored: a staged deletion of it not sent yet is cancelled (the upload
+    /// replaces the media anyway); one being sent is waited for, so it cannot land after.
+    pub(super) fn settle_delete(&self, name: &str) {
+        if let Some(wb) = &self.writeback {
+            if let Some(seq) = wb.deletes.settle(name) {
+                self.forget_versions(&[seq]);
+                self.ns.lock().delete_done(name);
+            }
+        }
+    }
+
+    /// `sync DIR` with write-back: send now the staged deletions under `prefix` (the
+    /// directory's path and a `/`, or empty for the root), waiting for those being sent.
+    pub(super) fn send_deletes_under(&self, prefix: &str) -> Result<(), FsError> {
+        let Some(wb) = &self.writeback else {
+            return Ok(());
+        };
+        let mut first = Ok(());
+        for (name, seq) in wb.deletes.under(prefix) {
+            if !wb.deletes.take_or_wait(&name, seq) {
+                continue; // sent meanwhile
+            }
+            if let Err(e) = self.send_delete(&name, seq) {
+                wb.deletes.give_back(&name, seq);
+                log::error!("sync: {name:?} is not deleted: {e}");
+                first = first.and(Err(e));
+            }
+        }
+        first
+    }
+
+    /// The bytes of `ino` when its write buffer keeps them staged on disk, read back from the
+    /// journal.
+    pub(super) fn staged_bytes(&self, ino: Ino) -> Option<Result<Bytes, FsError>> {
+        let wb = self.writeback.as_ref()?;
+        let seq = self.buffer_of(ino)?.state.lock().journal_source()?;
+        Some(wb.journal.body(seq).map_err(|e| {
+            FsError::Io(format!(
+                "the staged bytes of {:?} cannot be read from the write-back journal: {e}",
+                self.path_of(ino)
+            ))
+        }))
     }
 }

@@ -91,13 +91,18 @@ impl MediaFs {
         buf: &WriteBuf,
         cause: UploadCause,
     ) -> Result<(), FsError> {
-        if !buf.state.lock().wants_upload(cause) {
+        if !buf.state.lock().wants_upload(cause) && buf.state.lock().journal_source().is_none() {
             return Ok(());
         }
         // Under a directory being renamed, the upload waits and goes to the new name; a rename
         // starting meanwhile waits for it (`rename_fence`).
         let _changing = self.fence.change_under(&self.ns, &[ino]);
         let _one_at_a_time = buf.upload.lock();
+        if buf.state.lock().journal_source().is_some() {
+            // Staged bytes wait on disk (see `WriteState::unload`, done under this lock): read
+            // them back first.
+            buf.loaded(|| self.file_bytes(ino), |_| ())?;
+        }
         let (bytes, generation) = {
             let mut st = buf.state.lock();
             if !st.wants_upload(cause) {
@@ -162,6 +167,8 @@ impl MediaFs {
             content_type,
             cache_control,
         } = target;
+        // A staged deletion of this name must not land after this upload.
+        self.settle_delete(&path);
         self.api
             .put(
                 &path,

@@ -28,6 +28,9 @@ impl MediaFs {
     /// The current bytes of a file, to load its write buffer with (a download through the data
     /// cache; none for a file never uploaded or empty, or one gone from the server meanwhile).
     pub(super) fn file_bytes(&self, ino: Ino) -> Result<Bytes, FsError> {
+        if let Some(bytes) = self.staged_bytes(ino) {
+            return bytes;
+        }
         let (path, version, remote, size) = {
             let ns = self.ns.lock();
             let n = ns.node(ino).ok_or(FsError::NotFound)?;
@@ -66,7 +69,7 @@ impl MediaFs {
                 st.truncate(0)?; // frees, never fails
             }
             st.handles += 1;
-            if !trunc && !st.loaded {
+            if !trunc && !st.loaded && st.journal_source().is_none() {
                 let ns = self.ns.lock();
                 if ns.node(ino).is_some_and(|n| n.size() == 0 || !n.remote()) {
                     st.loaded = true;
@@ -86,6 +89,7 @@ impl MediaFs {
             let mut st = buf.state.lock();
             st.handles = st.handles.saturating_sub(1);
         }
+        unload(buf);
         self.drop_idle_buffer(ino, buf)
     }
 
@@ -188,9 +192,16 @@ impl MediaFs {
     /// server does not have (written and not uploaded yet, or staged by write-back), now. The
     /// first failure is returned; each is said in the log with its name.
     pub fn fsyncdir(&self, dir: Ino) -> Result<(), FsError> {
-        let under: std::collections::HashSet<Ino> =
-            self.ns.lock().files_under(dir).into_iter().collect();
-        let mut first = Ok(());
+        let (under, prefix) = {
+            let ns = self.ns.lock();
+            let under: std::collections::HashSet<Ino> = ns.files_under(dir).into_iter().collect();
+            let prefix = match ns.node(dir).map(|n| n.path().to_string()) {
+                Some(p) if !p.is_empty() => format!("{p}/"),
+                _ => String::new(),
+            };
+            (under, prefix)
+        };
+        let mut first = self.send_deletes_under(&prefix);
         for (ino, buf) in self.write_buffers() {
             if !under.contains(&ino) {
                 continue;
@@ -251,5 +262,14 @@ impl MediaFs {
             }
         }
         first
+    }
+}
+
+/// Staged bytes wait for their upload on disk, not in memory: a buffer no handle has open lets
+/// go of them, unless an upload of it is under way (which holds them; the uploader lets go
+/// after its turn).
+pub(super) fn unload(buf: &WriteBuf) {
+    if let Some(_idle) = buf.upload.try_lock() {
+        buf.state.lock().unload();
     }
 }

@@ -155,6 +155,9 @@ pub(crate) struct WriteState {
     /// Write-back: the generation a close staged, and its version in the journal, until the
     /// server holds it (or a newer one).
     staged: Option<(u64, u64)>,
+    /// Write-back: while not loaded, the journal version that holds the file's bytes, and
+    /// their length (a staged file no handle has open keeps its bytes on disk, not here).
+    on_disk: Option<(u64, u64)>,
     /// Bumped by every change, so an upload knows whether it saved the latest state.
     pub generation: u64,
     /// Open handles using this buffer.
@@ -203,6 +206,7 @@ impl WriteBuf {
         if !st.loaded {
             st.data = WriteData::from_bytes(body);
             st.loaded = true;
+            st.on_disk = None;
         }
         Ok(f(&mut st))
     }
@@ -230,15 +234,40 @@ impl WriteState {
 
     /// A buffer for the bytes of journal version `seq`, which an earlier mount staged: dirty
     /// and staged, with no handle.
-    pub(crate) fn from_journal(body: Bytes, seq: u64) -> WriteState {
+    pub(crate) fn from_journal(seq: u64, len: u64) -> WriteState {
         WriteState {
-            data: WriteData::from_bytes(body),
-            loaded: true,
             dirty: true,
             generation: 1,
             staged: Some((1, seq)),
+            on_disk: Some((seq, len)),
             ..WriteState::default()
         }
+    }
+
+    /// With no handle left and its bytes staged, the buffer lets go of them: they are loaded
+    /// again from the journal when needed (an upload, a read, a write).
+    pub(crate) fn unload(&mut self) {
+        if let Some((generation, seq)) = self.staged {
+            if self.handles == 0 && generation == self.generation && self.loaded {
+                self.on_disk = Some((seq, self.data.len() as u64));
+                self.data = WriteData::default();
+                self.loaded = false;
+            }
+        }
+    }
+
+    /// The journal version that holds the bytes of a buffer not loaded, if any.
+    pub(crate) fn journal_source(&self) -> Option<u64> {
+        self.on_disk.filter(|_| !self.loaded).map(|(seq, _)| seq)
+    }
+
+    /// The size the file shows: its bytes here, or staged on disk; none when the server's
+    /// size is the file's.
+    pub(crate) fn shown_size(&self) -> Option<u64> {
+        if self.loaded {
+            return Some(self.data.len() as u64);
+        }
+        self.on_disk.map(|(_, len)| len)
     }
 
     /// Write `data` at `offset` (the buffer must be loaded). Gaps are zero-filled.
@@ -258,6 +287,7 @@ impl WriteState {
         self.oversize = None;
         if size == 0 {
             self.loaded = true;
+            self.on_disk = None;
         }
         self.changed();
         Ok(())

@@ -420,3 +420,71 @@ fn every_close_that_returned_0_survives_a_kill_9_at_random_moments() {
         }
     }
 }
+
+#[test]
+fn rm_answers_at_once_and_the_deletions_follow_even_after_a_kill_9() {
+    let names: Vec<String> = (0..20).map(|i| format!("old/m{i:02}.jpg")).collect();
+    let media: Vec<(&str, &[u8])> = names
+        .iter()
+        .map(|n| (n.as_str(), &b"on the server"[..]))
+        .collect();
+    let emulator = std::sync::Arc::new(emulator_with(&media));
+    let state = tempfile::tempdir().unwrap();
+    let env = env_keeping(&emulator, state.path());
+    let args = ["--writeback", "--retry-time", "300ms"];
+    {
+        let mut first = Mount::with_env(emulator.clone(), &args, &env);
+        server_down(&emulator);
+        // rm -r with the server down: answered from the journal, the names gone at once.
+        sh_ok(&format!("rm -r {}", q(&first.path("old"))));
+        assert!(!first.path("old").exists());
+        first.signal(libc::SIGKILL);
+        first.wait_exit(Duration::from_secs(10)).expect("killed");
+    }
+    server_up(&emulator);
+    assert!(
+        names.iter().all(|n| emulator.store().get(n).is_ok()),
+        "deleted before the kill"
+    );
+    // The next mount sends the deletions the first one staged.
+    let second = Mount::with_env(emulator.clone(), &args, &env);
+    assert!(!second.path("old").exists());
+    sh_ok(&format!("sync {}", q(&second.path(""))));
+    for n in &names {
+        assert_eq!(
+            second.stored(n),
+            None,
+            "{n} is still on the server after sync"
+        );
+    }
+    assert!(journal_versions(state.path()).is_empty());
+}
+
+#[test]
+fn a_name_removed_then_written_again_keeps_the_new_bytes() {
+    let emulator = emulator_with(&[("n.txt", b"old bytes")]);
+    let m = Mount::with(emulator, &["--writeback", "--retry-time", "300ms"]);
+    sh_ok(&format!("cat {} > /dev/null", q(&m.path("n.txt"))));
+    server_down(&m.emulator);
+    std::fs::remove_file(m.path("n.txt")).expect("rm, staged");
+    write_file(&m.path("n.txt"), b"new bytes").expect("staged");
+    server_up(&m.emulator);
+    sh_ok(&format!("sync {}", q(&m.path(""))));
+    assert_eq!(m.stored("n.txt").as_deref(), Some(&b"new bytes"[..]));
+    // Nothing pending lands later and removes it.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(m.stored("n.txt").as_deref(), Some(&b"new bytes"[..]));
+}
+
+#[test]
+fn rm_of_a_media_never_read_costs_one_delete_and_no_get() {
+    let emulator = emulator_with(&[("a.jpg", b"never read")]);
+    let m = Mount::with(emulator, &["--writeback"]);
+    sh_ok(&format!("ls -l {} > /dev/null", q(&m.path(""))));
+    m.reset_stats();
+    std::fs::remove_file(m.path("a.jpg")).expect("rm");
+    sh_ok(&format!("sync {}", q(&m.path(""))));
+    let stats = m.stats();
+    assert_eq!((stats.get, stats.put, stats.delete), (0, 0, 1), "{stats:?}");
+    assert_eq!(m.stored("a.jpg"), None);
+}

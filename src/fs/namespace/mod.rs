@@ -50,6 +50,9 @@ pub(crate) struct Namespace {
     complete_pages: usize,
     /// Names changed locally (created, uploaded, deleted) and the epoch of the change.
     recent_local: HashMap<String, u64>,
+    /// Names whose deletion is staged (write-back) and not yet done on the server: what the
+    /// server still lists or serves under them is not shown.
+    deleting: HashSet<String>,
     warned: HashSet<String>,
     /// Media said in the log to be shown beside a directory of their name.
     noted_beside: HashSet<String>,
@@ -123,6 +126,7 @@ impl Namespace {
             complete_at: None,
             complete_pages: 0,
             recent_local: HashMap::new(),
+            deleting: HashSet::new(),
             warned: HashSet::new(),
             noted_beside: HashSet::new(),
             renamed_in_place: 0,
@@ -549,6 +553,17 @@ impl Namespace {
             cur = n.parent;
         }
         e
+    }
+
+    /// The deletion of `path` is staged: until [`Namespace::delete_done`], what the server
+    /// still lists or serves under it is not shown.
+    pub(crate) fn delete_pending(&mut self, path: &str) {
+        self.deleting.insert(path.to_string());
+    }
+
+    /// The staged deletion of `path` is over (done, cancelled by a new upload, or given up).
+    pub(crate) fn delete_done(&mut self, path: &str) {
+        self.deleting.remove(path);
     }
 
     /// Record a local change of a name that no longer has a node (deleted).

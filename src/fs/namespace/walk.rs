@@ -103,6 +103,10 @@ impl Namespace {
             self.warn_once(name, why);
             return None;
         }
+        if self.deleting.contains(name) {
+            // Removed here; the server has not done the deletion yet.
+            return self.resolve_file(name);
+        }
         let (walk_id, start_epoch) = walk.unwrap_or((0, u64::MAX));
         if walk.is_some() {
             // A local change after this walk started is newer than what the page says.

@@ -21,6 +21,7 @@ mod names;
 mod readahead;
 mod reclaim;
 mod times;
+mod writeback;
 mod writes;
 mod xattrs;
 

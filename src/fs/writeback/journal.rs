@@ -38,10 +38,22 @@ const PARTIAL: &str = "tmp";
 const DAMAGED_DIR: &str = "damaged";
 const LOCK_FILE: &str = "lock";
 
-/// What a staged version is, besides its bytes.
+/// What a staged change does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    /// Upload the bytes as the name.
+    Put,
+    /// Delete the name (no bytes).
+    Delete,
+}
+
+/// A staged change, besides its bytes: a version to upload, or a name to delete.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Version {
-    /// The media name it is uploaded as.
+pub struct Change {
+    /// What it does.
+    pub op: Op,
+    /// The media name it is uploaded as, or deleted.
     pub name: String,
     pub content_type: String,
     pub cache_control: Option<String>,
@@ -55,7 +67,7 @@ pub struct Version {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub seq: u64,
-    pub version: Version,
+    pub change: Change,
 }
 
 /// Why a journal cannot be used.
@@ -151,7 +163,10 @@ impl Journal {
                     std::fs::remove_file(&path).map_err(io)?;
                 }
                 _ => match read_header(&path) {
-                    Ok(version) => entries.push(Entry { seq, version }),
+                    Ok(version) => entries.push(Entry {
+                        seq,
+                        change: version,
+                    }),
                     Err(why) => damaged.push(set_aside(dir, &path, &why).map_err(io)?),
                 },
             }
@@ -160,8 +175,8 @@ impl Journal {
             sync_dir(dir).map_err(io)?;
         }
         entries.sort_by_key(|e| e.seq);
-        let held = entries.iter().map(|e| e.version.len).sum();
-        let lens = entries.iter().map(|e| (e.seq, e.version.len)).collect();
+        let held = entries.iter().map(|e| e.change.len).sum();
+        let lens = entries.iter().map(|e| (e.seq, e.change.len)).collect();
         let journal = Journal {
             dir: dir.to_path_buf(),
             next: AtomicU64::new(last + 1),
@@ -206,7 +221,8 @@ impl Journal {
             });
         }
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
-        let version = Version {
+        let version = Change {
+            op: Op::Put,
             name: name.to_string(),
             content_type: content_type.to_string(),
             cache_control: cache_control.map(str::to_string),
@@ -225,7 +241,23 @@ impl Journal {
         }
     }
 
-    fn write_version(&self, seq: u64, version: &Version, body: &[u8]) -> std::io::Result<()> {
+    /// Stage the deletion of `name`: durable on this machine's disk when this returns. Its
+    /// sequence number.
+    pub fn stage_delete(&self, name: &str) -> Result<u64, StageError> {
+        let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        let change = Change {
+            op: Op::Delete,
+            name: name.to_string(),
+            content_type: String::new(),
+            cache_control: None,
+            len: 0,
+            crc: crc32fast::hash(&[]),
+        };
+        self.write_version(seq, &change, &[])?;
+        Ok(seq)
+    }
+
+    fn write_version(&self, seq: u64, version: &Change, body: &[u8]) -> std::io::Result<()> {
         let partial = self.path(seq, PARTIAL);
         let written = (|| {
             let mut f = OpenOptions::new()
@@ -311,7 +343,7 @@ fn seq_of(path: &Path) -> Option<(u64, &'static str)> {
 }
 
 /// The header of a staged version's file, checked against the file's length.
-fn read_header(path: &Path) -> Result<Version, String> {
+fn read_header(path: &Path) -> Result<Change, String> {
     let file = File::open(path).map_err(|e| e.to_string())?;
     let size = file.metadata().map_err(|e| e.to_string())?.len();
     let mut reader = BufReader::new(file);
@@ -327,13 +359,13 @@ fn read_header(path: &Path) -> Result<Version, String> {
     Ok(version)
 }
 
-fn header_line_len(version: &Version) -> Result<u64, String> {
+fn header_line_len(version: &Change) -> Result<u64, String> {
     serde_json::to_string(version)
         .map(|s| s.len() as u64 + 1)
         .map_err(|e| e.to_string())
 }
 
-fn parse_header(reader: &mut impl BufRead) -> Result<Version, String> {
+fn parse_header(reader: &mut impl BufRead) -> Result<Change, String> {
     let mut magic = String::new();
     reader
         .read_line(&mut magic)

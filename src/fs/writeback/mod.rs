@@ -9,9 +9,12 @@
 pub mod journal;
 pub mod uploader;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
 
 use journal::{Entry, Journal, JournalError, Opened, StageError};
 use uploader::Uploader;
@@ -32,6 +35,8 @@ pub(crate) struct Writeback {
     pub(crate) journal: Journal,
     pub(crate) uploader: Uploader,
     pub(crate) drain_timeout: Duration,
+    /// Deletions staged and not yet done on the server.
+    pub(crate) deletes: Deletes,
     /// Whether a failed staging was said in the log (once, until one works again).
     stage_warned: AtomicBool,
     /// Whether the end of the process drained the uploads already.
@@ -59,6 +64,7 @@ impl Writeback {
             journal,
             uploader: Uploader::default(),
             drain_timeout: opts.drain_timeout,
+            deletes: Deletes::default(),
             stage_warned: AtomicBool::new(false),
             drained: AtomicBool::new(false),
         };
@@ -84,5 +90,121 @@ impl Writeback {
     /// True the first time: the end of the process drains once.
     pub(crate) fn first_drain(&self) -> bool {
         !self.drained.swap(true, Ordering::Relaxed)
+    }
+}
+
+/// The uploader's key of a staged deletion: its journal sequence number with the high bit set
+/// (inode numbers never have it).
+pub(crate) const DELETE_KEY: u64 = 1 << 63;
+
+/// Deletions staged and not yet done on the server, by name: the one rule that keeps a
+/// deletion and an upload of the same name in the order they were made.
+#[derive(Default)]
+pub(crate) struct Deletes {
+    st: Mutex<PendingDeletes>,
+    /// A deletion ended (done, cancelled, or given back after a failed try).
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct PendingDeletes {
+    /// Name -> (journal sequence number, whether its DELETE is being sent).
+    by_name: HashMap<String, (u64, bool)>,
+    by_seq: HashMap<u64, String>,
+}
+
+impl Deletes {
+    /// Stage the deletion of `name` as journal version `seq`: an older one of the same name it
+    /// replaces (to forget), if any.
+    pub(crate) fn add(&self, name: &str, seq: u64) -> Option<u64> {
+        let mut st = self.st.lock();
+        let old = st.by_name.insert(name.to_string(), (seq, false));
+        st.by_seq.insert(seq, name.to_string());
+        let old = old.map(|(s, _)| s);
+        if let Some(s) = old {
+            st.by_seq.remove(&s);
+        }
+        old
+    }
+
+    /// The turn of deletion `seq`: its name, now marked as being sent; none when it was
+    /// cancelled or replaced meanwhile.
+    pub(crate) fn take(&self, seq: u64) -> Option<String> {
+        let mut st = self.st.lock();
+        let name = st.by_seq.get(&seq)?.clone();
+        match st.by_name.get_mut(&name) {
+            Some((s, running)) if *s == seq && !*running => {
+                *running = true;
+                Some(name)
+            }
+            _ => None,
+        }
+    }
+
+    /// Deletion `seq` of `name` is over (done, or given up): it leaves the table.
+    pub(crate) fn finish(&self, name: &str, seq: u64) {
+        let mut st = self.st.lock();
+        if st.by_name.get(name).is_some_and(|(s, _)| *s == seq) {
+            st.by_name.remove(name);
+        }
+        st.by_seq.remove(&seq);
+        self.changed.notify_all();
+    }
+
+    /// A try of deletion `seq` of `name` failed: it waits for its next turn.
+    pub(crate) fn give_back(&self, name: &str, seq: u64) {
+        let mut st = self.st.lock();
+        if let Some((s, running)) = st.by_name.get_mut(name) {
+            if *s == seq {
+                *running = false;
+            }
+        }
+        self.changed.notify_all();
+    }
+
+    /// Before `name` is stored again: a pending deletion of it that is not being sent is
+    /// cancelled (its journal version returned, to forget); one being sent is waited for.
+    pub(crate) fn settle(&self, name: &str) -> Option<u64> {
+        let mut st = self.st.lock();
+        loop {
+            match st.by_name.get(name) {
+                None => return None,
+                Some((_, true)) => self.changed.wait(&mut st),
+                Some(&(seq, false)) => {
+                    st.by_name.remove(name);
+                    st.by_seq.remove(&seq);
+                    return Some(seq);
+                }
+            }
+        }
+    }
+
+    /// The names whose deletion is pending under `prefix` (every one, for an empty prefix), with
+    /// their sequence numbers.
+    pub(crate) fn under(&self, prefix: &str) -> Vec<(String, u64)> {
+        let st = self.st.lock();
+        st.by_name
+            .iter()
+            .filter(|(n, _)| n.starts_with(prefix))
+            .map(|(n, (s, _))| (n.clone(), *s))
+            .collect()
+    }
+
+    /// Wait until deletion `seq` of `name` is not being sent by another thread; then take it
+    /// (true), or find it over (false).
+    pub(crate) fn take_or_wait(&self, name: &str, seq: u64) -> bool {
+        let mut st = self.st.lock();
+        loop {
+            match st.by_name.get_mut(name) {
+                Some((s, running)) if *s == seq => {
+                    if !*running {
+                        *running = true;
+                        return true;
+                    }
+                    self.changed.wait(&mut st);
+                }
+                _ => return false,
+            }
+        }
     }
 }

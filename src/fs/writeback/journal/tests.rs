@@ -5,7 +5,7 @@ fn open(dir: &Path) -> Opened {
 }
 
 fn names(entries: &[Entry]) -> Vec<&str> {
-    entries.iter().map(|e| e.version.name.as_str()).collect()
+    entries.iter().map(|e| e.change.name.as_str()).collect()
 }
 
 /// The files of a journal directory, but its lock.
@@ -38,10 +38,10 @@ fn staged_versions_come_back_in_order_with_their_bytes_and_headers() {
     assert_eq!(names(&again.entries), ["a/x.png", "b.txt"]);
     assert_eq!(again.entries[0].seq, a);
     assert_eq!(
-        again.entries[1].version.cache_control.as_deref(),
+        again.entries[1].change.cache_control.as_deref(),
         Some("no-cache")
     );
-    assert_eq!(again.entries[1].version.content_type, "text/plain");
+    assert_eq!(again.entries[1].change.content_type, "text/plain");
     assert_eq!(&again.journal.body(b).unwrap()[..], b"second bytes");
     assert_eq!(again.journal.held(), 17);
     // Numbers go on after the ones found.
@@ -71,7 +71,8 @@ fn a_forgotten_version_is_gone_for_good() {
 #[test]
 fn a_crash_at_every_step_of_staging_keeps_exactly_the_acknowledged_versions() {
     let body = vec![7u8; 10_000];
-    let version = Version {
+    let version = Change {
+        op: Op::Put,
         name: "torn.bin".into(),
         content_type: "application/octet-stream".into(),
         cache_control: None,
@@ -109,7 +110,13 @@ fn a_crash_at_every_step_of_staging_keeps_exactly_the_acknowledged_versions() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("0000000000000003.put"), &whole).unwrap();
     let again = open(tmp.path());
-    assert_eq!(again.entries, [Entry { seq: 3, version }]);
+    assert_eq!(
+        again.entries,
+        [Entry {
+            seq: 3,
+            change: version
+        }]
+    );
     assert_eq!(&again.journal.body(3).unwrap()[..], &body[..]);
 }
 
