@@ -33,6 +33,10 @@ fn main() {
         eprintln!("bwmediafs: internal error, stopping: {info}");
         std::process::abort();
     }));
+    // `bwmediafs status MOUNTPOINT`: what a running mount has not uploaded yet.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "status") {
+        std::process::exit(bwmediafs::cli::status::run(std::env::args_os().skip(2)));
+    }
     // Called as mount.bwmediafs by mount(8): its arguments in the ordinary form first, and a
     // HOME for the state directory.
     helper::ensure_home();
@@ -138,6 +142,9 @@ fn run(
     readiness.ready(&hint, log.uses_stderr());
 
     spawn_signal_handler(fs.clone(), mountpoint.clone());
+    fs.on_progress(|note| {
+        notify::notify(&format!("STATUS={note}"));
+    });
     mounted.wait();
     notify::stopping();
     finish(&fs, &mountpoint)

@@ -13,3 +13,4 @@ pub mod man;
 pub mod mountpoint;
 pub mod notify;
 pub mod options;
+pub mod status;

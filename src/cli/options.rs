@@ -39,7 +39,10 @@ umount, SIGTERM, SIGINT and SIGHUP upload what is not uploaded yet, then end the
 
 With --writeback a close returns once the bytes are safe on this machine's disk and uploads run \
 in the background: `sync /mnt/media` waits for them, fsync still waits for the server, and \
-what a crash leaves in the write-back journal the next mount uploads.
+what a crash leaves in the write-back journal the next mount uploads. `bwmediafs status \
+MOUNTPOINT [--json]` says what is pending and what the server refused (exit 0: nothing \
+pending, 1: some, 2: refused); `getfattr -n user.bandwidth.state FILE` says stored, pending \
+or failed; `getfattr -n user.bandwidth.url` of a staged file uploads it first.
 
 Every setting is also an -o option (credentials=FILE, cache_size=64M, metadata_ttl=10s, \
 timeout=, retry_time=, base_url=, token_url=, log_file=, recovery_dir=, read_ahead=, \

@@ -108,6 +108,9 @@ pub use types::*;
 use write_buffer::WriteBuf;
 pub use writeback::WritebackOptions;
 
+/// Where a note of progress goes (see [`MediaFs::on_progress`]).
+type ProgressNote = Box<dyn Fn(&str) + Send + Sync>;
+
 /// The file system. Send + Sync: every operation may run on any thread.
 pub struct MediaFs {
     /// Itself, for the threads that fetch ahead and the replies that come from other threads.
@@ -134,6 +137,8 @@ pub struct MediaFs {
     reuse_hints: reuse::ReuseHints,
     /// The journal and the uploader, with `--writeback`.
     writeback: Option<writeback::Writeback>,
+    /// Where the progress of the uploads at the end goes besides the log (systemd's `STATUS=`).
+    progress: std::sync::OnceLock<ProgressNote>,
 }
 
 /// The thread that writes the times of `fs` every [`times_file::SAVE_EVERY`] while they change;
@@ -209,6 +214,7 @@ impl MediaFs {
             mount_device: std::sync::OnceLock::new(),
             auth_logged: AtomicBool::new(false),
             writeback,
+            progress: std::sync::OnceLock::new(),
         });
         if fs.times.is_some() {
             spawn_times_writer(Arc::downgrade(&fs));
@@ -222,6 +228,11 @@ impl MediaFs {
         if let Some(times) = &self.times {
             times.save(&self.ns);
         }
+    }
+
+    /// Where to tell the progress of the uploads at the end of the process, besides the log.
+    pub fn on_progress(&self, note: impl Fn(&str) + Send + Sync + 'static) {
+        let _ = self.progress.set(Box::new(note));
     }
 
     /// Whether closes stage their bytes and uploads run in the background (`--writeback`).

@@ -117,14 +117,31 @@ impl MediaFs {
             }
         }
         let pending = wb.uploader.pending();
+        let note = |text: &str| {
+            log::info!("{text}");
+            if let Some(progress) = self.progress.get() {
+                progress(text);
+            }
+        };
         if pending > 0 {
-            log::info!(
-                "uploading {pending} staged files ({} bytes) for up to {}",
+            note(&format!(
+                "uploading {pending} staged changes ({} bytes) before stopping, for up to {}",
                 wb.journal.held(),
                 humantime::format_duration(wb.drain_timeout)
-            );
+            ));
         }
-        let left = wb.uploader.drain(Instant::now() + wb.drain_timeout);
+        let deadline = Instant::now() + wb.drain_timeout;
+        let mut left = pending;
+        while left > 0 && Instant::now() < deadline {
+            let step = (Instant::now() + std::time::Duration::from_secs(1)).min(deadline);
+            let now_left = wb.uploader.drain(step);
+            if now_left != left && now_left > 0 {
+                note(&format!(
+                    "uploading {now_left} staged changes before stopping"
+                ));
+            }
+            left = now_left;
+        }
         wb.uploader.stop();
         if left > 0 {
             log::warn!(
@@ -160,15 +177,27 @@ impl Upload for MediaFs {
         let outcome = match self.upload(ino, &buf, UploadCause::Background) {
             Ok(()) => {
                 self.drop_idle_buffer(ino, &buf);
+                if let Some(wb) = &self.writeback {
+                    wb.failed.lock().remove(&self.path_of(ino));
+                    wb.uploads_recovered();
+                }
                 Outcome::Stored
             }
             Err(e) if e.is_permanent() => {
+                if let Some(wb) = &self.writeback {
+                    wb.failed.lock().insert(self.path_of(ino), e.to_string());
+                }
                 // Kept in the recovery folder by the upload; no journal copy besides it.
                 let seq = buf.state.lock().unstage();
                 self.forget_versions(seq.as_slice());
                 Outcome::Failed
             }
-            Err(_) => Outcome::Again,
+            Err(e) => {
+                if let Some(wb) = &self.writeback {
+                    wb.uploads_failing(&e);
+                }
+                Outcome::Again
+            }
         };
         // Not uploaded yet: the bytes wait on disk again.
         unload(&buf);
@@ -318,10 +347,14 @@ impl MediaFs {
             return Outcome::Stored; // cancelled by a new upload of the name, or replaced
         };
         match self.send_delete(&name, seq) {
-            Ok(()) => Outcome::Stored,
+            Ok(()) => {
+                wb.uploads_recovered();
+                Outcome::Stored
+            }
             Err(e) if e.is_permanent() => Outcome::Failed,
-            Err(_) => {
+            Err(e) => {
                 wb.deletes.give_back(&name, seq);
+                wb.uploads_failing(&e);
                 Outcome::Again
             }
         }
@@ -343,8 +376,10 @@ impl MediaFs {
             Err(e) => log::error!("the server refused to delete {name:?} ({e}): it stays"),
             Ok(()) => {}
         }
-        wb.deletes.finish(name, seq);
+        // Out of the journal before it leaves the table: a sync that waits for it then finds
+        // it wholly done.
         self.forget_versions(&[seq]);
+        wb.deletes.finish(name, seq);
         let mut ns = self.ns.lock();
         ns.delete_done(name);
         // A listing page fetched before the deletion must not bring the name back.
@@ -395,5 +430,60 @@ impl MediaFs {
                 self.path_of(ino)
             ))
         }))
+    }
+
+    /// Where a file's bytes are, with write-back: `failed` (refused for good, in the recovery
+    /// folder), `pending` (staged, or written and not uploaded) or `stored`.
+    pub(super) fn upload_state(&self, ino: Ino) -> &'static str {
+        let Some(buf) = self.buffer_of(ino) else {
+            return "stored";
+        };
+        let st = buf.state.lock();
+        match (st.dirty, st.saved_generation()) {
+            (false, _) => "stored",
+            (true, Some(g)) if g == st.generation => "failed",
+            (true, _) => "pending",
+        }
+    }
+
+    /// With write-back, upload `ino` now if a close staged it (what `fsync` does), so that its
+    /// URL works when this returns.
+    pub(super) fn upload_if_staged(&self, ino: Ino) -> Result<(), FsError> {
+        let Some(buf) = self.buffer_of(ino) else {
+            return Ok(());
+        };
+        if buf.state.lock().staged_generation().is_none() {
+            return Ok(());
+        }
+        self.upload(ino, &buf, UploadCause::Sync)?;
+        self.drop_idle_buffer(ino, &buf);
+        Ok(())
+    }
+
+    /// What `bwmediafs status` shows, as JSON: the changes pending (files and deletions), the
+    /// bytes staged, how old the oldest is, whether uploads are failing, and what the server
+    /// refused for good.
+    pub(super) fn status(&self) -> String {
+        let value = match &self.writeback {
+            None => serde_json::json!({ "writeback": false, "pending": 0, "failed": [] }),
+            Some(wb) => {
+                let failed: Vec<serde_json::Value> = wb
+                    .failed
+                    .lock()
+                    .iter()
+                    .map(|(name, error)| serde_json::json!({ "name": name, "error": error }))
+                    .collect();
+                serde_json::json!({
+                    "writeback": true,
+                    "pending": wb.uploader.pending(),
+                    "pending_bytes": wb.journal.held(),
+                    "oldest_pending_seconds": wb.journal.oldest_age().map(|a| a.as_secs()),
+                    "failing": wb.uploader.failing(),
+                    "failed": failed,
+                    "journal": wb.journal.dir(),
+                })
+            }
+        };
+        value.to_string()
     }
 }

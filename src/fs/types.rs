@@ -12,6 +12,11 @@ pub const XATTR_CACHE_CONTROL: &str = "user.bandwidth.cache_control";
 /// The latest moment the media can still exist, 48 hours after its upload (derived: a set or
 /// removal is ignored).
 pub const XATTR_EXPIRES: &str = "user.bandwidth.expires";
+/// With write-back, where a file's bytes are: `stored` (the server holds them), `pending`
+/// (staged or written, not uploaded yet) or `failed` (refused; in the recovery folder) (derived).
+pub const XATTR_STATE: &str = "user.bandwidth.state";
+/// On the mount's root: the uploads pending and failed, as JSON (`bwmediafs status`) (derived).
+pub const XATTR_STATUS: &str = "user.bandwidth.status";
 /// The names bwmediafs derives or sends to the server start so; no other name may.
 pub const XATTR_OURS: &str = "user.bandwidth.";
 

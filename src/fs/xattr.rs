@@ -20,17 +20,18 @@ use std::os::unix::ffi::OsStrExt;
 
 use super::error::FsError;
 use super::headers::Header;
-use super::namespace::{Ino, Kind, NAME_MAX};
+use super::namespace::{Ino, Kind, NAME_MAX, ROOT_INO};
 use super::times_file::rfc3339_up;
 use super::types::{
-    StatFs, XATTR_CACHE_CONTROL, XATTR_CONTENT_TYPE, XATTR_EXPIRES, XATTR_OURS, XATTR_URL,
+    StatFs, XATTR_CACHE_CONTROL, XATTR_CONTENT_TYPE, XATTR_EXPIRES, XATTR_OURS, XATTR_STATE,
+    XATTR_STATUS, XATTR_URL,
 };
 use super::upload::upload_target;
 use super::MediaFs;
 
 /// The attributes derived from the media (read-only): a set of any value and a removal succeed
 /// and change nothing, so tools that copy attributes (`rsync -aX`, `cp -a`) copy files back in.
-const DERIVED: &[&str] = &[XATTR_URL, XATTR_EXPIRES];
+const DERIVED: &[&str] = &[XATTR_URL, XATTR_EXPIRES, XATTR_STATE, XATTR_STATUS];
 
 /// The longest header value sent through `user.bandwidth.content_type` or `cache_control`
 /// (a header far longer than any type or directive is a mistake, and servers refuse them).
@@ -126,8 +127,19 @@ impl MediaFs {
             }
             Name::Ours(name) => name,
         };
+        if name == XATTR_STATUS {
+            return match ino {
+                ROOT_INO => Ok(self.status().into_bytes()),
+                _ => Err(FsError::NoAttr),
+            };
+        }
         let path = self.file_path(ino)?;
+        if name == XATTR_STATE {
+            return Ok(self.upload_state(ino).as_bytes().to_vec());
+        }
         if name == XATTR_URL {
+            // A URL handed to an MMS must work: a staged file is uploaded first, as by fsync.
+            self.upload_if_staged(ino)?;
             return Ok(self.api.media_url(&path).into_bytes());
         }
         if name == XATTR_EXPIRES {
@@ -170,6 +182,9 @@ impl MediaFs {
             }
             if ns.expires(ino).is_some() {
                 names.push(XATTR_EXPIRES);
+            }
+            if self.writes_back() {
+                names.push(XATTR_STATE);
             }
             for name in names {
                 out.extend_from_slice(name.as_bytes());

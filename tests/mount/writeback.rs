@@ -488,3 +488,193 @@ fn rm_of_a_media_never_read_costs_one_delete_and_no_get() {
     assert_eq!((stats.get, stats.put, stats.delete), (0, 0, 1), "{stats:?}");
     assert_eq!(m.stored("a.jpg"), None);
 }
+
+/// `getfattr -n NAME --only-values FILE`.
+fn xattr(p: &Path, name: &str) -> std::io::Result<String> {
+    let out = std::process::Command::new("getfattr")
+        .args(["-n", name, "--only-values"])
+        .arg(p)
+        .output()?;
+    if !out.status.success() {
+        return Err(std::io::Error::other(
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `bwmediafs status MOUNTPOINT [--json]`: its exit status and output.
+fn status(m: &Mount, json: bool) -> (i32, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_bwmediafs"));
+    cmd.arg("status").arg(m.path(""));
+    if json {
+        cmd.arg("--json");
+    }
+    let out = cmd.output().expect("bwmediafs status");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn the_url_attribute_of_a_staged_file_waits_for_its_upload() {
+    let emulator = emulator_with(&[]);
+    let m = Mount::with(emulator, &["--writeback", "--retry-time", "300ms"]);
+    server_down(&m.emulator);
+    write_file(&m.path("mms.jpg"), b"for a message").expect("staged");
+    // The background try has failed; its next one waits out a backoff.
+    std::thread::sleep(Duration::from_millis(400));
+    server_up(&m.emulator);
+    let url = xattr(&m.path("mms.jpg"), "user.bandwidth.url").expect("the url");
+    assert!(url.ends_with("/media/mms.jpg"), "{url}");
+    // When the URL is handed out, the server holds the bytes.
+    assert_eq!(m.stored("mms.jpg").as_deref(), Some(&b"for a message"[..]));
+}
+
+#[test]
+fn status_and_the_state_attribute_say_what_is_pending_and_what_was_refused() {
+    let emulator = emulator_with(&[]);
+    let m = Mount::with(emulator, &["--writeback", "--retry-time", "300ms"]);
+    let (code, out) = status(&m, false);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("everything is on the server"), "{out}");
+    server_down(&m.emulator);
+    write_file(&m.path("later.txt"), b"pending").expect("staged");
+    assert_eq!(
+        xattr(&m.path("later.txt"), "user.bandwidth.state").unwrap(),
+        "pending"
+    );
+    let (code, out) = status(&m, false);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("1 changes pending"), "{out}");
+    let (code, json) = status(&m, true);
+    assert_eq!(code, 1);
+    let value: serde_json::Value = serde_json::from_str(json.trim()).expect("status --json");
+    assert_eq!(value["pending"], 1);
+    assert_eq!(value["pending_bytes"], 7);
+    server_up(&m.emulator);
+    sh_ok(&format!("sync {}", q(&m.path(""))));
+    assert_eq!(
+        xattr(&m.path("later.txt"), "user.bandwidth.state").unwrap(),
+        "stored"
+    );
+    assert_eq!(status(&m, false).0, 0);
+    // A file the server refuses for good: failed, named by status, kept in the recovery folder.
+    let mut config = m.emulator.store().config();
+    config.max_size = 1000;
+    m.emulator.store().set_config(config);
+    write_file(&m.path("big.bin"), &bytes(5000, 3)).expect("staged");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status(&m, false).0 != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no failure after 10 s:\n{}",
+            m.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, out) = status(&m, false);
+    assert!(out.contains("big.bin"), "{out}");
+    assert_eq!(
+        xattr(&m.path("big.bin"), "user.bandwidth.state").unwrap(),
+        "failed"
+    );
+}
+
+#[test]
+fn status_of_a_directory_that_is_not_a_mount_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bwmediafs"))
+        .arg("status")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is not the root of a bwmediafs mount"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sigterm_unmounts_at_once_then_uploads_what_is_pending_telling_systemd() {
+    use std::os::unix::net::UnixDatagram;
+    let emulator = std::sync::Arc::new(emulator_with(&[]));
+    let systemd = tempfile::tempdir().unwrap();
+    let socket = systemd.path().join("notify");
+    let listener = UnixDatagram::bind(&socket).unwrap();
+    listener
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut env = oauth_env(&emulator);
+    env.push(("NOTIFY_SOCKET".into(), socket.display().to_string()));
+    let mut m = Mount::with_env(emulator.clone(), &["--writeback"], &env);
+    let receive = || {
+        let mut buf = [0u8; 4096];
+        let n = listener.recv(&mut buf).expect("a message for systemd");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert!(receive().contains("READY=1"));
+    emulator.set_faults(Faults {
+        latency_ms: 400,
+        ..Faults::default()
+    });
+    let files: Vec<(String, Vec<u8>)> = (0..40)
+        .map(|i| (format!("t{i:02}.bin"), bytes(3_000, i as u64)))
+        .collect();
+    for (name, data) in &files {
+        write_file(&m.path(name), data).expect("staged");
+    }
+    m.signal(libc::SIGTERM);
+    assert_eq!(receive(), "STOPPING=1");
+    let progress = receive();
+    assert!(
+        progress.starts_with("STATUS=uploading ") && progress.contains("staged changes"),
+        "{progress:?}"
+    );
+    // The mount is gone while the uploads go on.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while m.is_mounted() {
+        assert!(Instant::now() < deadline, "still mounted 5 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = m.wait_exit(Duration::from_secs(30)).expect("it ends");
+    assert!(status.success(), "{status}:\n{}", m.log_text());
+    for (name, data) in &files {
+        assert_eq!(m.stored(name).as_deref(), Some(&data[..]), "{name}");
+    }
+}
+
+#[test]
+fn with_20_percent_faults_every_close_that_returned_0_ends_on_the_server() {
+    let emulator = emulator_with(&[]);
+    let m = Mount::with(emulator, &["--writeback", "--retry-time", "5s"]);
+    m.emulator.set_faults(Faults {
+        error_rate: 0.2,
+        error_statuses: vec![500, 503],
+        ..Faults::default()
+    });
+    std::fs::create_dir(m.path("c")).unwrap();
+    let mut closed = Vec::new();
+    for i in 0..60 {
+        let (name, data) = (format!("c/f{i:02}.bin"), bytes(4_000 + i * 100, i as u64));
+        // A close returns 0 (staged, or uploaded by itself) or reports its upload's failure.
+        if write_file(&m.path(&name), &data).is_ok() {
+            closed.push((name, data));
+        }
+    }
+    assert!(
+        closed.len() >= 55,
+        "only {} of 60 closes returned 0",
+        closed.len()
+    );
+    // sync returns 0 once the server holds them; under faults it may report a failure, and a
+    // later sync tries again.
+    let synced = (0..5).any(|_| sh_outcome(&format!("sync {}", q(&m.path("")))).0);
+    assert!(synced, "sync never returned 0:\n{}", m.log_text());
+    for (name, data) in &closed {
+        assert_eq!(m.stored(name).as_deref(), Some(&data[..]), "{name}");
+    }
+}

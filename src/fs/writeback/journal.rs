@@ -315,6 +315,15 @@ impl Journal {
         sync_dir(&self.dir)
     }
 
+    /// How long ago the oldest version still held was staged.
+    pub fn oldest_age(&self) -> Option<std::time::Duration> {
+        let oldest = *self.lens.lock().keys().min()?;
+        let modified = std::fs::metadata(self.path(oldest, STAGED))
+            .and_then(|m| m.modified())
+            .ok()?;
+        modified.elapsed().ok()
+    }
+
     /// Version `seq` no longer counts against the limit.
     fn counted_out(&self, seq: u64) {
         if let Some(len) = self.lens.lock().remove(&seq) {

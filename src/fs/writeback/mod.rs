@@ -37,10 +37,14 @@ pub(crate) struct Writeback {
     pub(crate) drain_timeout: Duration,
     /// Deletions staged and not yet done on the server.
     pub(crate) deletes: Deletes,
+    /// What the server refused for good, by name, with its answer (until the name is stored).
+    pub(crate) failed: Mutex<HashMap<String, String>>,
     /// Whether a failed staging was said in the log (once, until one works again).
     stage_warned: AtomicBool,
     /// Whether the end of the process drained the uploads already.
     drained: AtomicBool,
+    /// Whether the log said that background uploads are failing (until one goes through).
+    failing_said: AtomicBool,
 }
 
 impl Writeback {
@@ -65,8 +69,10 @@ impl Writeback {
             uploader: Uploader::default(),
             drain_timeout: opts.drain_timeout,
             deletes: Deletes::default(),
+            failed: Mutex::new(HashMap::new()),
             stage_warned: AtomicBool::new(false),
             drained: AtomicBool::new(false),
+            failing_said: AtomicBool::new(false),
         };
         Ok((wb, entries))
     }
@@ -84,6 +90,24 @@ impl Writeback {
     pub(crate) fn staged_one(&self) {
         if self.stage_warned.swap(false, Ordering::Relaxed) {
             log::info!("closes stage their bytes in the write-back journal again");
+        }
+    }
+
+    /// A background upload or deletion failed (a failure that may pass): said once, until one
+    /// goes through again.
+    pub(crate) fn uploads_failing(&self, e: &crate::fs::FsError) {
+        if !self.failing_said.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                "background uploads are failing ({e}): they are tried again with a backoff, and \
+                 closes upload themselves meanwhile"
+            );
+        }
+    }
+
+    /// A background upload or deletion went through.
+    pub(crate) fn uploads_recovered(&self) {
+        if self.failing_said.swap(false, Ordering::Relaxed) {
+            log::info!("background uploads go through again");
         }
     }
 
