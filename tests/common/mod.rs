@@ -400,3 +400,37 @@ pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Every request of `emulator` answered 503 from now on.
+pub fn server_down(emulator: &Emulator) {
+    emulator.set_faults(bwmediafs::emulator::Faults {
+        error_rate: 1.0,
+        error_statuses: vec![503],
+        ..Default::default()
+    });
+}
+
+/// `emulator` answers every request again.
+pub fn server_up(emulator: &Emulator) {
+    emulator.set_faults(bwmediafs::emulator::Faults::default());
+}
+
+/// The environment of a mount of `emulator` that keeps its state (times, journal) in `state`,
+/// shared with the other mounts given the same.
+pub fn env_keeping(emulator: &Emulator, state: &Path) -> Vec<(String, String)> {
+    let mut env = oauth_env(emulator);
+    env.push(("XDG_STATE_HOME".into(), state.display().to_string()));
+    env
+}
+
+/// `close(2)` of `f`, with its result (dropping a `File` ignores it).
+pub fn close(f: std::fs::File) -> std::io::Result<()> {
+    use std::os::unix::io::IntoRawFd;
+    let fd = f.into_raw_fd();
+    // SAFETY: `fd` is ours and closed once.
+    if unsafe { libc::close(fd) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}

@@ -5,35 +5,11 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::io::IntoRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
 use bwmediafs::emulator::{Emulator, EmulatorConfig, Faults};
-
-fn server_fails(m: &Mount) {
-    m.emulator.set_faults(Faults {
-        error_rate: 1.0,
-        error_statuses: vec![503],
-        ..Faults::default()
-    });
-}
-
-fn server_heals(m: &Mount) {
-    m.emulator.set_faults(Faults::default());
-}
-
-/// `close(2)` of `f`, with its result (dropping a `File` ignores it).
-fn close(f: File) -> std::io::Result<()> {
-    let fd = f.into_raw_fd();
-    // SAFETY: `fd` is ours and closed once.
-    if unsafe { libc::close(fd) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
 
 fn read(p: &Path) -> Vec<u8> {
     let p = p.to_path_buf();
@@ -69,10 +45,10 @@ fn a_retried_fsync_after_a_failed_upload_stores_the_bytes() {
     let p = m.path("new.txt");
     let mut f = timed("create", move || File::create(p).unwrap());
     f.write_all(b"new bytes").unwrap();
-    server_fails(&m);
+    server_down(&m.emulator);
     let e = f.sync_all().unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
-    server_heals(&m);
+    server_up(&m.emulator);
     f.sync_all().expect("the second fsync uploads");
     assert_eq!(m.stored("new.txt").as_deref(), Some(&b"new bytes"[..]));
     close(f).expect("close");
@@ -92,7 +68,7 @@ fn a_retried_fsync_after_a_failed_upload_stores_the_bytes() {
             .unwrap()
     });
     f.write_all(b"the NEW version").unwrap();
-    server_fails(&m);
+    server_down(&m.emulator);
     let e = f.sync_all().unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
     assert_eq!(read(&m.path("old.txt")), b"the NEW version");
@@ -100,7 +76,7 @@ fn a_retried_fsync_after_a_failed_upload_stores_the_bytes() {
         m.stored("old.txt").as_deref(),
         Some(&b"the old version"[..])
     );
-    server_heals(&m);
+    server_up(&m.emulator);
     // No second fsync: the close itself tries again, and says it worked.
     close(f).expect("close uploads");
     assert_eq!(
@@ -120,13 +96,13 @@ fn a_new_file_whose_close_failed_can_be_created_again_at_once() {
         &["--retry-time", "500ms", "--metadata-ttl", "60s"],
     );
     let p = m.path("again.txt");
-    server_fails(&m);
+    server_down(&m.emulator);
     let q = p.clone();
     let mut f = timed("create", move || File::create(q).unwrap());
     f.write_all(b"first try").unwrap();
     let e = close(f).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
-    server_heals(&m);
+    server_up(&m.emulator);
     // The kernel's release of the first file comes after close returns: let it come.
     std::thread::sleep(std::time::Duration::from_millis(200));
     let q = p.clone();
@@ -154,10 +130,10 @@ fn a_read_only_descriptor_held_beside_does_not_defer_the_upload() {
     let q = p.clone();
     let mut writer = timed("open for writing", move || File::create(q).unwrap());
     writer.write_all(b"new").unwrap();
-    server_fails(&m);
+    server_down(&m.emulator);
     let e = close(writer).expect_err("the close reports the failed upload");
     assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
-    server_heals(&m);
+    server_up(&m.emulator);
     let q = p.clone();
     let mut writer = timed("open for writing", move || {
         OpenOptions::new().write(true).open(q).unwrap()
@@ -179,7 +155,7 @@ fn a_close_that_still_fails_keeps_the_bytes_for_any_legal_name() {
     let name = format!("{dir}/{}it's.jpg", "c".repeat(60));
     std::fs::create_dir_all(m.path(&dir)).unwrap();
     let data = bytes(20_000, 9);
-    server_fails(&m);
+    server_down(&m.emulator);
     let p = m.path(&name);
     let d = data.clone();
     let r = timed("write", move || {
@@ -212,7 +188,7 @@ fn a_close_that_still_fails_keeps_the_bytes_for_any_legal_name() {
         .nth(1)
         .unwrap()
         .to_string();
-    server_heals(&m);
+    server_up(&m.emulator);
     sh_ok(&command);
     assert_bytes(m.stored(&name).as_deref(), &data, "re-uploaded media");
     // Those bytes reached the server: their copy (and the full name beside it) is removed.
@@ -237,11 +213,11 @@ fn a_close_that_uploads_the_saved_bytes_later_removes_their_copy_and_no_other() 
             close(f)
         })
     };
-    server_fails(&m);
+    server_down(&m.emulator);
     assert!(write("same.txt", b"the bytes").is_err());
     assert!(write("other.txt", b"first bytes").is_err());
     assert_eq!(recovery_files(&m).len(), 2);
-    server_heals(&m);
+    server_up(&m.emulator);
     // The same bytes written again and closed: their copy goes.
     write("same.txt", b"the bytes").expect("close uploads");
     // Other bytes under the other name: the saved ones never reached the server, and stay.
@@ -298,9 +274,9 @@ fn an_upload_of_other_bytes_keeps_the_copy_while_the_file_stays_open_elsewhere()
             close(f)
         })
     };
-    server_fails(&m);
+    server_down(&m.emulator);
     assert!(write(b"first bytes").is_err());
-    server_heals(&m);
+    server_up(&m.emulator);
     write(b"second bytes").expect("close uploads");
     assert_bytes(m.stored("other.txt").as_deref(), b"second bytes", "media");
     // The first bytes never reached the server: their copy is the only place they exist.

@@ -9,13 +9,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::common::*;
 use bwmediafs::emulator::Emulator;
 
-/// The environment of a mount of `emulator` that keeps its state in `state`.
-fn env_keeping(emulator: &Emulator, state: &Path) -> Vec<(String, String)> {
-    let mut env = oauth_env(emulator);
-    env.push(("XDG_STATE_HOME".into(), state.display().to_string()));
-    env
-}
-
 /// The mtime of `p` in nanoseconds since the epoch.
 fn mtime_ns(p: &Path) -> i128 {
     let md = std::fs::metadata(p).unwrap_or_else(|e| panic!("stat {}: {e}", p.display()));

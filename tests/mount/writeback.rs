@@ -5,43 +5,11 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::io::IntoRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use bwmediafs::emulator::{Emulator, Faults};
-
-fn server_down(emulator: &Emulator) {
-    emulator.set_faults(Faults {
-        error_rate: 1.0,
-        error_statuses: vec![503],
-        ..Faults::default()
-    });
-}
-
-fn server_up(emulator: &Emulator) {
-    emulator.set_faults(Faults::default());
-}
-
-/// The environment of a mount of `emulator` that keeps its state (and so its journal) in
-/// `state`.
-fn env_keeping(emulator: &Emulator, state: &Path) -> Vec<(String, String)> {
-    let mut env = oauth_env(emulator);
-    env.push(("XDG_STATE_HOME".into(), state.display().to_string()));
-    env
-}
-
-/// `close(2)` of `f`, with its result.
-fn close(f: File) -> std::io::Result<()> {
-    let fd = f.into_raw_fd();
-    // SAFETY: `fd` is ours and closed once.
-    if unsafe { libc::close(fd) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
+use bwmediafs::emulator::Faults;
 
 /// Write `data` to `p` and close it, with the close's result.
 fn write_file(p: &Path, data: &[u8]) -> std::io::Result<()> {
@@ -676,5 +644,45 @@ fn with_20_percent_faults_every_close_that_returned_0_ends_on_the_server() {
     assert!(synced, "sync never returned 0:\n{}", m.log_text());
     for (name, data) in &closed {
         assert_eq!(m.stored(name).as_deref(), Some(&data[..]), "{name}");
+    }
+}
+
+#[test]
+fn a_10_s_outage_during_cp_r_loses_nothing_and_sync_returns_once_healed() {
+    let emulator = std::sync::Arc::new(emulator_with(&[]));
+    let m = Mount::with(emulator.clone(), &["--writeback"]);
+    let src = m.dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let files: Vec<(String, Vec<u8>)> = (0..40)
+        .map(|i| (format!("f{i:02}.jpg"), bytes(20_000 + i * 500, i as u64)))
+        .collect();
+    for (name, data) in &files {
+        std::fs::write(src.join(name), data).unwrap();
+    }
+    server_down(&emulator);
+    let healer = {
+        let emulator = emulator.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(10));
+            server_up(&emulator);
+            Instant::now()
+        })
+    };
+    // The copy does not wait for the server (each upload retries for --retry-time, 30 s).
+    sh_ok(&format!("cp -r {} {}", q(&src), q(&m.path("in"))));
+    // sync waits for the server to come back, then for the uploads.
+    sh_ok(&format!("sync {}", q(&m.path(""))));
+    let synced = Instant::now();
+    let healed = healer.join().unwrap();
+    assert!(
+        synced >= healed,
+        "sync returned before the server came back"
+    );
+    for (name, data) in &files {
+        assert_eq!(
+            m.stored(&format!("in/{name}")).as_deref(),
+            Some(&data[..]),
+            "{name}"
+        );
     }
 }
