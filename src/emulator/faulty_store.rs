@@ -41,6 +41,8 @@ pub struct StoreFaults {
     /// While set, a listing page asked for with a continuation token names that same token as
     /// its next (a hostile server whose listing never ends).
     pub repeat_tokens: AtomicBool,
+    /// Milliseconds every PUT takes (a slow server).
+    pub put_delay_ms: AtomicU64,
 }
 
 /// A [`MediaApi`] over `store`, with `faults` applied first.
@@ -96,6 +98,10 @@ impl MediaApi for FaultyStore {
     ) -> Result<(), ApiError> {
         fault(&self.faults.put)?;
         fault_of(&self.faults.put_of, name)?;
+        let delay = self.faults.put_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(delay));
+        }
         MediaApi::put(&*self.store, name, body, content_type, cache_control)
     }
 

@@ -264,7 +264,13 @@ impl MediaFs {
                 return Err(too_large(&path, size, self.opts.max_size));
             }
             match self.buffer_of(ino) {
-                Some(buf) => self.truncate_buffer(ino, &buf, size)?,
+                Some(buf) => {
+                    self.truncate_buffer(ino, &buf, size)?;
+                    // A staged file no handle has open (write-back): staged again, or uploaded.
+                    if buf.state.lock().handles == 0 && !self.stage(ino, &buf) {
+                        self.upload(ino, &buf, UploadCause::Sync)?;
+                    }
+                }
                 None => self.truncate_now(ino, size)?,
             }
         }

@@ -161,9 +161,10 @@ impl MediaFs {
             (n.path().to_string(), n.remote())
         };
         self.preload_readers(ino);
-        // A file never uploaded (new, or staged by write-back) has nothing on the server; with
-        // write-back, the deletion is staged and sent in the background.
-        if remote && !self.delete_later(&path) {
+        // With write-back, a file never uploaded has nothing on the server, and the deletion of
+        // one that was is staged and sent in the background.
+        let on_server = remote || !self.writes_back();
+        if on_server && !self.delete_later(&path) {
             self.api
                 .delete(&path)
                 .map_err(|e| self.api_error("delete", &path, e))?;

@@ -31,7 +31,7 @@ impl MediaFs {
     ) -> Result<(), FsError> {
         let _changing = self.fence.change_under(&self.ns, &[ino]);
         let buf = self.buffer_of(ino);
-        let _one_at_a_time = buf.as_ref().map(|b| b.upload.lock());
+        let one_at_a_time = buf.as_ref().map(|b| b.upload.lock());
         let pending = buf.as_ref().is_some_and(|b| {
             let st = b.state.lock();
             st.dirty || st.unlinked
@@ -41,6 +41,14 @@ impl MediaFs {
             let n = ns.node(ino).ok_or(FsError::NotFound)?;
             if pending || !n.remote() || n.removed() {
                 ns.set_header(ino, header, value)?;
+                drop(ns);
+                drop(one_at_a_time);
+                // With write-back, a file staged and closed is staged again with the header,
+                // so that a crash keeps the change too.
+                if buf.is_some_and(|b| b.state.lock().staged_generation().is_some()) {
+                    self.upload_under_new_name(ino);
+                    self.restage(ino);
+                }
                 return Ok(());
             }
         }
@@ -64,13 +72,14 @@ impl MediaFs {
         let path = target.path.clone();
         match self.put_media(target, bytes) {
             Ok(media) => {
+                // As after any upload: the new version is known before the buffer is clean.
+                let version = self.ns.lock().uploaded(ino, &media);
+                self.content.insert(&path, media, version);
                 if let (Some(buf), Some(generation)) = (&buf, generation) {
                     if let Some(file) = self.mark_uploaded(buf, generation) {
                         remove_recovery(&file);
                     }
                 }
-                let version = self.ns.lock().uploaded(ino, &media);
-                self.content.insert(&path, media, version);
                 Ok(())
             }
             Err(e) => {

@@ -20,22 +20,35 @@ use bytes::Bytes;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-use super::namespace::Ino;
+use super::namespace::{Header, Ino};
 use super::upload::upload_target;
 use super::write::unload;
 use super::write_buffer::{UploadCause, WriteBuf, WriteState};
-use super::writeback::journal::{Entry, Op};
+use super::writeback::journal::{Entry, Journal, Op};
 use super::writeback::uploader::{Outcome, Upload};
 use super::writeback::DELETE_KEY;
 use super::{FsError, MediaFs};
 
 impl MediaFs {
     /// In write-back mode, stage what a close of `ino` would upload. True when the close has
-    /// nothing left to do (staged, or nothing to send); false when it must upload itself.
+    /// nothing left to do (staged, or nothing to send); false when it must upload itself
+    /// (uploads are failing, the journal cannot take it, or there is no write-back).
     pub(super) fn stage(&self, ino: Ino, buf: &Arc<WriteBuf>) -> bool {
+        self.stage_if(ino, buf, true)
+    }
+
+    /// [`MediaFs::stage`]; `only_while_uploads_succeed` false stages even while uploads fail
+    /// (a change already made, such as a rename, must be durable whatever the server does).
+    fn stage_if(&self, ino: Ino, buf: &Arc<WriteBuf>, only_while_uploads_succeed: bool) -> bool {
         let Some(wb) = &self.writeback else {
             return false;
         };
+        if buf.state.lock().journal_source().is_some() {
+            // A staged file renamed or truncated after its last close: its bytes wait on disk.
+            if buf.loaded(|| self.file_bytes(ino), |_| ()).is_err() {
+                return false;
+            }
+        }
         let (bytes, generation) = {
             let mut st = buf.state.lock();
             if !st.wants_upload(UploadCause::Sync) || st.staged_generation() == Some(st.generation)
@@ -47,7 +60,7 @@ impl MediaFs {
             }
             (st.data.freeze(), st.generation)
         };
-        if wb.uploader.failing() {
+        if only_while_uploads_succeed && wb.uploader.failing() {
             log::debug!(
                 "{:?}: uploads are failing; this close uploads itself",
                 self.path_of(ino)
@@ -167,13 +180,6 @@ impl Upload for MediaFs {
         let Some(buf) = self.buffer_of(ino) else {
             return Outcome::Stored;
         };
-        // Bytes staged on disk are read back for the upload (checked against their checksum).
-        if let Err(e) = buf.loaded(|| self.file_bytes(ino), |_| ()) {
-            log::error!("{:?} cannot be uploaded: {e}", self.path_of(ino));
-            let seq = buf.state.lock().unstage();
-            self.forget_versions(seq.as_slice());
-            return Outcome::Failed;
-        }
         let outcome = match self.upload(ino, &buf, UploadCause::Background) {
             Ok(()) => {
                 self.drop_idle_buffer(ino, &buf);
@@ -192,12 +198,18 @@ impl Upload for MediaFs {
                 self.forget_versions(seq.as_slice());
                 Outcome::Failed
             }
-            Err(e) => {
-                if let Some(wb) = &self.writeback {
-                    wb.uploads_failing(&e);
+            Err(e) => match &self.writeback {
+                // Its staged bytes were found damaged (and kept aside): nothing to try again.
+                Some(wb) if self.staged_version_lost(&buf, &wb.journal) => {
+                    log::error!("{:?} cannot be uploaded: {e}", self.path_of(ino));
+                    Outcome::Failed
                 }
-                Outcome::Again
-            }
+                Some(wb) => {
+                    wb.uploads_failing(&e);
+                    Outcome::Again
+                }
+                None => Outcome::Again,
+            },
         };
         // Not uploaded yet: the bytes wait on disk again.
         unload(&buf);
@@ -210,6 +222,16 @@ impl MediaFs {
     /// staged version leaves the journal.
     pub(super) fn buffer_unlinked(&self, ino: Ino) {
         if let Some(buf) = self.buffer_of(ino) {
+            let open = buf.state.lock().handles > 0;
+            if open && buf.state.lock().journal_source().is_some() {
+                // Handles still open read on: their bytes leave the disk, not them.
+                if let Err(e) = buf.loaded(|| self.file_bytes(ino), |_| ()) {
+                    log::warn!(
+                        "{:?}: its open handles cannot read it any more: {e}",
+                        self.path_of(ino)
+                    );
+                }
+            }
             let seq = {
                 let mut st = buf.state.lock();
                 st.unlinked = true;
@@ -230,7 +252,7 @@ impl MediaFs {
         if buf.state.lock().handles > 0 {
             return; // its close stages it
         }
-        if !self.stage(ino, &buf) {
+        if !self.stage_if(ino, &buf, false) {
             if let Err(e) = self.upload(ino, &buf, UploadCause::Sync) {
                 log::warn!(
                     "{:?} could not be uploaded after its rename: {e}",
@@ -279,6 +301,7 @@ impl MediaFs {
                 );
                 continue;
             };
+            self.restore_headers(ino, e);
             let buf = Arc::new(WriteBuf::from_state(WriteState::from_journal(
                 e.seq,
                 e.change.len,
@@ -388,14 +411,26 @@ impl MediaFs {
         result
     }
 
-    /// Before `name` is stored: a staged deletion of it not sent yet is cancelled (the upload
-    /// replaces the media anyway); one being sent is waited for, so it cannot land after.
-    pub(super) fn settle_delete(&self, name: &str) {
-        if let Some(wb) = &self.writeback {
-            if let Some(seq) = wb.deletes.settle(name) {
-                self.forget_versions(&[seq]);
-                self.ns.lock().delete_done(name);
-            }
+    /// Before `name` is stored: a staged deletion of it is held while the upload runs (one
+    /// being sent is waited for, so it cannot land after); its sequence number.
+    pub(super) fn hold_delete(&self, name: &str) -> Option<u64> {
+        self.writeback.as_ref()?.deletes.hold(name)
+    }
+
+    /// The upload of `name` that held staged deletion `seq` ended: stored, the new media
+    /// replaced the old and the deletion is over; else the old media must still go, and the
+    /// deletion waits for its turn again.
+    pub(super) fn release_delete(&self, name: &str, seq: u64, stored: bool) {
+        let Some(wb) = &self.writeback else {
+            return;
+        };
+        if stored {
+            self.forget_versions(&[seq]);
+            wb.deletes.finish(name, seq);
+            self.ns.lock().delete_done(name);
+        } else {
+            wb.deletes.give_back(name, seq);
+            wb.uploader.queue(DELETE_KEY | seq, &self.uploads());
         }
     }
 
@@ -485,5 +520,34 @@ impl MediaFs {
             }
         };
         value.to_string()
+    }
+
+    /// Whether the buffer's bytes were to come from a journal version the journal no longer
+    /// holds (found damaged and kept aside): then it is unstaged.
+    fn staged_version_lost(&self, buf: &WriteBuf, journal: &Journal) -> bool {
+        let mut st = buf.state.lock();
+        match st.journal_source() {
+            Some(seq) if !journal.holds(seq) => {
+                st.unstage();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The headers a replayed version was staged with, where they are not the ones its name
+    /// implies (set through the xattrs, or implied by its bytes): kept for its upload.
+    fn restore_headers(&self, ino: Ino, e: &Entry) {
+        let mut ns = self.ns.lock();
+        if e.change.content_type != crate::api::content_type_for(&e.change.name) {
+            let _ = ns.set_header(
+                ino,
+                Header::ContentType,
+                Some(e.change.content_type.clone()),
+            );
+        }
+        if let Some(cc) = &e.change.cache_control {
+            let _ = ns.set_header(ino, Header::CacheControl, Some(cc.clone()));
+        }
     }
 }

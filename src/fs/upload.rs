@@ -129,6 +129,11 @@ impl MediaFs {
         let path = target.path.clone();
         match self.put_media(target, bytes.clone()) {
             Ok(media) => {
+                // The namespace and the data cache learn the new version before the buffer is
+                // clean: a buffer that goes once clean would otherwise leave, for a moment, the
+                // old version for a reader to open.
+                let version = self.ns.lock().uploaded(ino, &media);
+                self.content.insert(&path, media, version);
                 // The copy this buffer saved, else one an earlier buffer saved of these bytes.
                 let superseded = self
                     .mark_uploaded(buf, generation)
@@ -143,8 +148,6 @@ impl MediaFs {
                 if replaces {
                     self.reuse_hints.replaced(&path);
                 }
-                let version = self.ns.lock().uploaded(ino, &media);
-                self.content.insert(&path, media, version);
                 Ok(())
             }
             Err(e) => {
@@ -168,15 +171,20 @@ impl MediaFs {
             cache_control,
         } = target;
         // A staged deletion of this name must not land after this upload.
-        self.settle_delete(&path);
-        self.api
+        let held = self.hold_delete(&path);
+        let put = self
+            .api
             .put(
                 &path,
                 bytes.clone(),
                 &content_type,
                 cache_control.as_deref(),
             )
-            .map_err(|e| self.api_error(UPLOAD, &path, e))?;
+            .map_err(|e| self.api_error(UPLOAD, &path, e));
+        if let Some(seq) = held {
+            self.release_delete(&path, seq, put.is_ok());
+        }
+        put?;
         Ok(Media {
             body: bytes,
             content_type: Some(content_type),

@@ -180,11 +180,12 @@ impl MediaFs {
     }
 
     /// `fsync`: upload whatever is dirty, now.
+    /// A read-only descriptor syncs a file a close staged (`sync FILE` opens it read-only).
     pub fn fsync(&self, fh: u64) -> Result<(), FsError> {
         let h = self.handles.get(fh)?;
         match &h.buf {
             Some(buf) => self.upload(h.ino, buf, UploadCause::Sync),
-            None => Ok(()),
+            None => self.upload_if_staged(h.ino),
         }
     }
 

@@ -188,27 +188,36 @@ impl WriteBuf {
     }
 
     /// Run `f` on the state once it holds the whole file. When it does not yet, `load` brings
-    /// the file's current bytes (outside the lock, it may download them), which the state takes
-    /// unless someone loaded it meanwhile.
+    /// the file's current bytes (outside the lock: it may download them, or read them from the
+    /// journal), which the state takes unless someone loaded it meanwhile. Bytes loaded for a
+    /// state that moved on meanwhile (a newer version staged, a change) are not taken: the
+    /// state is looked at again.
     pub(crate) fn loaded<T>(
         &self,
-        load: impl FnOnce() -> Result<Bytes, FsError>,
+        load: impl Fn() -> Result<Bytes, FsError>,
         f: impl FnOnce(&mut WriteState) -> T,
     ) -> Result<T, FsError> {
-        {
+        loop {
+            let before = {
+                let mut st = self.state.lock();
+                if st.loaded {
+                    return Ok(f(&mut st));
+                }
+                (st.journal_source(), st.generation)
+            };
+            let body = load();
             let mut st = self.state.lock();
             if st.loaded {
                 return Ok(f(&mut st));
             }
-        }
-        let body = load()?;
-        let mut st = self.state.lock();
-        if !st.loaded {
-            st.data = WriteData::from_bytes(body);
+            if (st.journal_source(), st.generation) != before {
+                continue;
+            }
+            st.data = WriteData::from_bytes(body?);
             st.loaded = true;
             st.on_disk = None;
+            return Ok(f(&mut st));
         }
-        Ok(f(&mut st))
     }
 }
 
@@ -325,8 +334,14 @@ impl WriteState {
         Superseded { recovery, version }
     }
 
-    /// A close staged `generation` as journal version `seq`: the version it replaces, if any.
+    /// A close staged `generation` as journal version `seq`: the version to forget. That is
+    /// the one it replaces, if any; or `seq` itself when it is no longer needed (the server
+    /// holds the buffer's bytes already) or older than the one staged (two closes at once).
     pub(crate) fn staged(&mut self, generation: u64, seq: u64) -> Option<u64> {
+        let newer = self.staged.is_none_or(|(g, _)| g < generation);
+        if !self.dirty || !newer {
+            return Some(seq);
+        }
         self.staged.replace((generation, seq)).map(|(_, old)| old)
     }
 

@@ -686,3 +686,33 @@ fn a_10_s_outage_during_cp_r_loses_nothing_and_sync_returns_once_healed() {
         );
     }
 }
+
+#[test]
+fn headers_set_on_a_staged_file_outlast_a_kill_9() {
+    let emulator = std::sync::Arc::new(emulator_with(&[]));
+    let state = tempfile::tempdir().unwrap();
+    let env = env_keeping(&emulator, state.path());
+    let args = ["--writeback", "--retry-time", "300ms"];
+    {
+        let mut first = Mount::with_env(emulator.clone(), &args, &env);
+        server_down(&emulator);
+        write_file(&first.path("clip.bin"), b"not a guessable type").expect("staged");
+        sh_ok(&format!(
+            "setfattr -n user.bandwidth.content_type -v video/mp4 {f} && \
+             setfattr -n user.bandwidth.cache_control -v no-store {f}",
+            f = q(&first.path("clip.bin"))
+        ));
+        first.signal(libc::SIGKILL);
+        first.wait_exit(Duration::from_secs(10)).expect("killed");
+    }
+    server_up(&emulator);
+    let second = Mount::with_env(emulator.clone(), &args, &env);
+    sh_ok(&format!("sync {}", q(&second.path(""))));
+    let held = emulator
+        .store()
+        .get("clip.bin")
+        .expect("uploaded by the next mount");
+    assert_eq!(&held.body[..], b"not a guessable type");
+    assert_eq!(held.content_type, "video/mp4");
+    assert_eq!(held.cache_control.as_deref(), Some("no-store"));
+}

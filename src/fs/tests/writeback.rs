@@ -61,3 +61,202 @@ fn a_name_written_again_cancels_its_staged_deletion() {
     assert_eq!(&t.store.get("n.txt").unwrap().body[..], b"new");
     assert_eq!(t.ls("").unwrap(), ["n.txt"]);
 }
+
+fn e503() -> ApiError {
+    ApiError::Status {
+        status: 503,
+        kind: None,
+        description: None,
+    }
+}
+
+fn journal_names(t: &T) -> Vec<String> {
+    let dir = t.tmp.path().join("journal");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "put") {
+            let text = std::fs::read(&p).unwrap();
+            let line = text.split(|b| *b == b'\n').nth(1).unwrap();
+            out.push(String::from_utf8_lossy(line).to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn a_staged_file_renamed_before_its_upload_is_journaled_under_its_new_name() {
+    let t = mount_writeback(new_store(1000));
+    *t.faults.put.lock() = Some(e503());
+    t.write_file("a.txt", b"renamed before upload")
+        .expect("staged");
+    std::thread::sleep(Duration::from_millis(200));
+    t.mv("a.txt", "b.txt").expect("mv");
+    let names = journal_names(&t);
+    eprintln!("journal: {names:?}");
+    assert!(names.iter().any(|n| n.contains("\"b.txt\"")), "{names:?}");
+}
+
+#[test]
+fn fsync_of_a_read_only_descriptor_of_a_staged_file_is_strict() {
+    let t = mount_writeback(new_store(1000));
+    *t.faults.put.lock() = Some(e503());
+    t.write_file("c.txt", b"x").expect("staged");
+    let ino = t.resolve("c.txt").unwrap().ino;
+    let o = t.fs.open(ino, libc::O_RDONLY, 0).unwrap();
+    let r = t.fs.fsync(o.fh);
+    eprintln!("fsync: {r:?}, stored: {:?}", t.stored("c.txt"));
+    assert!(
+        r.is_err() || t.stored("c.txt").is_some(),
+        "fsync returned {r:?}"
+    );
+}
+
+#[test]
+fn a_removed_media_written_again_in_an_outage_does_not_come_back() {
+    let store = new_store(1000);
+    seed(&store, "n.txt", b"old");
+    let t = mount_writeback(store);
+    t.ls("").unwrap();
+    *t.faults.delete.lock() = Some(e503());
+    *t.faults.put.lock() = Some(e503());
+    t.rm("n.txt").expect("rm is staged");
+    std::thread::sleep(Duration::from_millis(200)); // the background DELETE fails once
+    let w = t.write_file("n.txt", b"new");
+    eprintln!("rewrite: {w:?}");
+    *t.faults.delete.lock() = None;
+    *t.faults.put.lock() = None;
+    if w.is_ok() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = t.rm("n.txt");
+    let _ = t.fs.fsyncdir(ROOT_INO);
+    std::thread::sleep(Duration::from_millis(1500));
+    eprintln!("server: {:?}, ls: {:?}", t.stored("n.txt"), t.ls(""));
+    assert_eq!(t.stored("n.txt"), None, "the removed media came back");
+}
+
+#[test]
+fn a_handle_keeps_reading_a_staged_file_removed_meanwhile() {
+    let t = mount_writeback(new_store(1000));
+    *t.faults.put.lock() = Some(e503());
+    t.write_file("r.txt", b"still readable").expect("staged");
+    std::thread::sleep(Duration::from_millis(200));
+    let ino = t.resolve("r.txt").unwrap().ino;
+    let o = t.fs.open(ino, libc::O_RDWR, 0).unwrap();
+    t.rm("r.txt").expect("rm");
+    let r = t.read_all(o.fh);
+    eprintln!("read after rm: {r:?}");
+    assert_eq!(r.unwrap(), b"still readable");
+}
+
+#[test]
+fn the_uploader_loading_a_staged_version_never_uploads_older_bytes() {
+    let t = mount_writeback(new_store(1000));
+    t.faults
+        .put_delay_ms
+        .store(30, std::sync::atomic::Ordering::SeqCst);
+    crate::fs::writeback::journal::BODY_DELAY_MS.store(12, std::sync::atomic::Ordering::SeqCst);
+    let content = |i: usize| -> Vec<u8> {
+        let mut v = vec![(i % 251) as u8; 3_500_000];
+        v[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        v
+    };
+    let wb = t.fs.writeback.as_ref().unwrap();
+    let mut bad = Vec::new();
+    let mut n = 0;
+    for round in 0..60 {
+        for _ in 0..2 {
+            n += 1;
+            t.write_file("f.bin", &content(n)).unwrap();
+        }
+        std::thread::sleep(Duration::from_micros((round * 997 % 40_000) as u64));
+        n += 1;
+        let w = t.write_file("f.bin", &content(n));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while wb.uploader.pending() > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let stored = t
+            .stored("f.bin")
+            .map(|s| u64::from_le_bytes(s[..8].try_into().unwrap()));
+        let shown = t
+            .cat("f.bin")
+            .map(|s| u64::from_le_bytes(s[..8].try_into().unwrap()));
+        if w.is_err() || stored != Some(n as u64) || shown.as_ref().ok() != Some(&(n as u64)) {
+            bad.push((n, w.err(), stored, shown));
+        }
+    }
+    eprintln!(
+        "lost closes: {bad:?}; journal now: {} versions, uploader pending {}",
+        journal_names(&t).len(),
+        wb.uploader.pending()
+    );
+    assert!(bad.is_empty());
+}
+
+#[test]
+fn one_refusal_for_good_does_not_turn_write_back_off() {
+    let t = mount_writeback(new_store(1000));
+    *t.faults.put_of.lock() = Some(("bad.bin".into(), ApiError::UnsupportedType("x".into())));
+    t.write_file("bad.bin", b"refused").expect("staged");
+    std::thread::sleep(Duration::from_millis(300));
+    let wb = t.fs.writeback.as_ref().unwrap();
+    eprintln!("failing after one 415: {}", wb.uploader.failing());
+    *t.faults.put.lock() = Some(e503());
+    let r = t.write_file("later.txt", b"x");
+    std::thread::sleep(Duration::from_millis(2000));
+    eprintln!(
+        "close of another file 2 s later: {r:?}; failing {}",
+        wb.uploader.failing()
+    );
+    assert!(r.is_ok());
+}
+
+#[test]
+fn readers_loading_a_staged_version_never_bring_back_older_bytes() {
+    let t = std::sync::Arc::new(mount_writeback(new_store(1000)));
+    let content = |i: usize| -> Vec<u8> {
+        let mut v = vec![(i % 251) as u8; 3_000_000];
+        v[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        v
+    };
+    t.write_file("f.bin", &content(0)).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (t, stop) = (t.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok(a) = t.resolve("f.bin") {
+                        if let Ok(o) = t.fs.open(a.ino, libc::O_RDONLY, 0) {
+                            let _ = t.fs.read(o.fh, 0, 4096);
+                            let _ = t.fs.release(o.fh);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut bad = Vec::new();
+    for i in 1..150 {
+        t.write_file("f.bin", &content(i)).unwrap();
+        std::thread::sleep(Duration::from_millis(3));
+        let got = t.cat("f.bin").unwrap();
+        let n = u64::from_le_bytes(got[..8].try_into().unwrap());
+        if n != i as u64 {
+            bad.push((i, n));
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for r in readers {
+        r.join().unwrap();
+    }
+    t.fs.fsyncdir(ROOT_INO).unwrap();
+    let stored = t.stored("f.bin").unwrap();
+    eprintln!(
+        "stale reads after close: {bad:?}; server holds version {}",
+        u64::from_le_bytes(stored[..8].try_into().unwrap())
+    );
+    assert!(bad.is_empty());
+}

@@ -31,6 +31,10 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+/// Milliseconds each read of a version's bytes takes, for the tests (a slow disk).
+#[cfg(test)]
+pub static BODY_DELAY_MS: AtomicU64 = AtomicU64::new(0);
+
 /// The first line of every version's file: what it is, in case one is found out of place.
 const MAGIC: &str = "bwmediafs journal 1";
 const STAGED: &str = "put";
@@ -296,6 +300,10 @@ impl Journal {
                 aside.display()
             )));
         }
+        #[cfg(test)]
+        std::thread::sleep(std::time::Duration::from_millis(
+            BODY_DELAY_MS.load(Ordering::SeqCst),
+        ));
         Ok(Bytes::from(body))
     }
 
@@ -313,6 +321,11 @@ impl Journal {
             }
         }
         sync_dir(&self.dir)
+    }
+
+    /// Whether version `seq` is held (staged, not forgotten, not found damaged).
+    pub fn holds(&self, seq: u64) -> bool {
+        self.lens.lock().contains_key(&seq)
     }
 
     /// How long ago the oldest version still held was staged.

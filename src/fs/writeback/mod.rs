@@ -186,18 +186,19 @@ impl Deletes {
         self.changed.notify_all();
     }
 
-    /// Before `name` is stored again: a pending deletion of it that is not being sent is
-    /// cancelled (its journal version returned, to forget); one being sent is waited for.
-    pub(crate) fn settle(&self, name: &str) -> Option<u64> {
+    /// Before `name` is stored again: a pending deletion of it is held (not sent) while the
+    /// upload runs, and its sequence number returned; one being sent is waited for first. The
+    /// upload then ends it ([`Deletes::finish`]: the new media replaces the old) or gives it
+    /// back ([`Deletes::give_back`]: the old media must still go).
+    pub(crate) fn hold(&self, name: &str) -> Option<u64> {
         let mut st = self.st.lock();
         loop {
-            match st.by_name.get(name) {
+            match st.by_name.get_mut(name) {
                 None => return None,
                 Some((_, true)) => self.changed.wait(&mut st),
-                Some(&(seq, false)) => {
-                    st.by_name.remove(name);
-                    st.by_seq.remove(&seq);
-                    return Some(seq);
+                Some((seq, running)) => {
+                    *running = true;
+                    return Some(*seq);
                 }
             }
         }

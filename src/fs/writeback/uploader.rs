@@ -12,7 +12,8 @@
 //!   `--retry-time`); a failure for good is the file system's to keep, and leaves the queue.
 //!
 //! Whether "uploads of this mount are failing" (so that a close uploads itself instead of
-//! staging) is the last outcome: any failure sets it, a success clears it.
+//! staging) is the last outcome: a failure that may pass sets it, a success clears it, and a
+//! refusal for good of one file leaves it as it was.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Weak};
@@ -251,7 +252,12 @@ impl Inner {
         let mut st = self.st.lock();
         st.running.remove(&key);
         let again = st.again.remove(&key);
-        st.failing = outcome != Outcome::Stored;
+        // One file refused for good says nothing of the others.
+        match outcome {
+            Outcome::Again => st.failing = true,
+            Outcome::Stored => st.failing = false,
+            Outcome::Failed => {}
+        }
         match outcome {
             Outcome::Again => {
                 let tries = st.tries.entry(key).or_default();
