@@ -16,6 +16,29 @@ use std::process::Command;
 
 use common::*;
 
+/// Cases that race with the kernel on this machine, and why: one that fails in the whole run is
+/// run alone up to three times, and fails the test only if it fails each time.
+const RACY: &[(&str, &str)] = &[(
+    "open::etxtbsy",
+    "its O_RDONLY|O_TRUNC open of the binary it has just spawned is refused with ETXTBSY by \
+     the kernel, after the mount answered the open, in most runs but not all: in a failing \
+     run the mount's log shows the spawned binary running (paging in its right bytes) while \
+     the open succeeds. It failed about 1 run in 5 here, on this code and on the code before \
+     write-back alike, and passes alone",
+)];
+
+/// The (case, outcome) lines pjdfstest printed.
+fn outcomes(text: &str) -> Vec<(&str, &str)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let name = words.next()?;
+            let outcome = words.next()?;
+            (name.contains("::") && words.next().is_none()).then_some((name, outcome))
+        })
+        .collect()
+}
+
 /// Tests that fail by design, and why: (a part of the test's name, or its start after `^`;
 /// the reason).
 const BY_DESIGN: &[(&str, &str)] = &[
@@ -93,31 +116,28 @@ fn pjdfstest_passes_but_for_what_the_api_cannot_store() {
          [dummy_auth]\nentries = [[\"nobody\", \"nogroup\"], [\"daemon\", \"daemon\"]]\n",
     )
     .unwrap();
-    let bin = pjdfstest();
-    let out = timed("pjdfstest", move || {
-        Command::new("timeout")
-            .arg("600")
-            .arg(bin)
-            .arg("-c")
-            .arg(&config)
-            .arg("-p")
-            .arg(&work)
-            .current_dir(&work)
-            .env("RUST_BACKTRACE", "0")
-            .output()
-            .expect("run pjdfstest")
-    });
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    let results: Vec<(&str, &str)> = text
-        .lines()
-        .filter_map(|l| {
-            let mut words = l.split_whitespace();
-            let name = words.next()?;
-            let outcome = words.next()?;
-            (name.contains("::") && words.next().is_none()).then_some((name, outcome))
-        })
-        .collect();
+    // pjdfstest on the mount (the cases named in `only`, or all), and what it printed.
+    let run = |only: &[&str]| {
+        let (bin, config, work) = (pjdfstest(), config.clone(), work.clone());
+        let only: Vec<String> = only.iter().map(|s| s.to_string()).collect();
+        let out = timed("pjdfstest", move || {
+            Command::new("timeout")
+                .arg("600")
+                .arg(bin)
+                .arg("-c")
+                .arg(&config)
+                .arg("-p")
+                .arg(&work)
+                .args(&only)
+                .current_dir(&work)
+                .env("RUST_BACKTRACE", "0")
+                .output()
+                .expect("run pjdfstest")
+        });
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let text = run(&[]);
+    let results = outcomes(&text);
     let passed = results.iter().filter(|(_, o)| *o == "ok").count();
     assert!(
         passed > 100,
@@ -132,10 +152,15 @@ fn pjdfstest_passes_but_for_what_the_api_cannot_store() {
             })
             .map(|(_, why)| *why)
     };
+    // A racy case that failed counts only if it fails alone too, every time of three.
     let unexpected: Vec<&str> = results
         .iter()
         .filter(|(name, o)| *o == "FAILED" && reason(name).is_none())
         .map(|(name, _)| *name)
+        .filter(|name| {
+            !RACY.iter().any(|(racy, _)| racy == name)
+                || (0..3).all(|_| !outcomes(&run(&[name])).contains(&(*name, "ok")))
+        })
         .collect();
     assert!(
         unexpected.is_empty(),
