@@ -43,6 +43,12 @@ impl MediaFs {
         let Some(wb) = &self.writeback else {
             return false;
         };
+        {
+            let st = buf.state.lock();
+            if !st.dirty || st.unlinked || st.staged_generation() == Some(st.generation) {
+                return true; // nothing new to stage (and no need to read staged bytes back)
+            }
+        }
         if buf.state.lock().journal_source().is_some() {
             // A staged file renamed or truncated after its last close: its bytes wait on disk.
             if buf.loaded(|| self.file_bytes(ino), |_| ()).is_err() {
@@ -182,7 +188,7 @@ impl Upload for MediaFs {
         };
         let outcome = match self.upload(ino, &buf, UploadCause::Background) {
             Ok(()) => {
-                self.drop_idle_buffer(ino, &buf);
+                self.drop_clean_buffer(ino, &buf);
                 if let Some(wb) = &self.writeback {
                     wb.failed.lock().remove(&self.path_of(ino));
                     wb.uploads_recovered();
@@ -202,6 +208,7 @@ impl Upload for MediaFs {
                 // Its staged bytes were found damaged (and kept aside): nothing to try again.
                 Some(wb) if self.staged_version_lost(&buf, &wb.journal) => {
                     log::error!("{:?} cannot be uploaded: {e}", self.path_of(ino));
+                    self.drop_idle_buffer(ino, &buf);
                     Outcome::Failed
                 }
                 Some(wb) => {
@@ -329,7 +336,7 @@ impl MediaFs {
             let staged = buf.state.lock().staged_generation().is_some();
             if staged && under.contains(&ino) {
                 self.upload(ino, &buf, UploadCause::Sync)?;
-                self.drop_idle_buffer(ino, &buf);
+                self.drop_clean_buffer(ino, &buf);
             }
         }
         Ok(())
@@ -367,7 +374,8 @@ impl MediaFs {
             return Outcome::Stored;
         };
         let Some(name) = wb.deletes.take(seq) else {
-            return Outcome::Stored; // cancelled by a new upload of the name, or replaced
+            // Done by a new upload of the name, held by one under way, or replaced.
+            return Outcome::Skipped;
         };
         match self.send_delete(&name, seq) {
             Ok(()) => {
@@ -491,7 +499,7 @@ impl MediaFs {
             return Ok(());
         }
         self.upload(ino, &buf, UploadCause::Sync)?;
-        self.drop_idle_buffer(ino, &buf);
+        self.drop_clean_buffer(ino, &buf);
         Ok(())
     }
 
@@ -528,7 +536,8 @@ impl MediaFs {
         let mut st = buf.state.lock();
         match st.journal_source() {
             Some(seq) if !journal.holds(seq) => {
-                st.unstage();
+                // Its bytes are kept aside as damaged: reads go to what the server holds.
+                st.lost_on_disk();
                 true
             }
             _ => false,

@@ -93,6 +93,14 @@ impl MediaFs {
         self.drop_idle_buffer(ino, buf)
     }
 
+    /// After an upload: take `buf` out of the table if it is clean and idle. A buffer changed
+    /// meanwhile (a truncate or header change of a staged, closed file) stays to be staged.
+    pub(super) fn drop_clean_buffer(&self, ino: Ino, buf: &Arc<WriteBuf>) {
+        if !buf.state.lock().dirty {
+            self.drop_idle_buffer(ino, buf);
+        }
+    }
+
     /// Take `buf` out of the table if no handle has it and no staged version of it waits for
     /// its upload. Whether it left the table.
     pub(super) fn drop_idle_buffer(&self, ino: Ino, buf: &Arc<WriteBuf>) -> bool {
@@ -208,9 +216,7 @@ impl MediaFs {
                 continue;
             }
             match self.upload(ino, &buf, UploadCause::Sync) {
-                Ok(()) => {
-                    self.drop_idle_buffer(ino, &buf);
-                }
+                Ok(()) => self.drop_clean_buffer(ino, &buf),
                 Err(e) => {
                     log::error!("sync: {:?} is not uploaded: {e}", self.path_of(ino));
                     first = first.and(Err(e));

@@ -265,6 +265,14 @@ impl WriteState {
         }
     }
 
+    /// The journal version that held the bytes was lost (found damaged and kept aside): the
+    /// buffer holds nothing of its own any more, and what the server holds is the file.
+    pub(crate) fn lost_on_disk(&mut self) {
+        self.on_disk = None;
+        self.staged = None;
+        self.dirty = false;
+    }
+
     /// The journal version that holds the bytes of a buffer not loaded, if any.
     pub(crate) fn journal_source(&self) -> Option<u64> {
         self.on_disk.filter(|_| !self.loaded).map(|(seq, _)| seq)

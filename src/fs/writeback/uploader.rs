@@ -39,6 +39,9 @@ pub enum Outcome {
     Again,
     /// A failure for good: the file system keeps the bytes; the file leaves the queue.
     Failed,
+    /// Nothing to do this turn (another path took care of it): the file leaves the queue, and
+    /// says nothing of whether uploads fail.
+    Skipped,
 }
 
 /// What sends a file (the file system): the uploader's threads hold it weakly, so they end
@@ -256,7 +259,7 @@ impl Inner {
         match outcome {
             Outcome::Again => st.failing = true,
             Outcome::Stored => st.failing = false,
-            Outcome::Failed => {}
+            Outcome::Failed | Outcome::Skipped => {}
         }
         match outcome {
             Outcome::Again => {
@@ -267,7 +270,7 @@ impl Inner {
                 let at = Instant::now() + if again { Duration::ZERO } else { wait };
                 st.delayed.insert(key, at);
             }
-            Outcome::Stored | Outcome::Failed => {
+            Outcome::Stored | Outcome::Failed | Outcome::Skipped => {
                 st.tries.remove(&key);
                 if again {
                     st.ready.push_back(key);
