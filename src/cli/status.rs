@@ -87,8 +87,9 @@ pub fn describe(mountpoint: &Path, value: &serde_json::Value) -> String {
             .as_u64()
             .map(|s| format!(", the oldest staged {s} s ago"))
             .unwrap_or_default();
+        let changes = if pending == 1 { "change" } else { "changes" };
         out.push_str(&format!(
-            "{mnt}: {pending} changes pending ({:.1} MiB staged{oldest})\n",
+            "{mnt}: {pending} {changes} pending ({:.1} MiB staged{oldest})\n",
             bytes as f64 / (1024.0 * 1024.0)
         ));
     }

@@ -515,7 +515,7 @@ fn status_and_the_state_attribute_say_what_is_pending_and_what_was_refused() {
     );
     let (code, out) = status(&m, false);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("1 changes pending"), "{out}");
+    assert!(out.contains("1 change pending"), "{out}");
     let (code, json) = status(&m, true);
     assert_eq!(code, 1);
     let value: serde_json::Value = serde_json::from_str(json.trim()).expect("status --json");
