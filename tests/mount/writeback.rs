@@ -716,3 +716,35 @@ fn headers_set_on_a_staged_file_outlast_a_kill_9() {
     assert_eq!(held.content_type, "video/mp4");
     assert_eq!(held.cache_control.as_deref(), Some("no-store"));
 }
+
+#[test]
+fn a_truncate_of_a_staged_closed_file_outlasts_a_kill_9() {
+    let emulator = std::sync::Arc::new(emulator_with(&[]));
+    let state = tempfile::tempdir().unwrap();
+    let env = env_keeping(&emulator, state.path());
+    // Each background try retries for 5 s, so uploads are not "failing" during the test.
+    let args = ["--writeback", "--retry-time", "5s"];
+    {
+        let mut first = Mount::with_env(emulator.clone(), &args, &env);
+        server_down(&emulator);
+        write_file(&first.path("cut.txt"), b"0123456789").expect("staged");
+        // truncate(2) by path: no descriptor, so no close stages it.
+        let path =
+            std::ffi::CString::new(first.path("cut.txt").into_os_string().into_encoded_bytes())
+                .unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(
+            unsafe { libc::truncate(path.as_ptr(), 4) },
+            0,
+            "truncate(2)"
+        );
+        assert_eq!(std::fs::read(first.path("cut.txt")).unwrap(), b"0123");
+        first.signal(libc::SIGKILL);
+        first.wait_exit(Duration::from_secs(10)).expect("killed");
+    }
+    server_up(&emulator);
+    let second = Mount::with_env(emulator.clone(), &args, &env);
+    assert_eq!(std::fs::read(second.path("cut.txt")).unwrap(), b"0123");
+    sh_ok(&format!("sync {}", q(&second.path(""))));
+    assert_eq!(second.stored("cut.txt").as_deref(), Some(&b"0123"[..]));
+}
