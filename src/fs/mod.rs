@@ -51,7 +51,10 @@
 //! scans -> namespace -> {content cache, handle table, dir table, read-ahead queue}. The marks of
 //! `rename_fence` (directory renames and the changes under them) are taken and waited for with none
 //! of these held, and hold only the namespace inside; the times file's write lock too (the
-//! namespace only hands out the records).
+//! namespace only hands out the records). With write-back, the journal's, the uploader's and the
+//! staged deletions' own locks are taken last and held over no other; an upload waits for a
+//! staged deletion of its name being sent (`Deletes::hold`) holding only its upload lock and a
+//! fence mark, which that deletion never needs.
 
 mod attr;
 mod content;
