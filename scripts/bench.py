@@ -75,23 +75,27 @@ class Emulator:
             if r.status != 204:
                 raise RuntimeError(f"load {name}: HTTP {r.status}")
 
-    def names(self):
-        """Every media name the emulator holds (the list pages, over one connection)."""
+    def pages(self):
+        """The bodies of every list page, over one keep-alive connection."""
         import base64
-        import json
         auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
         c = http.client.HTTPConnection(self.host, self.port)
-        token, out = None, set()
+        token = None
         while True:
             headers = {"Authorization": auth}
             if token:
                 headers["Continuation-Token"] = token
             c.request("GET", f"/api/v2/users/{ACCOUNT}/media", headers=headers)
             r = c.getresponse()
-            out.update(m["mediaName"] for m in json.loads(r.read()))
+            yield r.read()
             token = r.getheader("Continuation-Token")
             if not token:
-                return out
+                return
+
+    def names(self):
+        """Every media name the emulator holds."""
+        import json
+        return {m["mediaName"] for page in self.pages() for m in json.loads(page)}
 
     def stop(self):
         self.proc.terminate()
@@ -192,22 +196,8 @@ def curl_parallel_get(emu, names, k):
 def curl_list_pages(emu):
     """All list pages over one connection (the continuation token forces one curl per page, so
     this uses Python's keep-alive client, which is at least as fast)."""
-    import base64
-    auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     t = time.perf_counter()
-    c = http.client.HTTPConnection(emu.host, emu.port)
-    token, pages = None, 0
-    while True:
-        headers = {"Authorization": auth}
-        if token:
-            headers["Continuation-Token"] = token
-        c.request("GET", f"/api/v2/users/{ACCOUNT}/media", headers=headers)
-        r = c.getresponse()
-        r.read()
-        pages += 1
-        token = r.getheader("Continuation-Token")
-        if not token:
-            break
+    pages = sum(1 for _ in emu.pages())
     return time.perf_counter() - t, pages
 
 

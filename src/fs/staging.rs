@@ -14,7 +14,7 @@
 //! - A version the server refuses for good (400, 413, 415) goes to the recovery folder (one
 //!   mechanism for kept bytes), and leaves the journal.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use bytes::Bytes;
 use std::sync::{Arc, Weak};
@@ -331,15 +331,11 @@ impl MediaFs {
         if self.writeback.is_none() {
             return Ok(());
         }
-        let under: HashSet<Ino> = self.ns.lock().files_under(dir).into_iter().collect();
-        for (ino, buf) in self.write_buffers() {
-            let staged = buf.state.lock().staged_generation().is_some();
-            if staged && under.contains(&ino) {
-                self.upload(ino, &buf, UploadCause::Sync)?;
-                self.drop_clean_buffer(ino, &buf);
-            }
-        }
-        Ok(())
+        self.upload_under(
+            dir,
+            |st| st.staged_generation().is_some(),
+            "before a directory rename",
+        )
     }
 
     /// With write-back, stage the deletion of the media at `path` instead of sending it: true

@@ -91,8 +91,11 @@ impl MediaFs {
         buf: &WriteBuf,
         cause: UploadCause,
     ) -> Result<(), FsError> {
-        if !buf.state.lock().wants_upload(cause) && buf.state.lock().journal_source().is_none() {
-            return Ok(());
+        {
+            let st = buf.state.lock();
+            if !st.wants_upload(cause) && st.journal_source().is_none() {
+                return Ok(());
+            }
         }
         // Under a directory being renamed, the upload waits and goes to the new name; a rename
         // starting meanwhile waits for it (`rename_fence`).

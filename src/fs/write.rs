@@ -20,7 +20,7 @@ use bytes::Bytes;
 
 use super::error::FsError;
 use super::namespace::{Ino, Kind};
-use super::write_buffer::{too_large, UploadCause, WriteBuf};
+use super::write_buffer::{too_large, UploadCause, WriteBuf, WriteState};
 use super::{process, MediaFs};
 use crate::api::ApiError;
 
@@ -89,7 +89,9 @@ impl MediaFs {
             let mut st = buf.state.lock();
             st.handles = st.handles.saturating_sub(1);
         }
-        unload(buf);
+        if self.writes_back() {
+            unload(buf);
+        }
         self.drop_idle_buffer(ino, buf)
     }
 
@@ -201,24 +203,34 @@ impl MediaFs {
     /// server does not have (written and not uploaded yet, or staged by write-back), now. The
     /// first failure is returned; each is said in the log with its name.
     pub fn fsyncdir(&self, dir: Ino) -> Result<(), FsError> {
-        let (under, prefix) = {
-            let ns = self.ns.lock();
-            let under: std::collections::HashSet<Ino> = ns.files_under(dir).into_iter().collect();
-            let prefix = match ns.node(dir).map(|n| n.path().to_string()) {
-                Some(p) if !p.is_empty() => format!("{p}/"),
-                _ => String::new(),
-            };
-            (under, prefix)
+        let prefix = match self.ns.lock().node(dir).map(|n| n.path().to_string()) {
+            Some(p) if !p.is_empty() => format!("{p}/"),
+            _ => String::new(),
         };
-        let mut first = self.send_deletes_under(&prefix);
+        let deleted = self.send_deletes_under(&prefix);
+        deleted.and(self.upload_under(dir, |_| true, "sync"))
+    }
+
+    /// Upload now the write buffers of the files under `dir` that `which` picks, and let go of
+    /// the ones then clean and idle. Each failure is said in the log (`asker` says who asked);
+    /// the first is returned.
+    pub(super) fn upload_under(
+        &self,
+        dir: Ino,
+        which: impl Fn(&WriteState) -> bool,
+        asker: &str,
+    ) -> Result<(), FsError> {
+        let under: std::collections::HashSet<Ino> =
+            self.ns.lock().files_under(dir).into_iter().collect();
+        let mut first = Ok(());
         for (ino, buf) in self.write_buffers() {
-            if !under.contains(&ino) {
+            if !under.contains(&ino) || !which(&buf.state.lock()) {
                 continue;
             }
             match self.upload(ino, &buf, UploadCause::Sync) {
                 Ok(()) => self.drop_clean_buffer(ino, &buf),
                 Err(e) => {
-                    log::error!("sync: {:?} is not uploaded: {e}", self.path_of(ino));
+                    log::error!("{asker}: {:?} is not uploaded: {e}", self.path_of(ino));
                     first = first.and(Err(e));
                 }
             }

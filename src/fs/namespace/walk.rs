@@ -103,7 +103,7 @@ impl Namespace {
             self.warn_once(name, why);
             return None;
         }
-        if self.deleting.contains(name) {
+        if !self.deleting.is_empty() && self.deleting.contains(name) {
             // Removed here; the server has not done the deletion yet.
             return self.resolve_file(name);
         }
