@@ -191,7 +191,6 @@ impl Upload for MediaFs {
                 self.drop_clean_buffer(ino, &buf);
                 if let Some(wb) = &self.writeback {
                     wb.failed.lock().remove(&self.path_of(ino));
-                    wb.uploads_recovered();
                 }
                 Outcome::Stored
             }

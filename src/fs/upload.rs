@@ -188,6 +188,9 @@ impl MediaFs {
             self.release_delete(&path, seq, put.is_ok());
         }
         put?;
+        if let Some(wb) = &self.writeback {
+            wb.uploads_recovered();
+        }
         Ok(Media {
             body: bytes,
             content_type: Some(content_type),

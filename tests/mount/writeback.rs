@@ -102,6 +102,32 @@ fn closes_fall_back_to_uploading_themselves_while_uploads_fail() {
     until_stored(&m, "first.txt", b"staged");
 }
 
+/// Found by the model test: once a `sync` (or a close that uploaded itself) had sent what the
+/// background failed to, nothing said that uploads went through again, and every later close
+/// uploaded itself for the rest of the mount.
+#[test]
+fn closes_stage_again_once_a_sync_has_sent_what_was_failing() {
+    let emulator = emulator_with(&[]);
+    let m = Mount::with(emulator, &["--writeback", "--retry-time", "300ms"]);
+    server_down(&m.emulator);
+    write_file(&m.path("first.txt"), b"staged").expect("staged");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !status(&m, true).1.contains("\"failing\":true") {
+        assert!(Instant::now() < deadline, "uploads never said failing");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The server is back; the sync sends the file before the background tries again.
+    server_up(&m.emulator);
+    sh_ok(&format!("sync {}", q(&m.path(""))));
+    assert_eq!(m.stored("first.txt").as_deref(), Some(&b"staged"[..]));
+    assert!(status(&m, true).1.contains("\"failing\":false"));
+    // Uploads went through: a close is acknowledged from the journal again, server or not.
+    server_down(&m.emulator);
+    write_file(&m.path("second.txt"), b"staged too").expect("staged, not uploaded");
+    server_up(&m.emulator);
+    until_stored(&m, "second.txt", b"staged too");
+}
+
 #[test]
 fn fsync_still_returns_only_once_the_server_holds_the_bytes() {
     let emulator = emulator_with(&[]);

@@ -104,10 +104,11 @@ impl Writeback {
         }
     }
 
-    /// A background upload or deletion went through.
+    /// An upload or deletion went through (in the background, or one a call made itself).
     pub(crate) fn uploads_recovered(&self) {
+        self.uploader.went_through();
         if self.failing_said.swap(false, Ordering::Relaxed) {
-            log::info!("background uploads go through again");
+            log::info!("uploads go through again: closes stage their bytes again");
         }
     }
 

@@ -13,7 +13,10 @@
 //!
 //! Whether "uploads of this mount are failing" (so that a close uploads itself instead of
 //! staging) is the last outcome: a failure that may pass sets it, a success clears it, and a
-//! refusal for good of one file leaves it as it was.
+//! refusal for good of one file leaves it as it was. A success outside the uploader (a close
+//! that uploaded itself, an fsync, a `sync`) clears it too ([`Uploader::went_through`]):
+//! otherwise, once every pending file was sent that way, nothing would ever clear it and
+//! every close would upload itself for the rest of the mount.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Weak};
@@ -188,6 +191,11 @@ impl Uploader {
     /// Whether uploads are failing: the last turn of any file did not store it.
     pub fn failing(&self) -> bool {
         self.inner.st.lock().failing
+    }
+
+    /// An upload made outside the uploader went through: uploads are not failing.
+    pub fn went_through(&self) {
+        self.inner.st.lock().failing = false;
     }
 
     /// Wait until nothing is pending, or until `deadline`; how many files are left.

@@ -123,6 +123,10 @@ fn a_transient_failure_is_tried_again_after_a_growing_backoff() {
     up.queue(5, &weak(&script));
     std::thread::sleep(Duration::from_millis(100));
     assert!(up.failing(), "a failed try says uploads are failing");
+    up.went_through();
+    assert!(!up.failing(), "an upload made elsewhere says they are not");
+    std::thread::sleep(backoff(1) + Duration::from_millis(100));
+    assert!(up.failing(), "the second failed try says so again");
     assert_eq!(up.drain(soon()), 0);
     assert!(!up.failing(), "a success says they are not");
     let t = script.turns_of(5);
