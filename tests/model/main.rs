@@ -51,12 +51,16 @@
 //! every step are printed. Replay or explore with
 //! `MODEL_SEEDS=7,8 MODEL_PAGE_SIZE=1 MODEL_STEPS=400 cargo test --test model -- from_env
 //! --nocapture` (`MODEL_TRACE=1` prints the steps of passing runs too; `MODEL_TARGET=core` runs
-//! them against the core alone).
+//! them against the core alone, `MODEL_TARGET=writeback` on a mount with `--writeback`).
 //!
 //! The same model runs against the core alone ([`Core`]), driven by path as the kernel drives
 //! it (each component looked up, the last one too before a create, remove or rename, and the
 //! checks the kernel makes itself), for many seeds in seconds; the mount runs fewer seeds and
 //! adds what only it has: the kernel, the retries of the HTTP client, shell descriptors.
+//!
+//! It runs with `--writeback` too ([`writeback`]): the mount must show the model at once, the
+//! store must hold it after a `sync`, after a `kill -9` of the daemon at random moments and
+//! after outages of the server.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -69,9 +73,10 @@ mod ops;
 mod rng;
 mod run;
 mod tree;
+mod writeback;
 
 use core_alone::Core;
-use run::{run_seed, run_steps};
+use run::{run_seed, run_steps, run_writeback_seed};
 
 const FILE_NAMES: [&str; 4] = ["f", "g.txt", "h", "i.bin"];
 const DIR_NAMES: [&str; 2] = ["d", "e"];
@@ -156,6 +161,28 @@ fn model_paged_seed_12() {
     run_seed(12, STEPS, 1);
 }
 
+// With --writeback: kills of the daemon, outages of the server, the store checked after a sync
+// (see `writeback`).
+#[test]
+fn model_writeback_seed_21() {
+    run_writeback_seed(21, STEPS, 1000);
+}
+
+#[test]
+fn model_writeback_seed_22() {
+    run_writeback_seed(22, STEPS, 1000);
+}
+
+#[test]
+fn model_writeback_paged_seed_23() {
+    run_writeback_seed(23, STEPS, 1);
+}
+
+#[test]
+fn model_writeback_paged_seed_24() {
+    run_writeback_seed(24, STEPS, 1);
+}
+
 /// Seeds and a step count from the environment, to replay a failure or explore more.
 #[test]
 fn from_env() {
@@ -170,13 +197,14 @@ fn from_env() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1000);
-    let core = std::env::var("MODEL_TARGET").is_ok_and(|t| t == "core");
+    let target = std::env::var("MODEL_TARGET").unwrap_or_default();
     let mut failed = Vec::new();
     for seed in seeds.split(',').filter_map(|s| s.trim().parse().ok()) {
         eprintln!("seed {seed}, {steps} steps, pages of {page_size}");
-        let run = || match core {
-            true => run_steps(&Core::new(page_size), seed, steps, page_size),
-            false => run_seed(seed, steps, page_size),
+        let run = || match target.as_str() {
+            "core" => run_steps(&Core::new(page_size), seed, steps, page_size),
+            "writeback" => run_writeback_seed(seed, steps, page_size),
+            _ => run_seed(seed, steps, page_size),
         };
         if std::panic::catch_unwind(run).is_err() {
             failed.push(seed);

@@ -23,6 +23,8 @@ pub(crate) struct Model {
     /// Names and directories the last API changes touched (the generator aims at them often, so
     /// the mount is asked about what changed elsewhere before anything else refreshes it).
     pub(crate) recent: Vec<String>,
+    /// The mount writes back: a close after a failed fsync stages the bytes and succeeds.
+    pub(crate) writeback: bool,
 }
 
 pub(crate) fn parent(path: &str) -> &str {
@@ -151,7 +153,7 @@ impl Model {
                 then,
             } => {
                 self.creatable(path)?;
-                if *then == AfterFailure::CloseWhileFailing {
+                if *then == AfterFailure::CloseWhileFailing && !self.writeback {
                     // The server keeps what it had; a new name disappears.
                     return Err(libc::EIO);
                 }

@@ -164,6 +164,7 @@ pub(crate) fn failed_fsync(
     path: &str,
     data: &[u8],
     then: AfterFailure,
+    writeback: bool,
 ) -> io::Result<()> {
     let f = written_while_failing(m, path, data)?;
     let failed = f.sync_all();
@@ -181,7 +182,10 @@ pub(crate) fn failed_fsync(
         },
     };
     m.emulator.set_faults(Faults::default());
-    if then == AfterFailure::CloseWhileFailing && !in_recovery(&m.dir.path().join("recovery"), data)
+    // With write-back the close stages the bytes: nothing to recover.
+    if then == AfterFailure::CloseWhileFailing
+        && !writeback
+        && !in_recovery(&m.dir.path().join("recovery"), data)
     {
         return Err(io::Error::other("the bytes are not in the recovery folder"));
     }
@@ -250,11 +254,21 @@ pub(crate) trait Target {
     fn log(&self) -> Option<PathBuf>;
     /// The core alone: no kernel, no shell, no retries.
     fn is_core(&self) -> bool;
+    /// Write-back: the store follows in the background (see [`crate::writeback`]).
+    fn writes_back(&self) -> bool {
+        false
+    }
+    /// Wait until the store holds every change made so far (`sync` of the whole mount).
+    fn settle(&self) {}
+    /// `kill -9` the daemon and mount the account again on the same journal.
+    fn restart(&self) {}
+    /// Make the server answer every request 503 (`down`), or answer again.
+    fn outage(&self, _down: bool) {}
 }
 
 impl Target for Mount {
     fn run(&self, op: &Op) -> Outcome {
-        run_on_mount(self, op)
+        run_on_mount(self, op, false)
     }
     fn tree(&self) -> Result<Tree, String> {
         let root = self.mnt.clone();
@@ -271,14 +285,15 @@ impl Target for Mount {
     }
 }
 
-fn run_on_mount(m: &Mount, op: &Op) -> Outcome {
+/// Run `op` on mount `m` (`writeback`: mounted with `--writeback`).
+pub(crate) fn run_on_mount(m: &Mount, op: &Op, writeback: bool) -> Outcome {
     match op {
         Op::FailedFsync {
             path,
             len,
             seed,
             then,
-        } => outcome(failed_fsync(m, path, &bytes(*len, *seed), *then).map(|()| None)),
+        } => outcome(failed_fsync(m, path, &bytes(*len, *seed), *then, writeback).map(|()| None)),
         Op::Outage { path, len, seed } => {
             outcome(across_outage(m, path, &bytes(*len, *seed)).map(|()| None))
         }

@@ -1,7 +1,6 @@
 //! The test: running the steps of a seed against a target.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
 use crate::common::*;
 use crate::generate::{generate, scenario};
@@ -10,16 +9,17 @@ use crate::on_mount::{run_api, Target};
 use crate::ops::{show, Op};
 use crate::rng::Rng;
 use crate::tree::{check_store, check_tree, differ};
+use crate::writeback::{in_outage, whole_or_nothing, WritebackMount};
 
 /// Prints the seed and the steps when the test fails (dropped while panicking).
-struct Trace {
-    pub(crate) seed: u64,
-    pub(crate) page_size: usize,
-    pub(crate) steps: Vec<String>,
-    pub(crate) log: Option<PathBuf>,
+struct Trace<'a> {
+    seed: u64,
+    page_size: usize,
+    steps: Vec<String>,
+    target: &'a dyn Target,
 }
 
-impl Drop for Trace {
+impl Drop for Trace<'_> {
     fn drop(&mut self) {
         if !std::thread::panicking() {
             if std::env::var_os("MODEL_TRACE").is_some() {
@@ -38,8 +38,8 @@ impl Drop for Trace {
             eprintln!("{s}");
         }
         let log = self
-            .log
-            .as_ref()
+            .target
+            .log()
             .and_then(|l| std::fs::read_to_string(l).ok())
             .unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(60).collect();
@@ -53,8 +53,10 @@ impl Drop for Trace {
             self.seed,
             self.page_size,
             self.steps.iter().filter(|s| !s.contains("(check")).count(),
-            if self.log.is_none() {
+            if self.target.is_core() {
                 " MODEL_TARGET=core"
+            } else if self.target.writes_back() {
+                " MODEL_TARGET=writeback"
             } else {
                 ""
             },
@@ -75,6 +77,14 @@ pub(crate) fn run_seed(seed: u64, steps: usize, page_size: usize) {
     run_steps(&m, seed, steps, page_size);
 }
 
+/// [`run_seed`] on a mount with `--writeback` (see [`crate::writeback`]).
+pub(crate) fn run_writeback_seed(seed: u64, steps: usize, page_size: usize) {
+    let mut config = emulator_config();
+    config.store.page_size = page_size;
+    let m = WritebackMount::new(start_emulator(config));
+    run_steps(&m, seed, steps, page_size);
+}
+
 /// Run `steps` random steps from `seed` against `target`, whose store lists `page_size` media a
 /// page.
 pub(crate) fn run_steps(target: &dyn Target, seed: u64, steps: usize, page_size: usize) {
@@ -83,10 +93,23 @@ pub(crate) fn run_steps(target: &dyn Target, seed: u64, steps: usize, page_size:
         seed,
         page_size,
         steps: Vec::new(),
-        log: target.log(),
+        target,
     };
     let mut rng = Rng::new(seed);
-    let mut model = Model::default();
+    let writeback = target.writes_back();
+    let mut model = Model {
+        writeback,
+        ..Model::default()
+    };
+    // With write-back: the steps the server is still down for (see `crate::writeback`).
+    let mut outage = 0;
+    let settle = |trace: &mut Trace, model: &Model, after: &str| {
+        trace.steps.push("      (sync the mount)".into());
+        target.settle();
+        if let Err(e) = check_store(target, model) {
+            panic!("{after}, once synced: {e}");
+        }
+    };
     let mut api_only = false;
     // Paged: directories where a media was deleted through the API since the tree was listed.
     // A large account shows such a deletion at its next listing (or at an open, which gets
@@ -104,7 +127,14 @@ pub(crate) fn run_steps(target: &dyn Target, seed: u64, steps: usize, page_size:
     };
     let mut plan = std::collections::VecDeque::new();
     for step in 0..steps {
-        if plan.is_empty() && rng.chance(15) {
+        if writeback && outage == 0 && plan.is_empty() && deleted_in.is_empty() && rng.chance(3) {
+            outage = 2 + rng.below(5);
+            trace
+                .steps
+                .push(format!("      (the server is down for {outage} steps)"));
+            target.outage(true);
+        }
+        if outage == 0 && plan.is_empty() && rng.chance(15) {
             let (what, ops) = scenario(&mut rng, &model, paged);
             if !ops.is_empty() {
                 trace.steps.push(format!("      (scenario: {what})"));
@@ -113,6 +143,12 @@ pub(crate) fn run_steps(target: &dyn Target, seed: u64, steps: usize, page_size:
         }
         let op = match plan.pop_front() {
             Some(op) => op,
+            None if outage > 0 => loop {
+                let op = generate(&mut rng, &model, false, paged, false);
+                if whole_or_nothing(&op) {
+                    break op;
+                }
+            },
             None => generate(&mut rng, &model, api_only, paged, target.is_core()),
         };
         api_only = matches!(op, Op::ApiPut { .. } | Op::ApiDelete { .. }) && rng.chance(35);
@@ -126,8 +162,14 @@ pub(crate) fn run_steps(target: &dyn Target, seed: u64, steps: usize, page_size:
             );
             deleted_in.clear();
         }
+        if writeback && (api_op || matches!(op, Op::FailedFsync { .. })) {
+            // A change elsewhere comes after what is pending here (see `crate::writeback`), and
+            // a fault made on purpose finds no background upload to fail.
+            settle(&mut trace, &model, &format!("before step {step}"));
+        }
         trace.steps.push(format!("{step:4}  {op}"));
         let dir_op = matches!(&op, Op::Rename { from, .. } if model.kind(from) == Kind::Dir);
+        let before = (outage > 0).then(|| model.clone());
         let want = model.apply(&op);
         let kind = format!("{op}").split(' ').next().unwrap_or("").to_string()
             + if dir_op { "-dir" } else { "" };
@@ -140,7 +182,18 @@ pub(crate) fn run_steps(target: &dyn Target, seed: u64, steps: usize, page_size:
             Op::ApiPut { .. } | Op::ApiDelete { .. } => run_api(target.store(), &op),
             _ => target.run(&op),
         };
-        if got != want {
+        if let Some(before) = before {
+            match in_outage(&got, &want) {
+                Ok(true) => {}
+                Ok(false) => model = before,
+                Err(_) => panic!(
+                    "step {step}: {op}, with the server down: the mount answered {}, the model {} \
+                     (or EIO)",
+                    show(&got),
+                    show(&want)
+                ),
+            }
+        } else if got != want {
             let detail = match (&op, &got, &want) {
                 (Op::List { .. }, Ok(Some(g)), Ok(Some(w))) => format!(
                     "({:?} instead of {:?})",
@@ -156,16 +209,48 @@ pub(crate) fn run_steps(target: &dyn Target, seed: u64, steps: usize, page_size:
                 show(&want)
             );
         }
-        if let Err(e) = check_store(target, &model) {
-            panic!("step {step}: after {op}: {e}");
+        let after = format!("step {step}: after {op}");
+        if !writeback {
+            if let Err(e) = check_store(target, &model) {
+                panic!("{after}: {e}");
+            }
+        } else if outage > 0 {
+            outage -= 1;
+            if outage == 0 {
+                trace.steps.push("      (the server is back)".into());
+                target.outage(false);
+                settle(&mut trace, &model, &after);
+                check(&mut trace, &model, &after, " after the outage");
+            }
+            continue;
+        } else if rng.chance(4) {
+            trace
+                .steps
+                .push("      (kill -9 the daemon, mount again)".into());
+            target.restart();
+            // Empty directories live in the mount's memory only (the API has none).
+            model.explicit.clear();
+            check(&mut trace, &model, &after, " at once from the journal");
+            if rng.chance(50) {
+                settle(&mut trace, &model, &after);
+            }
+        } else if rng.chance(10) {
+            settle(&mut trace, &model, &after);
         }
         if let Op::ApiDelete { name } = &op {
             deleted_in.insert(parent(name).to_string());
         }
         if (plan.is_empty() && rng.chance(35)) || step + 1 == steps {
-            check(&mut trace, &model, &format!("step {step}: after {op}"), "");
+            check(&mut trace, &model, &after, "");
             deleted_in.clear();
         }
+    }
+    if writeback {
+        if outage > 0 {
+            target.outage(false);
+        }
+        settle(&mut trace, &model, "at the end");
+        check(&mut trace, &model, "at the end", "");
     }
     eprintln!("seed {seed}: successes and {{errno: count}} of each operation: {tally:?}");
 }
