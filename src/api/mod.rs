@@ -7,6 +7,7 @@
 //! media ids with `/` to URL paths ([`path`]).
 
 pub mod auth;
+pub mod counters;
 pub mod http;
 pub mod mime;
 pub mod path;
@@ -14,10 +15,12 @@ pub mod retry;
 mod transport;
 pub mod wire;
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
+pub use counters::{Counters, CountersSnapshot, RequestKind};
 pub use mime::{content_type_for, content_type_of_bytes, UNKNOWN_CONTENT_TYPE};
 
 /// Bandwidth's documented per-file limit: 3.75 MB (3.75 × 1024 × 1024 bytes).
@@ -183,6 +186,12 @@ pub trait MediaApi: Send + Sync {
     fn delete(&self, name: &str) -> Result<(), ApiError>;
     /// The URL of a media, as one would put it in an MMS.
     fn media_url(&self, name: &str) -> String;
+    /// The counters of the requests this API makes, which the core shares to count its cache
+    /// hits beside them (so `bwmediafs status` reads one object); `None` for an API that
+    /// counts nothing (the in-process store of the unit tests).
+    fn counters(&self) -> Option<Arc<Counters>> {
+        None
+    }
 }
 
 /// Walk every page of the listing, calling `on_page` for each as it arrives (so a reader can

@@ -42,7 +42,9 @@ in the background: `sync /mnt/media` waits for them, fsync still waits for the s
 what a crash leaves in the write-back journal the next mount uploads. `bwmediafs status \
 MOUNTPOINT [--json]` says what is pending and what the server refused (exit 0: nothing \
 pending, 1: some, 2: refused); `getfattr -n user.bandwidth.state FILE` says stored, pending \
-or failed; `getfattr -n user.bandwidth.url` of a staged file uploads it first.
+or failed; `getfattr -n user.bandwidth.url` of a staged file uploads it first. In every \
+mode, the status also shows the mount's counters: requests by kind, bytes up and down, \
+retries and cache hits.
 
 Every setting is also an -o option (credentials=FILE, cache_size=64M, metadata_ttl=10s, \
 timeout=, retry_time=, base_url=, token_url=, log_file=, recovery_dir=, read_ahead=, \

@@ -1,6 +1,8 @@
-//! `bwmediafs status MOUNTPOINT [--json]`: what a mount has not sent to the server yet, and what
-//! the server refused, read from the `user.bandwidth.status` attribute of the mount's root (so
-//! it needs no socket and works for any user who can read the mount).
+//! `bwmediafs status MOUNTPOINT [--json]`: what a mount has not sent to the server yet, what
+//! the server refused, and the mount's counters (requests by kind, bytes each way, retries,
+//! cache hits; `crate::api::Counters` defines each), read from the `user.bandwidth.status`
+//! attribute of the mount's root (so it needs no socket and works for any user who can read
+//! the mount).
 //!
 //! Exit status: 0 when nothing is pending, 1 when some is, 2 when the server refused something
 //! for good, 3 when the status cannot be read.
@@ -13,14 +15,15 @@ use clap::Parser;
 
 use crate::fs::XATTR_STATUS;
 
-/// Show what a bwmediafs mount has not uploaded yet.
+/// Show what a bwmediafs mount has not uploaded yet, and its counters.
 #[derive(Debug, Parser)]
 #[command(name = "bwmediafs status")]
 pub struct StatusArgs {
     /// The mountpoint of a running bwmediafs.
     pub mountpoint: PathBuf,
-    /// Print the status as JSON (pending, pending_bytes, oldest_pending_seconds, failing,
-    /// failed: [{name, error}], journal).
+    /// Print the status as JSON (writeback, pending, pending_bytes, oldest_pending_seconds,
+    /// failing, failed: [{name, error}], journal, counters: {requests: {list, get, put, delete,
+    /// token}, bytes_up, bytes_down, retries, cache_hits}).
     #[arg(long)]
     pub json: bool,
 }
@@ -68,8 +71,17 @@ pub fn exit_status(value: &serde_json::Value) -> i32 {
     }
 }
 
-/// The status in words.
+/// The status in words, the counters last.
 pub fn describe(mountpoint: &Path, value: &serde_json::Value) -> String {
+    let mut out = describe_pending(mountpoint, value);
+    if let Some(counters) = describe_counters(&value["counters"]) {
+        out.push_str(&counters);
+    }
+    out
+}
+
+/// What is pending and what was refused, in words.
+fn describe_pending(mountpoint: &Path, value: &serde_json::Value) -> String {
     let mut out = String::new();
     let mnt = mountpoint.display();
     if value["writeback"] != serde_json::Value::Bool(true) {
@@ -112,6 +124,47 @@ pub fn describe(mountpoint: &Path, value: &serde_json::Value) -> String {
     out
 }
 
+/// The counters in two lines, such as "requests: 3 list, 10 get, 5 put, 0 delete, 1 token" and
+/// "1.2 MiB up, 3.4 MiB down; 2 retries; 7 cache hits"; `None` from a mount that shows none
+/// (of a version without them).
+fn describe_counters(counters: &serde_json::Value) -> Option<String> {
+    if !counters.is_object() {
+        return None;
+    }
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let requests = &counters["requests"];
+    let kinds: Vec<String> = ["list", "get", "put", "delete", "token"]
+        .iter()
+        .map(|k| format!("{} {k}", n(&requests[*k])))
+        .collect();
+    let plural = |count: u64, one: &str, many: &str| {
+        format!("{count} {}", if count == 1 { one } else { many })
+    };
+    Some(format!(
+        "requests: {}\n{} up, {} down; {}; {}\n",
+        kinds.join(", "),
+        human_bytes(n(&counters["bytes_up"])),
+        human_bytes(n(&counters["bytes_down"])),
+        plural(n(&counters["retries"]), "retry", "retries"),
+        plural(n(&counters["cache_hits"]), "cache hit", "cache hits"),
+    ))
+}
+
+/// `bytes` for a reader: "512 B", "48.2 KiB", "3.4 MiB", "1.2 GiB".
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 fn read_status(mountpoint: &Path) -> Result<String, String> {
     let path = CString::new(mountpoint.as_os_str().as_bytes())
         .map_err(|_| "the mountpoint holds a NUL byte".to_string())?;
@@ -138,4 +191,45 @@ fn read_status(mountpoint: &Path) -> Result<String, String> {
     }
     buf.truncate(n as usize);
     String::from_utf8(buf).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_in_words() {
+        let value = serde_json::json!({
+            "writeback": false,
+            "pending": 0,
+            "failed": [],
+            "counters": {
+                "requests": {"list": 3, "get": 10, "put": 5, "delete": 0, "token": 1},
+                "bytes_up": 1_258_291,
+                "bytes_down": 500,
+                "retries": 1,
+                "cache_hits": 7,
+            },
+        });
+        let text = describe(Path::new("/mnt/media"), &value);
+        assert_eq!(
+            text,
+            "/mnt/media: without --writeback every close uploads before it returns: nothing \
+             pending\nrequests: 3 list, 10 get, 5 put, 0 delete, 1 token\n1.2 MiB up, 500 B \
+             down; 1 retry; 7 cache hits\n"
+        );
+        assert_eq!(exit_status(&value), 0);
+        // A mount of a version without counters: no counter line.
+        let old = serde_json::json!({"writeback": false, "pending": 0, "failed": []});
+        assert!(!describe(Path::new("/m"), &old).contains("requests"));
+    }
+
+    #[test]
+    fn bytes_in_words() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1024), "1.0 KiB");
+        assert_eq!(human_bytes(49_357), "48.2 KiB");
+        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
 }

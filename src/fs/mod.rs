@@ -95,7 +95,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::api::{ApiError, MediaApi};
+use crate::api::{ApiError, Counters, MediaApi};
 use content::ContentCache;
 use dir_handle::DirHandle;
 pub use error::FsError;
@@ -119,6 +119,9 @@ pub struct MediaFs {
     /// Itself, for the threads that fetch ahead and the replies that come from other threads.
     me: Weak<MediaFs>,
     api: Arc<dyn MediaApi>,
+    /// The API's counters (or the core's own, with an API that counts nothing), where the
+    /// core counts its cache hits; `bwmediafs status` shows them.
+    counters: Arc<Counters>,
     opts: FsOptions,
     ns: Mutex<Namespace>,
     content: ContentCache,
@@ -199,9 +202,11 @@ impl MediaFs {
         if let Some(t) = &times {
             ns.remember(t.load(std::time::SystemTime::now()));
         }
+        let counters = api.counters().unwrap_or_default();
         let fs = Arc::new_cyclic(|me| MediaFs {
             me: me.clone(),
             api,
+            counters,
             content: ContentCache::new(opts.cache_size),
             read_ahead: ReadAhead::new(&opts),
             opts,

@@ -83,6 +83,10 @@ impl MediaFs {
     /// Open a file for thread `pid` (as the kernel names it; 0: unknown). Write access (or
     /// O_TRUNC) attaches the inode's write buffer. An open after the TTL checks the bytes that
     /// it would serve from a cache (close-to-open consistency, see `MediaFs::revalidate_body`).
+    ///
+    /// The one place a cache hit is counted: an open for reading (no write access, no O_TRUNC)
+    /// of a file no write buffer holds, whose current bytes the data cache holds, and which
+    /// made no GET to check them. At most one per open, whatever it then reads.
     pub fn open(&self, ino: Ino, flags: i32, pid: u32) -> Result<Opened, FsError> {
         let acc = flags & libc::O_ACCMODE;
         let trunc = flags & libc::O_TRUNC != 0;
@@ -98,13 +102,18 @@ impl MediaFs {
                 return Err(FsError::IsDir);
             }
         }
-        if !trunc {
+        let checked = if trunc {
+            false
+        } else {
             // Found gone from the server: the name the kernel still caches is dropped, and the
             // kernel looks it up again (so an `O_CREAT` open makes a new file).
             self.revalidate_body(ino).map_err(|e| match e {
                 FsError::NotFound => FsError::Stale,
                 e => e,
-            })?;
+            })?
+        };
+        if !writes && !checked && self.buffer_of(ino).is_none() && self.body_cached(ino) {
+            self.counters.cache_hit();
         }
         let buf = if writes {
             Some(self.acquire_buffer(ino, trunc)?)
@@ -132,6 +141,16 @@ impl MediaFs {
         })
     }
 
+    /// Whether the data cache holds the body of `ino`'s current version.
+    fn body_cached(&self, ino: Ino) -> bool {
+        let ns = self.ns.lock();
+        ns.live(ino).is_some_and(|n| {
+            self.content
+                .peek(n.path())
+                .is_some_and(|(_, v)| v == n.content_version())
+        })
+    }
+
     /// What a handle serves of `n`'s current version, for the pages the kernel may evict: the
     /// cached body, or the fingerprint of the one the cache evicted.
     fn kernel_version_body(&self, n: &Node) -> Option<HandleBody> {
@@ -152,10 +171,10 @@ impl MediaFs {
     /// they changed, the content version moves on, so the open does not keep the kernel's page
     /// cache. A write buffer is the truth while it exists; bytes nobody caches, of a size known
     /// within the TTL, need no check (the first read fetches them). A media found gone is
-    /// NotFound (its name is dropped).
-    pub(super) fn revalidate_body(&self, ino: Ino) -> Result<(), FsError> {
+    /// NotFound (its name is dropped). True when the bytes were checked (one GET).
+    pub(super) fn revalidate_body(&self, ino: Ino) -> Result<bool, FsError> {
         if self.buffer_of(ino).is_some() {
-            return Ok(());
+            return Ok(false);
         }
         let path = {
             let ns = self.ns.lock();
@@ -172,12 +191,12 @@ impl MediaFs {
             // that follows would fetch the body anyway, and the kernel reads by that size.
             let unchecked = cached || self.size_past_ttl(n);
             if !n.remote() || !unchecked || fresh(n.body_checked_at(), ttl) {
-                return Ok(());
+                return Ok(false);
             }
             n.path().to_string()
         };
         match self.download(&path, |_| false) {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(true),
             Err(FsError::Api {
                 source: ApiError::NotFound,
                 ..

@@ -499,10 +499,10 @@ impl MediaFs {
     }
 
     /// What `bwmediafs status` shows, as JSON: the changes pending (files and deletions), the
-    /// bytes staged, how old the oldest is, whether uploads are failing, and what the server
-    /// refused for good.
+    /// bytes staged, how old the oldest is, whether uploads are failing, what the server
+    /// refused for good, and in every mode the mount's counters (`crate::api::Counters`).
     pub(super) fn status(&self) -> String {
-        let value = match &self.writeback {
+        let mut value = match &self.writeback {
             None => serde_json::json!({ "writeback": false, "pending": 0, "failed": [] }),
             Some(wb) => {
                 let failed: Vec<serde_json::Value> = wb
@@ -522,6 +522,7 @@ impl MediaFs {
                 })
             }
         };
+        value["counters"] = serde_json::json!(self.counters.snapshot());
         value.to_string()
     }
 

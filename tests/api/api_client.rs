@@ -209,7 +209,7 @@ fn every_operation_round_trips() {
 
     let s = emu.stats();
     assert_eq!((s.list, s.get, s.put, s.delete, s.token), (2, 4, 3, 2, 0));
-    assert_eq!(api.requests_sent(), 11);
+    assert_eq!(api.requests_answered(), 11);
     assert_eq!(
         api.media_url("a b/c.png"),
         format!(
@@ -261,7 +261,7 @@ fn oversize_upload_is_too_large() {
         other => panic!("{other:?}"),
     }
     // Refused before sending: a doomed upload costs no request.
-    assert_eq!((emu.stats().put, api.requests_sent()), (0, 0));
+    assert_eq!((emu.stats().put, api.requests_answered()), (0, 0));
     assert_eq!(api.get("big.bin"), Err(ApiError::NotFound));
     // Exactly at the limit is fine.
     let at = content(4, MAX_MEDIA_SIZE as usize);
@@ -411,7 +411,7 @@ fn oauth2_token_is_fetched_once_and_reused() {
     assert_eq!(list_all(&api).unwrap().len(), 5);
     let s = emu.stats();
     assert_eq!((s.token, s.put, s.list), (1, 5, 1));
-    assert_eq!(api.requests_sent(), 7);
+    assert_eq!(api.requests_answered(), 7);
 }
 
 #[test]
@@ -432,7 +432,7 @@ fn oauth2_token_is_renewed_before_it_expires() {
     // Renewed at half life (1 s): at least 3 tokens over 3.5 s, and no call refused.
     assert!(s.token >= 3, "{s:?}");
     assert!(s.token <= 6, "{s:?}");
-    assert_eq!(api.requests_sent(), s.token + s.get + s.put);
+    assert_eq!(api.requests_answered(), s.token + s.get + s.put);
 }
 
 #[test]
@@ -544,7 +544,7 @@ fn retries_ride_out_30_percent_errors() {
     assert_eq!(list_all(&api).unwrap().len(), 50);
     let s = emu.stats();
     assert!(s.put > 50 && s.get > 50, "some were retried: {s:?}");
-    assert_eq!(api.requests_sent(), s.put + s.get + s.list + s.token);
+    assert_eq!(api.requests_answered(), s.put + s.get + s.list + s.token);
 }
 
 #[test]
@@ -609,6 +609,34 @@ fn retry_after_is_capped_by_the_total_time() {
     let took = start.elapsed();
     assert!(took >= Duration::from_millis(700), "{took:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
+#[test]
+fn counters_count_each_answered_attempt_its_body_and_the_retries() {
+    let emu = emulator();
+    let api = with_retry(&emu, oauth(), quick_retry(3));
+    api.authenticate().unwrap();
+    let body = content(1, 5000);
+    emu.set_faults(Faults {
+        error_rate: 1.0,
+        error_statuses: vec![503],
+        ..Faults::default()
+    });
+    // Three attempts answered 503: three PUTs, their bodies, two retries.
+    assert!(api.put("c.bin", body.clone(), "image/png", None).is_err());
+    emu.set_faults(Faults::default());
+    api.put("c.bin", body.clone(), "image/png", None).unwrap();
+    assert_eq!(api.get("c.bin").unwrap().body, body);
+    api.delete("c.bin").unwrap();
+    let counted = api.counters().expect("the HTTP client counts").snapshot();
+    let s = emu.stats();
+    assert_eq!((s.token, s.put, s.get, s.delete, s.list), (1, 4, 1, 1, 0));
+    let r = counted.requests;
+    assert_eq!((r.token, r.put, r.get, r.delete, r.list), (1, 4, 1, 1, 0));
+    assert_eq!(counted.bytes_up, 4 * 5000);
+    assert_eq!(counted.bytes_down, 5000);
+    assert_eq!(counted.retries, 2);
+    assert_eq!(counted.cache_hits, 0);
 }
 
 #[test]
@@ -751,7 +779,7 @@ fn connections_are_kept_alive_and_reused() {
     assert_eq!(list_all(&api).unwrap().len(), 30);
     api.delete("k0").unwrap();
     assert_eq!(api.get("k0"), Err(ApiError::NotFound));
-    assert_eq!(api.requests_sent(), 63);
+    assert_eq!(api.requests_answered(), 63);
     // One connection carries them all (a second may open if the first is not yet back in the
     // pool when the next request starts).
     let conns = relay.connections.load(Ordering::SeqCst);

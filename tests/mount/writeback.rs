@@ -592,6 +592,116 @@ fn status_of_a_directory_that_is_not_a_mount_says_so() {
     );
 }
 
+/// The `counters` object of `bwmediafs status --json` (the status must say nothing is pending).
+fn counters(m: &Mount) -> serde_json::Value {
+    let (code, json) = status(m, true);
+    assert_eq!(code, 0, "{json}");
+    let value: serde_json::Value = serde_json::from_str(json.trim()).expect("status --json");
+    value["counters"].clone()
+}
+
+/// How much the counter at `pointer` (`/requests/get`, `/cache_hits`) grew from `from` to `to`.
+fn grew(from: &serde_json::Value, to: &serde_json::Value, pointer: &str) -> u64 {
+    let at = |v: &serde_json::Value| {
+        v.pointer(pointer)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or_else(|| panic!("no counter {pointer} in {v}"))
+    };
+    at(to) - at(from)
+}
+
+/// Write a file, read a media twice, list and delete through a mount started with `args`;
+/// after each step the counters of `bwmediafs status` say what it cost, and at the end they
+/// equal what the server received.
+fn counters_follow_a_known_sequence(args: &[&str]) {
+    let seeded = bytes(200_000, 7);
+    let emulator = emulator_with(&[("seeded.bin", &seeded)]);
+    // Without read-ahead and within the TTL, which opens find their bytes cached depends on
+    // the steps alone.
+    let mut all = vec!["--read-ahead", "0", "--metadata-ttl", "1h"];
+    all.extend_from_slice(args);
+    let m = Mount::with(emulator, &all);
+    let start = counters(&m);
+    assert_eq!(start["requests"]["list"], 1, "{start}");
+    assert_eq!(start["requests"]["token"], 1, "{start}");
+
+    let written = bytes(300_000, 8);
+    write_file(&m.path("new.bin"), &written).expect("written");
+    sh_ok(&format!("sync {}", q(&m.path("new.bin"))));
+    let after_write = counters(&m);
+    assert_eq!(grew(&start, &after_write, "/requests/put"), 1);
+    assert_eq!(grew(&start, &after_write, "/bytes_up"), 300_000);
+
+    // The first read of a media this mount never had downloads it; the second finds it cached.
+    assert_eq!(std::fs::read(m.path("seeded.bin")).unwrap(), seeded);
+    let first = counters(&m);
+    assert_eq!(grew(&after_write, &first, "/requests/get"), 1);
+    assert_eq!(grew(&after_write, &first, "/bytes_down"), 200_000);
+    assert_eq!(grew(&after_write, &first, "/cache_hits"), 0);
+    assert_eq!(std::fs::read(m.path("seeded.bin")).unwrap(), seeded);
+    let second = counters(&m);
+    assert_eq!(grew(&first, &second, "/requests/get"), 0);
+    assert_eq!(grew(&first, &second, "/bytes_down"), 0);
+    assert_eq!(grew(&first, &second, "/cache_hits"), 1);
+
+    // The written file, read twice: from memory (the data cache, or the write buffer while
+    // the kernel has not released the writer's handle), never by a GET.
+    for _ in 0..2 {
+        assert_eq!(std::fs::read(m.path("new.bin")).unwrap(), written);
+    }
+    let again = counters(&m);
+    assert_eq!(grew(&second, &again, "/requests/get"), 0);
+
+    let mut names: Vec<String> = std::fs::read_dir(m.path(""))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["new.bin", "seeded.bin"]);
+    std::fs::remove_file(m.path("new.bin")).unwrap();
+    sh_ok(&format!("sync {}", q(&m.path(""))));
+
+    let end = counters(&m);
+    let s = m.stats();
+    assert_eq!(
+        end["requests"],
+        serde_json::json!({
+            "list": s.list, "get": s.get, "put": s.put, "delete": s.delete, "token": s.token,
+        }),
+        "the counters of the mount against the server's:\n{}",
+        m.log_text()
+    );
+    assert_eq!((s.put, s.delete), (1, 1), "{s:?}");
+    assert_eq!(end["bytes_up"], 300_000);
+    // Every GET that brought a body brought the seeded media (any other was a 404).
+    assert_eq!(end["bytes_down"], 200_000);
+    assert_eq!(end["retries"], 0);
+    // The human output says the same.
+    let (code, text) = status(&m, false);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(&format!(
+            "requests: {} list, {} get, 1 put, 1 delete, {} token",
+            s.list, s.get, s.token
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("293.0 KiB up, 195.3 KiB down; 0 retries"),
+        "{text}"
+    );
+}
+
+#[test]
+fn status_counts_requests_bytes_and_cache_hits_as_the_server_saw_them() {
+    counters_follow_a_known_sequence(&[]);
+}
+
+#[test]
+fn status_counts_requests_bytes_and_cache_hits_with_writeback_too() {
+    counters_follow_a_known_sequence(&["--writeback"]);
+}
+
 #[test]
 fn sigterm_unmounts_at_once_then_uploads_what_is_pending_telling_systemd() {
     use std::os::unix::net::UnixDatagram;

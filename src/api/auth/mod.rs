@@ -14,13 +14,13 @@
 //! prints as `Sensitive` in any Debug output): not in Debug, errors or logs.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use parking_lot::Mutex;
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 
+use super::counters::{Counters, RequestKind};
 use super::retry::{Attempt, Failure};
 use super::transport::{read_limited, retry_after, transport_failure, MAX_ERROR_BODY};
 use super::wire::parse_error_body;
@@ -145,7 +145,7 @@ pub(crate) fn parse_token(body: &[u8]) -> Result<ParsedToken, ApiError> {
 pub(crate) struct TokenHttp<'a> {
     pub client: &'a reqwest::blocking::Client,
     pub attempt: &'a Attempt,
-    pub sent: &'a AtomicU64,
+    pub counters: &'a Counters,
 }
 
 struct CachedToken {
@@ -312,7 +312,6 @@ fn fetch_token(
     client_id: &str,
     client_header: &HeaderValue,
 ) -> Result<ParsedToken, Failure> {
-    http.sent.fetch_add(1, Ordering::Relaxed);
     let resp = http
         .client
         .post(token_url)
@@ -323,6 +322,7 @@ fn fetch_token(
         .body("grant_type=client_credentials")
         .send()
         .map_err(|e| transport_failure("token request", &e))?;
+    http.counters.request(RequestKind::Token);
     let status = resp.status().as_u16();
     let retry_after = retry_after(&resp);
     if resp.status().is_success() {

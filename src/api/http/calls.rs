@@ -84,18 +84,19 @@ impl MediaApi for HttpApi {
         let op = Op::Put { size, content_type };
         let mut renewed = false;
         self.with_retries(&what, |a| {
-            let (resp, authorization) = self.send(&what, &a, &mut renewed, || {
-                let req = self
-                    .client
-                    .put(&url)
-                    .header(ACCEPT, "application/json")
-                    .header(CONTENT_TYPE, ct.clone())
-                    .body(body.clone());
-                match &cc {
-                    Some(cc) => req.header(CACHE_CONTROL, cc.clone()),
-                    None => req,
-                }
-            })?;
+            let (resp, authorization) =
+                self.send(RequestKind::Put, size, &what, &a, &mut renewed, || {
+                    let req = self
+                        .client
+                        .put(&url)
+                        .header(ACCEPT, "application/json")
+                        .header(CONTENT_TYPE, ct.clone())
+                        .body(body.clone());
+                    match &cc {
+                        Some(cc) => req.header(CACHE_CONTROL, cc.clone()),
+                        None => req,
+                    }
+                })?;
             if !resp.status().is_success() {
                 return Err(self.status_failure(resp, &authorization, &op, renewed));
             }
@@ -112,9 +113,10 @@ impl MediaApi for HttpApi {
         let what = format!("delete {name:?}");
         let mut renewed = false;
         let result = self.with_retries(&what, |a| {
-            let (resp, authorization) = self.send(&what, &a, &mut renewed, || {
-                self.client.delete(&url).header(ACCEPT, "application/json")
-            })?;
+            let (resp, authorization) =
+                self.send(RequestKind::Delete, 0, &what, &a, &mut renewed, || {
+                    self.client.delete(&url).header(ACCEPT, "application/json")
+                })?;
             if !resp.status().is_success() {
                 return Err(self.status_failure(resp, &authorization, &Op::Other, renewed));
             }
@@ -133,6 +135,10 @@ impl MediaApi for HttpApi {
 
     fn media_url(&self, name: &str) -> String {
         format!("{}/{}", self.media_base, encode_media_id(name))
+    }
+
+    fn counters(&self) -> Option<Arc<Counters>> {
+        Some(self.counters.clone())
     }
 }
 

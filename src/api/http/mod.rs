@@ -17,7 +17,7 @@
 //! call ends within the retry time plus one request timeout however the server fails.
 
 use std::io::Read;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,6 +33,7 @@ use config::check_endpoint_url;
 pub use config::{HttpConfig, DEFAULT_BASE_URL, DEFAULT_TOKEN_URL};
 
 use super::auth::{Auth, Credentials, TokenHttp};
+use super::counters::{Counters, RequestKind};
 use super::path::{encode_media_id, url_can_carry};
 use super::retry::{self, Attempt, Failure, RetryPolicy};
 use super::transport::{
@@ -60,7 +61,8 @@ pub struct HttpApi {
     retry: RetryPolicy,
     /// The most one attempt (token request, request and body together) may take.
     attempt_limit: Duration,
-    sent: AtomicU64,
+    /// What this client asked of the server (see [`Counters`] for where each is counted).
+    counters: Arc<Counters>,
 }
 
 impl std::fmt::Debug for HttpApi {
@@ -115,13 +117,14 @@ impl HttpApi {
             auth,
             retry: config.retry,
             attempt_limit: config.request_timeout,
-            sent: AtomicU64::new(0),
+            counters: Arc::default(),
         })
     }
 
-    /// HTTP requests sent so far (every attempt, token requests included).
-    pub fn requests_sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
+    /// HTTP requests the server has answered so far (every attempt, token requests included;
+    /// see [`Counters::request`]).
+    pub fn requests_answered(&self) -> u64 {
+        self.counters.snapshot().requests.total()
     }
 
     /// The account this client works on.
@@ -142,28 +145,38 @@ impl HttpApi {
                 .header(&TokenHttp {
                     client: &self.client,
                     attempt: &attempt,
-                    sent: &self.sent,
+                    counters: &self.counters,
                 })
                 .map(drop)
         })
     }
 
-    /// Run one call's attempts under the retry policy.
+    /// Run one call's attempts under the retry policy; each attempt after the first is counted
+    /// as a retry.
     fn with_retries<T>(
         &self,
         what: &str,
-        attempt: impl FnMut(Attempt) -> Result<T, Failure>,
+        mut attempt: impl FnMut(Attempt) -> Result<T, Failure>,
     ) -> Result<T, ApiError> {
-        retry::run(&self.retry, what, self.attempt_limit, attempt)
+        retry::run(&self.retry, what, self.attempt_limit, |a| {
+            if a.number > 1 {
+                self.counters.retry();
+            }
+            attempt(a)
+        })
     }
 
-    /// Send one request built by `build`, with authorization; under OAuth2 a 401 renews the token
-    /// and repeats the request, once per call (`renewed` spans the call's attempts). Answers with
-    /// any status are returned, with the `Authorization` value they answered (so that an error
-    /// answer can be stripped of it); only a failure to get an answer is an error.
-    /// Everything happens within `attempt`'s deadline, the token request included.
+    /// Send one request of `kind` built by `build`, with authorization; under OAuth2 a 401 renews
+    /// the token and repeats the request, once per call (`renewed` spans the call's attempts).
+    /// Answers with any status are returned, with the `Authorization` value they answered (so
+    /// that an error answer can be stripped of it); only a failure to get an answer is an error.
+    /// Each answered request is counted, with the `upload` bytes of its body (a PUT's media; 0
+    /// for the others). Everything happens within `attempt`'s deadline, the token request
+    /// included.
     fn send(
         &self,
+        kind: RequestKind,
+        upload: u64,
         what: &str,
         attempt: &Attempt,
         renewed: &mut bool,
@@ -173,14 +186,17 @@ impl HttpApi {
             let authorization = self.auth.header(&TokenHttp {
                 client: &self.client,
                 attempt,
-                sent: &self.sent,
+                counters: &self.counters,
             })?;
-            self.sent.fetch_add(1, Ordering::Relaxed);
             let resp = build()
                 .timeout(attempt.remaining())
                 .header(AUTHORIZATION, authorization.clone())
                 .send()
                 .map_err(|e| transport_failure(what, &e))?;
+            self.counters.request(kind);
+            if upload > 0 {
+                self.counters.uploaded(upload);
+            }
             log::trace!("{what}: HTTP {}", resp.status().as_u16());
             if resp.status().as_u16() == 401 && self.auth.renewable() && !*renewed {
                 *renewed = true;
@@ -221,16 +237,17 @@ impl HttpApi {
         attempt: &Attempt,
         renewed: &mut bool,
     ) -> Result<ListPage, Failure> {
-        let (resp, authorization) = self.send("list", attempt, renewed, || {
-            let req = self
-                .client
-                .get(&self.media_base)
-                .header(ACCEPT, "application/json");
-            match token {
-                Some(t) => req.header(CONTINUATION_TOKEN, t.clone()),
-                None => req,
-            }
-        })?;
+        let (resp, authorization) =
+            self.send(RequestKind::List, 0, "list", attempt, renewed, || {
+                let req = self
+                    .client
+                    .get(&self.media_base)
+                    .header(ACCEPT, "application/json");
+                match token {
+                    Some(t) => req.header(CONTINUATION_TOKEN, t.clone()),
+                    None => req,
+                }
+            })?;
         if !resp.status().is_success() {
             return Err(self.status_failure(resp, &authorization, &Op::Other, *renewed));
         }
@@ -260,9 +277,10 @@ impl HttpApi {
         renewed: &mut bool,
         sink: &mut dyn BodySink,
     ) -> Result<Media, Failure> {
-        let (mut resp, authorization) = self.send(what, attempt, renewed, || {
-            self.client.get(url).header(ACCEPT, "*/*")
-        })?;
+        let (mut resp, authorization) =
+            self.send(RequestKind::Get, 0, what, attempt, renewed, || {
+                self.client.get(url).header(ACCEPT, "*/*")
+            })?;
         if !resp.status().is_success() {
             return Err(self.status_failure(resp, &authorization, &Op::Other, *renewed));
         }
@@ -300,6 +318,7 @@ impl HttpApi {
                 Err(e) => return Err(cut(what, "media", got, announced, &e)),
             };
             got += n as u64;
+            self.counters.downloaded(n as u64);
             sink.advance(n);
             if got > MAX_GET_BODY {
                 return Err(Failure::fatal(ApiError::Malformed(format!(
