@@ -268,7 +268,11 @@ impl MediaFs {
                     self.truncate_buffer(ino, &buf, size)?;
                     // A staged file no handle has open (write-back): staged again, or uploaded.
                     if buf.state.lock().handles == 0 && !self.stage(ino, &buf) {
-                        self.upload(ino, &buf, UploadCause::Sync)?;
+                        if let Err(e) = self.upload(ino, &buf, UploadCause::Sync) {
+                            // As after a failed close: back to the version staged before.
+                            self.back_to_staged(ino, &buf);
+                            return Err(e);
+                        }
                     }
                 }
                 None => self.truncate_now(ino, size)?,

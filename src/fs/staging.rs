@@ -268,6 +268,30 @@ impl MediaFs {
         }
     }
 
+    /// Write-back: when the last handle of `ino` goes after a close that failed, the file goes
+    /// back to the version an earlier close staged (as without write-back it goes back to what
+    /// the server holds), and that version is what the background sends.
+    pub(super) fn back_to_staged(&self, ino: Ino, buf: &Arc<WriteBuf>) {
+        let Some(wb) = &self.writeback else {
+            return;
+        };
+        let mut st = buf.state.lock();
+        let Some(seq) = st.failed_after_staging() else {
+            return;
+        };
+        let Some(len) = wb.journal.len_of(seq) else {
+            return;
+        };
+        st.back_to_staged(seq, len);
+        drop(st);
+        log::info!(
+            "{:?} shows again the version its last successful close staged; the bytes of the \
+             close that failed stay in the recovery folder",
+            self.path_of(ino)
+        );
+        wb.uploader.queue(ino, &self.uploads());
+    }
+
     /// The changes an earlier mount left in the journal: each name's newest is shown at once
     /// (a version as a file with a staged write buffer, a deletion as the name gone) and sent
     /// in the background; the older ones are forgotten.

@@ -90,6 +90,7 @@ impl MediaFs {
             st.handles = st.handles.saturating_sub(1);
         }
         if self.writes_back() {
+            self.back_to_staged(ino, buf);
             unload(buf);
         }
         self.drop_idle_buffer(ino, buf)

@@ -265,6 +265,30 @@ impl WriteState {
         }
     }
 
+    /// Write-back: the last handle went after a close that failed (its bytes are in the
+    /// recovery folder): the file goes back to the version a close staged, the last one
+    /// acknowledged, whose `len` bytes are journal version `seq` (without write-back it goes
+    /// back to what the server holds). Its new generation is staged as that version.
+    pub(crate) fn back_to_staged(&mut self, seq: u64, len: u64) {
+        self.generation += 1;
+        self.staged = Some((self.generation, seq));
+        self.on_disk = Some((seq, len));
+        self.data = WriteData::default();
+        self.loaded = false;
+        self.dirty = true;
+        self.oversize = None;
+    }
+
+    /// The staged version to go back to when the last handle goes (see
+    /// [`WriteState::back_to_staged`]): there is one, and the last close of newer bytes failed.
+    pub(crate) fn failed_after_staging(&self) -> Option<u64> {
+        let (generation, seq) = self.staged?;
+        let failed = self.handles == 0
+            && self.generation != generation
+            && self.saved_generation() == Some(self.generation);
+        failed.then_some(seq)
+    }
+
     /// The journal version that held the bytes was lost (found damaged and kept aside): the
     /// buffer holds nothing of its own any more, and what the server holds is the file.
     pub(crate) fn lost_on_disk(&mut self) {
@@ -375,7 +399,10 @@ impl WriteState {
             return false;
         }
         match cause {
-            UploadCause::Sync | UploadCause::Background => true,
+            UploadCause::Sync => true,
+            // Bytes whose close failed are the next close's or fsync's to try, not the
+            // background's: what the background sends is what a close acknowledged.
+            UploadCause::Background => self.saved_generation() != Some(self.generation),
             // The close that failed for these very bytes was their last try; they are kept. An
             // incomplete (oversize) file was refused at its write and its close already.
             UploadCause::Release => {
@@ -467,5 +494,30 @@ mod tests {
         assert!(w.saved.is_none() && !w.dirty);
         w.saved = Some((first, PathBuf::from("copy")));
         assert_eq!(w.uploaded(first).recovery, Some(PathBuf::from("copy")));
+    }
+
+    #[test]
+    fn a_failed_close_after_a_staged_one_goes_back_to_it() {
+        let mut w = WriteState::empty();
+        w.write_at(0, b"staged").unwrap();
+        assert_eq!(w.staged(w.generation, 7), None);
+        w.write_at(0, b"failed bytes").unwrap();
+        assert_eq!(w.failed_after_staging(), None, "no close failed yet");
+        w.saved = Some((w.generation, PathBuf::from("copy")));
+        assert!(
+            !w.wants_upload(UploadCause::Background),
+            "the background does not send bytes whose close failed"
+        );
+        w.handles = 1;
+        assert_eq!(w.failed_after_staging(), None, "a handle may close again");
+        w.handles = 0;
+        assert_eq!(w.failed_after_staging(), Some(7));
+        w.back_to_staged(7, 6);
+        assert_eq!(w.journal_source(), Some(7));
+        assert_eq!(w.shown_size(), Some(6));
+        assert_eq!(w.staged_generation(), Some(w.generation));
+        assert!(w.dirty && !w.loaded);
+        assert_eq!(w.failed_after_staging(), None);
+        assert_eq!(w.uploaded(w.generation).version, Some(7));
     }
 }

@@ -128,6 +128,66 @@ fn closes_stage_again_once_a_sync_has_sent_what_was_failing() {
     until_stored(&m, "second.txt", b"staged too");
 }
 
+/// Found by the model test: a close that failed (uploads failing, the server down) left its
+/// bytes in the buffer of a file with an earlier staged version, so the background sent them
+/// once the server was back: the failed change took effect after all, and the acknowledged
+/// version was never stored (a truncate(2) of the closed file, the same). As without
+/// write-back, the file goes back to the last version a close acknowledged, and the failed
+/// bytes stay in the recovery folder alone.
+#[test]
+fn a_failed_close_or_truncate_goes_back_to_the_version_staged_before_it() {
+    let emulator = emulator_with(&[]);
+    let m = Mount::with(emulator, &["--writeback", "--retry-time", "300ms"]);
+    server_down(&m.emulator);
+    write_file(&m.path("f.txt"), b"acknowledged").expect("staged");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !status(&m, true).1.contains("\"failing\":true") {
+        assert!(Instant::now() < deadline, "uploads never said failing");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let p = m.path("f.txt");
+    let err = timed("a rewrite", move || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().write(true).open(p)?;
+        f.write_all(b"refused: the server is down")?;
+        close(f)
+    })
+    .unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO));
+    assert_eq!(std::fs::read(m.path("f.txt")).unwrap(), b"acknowledged");
+    let recovered: Vec<Vec<u8>> = walkdir(&m.dir.path().join("recovery"));
+    assert!(
+        recovered
+            .iter()
+            .any(|b| b == b"refused: the server is down"),
+        "the failed bytes are not in the recovery folder"
+    );
+    // A truncate(2) of the closed file that fails goes back the same way (the kernel shows the
+    // size its own truncate set until its attribute cache expires, as after any failed close).
+    let path = std::ffi::CString::new(m.path("f.txt").into_os_string().into_encoded_bytes())
+        .expect("a path without NUL");
+    // SAFETY: a valid NUL-terminated path that outlives the call.
+    let truncated = unsafe { libc::truncate(path.as_ptr(), 0) };
+    let errno = std::io::Error::last_os_error().raw_os_error();
+    assert_eq!((truncated, errno), (-1, Some(libc::EIO)));
+    server_up(&m.emulator);
+    sh_ok(&format!("sync {}", q(&m.path(""))));
+    assert_eq!(m.stored("f.txt").as_deref(), Some(&b"acknowledged"[..]));
+}
+
+/// The bytes of every file under `dir`, at any depth.
+fn walkdir(dir: &Path) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walkdir(&p));
+        } else if let Ok(b) = std::fs::read(&p) {
+            out.push(b);
+        }
+    }
+    out
+}
+
 #[test]
 fn fsync_still_returns_only_once_the_server_holds_the_bytes() {
     let emulator = emulator_with(&[]);

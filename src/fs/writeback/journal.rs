@@ -328,6 +328,11 @@ impl Journal {
         self.lens.lock().contains_key(&seq)
     }
 
+    /// The length of the bytes of version `seq`, while it is held.
+    pub fn len_of(&self, seq: u64) -> Option<u64> {
+        self.lens.lock().get(&seq).copied()
+    }
+
     /// How long ago the oldest version still held was staged.
     pub fn oldest_age(&self) -> Option<std::time::Duration> {
         let oldest = *self.lens.lock().keys().min()?;
