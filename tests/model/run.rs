@@ -42,7 +42,11 @@ impl Drop for Trace<'_> {
             .log()
             .and_then(|l| std::fs::read_to_string(l).ok())
             .unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        let lines = std::env::var("MODEL_LOG_LINES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(60);
+        let tail: Vec<&str> = log.lines().rev().take(lines).collect();
         eprintln!("--- last lines of the bwmediafs log ---");
         for l in tail.iter().rev() {
             eprintln!("{l}");
