@@ -9,6 +9,8 @@
 //! - A file never uploaded has nothing to copy: its buffer uploads under the new name.
 //! - A file written while its copy was made stays dirty (the copy holds older bytes).
 //! - A directory rename moves each media under it this way (`rename_dir`).
+//! - With write-back, a file's rename is journaled instead (`MediaFs::rename_later`): the copy
+//!   and the delete go in the background, the delete only once the copy is stored.
 
 use std::ffi::OsStr;
 use std::time::Instant;
@@ -194,6 +196,13 @@ impl MediaFs {
             self.finish_rename(src, dst, newparent, newname, &old_path, None);
             drop(uploading);
             self.restage(src);
+            return Ok(());
+        }
+        // With write-back: staged under the new name, and sent in the background.
+        if self.rename_later(src, (dst, newparent, newname), &old_path, &new_path)? {
+            if replaces {
+                self.reuse_hints.replaced(&new_path);
+            }
             return Ok(());
         }
         match self.move_media(src, &new_path) {

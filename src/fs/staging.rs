@@ -29,6 +29,14 @@ use super::writeback::uploader::{Outcome, Upload};
 use super::writeback::DELETE_KEY;
 use super::{FsError, MediaFs};
 
+/// Where the upload of a renamed file under its new name stands (see [`MediaFs::new_name`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NewName {
+    Stored,
+    Pending,
+    Refused,
+}
+
 impl MediaFs {
     /// In write-back mode, stage what a close of `ino` would upload. True when the close has
     /// nothing left to do (staged, or nothing to send); false when it must upload itself
@@ -310,9 +318,12 @@ impl MediaFs {
         let mut left: Vec<Entry> = newest.into_values().collect();
         left.sort_by_key(|e| e.seq);
         let mut shown = 0;
+        // The file each version replayed became: a rename's deletion waits for its upload.
+        let mut replayed: HashMap<u64, Ino> = HashMap::new();
         for e in &left {
             if e.change.op == Op::Delete {
-                wb.deletes.add(&e.change.name, e.seq);
+                let after = e.change.after.and_then(|put| replayed.get(&put).copied());
+                wb.deletes.add(&e.change.name, e.seq, after);
                 self.ns.lock().delete_pending(&e.change.name);
                 wb.uploader.queue(DELETE_KEY | e.seq, &self.uploads());
                 shown += 1;
@@ -338,6 +349,7 @@ impl MediaFs {
             )));
             self.writes.lock().insert(ino, buf);
             wb.uploader.queue(ino, &self.uploads());
+            replayed.insert(e.seq, ino);
             shown += 1;
         }
         if shown > 0 {
@@ -361,6 +373,86 @@ impl MediaFs {
         )
     }
 
+    /// With write-back, the rename of a file the server holds is journaled instead of sent:
+    /// its bytes are staged under the new name (a download first when no buffer holds them)
+    /// and the deletion of the old name is staged to follow once the new name is stored, so a
+    /// crash leaves both names, never neither; both go in the background. True when done (the
+    /// file is renamed here); false when the caller must move it now (no write-back, uploads
+    /// failing, or the journal cannot take it).
+    pub(super) fn rename_later(
+        &self,
+        src: Ino,
+        to: (Option<Ino>, Ino, &str),
+        old_path: &str,
+        new_path: &str,
+    ) -> Result<bool, FsError> {
+        let Some(wb) = &self.writeback else {
+            return Ok(false);
+        };
+        if wb.uploader.failing() {
+            return Ok(false);
+        }
+        let buf = match self.buffer_of(src) {
+            Some(buf) => buf,
+            None => {
+                let (bytes, _) = self.bytes_of(src)?;
+                let fresh = WriteBuf::from_state(WriteState::holding(bytes));
+                let mut writes = self.writes.lock();
+                writes.entry(src).or_insert_with(|| Arc::new(fresh)).clone()
+            }
+        };
+        // The bytes staged are exactly the generation they are marked as (a write after them
+        // makes a newer one, which its close stages).
+        let (bytes, generation) = buf.loaded(
+            || self.file_bytes(src),
+            |st| {
+                st.mark_for_upload();
+                (st.data.freeze(), st.generation)
+            },
+        )?;
+        let target = {
+            let ns = self.ns.lock();
+            let n = ns.live(src).ok_or(FsError::NotFound)?;
+            upload_target(n, new_path, &bytes)
+        };
+        let staged = wb
+            .journal
+            .stage(
+                &target.path,
+                &target.content_type,
+                target.cache_control.as_deref(),
+                &bytes,
+            )
+            .and_then(|put| match wb.journal.stage_delete(old_path, Some(put)) {
+                Ok(delete) => Ok((put, delete)),
+                Err(e) => {
+                    self.forget_versions(&[put]);
+                    Err(e)
+                }
+            });
+        let (put, delete) = match staged {
+            Ok(seqs) => seqs,
+            Err(e) => {
+                wb.stage_failed(&e);
+                self.drop_idle_buffer(src, &buf);
+                return Ok(false);
+            }
+        };
+        wb.staged_one();
+        let (dst, newparent, newname) = to;
+        self.finish_rename(src, dst, newparent, newname, old_path, None);
+        self.ns.lock().not_on_server(src);
+        let older = buf.state.lock().staged(generation, put);
+        self.forget_versions(older.as_slice());
+        let older = wb.deletes.add(old_path, delete, Some(src));
+        self.forget_versions(older.as_slice());
+        self.ns.lock().delete_pending(old_path);
+        wb.uploader.queue(src, &self.uploads());
+        wb.uploader.queue(DELETE_KEY | delete, &self.uploads());
+        unload(&buf);
+        Ok(true)
+    }
+
     /// With write-back, stage the deletion of the media at `path` instead of sending it: true
     /// when staged (the caller removes the name at once), false when the caller must delete
     /// it now (no write-back, uploads failing, or the journal cannot take it).
@@ -371,10 +463,10 @@ impl MediaFs {
         if wb.uploader.failing() {
             return false;
         }
-        match wb.journal.stage_delete(path) {
+        match wb.journal.stage_delete(path, None) {
             Ok(seq) => {
                 wb.staged_one();
-                let older = wb.deletes.add(path, seq);
+                let older = wb.deletes.add(path, seq, None);
                 self.forget_versions(older.as_slice());
                 self.ns.lock().delete_pending(path);
                 wb.uploader.queue(DELETE_KEY | seq, &self.uploads());
@@ -396,6 +488,21 @@ impl MediaFs {
             // Done by a new upload of the name, held by one under way, or replaced.
             return Outcome::Skipped;
         };
+        // A rename's old name goes only once the new one is stored (uploaded now if staged).
+        if let Some(ino) = wb.deletes.after(seq) {
+            self.upload_staged(ino);
+            match self.new_name(ino) {
+                NewName::Stored => {}
+                NewName::Pending => {
+                    wb.deletes.give_back(&name, seq);
+                    return Outcome::Again;
+                }
+                NewName::Refused => {
+                    self.keep_old_name(&name, seq);
+                    return Outcome::Failed;
+                }
+            }
+        }
         match self.send_delete(&name, seq) {
             Ok(()) => {
                 wb.uploads_recovered();
@@ -408,6 +515,41 @@ impl MediaFs {
                 Outcome::Again
             }
         }
+    }
+
+    /// Where the upload of renamed file `ino` under its new name stands.
+    fn new_name(&self, ino: Ino) -> NewName {
+        match self.ns.lock().live(ino) {
+            // Removed since: nothing waits for it.
+            None => return NewName::Stored,
+            Some(n) if n.remote() => return NewName::Stored,
+            Some(_) => {}
+        }
+        let staged = self
+            .buffer_of(ino)
+            .is_some_and(|b| b.state.lock().staged_generation().is_some());
+        match staged {
+            true => NewName::Pending,
+            // Neither stored nor staged: the server refused it for good.
+            false => NewName::Refused,
+        }
+    }
+
+    /// The upload under the new name of a rename was refused for good (its bytes are in the
+    /// recovery folder): the old name stays, shown again as the server has it.
+    fn keep_old_name(&self, name: &str, seq: u64) {
+        let Some(wb) = &self.writeback else {
+            return;
+        };
+        log::error!(
+            "{name:?} stays: the server refused its copy under the new name, so the rename is \
+             undone there"
+        );
+        self.forget_versions(&[seq]);
+        wb.deletes.finish(name, seq);
+        let mut ns = self.ns.lock();
+        ns.delete_done(name);
+        ns.local_change_path(name);
     }
 
     /// Send staged deletion `seq` of `name` (taken by this thread). Done, or refused for good
@@ -471,6 +613,23 @@ impl MediaFs {
         for (name, seq) in wb.deletes.under(prefix) {
             if !wb.deletes.take_or_wait(&name, seq) {
                 continue; // sent meanwhile
+            }
+            // A rename's old name goes only once the new one is stored (uploaded now if staged).
+            if let Some(ino) = wb.deletes.after(seq) {
+                let uploaded = self.upload_if_staged(ino);
+                let new_name = self.new_name(ino);
+                if new_name != NewName::Stored {
+                    let e = uploaded.err().unwrap_or_else(|| {
+                        FsError::Io(format!("the new name of {name:?} is not stored"))
+                    });
+                    match new_name {
+                        NewName::Refused => self.keep_old_name(&name, seq),
+                        _ => wb.deletes.give_back(&name, seq),
+                    }
+                    log::error!("sync: {name:?} is not deleted: {e}");
+                    first = first.and(Err(e));
+                    continue;
+                }
             }
             if let Err(e) = self.send_delete(&name, seq) {
                 wb.deletes.give_back(&name, seq);

@@ -241,6 +241,15 @@ impl WriteState {
         }
     }
 
+    /// A buffer holding the whole file, `bytes`, as the server has it (clean, no handle).
+    pub(crate) fn holding(bytes: Bytes) -> WriteState {
+        WriteState {
+            data: WriteData::from_bytes(bytes),
+            loaded: true,
+            ..WriteState::default()
+        }
+    }
+
     /// A buffer for the bytes of journal version `seq`, which an earlier mount staged: dirty
     /// and staged, with no handle.
     pub(crate) fn from_journal(seq: u64, len: u64) -> WriteState {

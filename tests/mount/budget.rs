@@ -213,6 +213,64 @@ fn a_redirect_and_a_redirected_loop_cost_one_put_each() {
     assert_eq!((s.list, s.get, s.put), (0, 0, 1), "a loop of 20 commands");
 }
 
+/// With `--writeback`, `rm` and `mv` cost only what is left to send: nothing for a file removed
+/// before its upload, 1 PUT for one renamed before it (the server down meanwhile, so none was
+/// sent; counted from when it is back), 1 PUT and 1 DELETE for a media renamed (its bytes
+/// read before: no GET), 1 DELETE for a media removed without ever being read. Counted until a
+/// `sync` of the mount returns.
+#[test]
+fn with_writeback_rm_and_mv_cost_only_what_is_left_to_send() {
+    let m = Mount::with(
+        emulator_with_n(1000),
+        &[
+            "--writeback",
+            "--metadata-ttl",
+            "1h",
+            "--retry-time",
+            "300ms",
+        ],
+    );
+    let mnt = q(&m.mnt);
+    assert_eq!(count_entries(&m), 1000);
+    sh_ok(&format!("cat {mnt}/d3/m000003.txt >/dev/null"));
+    server_down(&m.emulator);
+    sh_ok(&format!(
+        "mkdir {mnt}/new && for f in a b c d e; do echo $f > {mnt}/new/$f; done && \
+         rm {mnt}/new/a {mnt}/new/b && mv {mnt}/new/c {mnt}/new/c2"
+    ));
+    server_up(&m.emulator);
+    m.reset_stats();
+    sh_ok(&format!("sync {mnt}"));
+    let s = m.stats();
+    assert_eq!(
+        (s.list, s.get, s.put, s.delete),
+        (0, 0, 3, 0),
+        "new/c2, d and e"
+    );
+    m.reset_stats();
+    sh_ok(&format!(
+        "mv {mnt}/d3/m000003.txt {mnt}/d3/moved.txt && rm {mnt}/d4/m000004.txt && sync {mnt}"
+    ));
+    let s = m.stats();
+    assert_eq!(
+        (s.list, s.get, s.put, s.delete),
+        (0, 0, 1, 2),
+        "d3/moved.txt; d3/m000003.txt and d4/m000004.txt"
+    );
+    for (name, body) in [("new/c2", &b"c\n"[..]), ("d3/moved.txt", b"0123456789")] {
+        assert_eq!(m.stored(name).as_deref(), Some(body), "{name}");
+    }
+    for gone in [
+        "new/a",
+        "new/b",
+        "new/c",
+        "d3/m000003.txt",
+        "d4/m000004.txt",
+    ] {
+        assert_eq!(m.stored(gone), None, "{gone}");
+    }
+}
+
 /// `n` text media `f/NNN.txt` in one folder, each saying its number.
 fn emulator_with_folder(n: usize) -> bwmediafs::emulator::Emulator {
     let emulator = start_emulator(emulator_config());

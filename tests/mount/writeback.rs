@@ -326,6 +326,85 @@ fn removing_or_renaming_a_file_not_yet_uploaded_sends_only_what_is_left() {
     assert!(journal_versions(state.path()).is_empty());
 }
 
+/// `mv` of a file the server holds is journaled like a write: answered at once (with the
+/// server down), shown at once, and after a kill -9 the next mount sends it: the new name is
+/// stored first and the old one deleted after, so no moment has neither.
+#[test]
+fn a_rename_of_a_stored_file_is_answered_from_the_journal_and_outlasts_a_kill_9() {
+    let emulator = std::sync::Arc::new(emulator_with(&[("a.txt", b"stored bytes")]));
+    let state = tempfile::tempdir().unwrap();
+    let env = env_keeping(&emulator, state.path());
+    let args = ["--writeback", "--retry-time", "300ms"];
+    {
+        let mut first = Mount::with_env(emulator.clone(), &args, &env);
+        assert_eq!(std::fs::read(first.path("a.txt")).unwrap(), b"stored bytes");
+        server_down(&emulator);
+        std::fs::rename(first.path("a.txt"), first.path("b.txt")).expect("mv from the journal");
+        assert_eq!(std::fs::read(first.path("b.txt")).unwrap(), b"stored bytes");
+        assert!(!first.path("a.txt").exists());
+        assert_eq!(first.stored("a.txt").as_deref(), Some(&b"stored bytes"[..]));
+        assert_eq!(first.stored("b.txt"), None);
+        first.signal(libc::SIGKILL);
+        first.wait_exit(Duration::from_secs(10)).expect("killed");
+    }
+    assert_eq!(
+        journal_versions(state.path()).len(),
+        2,
+        "the copy and the deletion"
+    );
+    server_up(&emulator);
+    let second = Mount::with_env(emulator.clone(), &args, &env);
+    let names: Vec<String> = std::fs::read_dir(second.path(""))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["b.txt"], "shown at once from the journal");
+    sh_ok(&format!("sync {}", q(&second.path(""))));
+    assert_eq!(
+        second.stored("b.txt").as_deref(),
+        Some(&b"stored bytes"[..])
+    );
+    assert_eq!(second.stored("a.txt"), None);
+    assert!(journal_versions(state.path()).is_empty());
+}
+
+/// A rename costs its PUT and its DELETE, sent in the background; when the server refuses the
+/// new name for good, the old name is not deleted: the rename is undone on the server, and the
+/// bytes are in the recovery folder.
+#[test]
+fn a_rename_whose_new_name_is_refused_keeps_the_old_name() {
+    let big = bytes(5000, 3);
+    let m = Mount::with(
+        emulator_with(&[("big.bin", &big)]),
+        &["--writeback", "--retry-time", "300ms"],
+    );
+    assert_eq!(std::fs::read(m.path("big.bin")).unwrap(), big);
+    m.reset_stats();
+    std::fs::rename(m.path("big.bin"), m.path("moved.bin")).expect("mv");
+    sh_ok(&format!("sync {}", q(&m.path(""))));
+    let stats = m.stats();
+    assert_eq!((stats.get, stats.put, stats.delete), (0, 1, 1), "{stats:?}");
+    assert!(
+        m.stored("moved.bin").as_ref() == Some(&big),
+        "moved.bin is not stored"
+    );
+    assert_eq!(m.stored("big.bin"), None);
+    let mut config = m.emulator.store().config();
+    config.max_size = 1000;
+    m.emulator.store().set_config(config);
+    std::fs::rename(m.path("moved.bin"), m.path("again.bin")).expect("mv");
+    let (ok, _, err) = sh_outcome(&format!("sync {}", q(&m.path(""))));
+    assert!(!ok, "sync returned 0 though the new name was refused");
+    assert!(err.contains("File too large"), "{err}");
+    assert!(m.stored("moved.bin") == Some(big), "moved.bin is not kept");
+    assert_eq!(m.stored("again.bin"), None);
+    assert!(
+        m.log_text().contains("\"moved.bin\" stays"),
+        "{}",
+        m.log_text()
+    );
+}
+
 #[test]
 fn a_second_writeback_mount_of_the_account_is_refused_with_a_clear_message() {
     let emulator = std::sync::Arc::new(emulator_with(&[]));

@@ -496,6 +496,14 @@ impl Namespace {
         v
     }
 
+    /// `ino` was renamed and its bytes are staged under the new name (write-back): the server
+    /// holds nothing under that name yet. The headers it was stored with stay its own.
+    pub(crate) fn not_on_server(&mut self, ino: Ino) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.remote = false;
+        }
+    }
+
     /// A directory we emptied ourselves stays (so `rm -r` can still `rmdir` it).
     pub(crate) fn keep_emptied(&mut self, dir: Ino) {
         if dir == ROOT_INO {

@@ -65,6 +65,10 @@ pub struct Change {
     pub len: u64,
     /// CRC-32 of the bytes.
     pub crc: u32,
+    /// A deletion that waits for the upload of this version first (a rename: the old name
+    /// goes once the new one is stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<u64>,
 }
 
 /// A staged version found when the journal was opened.
@@ -232,6 +236,7 @@ impl Journal {
             cache_control: cache_control.map(str::to_string),
             len,
             crc: crc32fast::hash(body),
+            after: None,
         };
         match self.write_version(seq, &version, body) {
             Ok(()) => {
@@ -245,9 +250,9 @@ impl Journal {
         }
     }
 
-    /// Stage the deletion of `name`: durable on this machine's disk when this returns. Its
-    /// sequence number.
-    pub fn stage_delete(&self, name: &str) -> Result<u64, StageError> {
+    /// Stage the deletion of `name`, to be sent once version `after` is uploaded when given:
+    /// durable on this machine's disk when this returns. Its sequence number.
+    pub fn stage_delete(&self, name: &str, after: Option<u64>) -> Result<u64, StageError> {
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
         let change = Change {
             op: Op::Delete,
@@ -256,6 +261,7 @@ impl Journal {
             cache_control: None,
             len: 0,
             crc: crc32fast::hash(&[]),
+            after,
         };
         self.write_version(seq, &change, &[])?;
         Ok(seq)

@@ -136,20 +136,32 @@ struct PendingDeletes {
     /// Name -> (journal sequence number, whether its DELETE is being sent).
     by_name: HashMap<String, (u64, bool)>,
     by_seq: HashMap<u64, String>,
+    /// A rename's deletion -> the file whose upload under the new name goes first.
+    after: HashMap<u64, u64>,
 }
 
 impl Deletes {
-    /// Stage the deletion of `name` as journal version `seq`: an older one of the same name it
-    /// replaces (to forget), if any.
-    pub(crate) fn add(&self, name: &str, seq: u64) -> Option<u64> {
+    /// Stage the deletion of `name` as journal version `seq`, to be sent once file `after` is
+    /// uploaded when given (a rename's old name): an older one of the same name it replaces (to
+    /// forget), if any.
+    pub(crate) fn add(&self, name: &str, seq: u64, after: Option<u64>) -> Option<u64> {
         let mut st = self.st.lock();
         let old = st.by_name.insert(name.to_string(), (seq, false));
         st.by_seq.insert(seq, name.to_string());
+        if let Some(ino) = after {
+            st.after.insert(seq, ino);
+        }
         let old = old.map(|(s, _)| s);
         if let Some(s) = old {
             st.by_seq.remove(&s);
+            st.after.remove(&s);
         }
         old
+    }
+
+    /// The file whose upload deletion `seq` waits for, if any.
+    pub(crate) fn after(&self, seq: u64) -> Option<u64> {
+        self.st.lock().after.get(&seq).copied()
     }
 
     /// The turn of deletion `seq`: its name, now marked as being sent; none when it was
@@ -173,6 +185,7 @@ impl Deletes {
             st.by_name.remove(name);
         }
         st.by_seq.remove(&seq);
+        st.after.remove(&seq);
         self.changed.notify_all();
     }
 

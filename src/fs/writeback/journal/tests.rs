@@ -48,6 +48,22 @@ fn staged_versions_come_back_in_order_with_their_bytes_and_headers() {
     let c = again.journal.stage("c", "text/plain", None, b"").unwrap();
     assert!(c > b);
     assert!(again.damaged.is_empty());
+    // A deletion comes back with the version it waits for (a rename's old name).
+    let d = again.journal.stage_delete("old.txt", Some(c)).unwrap();
+    drop(again);
+    let last = open(&dir);
+    let deletion = last.entries.iter().find(|e| e.seq == d).unwrap();
+    assert_eq!(deletion.change.op, Op::Delete);
+    assert_eq!(deletion.change.after, Some(c));
+    assert_eq!(
+        last.entries
+            .iter()
+            .find(|e| e.seq == c)
+            .unwrap()
+            .change
+            .after,
+        None
+    );
 }
 
 #[test]
@@ -78,6 +94,7 @@ fn a_crash_at_every_step_of_staging_keeps_exactly_the_acknowledged_versions() {
         cache_control: None,
         len: body.len() as u64,
         crc: crc32fast::hash(&body),
+        after: None,
     };
     let header = format!("{MAGIC}\n{}\n", serde_json::to_string(&version).unwrap());
     let mut whole = header.clone().into_bytes();
