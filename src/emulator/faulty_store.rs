@@ -12,8 +12,8 @@ use parking_lot::Mutex;
 use super::store::Store;
 use crate::api::{ApiError, ListPage, Media, MediaApi};
 
-/// Longest a GET waits while [`StoreFaults::hold_gets`] is set (a test that forgets to clear it
-/// fails instead of hanging).
+/// Longest a GET or PUT waits while [`StoreFaults::hold_gets`] or [`StoreFaults::hold_puts`]
+/// is set (a test that forgets to clear it fails instead of hanging).
 const HOLD_LIMIT: Duration = Duration::from_secs(30);
 
 /// What the next calls do instead of answering: each error, while set, is returned by every
@@ -43,6 +43,10 @@ pub struct StoreFaults {
     pub repeat_tokens: AtomicBool,
     /// Milliseconds every PUT takes (a slow server).
     pub put_delay_ms: AtomicU64,
+    /// While set, PUTs wait until it is cleared (an upload held at a chosen point).
+    pub hold_puts: AtomicBool,
+    /// PUTs begun, held ones included.
+    pub puts_started: AtomicU64,
 }
 
 /// A [`MediaApi`] over `store`, with `faults` applied first.
@@ -96,6 +100,11 @@ impl MediaApi for FaultyStore {
         content_type: &str,
         cache_control: Option<&str>,
     ) -> Result<(), ApiError> {
+        self.faults.puts_started.fetch_add(1, Ordering::SeqCst);
+        let t0 = Instant::now();
+        while self.faults.hold_puts.load(Ordering::SeqCst) && t0.elapsed() < HOLD_LIMIT {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         fault(&self.faults.put)?;
         fault_of(&self.faults.put_of, name)?;
         let delay = self.faults.put_delay_ms.load(Ordering::SeqCst);

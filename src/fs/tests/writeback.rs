@@ -260,3 +260,108 @@ fn readers_loading_a_staged_version_never_bring_back_older_bytes() {
     );
     assert!(bad.is_empty());
 }
+
+/// Hold every PUT, and wait until `n` have begun: an upload stopped between its start and the
+/// server storing it.
+fn hold_puts_until_started(t: &T, n: u64) {
+    use std::sync::atomic::Ordering::SeqCst;
+    t.faults.hold_puts.store(true, SeqCst);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while t.faults.puts_started.load(SeqCst) < n {
+        assert!(std::time::Instant::now() < deadline, "no PUT began");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn release_puts(t: &T) {
+    t.faults
+        .hold_puts
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Wait until the journal holds nothing.
+fn until_journal_empty(t: &T) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !journal_names(t).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the journal keeps {:?}",
+            journal_names(t)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_truncate_during_a_background_upload_is_sent_after_it() {
+    let t = mount_writeback(new_store(1000));
+    t.faults
+        .hold_puts
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    t.write_file("f.txt", b"0123456789").expect("staged");
+    hold_puts_until_started(&t, 1);
+    let ino = t.resolve("f.txt").unwrap().ino;
+    t.resize(ino, 3)
+        .expect("a truncate while the upload is held");
+    assert_eq!(t.cat("f.txt").unwrap(), b"012");
+    release_puts(&t);
+    t.fs.fsyncdir(ROOT_INO).expect("sync");
+    assert_eq!(t.stored("f.txt").unwrap(), b"012");
+    until_journal_empty(&t);
+    assert_eq!(t.cat("f.txt").unwrap(), b"012");
+}
+
+#[test]
+fn a_header_change_during_a_background_upload_is_sent_after_it() {
+    let t = mount_writeback(new_store(1000));
+    t.faults
+        .hold_puts
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    t.write_file("h.bin", b"bytes").expect("staged");
+    hold_puts_until_started(&t, 1);
+    let ino = t.resolve("h.bin").unwrap().ino;
+    // The change waits for the upload under way, then is staged and sent after it.
+    std::thread::scope(|s| {
+        let set = s.spawn(|| t.fs.setxattr(ino, &os(XATTR_CONTENT_TYPE), b"image/png", 0));
+        std::thread::sleep(Duration::from_millis(100));
+        release_puts(&t);
+        set.join().unwrap().expect("a type set during the upload");
+    });
+    t.fs.fsyncdir(ROOT_INO).expect("sync");
+    let stored = t.store.get("h.bin").unwrap();
+    assert_eq!(&stored.body[..], b"bytes");
+    assert_eq!(stored.content_type, "image/png");
+    until_journal_empty(&t);
+}
+
+#[test]
+fn two_closes_of_one_file_staging_at_once_keep_one_version() {
+    let t = mount_writeback(new_store(1000));
+    hold_puts_until_started(&t, 0);
+    let (_, a) = t.create(ROOT_INO, "two.txt", libc::O_WRONLY);
+    let ino = t.resolve("two.txt").unwrap().ino;
+    let b = t.fs.open(ino, libc::O_WRONLY, 0).unwrap();
+    t.fs.write(a.fh, 0, b"written through one, closed by both")
+        .unwrap();
+    let fs = &t.fs;
+    std::thread::scope(|s| {
+        let first = s.spawn(|| fs.flush(a.fh));
+        let second = s.spawn(|| fs.flush(b.fh));
+        first.join().unwrap().expect("a close");
+        second.join().unwrap().expect("the other close");
+    });
+    let staged = journal_names(&t);
+    assert!(
+        staged.len() == 1 && staged[0].contains("\"two.txt\""),
+        "one version staged: {staged:?}"
+    );
+    t.fs.release(a.fh).unwrap();
+    t.fs.release(b.fh).unwrap();
+    release_puts(&t);
+    t.fs.fsyncdir(ROOT_INO).expect("sync");
+    assert_eq!(
+        t.stored("two.txt").unwrap(),
+        b"written through one, closed by both"
+    );
+    until_journal_empty(&t);
+}
