@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 
 pub use counters::{Counters, CountersSnapshot, RequestKind};
-pub use mime::{content_type_for, content_type_of_bytes, UNKNOWN_CONTENT_TYPE};
+pub use mime::{check_media_type, content_type_for, content_type_of_bytes, UNKNOWN_CONTENT_TYPE};
 
 /// Bandwidth's documented per-file limit: 3.75 MB (3.75 × 1024 × 1024 bytes).
 pub const MAX_MEDIA_SIZE: u64 = 3_932_160;

@@ -248,6 +248,13 @@ impl MediaFs {
                  text"
             )));
         }
+        if header == Header::ContentType {
+            if let Err(why) = crate::api::check_media_type(&value) {
+                return Err(FsError::Invalid(format!(
+                    "{value:?} is not a media type ({why}); a type is written as image/png"
+                )));
+            }
+        }
         self.change_header(ino, header, Some(value))
     }
 

@@ -234,6 +234,51 @@ fn put_without_content_type_stores_octet_stream() {
     assert_eq!(&resp.bytes().unwrap()[..], &[1, 2, 3]);
 }
 
+/// Found by fuzzing the emulator from Bandwidth's OpenAPI spec: a malformed `Content-Type`
+/// was stored and echoed to every client that downloaded the media.
+#[test]
+fn an_upload_whose_content_type_is_not_a_media_type_is_refused_with_400() {
+    let emu = start_default();
+    let c = http();
+    for bad in [
+        "@0E4_K^j",
+        "image",
+        "image/",
+        "/png",
+        "image/*",
+        "*/*",
+        "text/plain; =x",
+    ] {
+        let url = literal_url(&emu, "bad.bin");
+        let body = assert_error(put(&c, &url, b"bytes", bad), 400, "request-validation");
+        assert!(
+            body["description"]
+                .as_str()
+                .unwrap()
+                .contains("Content-Type"),
+            "{bad}: {body}"
+        );
+        assert_eq!(
+            get(&c, &url).status(),
+            StatusCode::NOT_FOUND,
+            "{bad}: stored"
+        );
+    }
+    for good in [
+        "image/png",
+        "text/plain; charset=utf-8",
+        "application/vnd.3gpp.sms",
+    ] {
+        let url = literal_url(&emu, "good.bin");
+        assert_eq!(
+            put(&c, &url, b"b", good).status(),
+            StatusCode::NO_CONTENT,
+            "{good}"
+        );
+        assert_eq!(header(&get(&c, &url), "content-type"), Some(good));
+    }
+}
+
 #[test]
 fn get_ignores_accept_json() {
     let emu = start_default();

@@ -505,6 +505,11 @@ fn an_invalid_header_value_is_einval_for_every_header() {
         assert!(!ok, "{header}: a value with a line break was taken");
         assert!(err.contains("Invalid argument"), "{header}: {err}");
     }
+    // A type that is not a media type: the server would refuse the upload (400).
+    let (ok, _, err) = sh_outcome(&format!(
+        "setfattr -n user.bandwidth.content_type -v '@0E4_K^j' {f}"
+    ));
+    assert!(!ok && err.contains("Invalid argument"), "{err}");
     let media = m.emulator.store().get("pic.png").expect("stored");
     assert_eq!(media.content_type, "image/png");
     assert_eq!(media.cache_control, None);

@@ -200,6 +200,12 @@ pub(super) async fn put_media(sh: &Shared, id: &str, req: Request, cut: bool) ->
         Ok(ct) => ct.unwrap_or_else(|| "application/octet-stream".to_string()),
         Err(e) => return Reply::bad_request(e),
     };
+    if let Err(why) = crate::api::check_media_type(&content_type) {
+        return Reply::bad_request(format!(
+            "The Content-Type header {content_type:?} is not a valid media type ({why}); send \
+             one such as image/png or application/octet-stream"
+        ));
+    }
     let cache_control = match header_text(req.headers(), header::CACHE_CONTROL) {
         Ok(cc) => cc,
         Err(e) => return Reply::bad_request(e),
