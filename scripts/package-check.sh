@@ -73,7 +73,7 @@ grep -q 'usr/share/man/man1/bwmediafs.1.gz$' <<<"$(dpkg-deb -c "$deb")" || fail 
 if grep -rqs 'path-exclude=/usr/share/man' /etc/dpkg/dpkg.cfg.d/; then
   echo "note: dpkg on this machine excludes /usr/share/man; checked the package's contents only"
 else
-  for page in bwmediafs bwmedia-emulator; do
+  for page in bwmediafs bwmedia-emulator bwmedia-emulator-inbound; do
     [ "$(man -w "$page")" = "/usr/share/man/man1/$page.1.gz" ] || fail "man -w $page"
     # Rendered without a warning from groff.
     warnings="$(MANWIDTH=80 man --warnings "$page" 2>&1 >/dev/null)"

@@ -34,10 +34,22 @@ pub fn bwmediafs_examples() -> &'static [(&'static str, &'static [&'static str])
 
 /// Every page, rendered.
 pub fn pages() -> Vec<Page> {
-    vec![
+    let emulator = crate::emulator::cli::Args::command();
+    let mut pages = vec![
         render(super::options::Args::command(), &BWMEDIAFS),
-        render(crate::emulator::cli::Args::command(), &EMULATOR),
-    ]
+        render(emulator.clone(), &EMULATOR),
+    ];
+    // Each subcommand has a page of its own, NAME-SUBCOMMAND(1), which the SUBCOMMANDS section
+    // of its command's page names.
+    if let Some(inbound) = emulator.find_subcommand("inbound") {
+        let page = inbound
+            .clone()
+            .name("bwmedia-emulator-inbound")
+            .bin_name("bwmedia-emulator inbound")
+            .version(env!("CARGO_PKG_VERSION"));
+        pages.push(render(page, &EMULATOR_INBOUND));
+    }
+    pages
 }
 
 /// What a page says beyond the command definition.
@@ -172,7 +184,8 @@ const EMULATOR: Extra = Extra {
         ("0", "Stopped by SIGINT or SIGTERM."),
         (
             "1",
-            "It could not start (the address is taken, the seed unreadable).",
+            "It could not start (the address is taken, the seed or the data directory \
+             unreadable).",
         ),
         ("2", "The command line is wrong."),
     ],
@@ -180,12 +193,25 @@ const EMULATOR: Extra = Extra {
         ("BW_EMULATOR_PASSWORD", "As --password."),
         ("BW_EMULATOR_CLIENT_SECRET", "As --client-secret."),
         (
+            "BW_EMULATOR_CALLBACK_PASSWORD",
+            "As --callback-password: the password callbacks carry with --callback-username.",
+        ),
+        (
             "RUST_LOG",
             "The log filter (default info); debug logs every request.",
         ),
     ],
     files: &[],
     examples: &[
+        (
+            "Develop an MMS application: keep the media across restarts, send the callbacks of \
+             inbound messages to it, then make the emulator receive one.",
+            &[
+                "bwmedia-emulator --data-dir ~/.local/share/bwmedia-emulator \\",
+                "    --callback-url http://127.0.0.1:3000/callbacks",
+                "bwmedia-emulator inbound --from +15551230000 --to +15559870000 photo.jpg",
+            ],
+        ),
         (
             "Serve the files of a folder on a free port. The emulator prints the address it \
              listens on (listening on http://127.0.0.1:PORT) and, on the next line after \
@@ -203,7 +229,35 @@ const EMULATOR: Extra = Extra {
             ],
         ),
     ],
-    see_also: &["bwmediafs(1)", "curl(1)"],
+    see_also: &["bwmedia-emulator-inbound(1)", "bwmediafs(1)", "curl(1)"],
+};
+
+const EMULATOR_INBOUND: Extra = Extra {
+    exit_status: &[
+        (
+            "0",
+            "The emulator received the message (and sends its callback, if it has a URL).",
+        ),
+        (
+            "1",
+            "A file could not be read, the emulator could not be reached, or it refused the \
+             message (the message says why).",
+        ),
+        ("2", "The command line is wrong."),
+    ],
+    environment: &[],
+    files: &[],
+    examples: &[(
+        "Start an emulator that sends callbacks to an application on port 3000, then make \
+             it receive an MMS with two files. It prints the message id and each media's name \
+             and URL; the application gets a message-received callback listing the URLs.",
+        &[
+            "bwmedia-emulator --callback-url http://127.0.0.1:3000/callbacks &",
+            "bwmedia-emulator inbound --url http://127.0.0.1:8080 \\",
+            "    --from +15551230000 --to +15559870000 --text 'two files' photo.jpg note.txt",
+        ],
+    )],
+    see_also: &["bwmedia-emulator(1)"],
 };
 
 fn render(mut cmd: clap::Command, extra: &Extra) -> Page {
@@ -224,6 +278,7 @@ fn render(mut cmd: clap::Command, extra: &Extra) -> Page {
             forms.push(format!("{name} --{long} {values}").trim_end().to_string());
         }
     }
+    let man_has_subcommands = cmd.has_subcommands();
     let man = Man::new(cmd.override_usage(forms.join("\n")));
     let clap_section = |render: fn(&Man, &mut dyn Write) -> std::io::Result<()>| {
         let mut out = Vec::new();
@@ -245,6 +300,9 @@ fn render(mut cmd: clap::Command, extra: &Extra) -> Page {
     add(clap_section(Man::render_synopsis_section));
     add(description(&long_about, &about).render());
     add(clap_section(Man::render_options_section));
+    if man_has_subcommands {
+        add(clap_section(Man::render_subcommands_section));
+    }
     add(sections_of(extra).render());
     add(clap_section(Man::render_version_section));
     Page {

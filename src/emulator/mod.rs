@@ -20,6 +20,7 @@ pub mod cli;
 pub mod faults;
 #[cfg(any(test, feature = "test-support"))]
 pub mod faulty_store;
+pub mod inbound;
 pub(crate) mod server;
 pub mod store;
 
@@ -33,7 +34,11 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use tokio::sync::watch;
 
 pub use faults::Faults;
+pub use inbound::CallbackConfig;
 pub use store::{Stats, StatsSnapshot, Store, StoreConfig};
+
+/// The application id inbound callbacks name unless told otherwise.
+pub const DEFAULT_APPLICATION_ID: &str = "93de2206-9669-4e07-948d-329f4b722ee2";
 
 /// How an emulator behaves; the defaults are production's, with demo credentials.
 #[derive(Clone)]
@@ -54,6 +59,12 @@ pub struct EmulatorConfig {
     pub faults: Faults,
     /// A directory whose files are loaded at start (relative paths become media names).
     pub seed: Option<PathBuf>,
+    /// Where the media are kept on disk, to outlive a restart (default: memory only).
+    pub data_dir: Option<PathBuf>,
+    /// Where inbound messages' `message-received` callbacks go (default: nowhere).
+    pub callback: Option<CallbackConfig>,
+    /// The application id inbound callbacks name.
+    pub application_id: String,
 }
 
 impl Default for EmulatorConfig {
@@ -67,6 +78,9 @@ impl Default for EmulatorConfig {
             store: StoreConfig::default(),
             faults: Faults::default(),
             seed: None,
+            data_dir: None,
+            callback: None,
+            application_id: DEFAULT_APPLICATION_ID.to_string(),
         }
     }
 }
@@ -88,6 +102,9 @@ impl std::fmt::Debug for EmulatorConfig {
             .field("store", &self.store)
             .field("faults", &self.faults)
             .field("seed", &self.seed)
+            .field("data_dir", &self.data_dir)
+            .field("callback", &self.callback)
+            .field("application_id", &self.application_id)
             .finish()
     }
 }
@@ -168,7 +185,16 @@ impl Emulator {
             client_addr(addr),
             crate::api::path::encode_media_id(&config.account)
         );
-        let store = Arc::new(Store::new(store_config));
+        let store = Arc::new(match &config.data_dir {
+            Some(dir) => {
+                let store = Store::with_data_dir(store_config, dir).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("data directory {}: {e}", dir.display()))
+                })?;
+                log::info!("{} media kept in {}", store.len(), dir.display());
+                store
+            }
+            None => Store::new(store_config),
+        });
         if let Some(dir) = &config.seed {
             let n = store.seed_from_dir(dir)?;
             log::info!("seeded {n} media from {}", dir.display());
@@ -178,6 +204,17 @@ impl Emulator {
             auth: auth::Auth::new(config.basic.clone(), config.oauth.clone(), config.token_ttl),
             store,
             faults: RwLock::new(config.faults.clone()),
+            callback: match &config.callback {
+                Some(cb) => {
+                    let client = reqwest::Client::builder()
+                        .connect_timeout(cb.attempt_timeout)
+                        .build()
+                        .map_err(std::io::Error::other)?;
+                    Some((Arc::new(cb.clone()), client))
+                }
+                None => None,
+            },
+            application_id: config.application_id.clone(),
         });
 
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -291,10 +328,20 @@ mod tests {
 
     #[test]
     fn debug_hides_secrets() {
-        let text = format!("{:?}", EmulatorConfig::default());
+        let config = EmulatorConfig {
+            callback: Some(CallbackConfig {
+                url: "http://app:url-secret@127.0.0.1:3000/cb".into(),
+                credentials: Some(("app".into(), "cb-secret".into())),
+                attempt_timeout: Duration::from_secs(10),
+                retry_time: Duration::from_secs(60),
+            }),
+            ..EmulatorConfig::default()
+        };
+        let text = format!("{config:?}");
         assert!(text.contains("demo-user"));
-        assert!(!text.contains("demo-password"));
-        assert!(!text.contains("demo-secret"));
+        for secret in ["demo-password", "demo-secret", "url-secret", "cb-secret"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
     }
 
     #[test]

@@ -40,8 +40,10 @@ use reply::{injected_error, unknown_path, Reply};
 
 use super::auth::{Auth, TokenError};
 use super::faults::{ConnCtl, Fault, FaultIo, Faults};
+use super::inbound::{self, CallbackConfig, InboundAnswer, InboundError, InboundRequest};
 use super::store::Store;
 use crate::api::path::decode_media_id;
+use crate::api::MediaApi;
 
 /// Everything a request handler needs.
 pub(crate) struct Shared {
@@ -49,6 +51,10 @@ pub(crate) struct Shared {
     pub auth: Auth,
     pub store: Arc<Store>,
     pub faults: RwLock<Faults>,
+    /// Where inbound messages' callbacks go, and the client that sends them.
+    pub callback: Option<(Arc<CallbackConfig>, reqwest::Client)>,
+    /// The application id inbound callbacks name.
+    pub application_id: String,
 }
 
 pub(super) const JSON: &str = "application/json; charset=utf-8";
@@ -210,10 +216,14 @@ async fn handle(sh: &Shared, op: Op, route: Route, req: Request, cut: bool) -> R
         (Op::List, _) => list(sh, req.headers()),
         (Op::Get, Some(id)) => get_media(sh, &id),
         (Op::Put, Some(id)) => put_media(sh, &id, req, cut).await,
-        (Op::Delete, Some(id)) => {
-            sh.store.delete(&id);
-            Reply::empty(StatusCode::NO_CONTENT)
-        }
+        (Op::Delete, Some(id)) => match sh.store.remove(&id) {
+            Ok(()) => Reply::empty(StatusCode::NO_CONTENT),
+            Err(e) => Reply::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal-server-error",
+                format!("{e:?}"),
+            ),
+        },
         _ => Reply::empty(StatusCode::NOT_FOUND),
     }
 }
@@ -309,8 +319,70 @@ async fn faults_put(State(sh): State<Arc<Shared>>, body: Bytes) -> Response {
     Json(faults).into_response()
 }
 
+/// A message received by one of the account's numbers (see [`inbound`]).
+async fn inbound_post(State(sh): State<Arc<Shared>>, body: Bytes) -> Response {
+    let req: InboundRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return Reply::bad_request(format!("Bad inbound message JSON: {e}")).into_response()
+        }
+    };
+    let id = inbound::message_id();
+    let names = match inbound::store_media(&sh.store, &id, &req) {
+        Ok(names) => names,
+        Err(InboundError::Invalid(why)) => return Reply::bad_request(why).into_response(),
+        Err(InboundError::TooLarge { name, size, limit }) => {
+            let mut reply = Reply::too_large(size, limit);
+            reply.headers.insert(
+                HeaderName::from_static("x-emulator-file"),
+                HeaderValue::from_str(&name).unwrap_or(HeaderValue::from_static("?")),
+            );
+            return reply.into_response();
+        }
+        Err(InboundError::Store(e)) => {
+            return Reply::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal-server-error",
+                format!("{e:?}"),
+            )
+            .into_response()
+        }
+    };
+    let urls: Vec<String> = names.iter().map(|n| sh.store.media_url(n)).collect();
+    log::info!(
+        "inbound message {id} from {} to {} with {} media",
+        req.from,
+        req.to,
+        names.len()
+    );
+    if let Some((cb, client)) = &sh.callback {
+        let body = inbound::callback_body(&id, &req, &sh.application_id, &urls);
+        tokio::spawn(inbound::deliver(
+            cb.clone(),
+            client.clone(),
+            id.clone(),
+            Bytes::from(body.to_string()),
+        ));
+    }
+    Json(InboundAnswer {
+        message_id: id,
+        media: names,
+        urls,
+        callback: sh.callback.is_some(),
+    })
+    .into_response()
+}
+
+/// The largest inbound message the control endpoint reads: a few files at the size limit, in
+/// base64.
+const INBOUND_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
+        .route(
+            "/_emulator/inbound",
+            post(inbound_post).layer(axum::extract::DefaultBodyLimit::max(INBOUND_BODY_LIMIT)),
+        )
         .route("/_emulator/stats", get(stats_get))
         .route("/_emulator/stats/reset", post(stats_reset))
         .route("/_emulator/faults", get(faults_get).put(faults_put))

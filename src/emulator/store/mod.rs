@@ -11,11 +11,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
 use bytes::Bytes;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::api::{ApiError, ListPage, Media, MediaApi, MediaInfo, MAX_MEDIA_SIZE};
 
+pub mod disk;
 mod stats;
+pub use disk::Disk;
 pub use stats::{Serving, Stats, StatsSnapshot};
 
 /// How the store behaves; the defaults are production's.
@@ -78,13 +80,17 @@ pub enum StoreError {
     },
     /// 400: the continuation token is not one this store made.
     BadToken,
+    /// 500: the data directory could not be written.
+    Disk(String),
 }
 
-/// The media of one account, in memory.
+/// The media of one account, in memory, and on disk too with a data directory.
 #[derive(Debug)]
 pub struct Store {
     config: RwLock<StoreConfig>,
     media: RwLock<BTreeMap<String, StoredMedia>>,
+    /// The data directory, if any; changes are written there before memory, one at a time.
+    disk: Option<Mutex<Disk>>,
     /// Requests served.
     pub stats: Stats,
 }
@@ -97,8 +103,45 @@ impl Store {
         Store {
             config: RwLock::new(config),
             media: RwLock::new(BTreeMap::new()),
+            disk: None,
             stats: Stats::default(),
         }
+    }
+
+    /// A store kept in the data directory `dir` as well as in memory, holding what `dir`
+    /// holds (media past the retention are left out, and their files removed).
+    pub fn with_data_dir(config: StoreConfig, dir: &std::path::Path) -> std::io::Result<Store> {
+        let (disk, loaded) = Disk::open(dir)?;
+        let mut store = Store::new(config);
+        let now = SystemTime::now();
+        let retention = store.config.read().retention;
+        let mut expired = Vec::new();
+        {
+            let media = store.media.get_mut();
+            for m in loaded {
+                let age = now.duration_since(m.uploaded).unwrap_or_default();
+                if age >= retention {
+                    expired.push(m.name);
+                    continue;
+                }
+                media.insert(
+                    m.name,
+                    StoredMedia {
+                        body: m.body,
+                        content_type: m.content_type,
+                        cache_control: m.cache_control,
+                        stored_at: Instant::now(),
+                        age,
+                        uploaded: m.uploaded,
+                    },
+                );
+            }
+        }
+        for name in expired {
+            disk.remove(&name)?;
+        }
+        store.disk = Some(Mutex::new(disk));
+        Ok(store)
     }
 
     /// The settings now.
@@ -188,6 +231,13 @@ impl Store {
         if size > limit {
             return Err(StoreError::TooLarge { size, limit });
         }
+        // On disk first (durable when this returns), then in memory, one change at a time so
+        // both agree on the last one.
+        let disk = self.disk.as_ref().map(|d| d.lock());
+        if let Some(disk) = &disk {
+            disk.save(name, &body, content_type, cache_control, uploaded)
+                .map_err(|e| StoreError::Disk(format!("{}: {e}", disk.dir().display())))?;
+        }
         let now = Instant::now();
         let age = SystemTime::now()
             .duration_since(uploaded)
@@ -212,9 +262,24 @@ impl Store {
         self.config.read().last_modified.then_some(m.uploaded)
     }
 
-    /// Remove a media; a missing one is not an error (production answers 204).
+    /// Remove a media behind the API's back (tests, tools); a failure to write the data
+    /// directory is logged.
     pub fn delete(&self, name: &str) {
+        if let Err(e) = self.remove(name) {
+            log::error!("cannot delete {name:?}: {e:?}");
+        }
+    }
+
+    /// Remove a media, from the data directory first; a missing one is not an error
+    /// (production answers 204).
+    pub fn remove(&self, name: &str) -> Result<(), StoreError> {
+        let disk = self.disk.as_ref().map(|d| d.lock());
+        if let Some(disk) = &disk {
+            disk.remove(name)
+                .map_err(|e| StoreError::Disk(format!("{}: {e}", disk.dir().display())))?;
+        }
         self.media.write().remove(name);
+        Ok(())
     }
 
     /// Number of live media.
@@ -301,6 +366,11 @@ fn store_error_to_api(e: StoreError) -> ApiError {
             kind: Some("request-validation".into()),
             description: Some("invalid continuation token".into()),
         },
+        StoreError::Disk(why) => ApiError::Status {
+            status: 500,
+            kind: Some("internal-server-error".into()),
+            description: Some(why),
+        },
     }
 }
 
@@ -340,8 +410,7 @@ impl MediaApi for Store {
 
     fn delete(&self, name: &str) -> Result<(), ApiError> {
         self.stats.delete.fetch_add(1, Ordering::Relaxed);
-        Store::delete(self, name);
-        Ok(())
+        Store::remove(self, name).map_err(store_error_to_api)
     }
 
     fn media_url(&self, name: &str) -> String {
