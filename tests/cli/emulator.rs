@@ -196,7 +196,8 @@ fn serve_one(mut stream: TcpStream, answer: Option<u16>, kept: &Mutex<Vec<Receiv
 }
 
 /// Bandwidth's inbound callback, as its SDKs' `InboundCallback` model reads it: every field
-/// the model requires, with its type.
+/// the model requires, with its type (the official Python SDK reads it too, in
+/// [`parsed_by_the_sdk`]).
 #[derive(Debug, Deserialize)]
 #[allow(dead_code)]
 #[serde(rename_all = "camelCase")]
@@ -223,6 +224,47 @@ struct InboundCallbackMessage {
     from: String,
     text: Option<String>,
     media: Option<Vec<String>>,
+}
+
+/// The Python of the virtual environment `scripts/install-deps.sh` makes with Bandwidth's
+/// Python SDK.
+fn sdk_python() -> std::path::PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache")))
+        .expect("HOME or XDG_CACHE_HOME");
+    let python = cache.join("bwmediafs-test/bandwidth-sdk-23.3.1/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/install-deps.sh, which installs Bandwidth's Python SDK",
+        python.display()
+    );
+    python
+}
+
+/// Each event of `body` read by the official SDK's `InboundCallback` model: its type, message
+/// id and media URLs, one line each (the test fails if the model refuses the body).
+fn parsed_by_the_sdk(body: &[u8]) -> String {
+    let script = "import json, sys\n\
+                  from bandwidth.models.inbound_callback import InboundCallback\n\
+                  for e in json.load(sys.stdin):\n\
+                  \x20   cb = InboundCallback.from_dict(e)\n\
+                  \x20   print(cb.type.value, cb.message.id, ' '.join(cb.message.media or []))\n";
+    let mut child = std::process::Command::new(sdk_python())
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the SDK's python");
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "Bandwidth's SDK refused the callback: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn basic(user: &str, password: &str) -> String {
@@ -282,6 +324,10 @@ fn an_inbound_mms_posts_one_callback_whose_media_download_with_the_accounts_cred
     assert_eq!(event.message.text.as_deref(), Some("two pictures"));
     let urls = event.message.media.clone().expect("media URLs");
     assert_eq!(urls.len(), 2);
+    assert_eq!(
+        parsed_by_the_sdk(&got[0].body).trim(),
+        format!("message-received {id} {}", urls.join(" "))
+    );
     let http = reqwest::blocking::Client::new();
     for (url, (_, want)) in urls.iter().zip(&files) {
         let resp = http
