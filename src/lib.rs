@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod durable;
 pub mod emulator;
 pub mod fs;
 pub mod fuse;

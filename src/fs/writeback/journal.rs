@@ -20,14 +20,15 @@
 //! this machine's disk: tmpfs and ramfs (memory), FUSE, and network file systems.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
+
+use crate::durable::{self, sync_dir};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
@@ -39,7 +40,6 @@ pub static BODY_DELAY_MS: AtomicU64 = AtomicU64::new(0);
 const MAGIC: &str = "bwmediafs journal 1";
 const STAGED: &str = "put";
 const PARTIAL: &str = "tmp";
-const DAMAGED_DIR: &str = "damaged";
 const LOCK_FILE: &str = "lock";
 
 /// What a staged change does.
@@ -268,24 +268,8 @@ impl Journal {
     }
 
     fn write_version(&self, seq: u64, version: &Change, body: &[u8]) -> std::io::Result<()> {
-        let partial = self.path(seq, PARTIAL);
-        let written = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&partial)?;
-            let header = serde_json::to_string(version).map_err(std::io::Error::other)?;
-            f.write_all(format!("{MAGIC}\n{header}\n").as_bytes())?;
-            f.write_all(body)?;
-            f.sync_data()?;
-            std::fs::rename(&partial, self.path(seq, STAGED))?;
-            sync_dir(&self.dir)
-        })();
-        if written.is_err() {
-            let _ = std::fs::remove_file(&partial);
-        }
-        written
+        let (partial, whole) = (self.path(seq, PARTIAL), self.path(seq, STAGED));
+        durable::write_whole(&self.dir, &partial, &whole, MAGIC, version, body)
     }
 
     /// The bytes of version `seq`, checked against the checksum they were staged with. Bytes
@@ -399,29 +383,12 @@ fn header_line_len(version: &Change) -> Result<u64, String> {
 }
 
 fn parse_header(reader: &mut impl BufRead) -> Result<Change, String> {
-    let mut magic = String::new();
-    reader
-        .read_line(&mut magic)
-        .map_err(|e| format!("unreadable: {e}"))?;
-    if magic.trim_end() != MAGIC {
-        return Err("it does not start as a journal file does".to_string());
-    }
-    let mut header = String::new();
-    reader
-        .read_line(&mut header)
-        .map_err(|e| format!("unreadable header: {e}"))?;
-    serde_json::from_str(header.trim_end()).map_err(|e| format!("its header does not parse: {e}"))
+    durable::read_header(reader, MAGIC)
 }
 
-/// Move a damaged file to `damaged/` (made 0700) and say so; its new path.
+/// Move a damaged file to `damaged/` and say so; its new path.
 fn set_aside(dir: &Path, path: &Path, why: &str) -> std::io::Result<PathBuf> {
-    let aside = dir.join(DAMAGED_DIR);
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&aside)?;
-    let target = aside.join(path.file_name().unwrap_or_default());
-    std::fs::rename(path, &target)?;
+    let target = durable::set_aside(dir, path)?;
     log::error!(
         "the write-back journal holds a damaged version ({why}): it is kept in {} and will not be \
          uploaded",
@@ -432,35 +399,14 @@ fn set_aside(dir: &Path, path: &Path, why: &str) -> std::io::Result<PathBuf> {
 
 /// Take the journal's lock, or say who holds it.
 fn lock(dir: &Path) -> Result<File, JournalError> {
-    let path = dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|source| JournalError::Io {
+    match durable::lock(dir, LOCK_FILE) {
+        Ok(Some(file)) => Ok(file),
+        Ok(None) => Err(JournalError::Locked(dir.to_path_buf())),
+        Err(source) => Err(JournalError::Io {
             dir: dir.to_path_buf(),
             source,
-        })?;
-    // SAFETY: flock on a descriptor we own; it touches no memory.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            JournalError::Locked(dir.to_path_buf())
-        } else {
-            JournalError::Io {
-                dir: dir.to_path_buf(),
-                source: e,
-            }
-        });
+        }),
     }
-    Ok(file)
-}
-
-/// `fsync` of a directory: the names made and removed in it are on the disk.
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// What kind of file system `dir` is on when a sync there does not reach this machine's disk.

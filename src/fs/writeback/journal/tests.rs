@@ -1,4 +1,5 @@
 use super::*;
+use crate::durable::DAMAGED_DIR;
 
 fn open(dir: &Path) -> Opened {
     Journal::open(dir, 1 << 30).expect("open the journal")
