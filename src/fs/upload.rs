@@ -49,7 +49,13 @@ pub(crate) fn upload_target(n: &Node, path: &str, head: &[u8]) -> UploadTarget {
             .content_type_override()
             .map(str::to_string)
             .or_else(|| renamed_to_known_type.then(|| named.clone()))
-            .or_else(|| stored.and_then(|h| h.content_type.clone()))
+            // A type the server holds that is not a media type (stored by a laxer server, or
+            // another client) is not sent again: a careful server refuses it.
+            .or_else(|| {
+                stored
+                    .and_then(|h| h.content_type.clone())
+                    .filter(|t| crate::api::check_media_type(t).is_ok())
+            })
             .unwrap_or_else(|| implied_type(named, head)),
         cache_control: n
             .cache_control_override()

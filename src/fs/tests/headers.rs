@@ -31,6 +31,32 @@ fn a_set_of_an_uncached_file_is_one_get_and_one_put() {
     assert_eq!(t.stats(), snap(0, 1, 1, 0));
 }
 
+/// A media stored with a type that is not a media type (by a server laxer than a careful one,
+/// or another client) is rewritten with the type its bytes imply, not that one: a server that
+/// checks would refuse the upload, and the file could not be saved.
+#[test]
+fn a_rewrite_does_not_send_back_a_stored_type_that_is_not_a_media_type() {
+    let store = new_store(1000);
+    Store::put(&store, "odd", Bytes::from_static(b"old"), "@0E4_K^j", None).unwrap();
+    Store::put(
+        &store,
+        "kept",
+        Bytes::from_static(b"old"),
+        "image/png",
+        None,
+    )
+    .unwrap();
+    let t = mount(store);
+    // Read first, so the mount knows the types the server holds.
+    t.cat("odd").unwrap();
+    t.cat("kept").unwrap();
+    t.write_file("odd", b"plain text").expect("rewritten");
+    assert_eq!(ct_of(&t, "odd"), "text/plain");
+    // A valid stored type still goes with a rewrite.
+    t.write_file("kept", b"plain text").expect("rewritten");
+    assert_eq!(ct_of(&t, "kept"), "image/png");
+}
+
 #[test]
 fn a_removal_returns_to_the_implied_type_and_no_cache_control() {
     let store = new_store(1000);
