@@ -19,6 +19,29 @@ pub fn encode_media_id(name: &str) -> String {
         .join("/")
 }
 
+/// The longest segment of a media name a path can show (Linux's `NAME_MAX`).
+pub const SEGMENT_MAX: usize = 255;
+
+/// Why a media name cannot be shown as a path (nor addressed by a URL, for `.` and `..`), if
+/// it cannot: the mount hides such media, and the emulator refuses to make them.
+pub fn bad_media_name(name: &str) -> Option<&'static str> {
+    if name.contains('\0') {
+        return Some("it contains a NUL byte");
+    }
+    for seg in name.split('/') {
+        if seg.is_empty() {
+            return Some("it has an empty path segment");
+        }
+        if seg == "." || seg == ".." {
+            return Some("it has a `.` or `..` segment");
+        }
+        if seg.len() > SEGMENT_MAX {
+            return Some("a path segment is longer than 255 bytes");
+        }
+    }
+    None
+}
+
 /// Whether a URL can address `name`: not when a segment of it is `.` or `..`, which URL
 /// parsers resolve away (escaped as `%2E` too), so that `a/../b` would address `b`.
 pub fn url_can_carry(name: &str) -> bool {

@@ -111,7 +111,8 @@ pub struct Args {
     #[arg(long)]
     pub no_last_modified: bool,
 
-    /// Load every file below DIR at start (its path relative to DIR becomes the media name).
+    /// Load every file below DIR at start (its path relative to DIR becomes the media name);
+    /// with --data-dir, each start uploads them again, as new.
     #[arg(long, value_name = "DIR")]
     pub seed: Option<PathBuf>,
 
@@ -236,9 +237,18 @@ impl Args {
         faults.validate()?;
         if let Some(url) = &self.callback_url {
             match reqwest::Url::parse(url) {
-                Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {
+                    if !u.username().is_empty() && self.callback_username.is_some() {
+                        return Err("--callback-url holds credentials and --callback-username \
+                                    gives others: give them once"
+                            .to_string());
+                    }
+                }
                 _ => return Err("--callback-url is not an http:// or https:// URL".to_string()),
             }
+        }
+        if self.callback_timeout.is_zero() {
+            return Err("--callback-timeout must be more than 0".to_string());
         }
         let page_size = usize::try_from(self.page_size).map_err(|_| "--page-size is too large")?;
         Ok(EmulatorConfig {

@@ -129,8 +129,8 @@ pub enum InboundError {
     Store(StoreError),
 }
 
-/// A message id as Bandwidth makes them: the time in milliseconds, then 15 lowercase letters
-/// and digits.
+/// A message id as Bandwidth makes them (its example: `14762070468292kw2fuqty55yp2b2`): the
+/// time in milliseconds, then 16 lowercase letters and digits.
 pub fn message_id() -> String {
     const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let millis = SystemTime::now()
@@ -138,7 +138,7 @@ pub fn message_id() -> String {
         .unwrap_or_default()
         .as_millis();
     let mut rng = rand::rng();
-    let tail: String = (0..15)
+    let tail: String = (0..16)
         .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
         .collect();
     format!("{millis}{tail}")
@@ -163,6 +163,12 @@ pub fn store_media(
         if name.is_empty() {
             return Err(InboundError::Invalid(format!("file {i} has no name")));
         }
+        let media_name = format!("{id}/{i}/{name}");
+        if let Some(why) = crate::api::path::bad_media_name(&media_name) {
+            return Err(InboundError::Invalid(format!(
+                "file {i}: {name:?} cannot be a media name: {why}"
+            )));
+        }
         let body = base64::engine::general_purpose::STANDARD
             .decode(&f.data)
             .map_err(|e| InboundError::Invalid(format!("{name}: its data is not base64: {e}")))?;
@@ -182,13 +188,17 @@ pub fn store_media(
                 "{name}: {content_type:?} is not a media type ({why})"
             ))
         })?;
-        files.push((format!("{id}/{i}/{name}"), Bytes::from(body), content_type));
+        files.push((media_name, Bytes::from(body), content_type));
     }
-    let mut names = Vec::new();
+    let mut names: Vec<String> = Vec::new();
     for (media_name, body, content_type) in files {
-        store
-            .put(&media_name, body, &content_type, None)
-            .map_err(InboundError::Store)?;
+        if let Err(e) = store.put(&media_name, body, &content_type, None) {
+            // A message is received whole or not at all.
+            for stored in &names {
+                store.delete(stored);
+            }
+            return Err(InboundError::Store(e));
+        }
         names.push(media_name);
     }
     Ok(names)
@@ -252,9 +262,10 @@ pub async fn deliver(cb: Arc<CallbackConfig>, client: reqwest::Client, id: Strin
                 "had no answer within {}",
                 humantime::format_duration(cb.attempt_timeout)
             ),
-            Err(e) => format!("failed ({})", e.without_url()),
+            Err(e) => format!("failed ({})", error_chain(&e.without_url())),
         };
-        if started.elapsed() + wait > cb.retry_time {
+        // A failed first attempt is always tried again once; later ones within the bound.
+        if attempt > 1 && started.elapsed() + wait > cb.retry_time {
             log::warn!(
                 "callback of message {id}: attempt {attempt} {failure}; given up {} after the \
                  first attempt (--callback-retry-time)",
@@ -324,6 +335,18 @@ pub fn send(
     })
 }
 
+/// An error and its causes, without the URL (which may hold a password).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,12 +354,21 @@ mod tests {
     #[test]
     fn message_ids_look_like_bandwidths() {
         let id = message_id();
-        assert_eq!(id.len(), 13 + 15, "{id}");
+        assert_eq!(id.len(), "14762070468292kw2fuqty55yp2b2".len(), "{id}");
         assert!(id[..13].bytes().all(|b| b.is_ascii_digit()));
         assert!(id[13..]
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
         assert_ne!(message_id(), id);
+    }
+
+    fn req_like(req: &InboundRequest) -> InboundRequest {
+        InboundRequest {
+            from: req.from.clone(),
+            to: req.to.clone(),
+            text: req.text.clone(),
+            media: Vec::new(),
+        }
     }
 
     #[test]
@@ -354,6 +386,19 @@ mod tests {
             media: vec![file("bw.png", b"png"), file("dir/note.txt", b"text")],
         };
         let names = store_media(&store, "1476207046829abc", &req).unwrap();
+        for bad in ["..", "."] {
+            let dots = InboundRequest {
+                media: vec![file(bad, b"x")],
+                ..req_like(&req)
+            };
+            assert!(
+                matches!(
+                    store_media(&store, "dots", &dots),
+                    Err(InboundError::Invalid(_))
+                ),
+                "{bad}"
+            );
+        }
         assert_eq!(
             names,
             ["1476207046829abc/0/bw.png", "1476207046829abc/1/note.txt"]

@@ -184,6 +184,16 @@ pub(super) fn header_text(headers: &HeaderMap, name: HeaderName) -> Result<Optio
     }
 }
 
+/// Run a change of the store (which writes and `fsync`s the data directory, if there is one)
+/// on a thread made for blocking, so the runtime's threads go on serving meanwhile.
+pub(super) async fn off_the_runtime<T: Send + 'static>(
+    change: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(change)
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Disk(format!("the write stopped: {e}"))))
+}
+
 pub(super) async fn put_media(sh: &Shared, id: &str, req: Request, cut: bool) -> Reply {
     let limit = sh.store.config().max_size;
     let declared = declared_length(req.headers());
@@ -248,16 +258,17 @@ pub(super) async fn put_media(sh: &Shared, id: &str, req: Request, cut: bool) ->
             )
         }
     };
-    match sh
-        .store
-        .put(id, bytes, &content_type, cache_control.as_deref())
-    {
+    let (store, id) = (sh.store.clone(), id.to_string());
+    let stored =
+        off_the_runtime(move || store.put(&id, bytes, &content_type, cache_control.as_deref()))
+            .await;
+    match stored {
         Ok(()) => Reply::empty(StatusCode::NO_CONTENT),
         Err(StoreError::TooLarge { size, limit }) => Reply::too_large(size, limit),
         Err(e) => Reply::error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal-server-error",
-            format!("{e:?}"),
+            e.to_string(),
         ),
     }
 }

@@ -35,13 +35,13 @@ use tokio::sync::watch;
 mod media;
 mod reply;
 
-use media::{get_media, list, put_media, read_limited, ReadError};
+use media::{get_media, list, off_the_runtime, put_media, read_limited, ReadError};
 use reply::{injected_error, unknown_path, Reply};
 
 use super::auth::{Auth, TokenError};
 use super::faults::{ConnCtl, Fault, FaultIo, Faults};
 use super::inbound::{self, CallbackConfig, InboundAnswer, InboundError, InboundRequest};
-use super::store::Store;
+use super::store::{Store, StoreError};
 use crate::api::path::decode_media_id;
 use crate::api::MediaApi;
 
@@ -216,12 +216,17 @@ async fn handle(sh: &Shared, op: Op, route: Route, req: Request, cut: bool) -> R
         (Op::List, _) => list(sh, req.headers()),
         (Op::Get, Some(id)) => get_media(sh, &id),
         (Op::Put, Some(id)) => put_media(sh, &id, req, cut).await,
-        (Op::Delete, Some(id)) => match sh.store.remove(&id) {
+        (Op::Delete, Some(id)) => match off_the_runtime({
+            let store = sh.store.clone();
+            move || store.remove(&id)
+        })
+        .await
+        {
             Ok(()) => Reply::empty(StatusCode::NO_CONTENT),
             Err(e) => Reply::error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal-server-error",
-                format!("{e:?}"),
+                e.to_string(),
             ),
         },
         _ => Reply::empty(StatusCode::NOT_FOUND),
@@ -328,7 +333,18 @@ async fn inbound_post(State(sh): State<Arc<Shared>>, body: Bytes) -> Response {
         }
     };
     let id = inbound::message_id();
-    let names = match inbound::store_media(&sh.store, &id, &req) {
+    let req = Arc::new(req);
+    let stored = tokio::task::spawn_blocking({
+        let (store, id, req) = (sh.store.clone(), id.clone(), req.clone());
+        move || inbound::store_media(&store, &id, &req)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(InboundError::Store(StoreError::Disk(format!(
+            "the write stopped: {e}"
+        ))))
+    });
+    let names = match stored {
         Ok(names) => names,
         Err(InboundError::Invalid(why)) => return Reply::bad_request(why).into_response(),
         Err(InboundError::TooLarge { name, size, limit }) => {
@@ -343,7 +359,7 @@ async fn inbound_post(State(sh): State<Arc<Shared>>, body: Bytes) -> Response {
             return Reply::error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal-server-error",
-                format!("{e:?}"),
+                e.to_string(),
             )
             .into_response()
         }

@@ -3,17 +3,19 @@
 //! One file per media, `NNNNNNNNNNNNNNNN.media` (16 hex digits, a larger number for every
 //! upload): a magic line, a JSON header line (name, type, cache-control, upload time, length),
 //! then the bytes. An upload writes `NNN.tmp`, `fsync`s it, renames it to `NNN.media` and
-//! `fsync`s the directory; only then is it stored in memory and answered 204, and the file of
-//! the version it replaces is removed after. So a crash at any moment leaves each upload wholly
+//! `fsync`s the directory (`crate::durable`); only then is it stored in memory and answered
+//! 204, and the file of the version it replaces is removed after. So a crash at any moment leaves each upload wholly
 //! there or not at all: a `.tmp` is a partial upload, removed at the next start; of two files
 //! of one name (a crash before the older was removed) the larger number is the newer; a file
 //! whose length is not its header's cannot come from a crash and is kept aside in `damaged/`.
-//! A deletion removes the file and `fsync`s the directory before it is answered.
+//! A deletion removes the file and `fsync`s the directory before it is answered. One emulator
+//! at a time uses a data directory (a lock). Media that expire while it runs stay on disk
+//! until the next start, which removes them.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,10 +24,11 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use crate::durable::{self, sync_dir};
+
 const MAGIC: &str = "bwmedia-emulator media 1";
 const STORED: &str = "media";
 const PARTIAL: &str = "tmp";
-const DAMAGED_DIR: &str = "damaged";
 
 /// What the header line of a media's file says.
 #[derive(Debug, Serialize, Deserialize)]
@@ -60,7 +63,14 @@ pub struct Disk {
     next: AtomicU64,
     /// The file number of each media name.
     files: Mutex<HashMap<String, u64>>,
+    /// Older files of a name that could not be removed yet: a deletion removes them too, so
+    /// that none comes back at the next start.
+    leftovers: Mutex<HashMap<String, Vec<u64>>>,
+    /// One emulator at a time in a data directory, for as long as it runs.
+    _lock: File,
 }
+
+const LOCK_FILE: &str = "lock";
 
 impl Disk {
     /// Open (or make, mode 0700) the data directory `dir`: it, and the media it holds, oldest
@@ -70,6 +80,11 @@ impl Disk {
             .recursive(true)
             .mode(0o700)
             .create(dir)?;
+        let Some(lock) = durable::lock(dir, LOCK_FILE)? else {
+            return Err(std::io::Error::other(
+                "another bwmedia-emulator uses it; give each its own --data-dir",
+            ));
+        };
         let mut newest: HashMap<String, (u64, Loaded)> = HashMap::new();
         let mut stale = Vec::new();
         let mut last = 0;
@@ -100,8 +115,8 @@ impl Disk {
                         }
                     }
                     Err(e) => {
-                        log::error!("{}: {e}; kept aside in {DAMAGED_DIR}/", path.display());
-                        keep_aside(dir, &path)?;
+                        let aside = durable::set_aside(dir, &path)?;
+                        log::error!("{}: {e}; kept in {}", path.display(), aside.display());
                     }
                 },
                 _ => {}
@@ -114,10 +129,15 @@ impl Disk {
         let files = newest.iter().map(|(k, (n, _))| (k.clone(), *n)).collect();
         let mut media: Vec<Loaded> = newest.into_values().map(|(_, m)| m).collect();
         media.sort_by_key(|m| m.uploaded);
+        let next = last
+            .checked_add(1)
+            .ok_or_else(|| std::io::Error::other("its file numbers are used up"))?;
         let disk = Disk {
             dir: dir.to_path_buf(),
-            next: AtomicU64::new(last + 1),
+            next: AtomicU64::new(next),
             files: Mutex::new(files),
+            leftovers: Mutex::new(HashMap::new()),
+            _lock: lock,
         };
         Ok((disk, media))
     }
@@ -148,40 +168,39 @@ impl Disk {
                 .as_millis() as u64,
             len: body.len() as u64,
         };
-        let partial = file_path(&self.dir, number, PARTIAL);
-        let written = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&partial)?;
-            let line = serde_json::to_string(&header).map_err(std::io::Error::other)?;
-            f.write_all(format!("{MAGIC}\n{line}\n").as_bytes())?;
-            f.write_all(body)?;
-            f.sync_data()?;
-            std::fs::rename(&partial, file_path(&self.dir, number, STORED))?;
-            sync_dir(&self.dir)
-        })();
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&partial);
-            return Err(e);
-        }
+        let (partial, whole) = (
+            file_path(&self.dir, number, PARTIAL),
+            file_path(&self.dir, number, STORED),
+        );
+        durable::write_whole(&self.dir, &partial, &whole, MAGIC, &header, body)?;
         if let Some(old) = self.files.lock().insert(name.to_string(), number) {
-            let _ = std::fs::remove_file(file_path(&self.dir, old, STORED));
+            if let Err(e) = std::fs::remove_file(file_path(&self.dir, old, STORED)) {
+                log::warn!("cannot remove the older file of {name:?}: {e}");
+                self.leftovers
+                    .lock()
+                    .entry(name.to_string())
+                    .or_default()
+                    .push(old);
+            }
         }
         Ok(())
     }
 
     /// Remove the file of `name`, durably.
     pub fn remove(&self, name: &str) -> std::io::Result<()> {
-        let Some(number) = self.files.lock().remove(name) else {
+        let mut numbers = self.leftovers.lock().remove(name).unwrap_or_default();
+        numbers.extend(self.files.lock().remove(name));
+        if numbers.is_empty() {
             return Ok(());
-        };
-        match std::fs::remove_file(file_path(&self.dir, number, STORED)) {
-            Ok(()) => sync_dir(&self.dir),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
         }
+        for number in numbers {
+            match std::fs::remove_file(file_path(&self.dir, number, STORED)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        sync_dir(&self.dir)
     }
 }
 
@@ -191,14 +210,15 @@ fn file_path(dir: &Path, number: u64, ext: &str) -> PathBuf {
 
 fn read_media(path: &Path) -> std::io::Result<Loaded> {
     let mut reader = BufReader::new(File::open(path)?);
-    let mut magic = String::new();
-    reader.read_line(&mut magic)?;
-    if magic.trim_end() != MAGIC {
-        return Err(std::io::Error::other("not a media file of the emulator"));
+    let header: Header = durable::read_header(&mut reader, MAGIC).map_err(std::io::Error::other)?;
+    // The length the header says is checked against the file before anything is allocated.
+    let size = std::fs::metadata(path)?.len();
+    if header.len > size {
+        return Err(std::io::Error::other(format!(
+            "its header says {} bytes, more than the file holds",
+            header.len
+        )));
     }
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let header: Header = serde_json::from_str(&line).map_err(std::io::Error::other)?;
     let mut body = Vec::with_capacity(header.len as usize);
     reader.read_to_end(&mut body)?;
     if body.len() as u64 != header.len {
@@ -215,19 +235,6 @@ fn read_media(path: &Path) -> std::io::Result<Loaded> {
         cache_control: header.cache_control,
         uploaded: UNIX_EPOCH + Duration::from_millis(header.uploaded_ms),
     })
-}
-
-fn keep_aside(dir: &Path, path: &Path) -> std::io::Result<()> {
-    let damaged = dir.join(DAMAGED_DIR);
-    std::fs::create_dir_all(&damaged)?;
-    match path.file_name() {
-        Some(name) => std::fs::rename(path, damaged.join(name)),
-        None => Ok(()),
-    }
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
@@ -293,14 +300,53 @@ mod tests {
         let (_, media) = Disk::open(tmp.path()).unwrap();
         assert_eq!(media.len(), 1);
         assert_eq!(&media[0].body[..], b"new bytes");
-        let files: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
-        assert_eq!(files.len(), 1, "the older file is removed");
+        let media_files = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == STORED))
+            })
+            .count();
+        assert_eq!(media_files, 1, "the older file is removed");
     }
 
     #[test]
     fn a_file_damaged_otherwise_is_kept_aside() {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("0000000000000001.media"), "not a media").unwrap();
+        let (_, media) = Disk::open(tmp.path()).unwrap();
+        assert!(media.is_empty());
+        assert!(tmp.path().join("damaged/0000000000000001.media").exists());
+    }
+
+    #[test]
+    fn one_emulator_at_a_time_uses_a_data_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (first, _) = Disk::open(tmp.path()).unwrap();
+        let second = Disk::open(tmp.path()).unwrap_err();
+        assert!(
+            second.to_string().contains("another bwmedia-emulator"),
+            "{second}"
+        );
+        drop(first);
+        assert!(Disk::open(tmp.path()).is_ok());
+    }
+
+    #[test]
+    fn a_header_that_claims_more_bytes_than_the_file_holds_is_damage() {
+        let tmp = tempfile::tempdir().unwrap();
+        let header = Header {
+            name: "big".into(),
+            content_type: "text/plain".into(),
+            cache_control: None,
+            uploaded_ms: 1,
+            len: u64::MAX,
+        };
+        let text = format!(
+            "{MAGIC}\n{}\nshort",
+            serde_json::to_string(&header).unwrap()
+        );
+        std::fs::write(tmp.path().join("0000000000000001.media"), text).unwrap();
         let (_, media) = Disk::open(tmp.path()).unwrap();
         assert!(media.is_empty());
         assert!(tmp.path().join("damaged/0000000000000001.media").exists());

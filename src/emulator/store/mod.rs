@@ -67,11 +67,13 @@ pub struct StoredMedia {
 }
 
 /// Why the store refused a call; the server turns these into Bandwidth's statuses and bodies.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// 404
+    #[error("the media was not found")]
     NotFound,
     /// 413
+    #[error("{size} bytes is over the limit of {limit}")]
     TooLarge {
         /// The size of the upload.
         size: u64,
@@ -79,8 +81,13 @@ pub enum StoreError {
         limit: u64,
     },
     /// 400: the continuation token is not one this store made.
+    #[error("invalid continuation token")]
     BadToken,
     /// 500: the data directory could not be written.
+    #[error(
+        "the emulator cannot write its data directory ({0}); give it room or permission, or \
+         start it with another --data-dir"
+    )]
     Disk(String),
 }
 

@@ -86,24 +86,7 @@ pub(crate) struct Totals {
     pub bytes: u64,
 }
 
-/// Why a media name cannot be shown as a path, if it cannot.
-pub(crate) fn bad_media_name(name: &str) -> Option<&'static str> {
-    if name.contains('\0') {
-        return Some("it contains a NUL byte");
-    }
-    for seg in name.split('/') {
-        if seg.is_empty() {
-            return Some("it has an empty path segment");
-        }
-        if seg == "." || seg == ".." {
-            return Some("it has a `.` or `..` segment");
-        }
-        if seg.len() > NAME_MAX {
-            return Some("a path segment is longer than 255 bytes");
-        }
-    }
-    None
-}
+pub(crate) use crate::api::path::bad_media_name;
 
 impl Namespace {
     pub(crate) fn new(defaults: Defaults) -> Namespace {

@@ -10,7 +10,7 @@ pub type Ino = u64;
 /// The root directory's inode.
 pub const ROOT_INO: Ino = 1;
 /// Longest name component, in bytes.
-pub const NAME_MAX: usize = 255;
+pub const NAME_MAX: usize = crate::api::path::SEGMENT_MAX;
 
 /// File or directory (the only kinds this file system has).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
