@@ -295,6 +295,13 @@ fn parsed_by_the_sdk(body: &[u8]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A request of `http` with the account's (demo) credentials.
+fn as_account(req: reqwest::blocking::RequestBuilder) -> reqwest::blocking::Response {
+    req.basic_auth("demo-user", Some("demo-password"))
+        .send()
+        .expect("the emulator answers")
+}
+
 fn basic(user: &str, password: &str) -> String {
     format!(
         "Basic {}",
@@ -358,11 +365,7 @@ fn an_inbound_mms_posts_one_callback_whose_media_download_with_the_accounts_cred
     );
     let http = reqwest::blocking::Client::new();
     for (url, (_, want)) in urls.iter().zip(&files) {
-        let resp = http
-            .get(url)
-            .basic_auth("demo-user", Some("demo-password"))
-            .send()
-            .unwrap();
+        let resp = as_account(http.get(url));
         assert_eq!(resp.status().as_u16(), 200, "{url}");
         assert_eq!(&resp.bytes().unwrap()[..], &want[..], "{url}");
         // Without the account's credentials: refused.
@@ -432,20 +435,14 @@ fn media_kept_in_a_data_dir_outlive_a_restart_and_a_kill_9_mid_upload() {
     let dir = data.path().to_str().unwrap().to_string();
     let http = reqwest::blocking::Client::new();
     let first = EmulatorProcess::start(&["--data-dir", &dir]);
-    let put = http
-        .put(first.media_url("kept/a.png"))
-        .basic_auth("demo-user", Some("demo-password"))
-        .header("Content-Type", "image/png")
-        .header("Cache-Control", "no-cache")
-        .body(b"png bytes".to_vec())
-        .send()
-        .unwrap();
+    let put = as_account(
+        http.put(first.media_url("kept/a.png"))
+            .header("Content-Type", "image/png")
+            .header("Cache-Control", "no-cache")
+            .body(b"png bytes".to_vec()),
+    );
     assert_eq!(put.status().as_u16(), 204);
-    let uploaded = http
-        .get(first.media_url("kept/a.png"))
-        .basic_auth("demo-user", Some("demo-password"))
-        .send()
-        .unwrap()
+    let uploaded = as_account(http.get(first.media_url("kept/a.png")))
         .headers()
         .get("last-modified")
         .cloned();
@@ -470,21 +467,13 @@ fn media_kept_in_a_data_dir_outlive_a_restart_and_a_kill_9_mid_upload() {
     drop(raw);
     drop(first);
     let second = EmulatorProcess::start(&["--data-dir", &dir]);
-    let resp = http
-        .get(second.media_url("kept/a.png"))
-        .basic_auth("demo-user", Some("demo-password"))
-        .send()
-        .unwrap();
+    let resp = as_account(http.get(second.media_url("kept/a.png")));
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(resp.headers()["content-type"], "image/png");
     assert_eq!(resp.headers()["cache-control"], "no-cache");
     assert_eq!(resp.headers().get("last-modified").cloned(), uploaded);
     assert_eq!(&resp.bytes().unwrap()[..], b"png bytes");
-    let listing = http
-        .get(format!("{}/api/v2/users/9900000/media", second.url))
-        .basic_auth("demo-user", Some("demo-password"))
-        .send()
-        .unwrap()
+    let listing = as_account(http.get(format!("{}/api/v2/users/9900000/media", second.url)))
         .bytes()
         .unwrap();
     let listing: serde_json::Value = serde_json::from_slice(&listing).unwrap();
@@ -496,19 +485,11 @@ fn media_kept_in_a_data_dir_outlive_a_restart_and_a_kill_9_mid_upload() {
         .collect();
     assert_eq!(names, ["kept/a.png"], "no partial upload");
     // A deletion lasts too.
-    let del = http
-        .delete(second.media_url("kept/a.png"))
-        .basic_auth("demo-user", Some("demo-password"))
-        .send()
-        .unwrap();
+    let del = as_account(http.delete(second.media_url("kept/a.png")));
     assert_eq!(del.status().as_u16(), 204);
     drop(second);
     let third = EmulatorProcess::start(&["--data-dir", &dir]);
-    let gone = http
-        .get(third.media_url("kept/a.png"))
-        .basic_auth("demo-user", Some("demo-password"))
-        .send()
-        .unwrap();
+    let gone = as_account(http.get(third.media_url("kept/a.png")));
     assert_eq!(gone.status().as_u16(), 404);
 }
 
