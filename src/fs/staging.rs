@@ -99,6 +99,9 @@ impl MediaFs {
             Ok(seq) => {
                 wb.staged_one();
                 let older = buf.state.lock().staged(generation, seq);
+                if older.is_some_and(|o| o != seq) {
+                    self.relink_deletes(ino, seq);
+                }
                 self.forget_versions(older.as_slice());
                 wb.uploader.queue(ino, &self.uploads());
                 true
@@ -106,6 +109,33 @@ impl MediaFs {
             Err(e) => {
                 wb.stage_failed(&e);
                 false
+            }
+        }
+    }
+
+    /// File `ino`'s version `seq` replaced the one it had staged: the deletions a rename made
+    /// that wait for its upload are staged again naming `seq`, before the replaced version
+    /// leaves the journal, so that after a crash they still wait for the file's upload (`mv a
+    /// b; mv b c` never leaves the server without `a` before `c` is stored).
+    fn relink_deletes(&self, ino: Ino, seq: u64) {
+        let Some(wb) = &self.writeback else {
+            return;
+        };
+        for (name, old) in wb.deletes.waiting_on(ino) {
+            match wb.journal.stage_delete(&name, Some(seq)) {
+                Ok(new) => {
+                    let replaced = wb.deletes.add(&name, new, Some(ino));
+                    self.forget_versions(replaced.as_slice());
+                    wb.uploader.queue(DELETE_KEY | new, &self.uploads());
+                }
+                Err(e) => {
+                    wb.stage_failed(&e);
+                    log::warn!(
+                        "the deletion of {name:?} (journal version {old}) still names the \
+                         upload it waited for: after a crash it may go before {:?} is stored",
+                        self.path_of(ino)
+                    );
+                }
             }
         }
     }
@@ -443,6 +473,9 @@ impl MediaFs {
         self.finish_rename(src, dst, newparent, newname, old_path, None);
         self.ns.lock().not_on_server(src);
         let older = buf.state.lock().staged(generation, put);
+        if older.is_some_and(|o| o != put) {
+            self.relink_deletes(src, put);
+        }
         self.forget_versions(older.as_slice());
         let older = wb.deletes.add(old_path, delete, Some(src));
         self.forget_versions(older.as_slice());

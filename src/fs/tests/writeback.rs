@@ -365,3 +365,52 @@ fn two_closes_of_one_file_staging_at_once_keep_one_version() {
     );
     until_journal_empty(&t);
 }
+
+/// The journal's entries: each version's sequence number and its header.
+fn journal_entries(t: &T) -> Vec<(u64, crate::fs::writeback::journal::Change)> {
+    // The mount holds the journal's lock: its files are read as they are.
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(t.tmp.path().join("journal")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "put") {
+            let seq = u64::from_str_radix(p.file_stem().unwrap().to_str().unwrap(), 16).unwrap();
+            let text = std::fs::read(&p).unwrap();
+            let line = text.split(|b| *b == b'\n').nth(1).unwrap();
+            out.push((seq, serde_json::from_slice(line).unwrap()));
+        }
+    }
+    out.sort_by_key(|(seq, _)| *seq);
+    out
+}
+
+/// `mv a b; mv b c` of a stored file before any upload: the deletion of `a` must wait for the
+/// upload of `c` even after a crash, when `b`'s version has left the journal. So it names
+/// `c`'s version in the journal.
+#[test]
+fn a_deletion_waits_for_the_newest_upload_of_a_file_renamed_twice() {
+    use crate::fs::writeback::journal::Op;
+    let store = new_store(1000);
+    seed(&store, "a.txt", b"stored");
+    let t = mount_writeback(store);
+    assert_eq!(t.cat("a.txt").unwrap(), b"stored");
+    *t.faults.put.lock() = Some(e503());
+    t.mv("a.txt", "b.txt").expect("mv a b");
+    t.mv("b.txt", "c.txt").expect("mv b c");
+    let entries = journal_entries(&t);
+    let put_c = entries
+        .iter()
+        .find(|(_, c)| c.op == Op::Put && c.name == "c.txt")
+        .map(|(seq, _)| *seq)
+        .expect("c.txt staged");
+    let delete_a = entries
+        .iter()
+        .find(|(_, c)| c.op == Op::Delete && c.name == "a.txt")
+        .map(|(_, c)| c.after)
+        .expect("the deletion of a.txt staged");
+    assert_eq!(delete_a, Some(put_c), "journal: {entries:?}");
+    *t.faults.put.lock() = None;
+    t.fs.fsyncdir(ROOT_INO).expect("sync");
+    assert_eq!(t.stored("c.txt").unwrap(), b"stored");
+    assert_eq!(t.stored("a.txt"), None);
+    assert_eq!(t.stored("b.txt"), None);
+}

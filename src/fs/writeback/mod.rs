@@ -164,6 +164,16 @@ impl Deletes {
         self.st.lock().after.get(&seq).copied()
     }
 
+    /// The deletions that wait for file `ino`'s upload: name and sequence number of each.
+    pub(crate) fn waiting_on(&self, ino: u64) -> Vec<(String, u64)> {
+        let st = self.st.lock();
+        st.after
+            .iter()
+            .filter(|(_, i)| **i == ino)
+            .filter_map(|(seq, _)| st.by_seq.get(seq).map(|name| (name.clone(), *seq)))
+            .collect()
+    }
+
     /// The turn of deletion `seq`: its name, now marked as being sent; none when it was
     /// cancelled or replaced meanwhile.
     pub(crate) fn take(&self, seq: u64) -> Option<String> {
