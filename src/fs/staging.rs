@@ -20,7 +20,7 @@ use bytes::Bytes;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-use super::namespace::{Header, Ino};
+use super::namespace::{Header, Ino, StoredHeaders};
 use super::upload::upload_target;
 use super::write::unload;
 use super::write_buffer::{UploadCause, WriteBuf, WriteState};
@@ -81,20 +81,15 @@ impl MediaFs {
             );
             return false;
         }
-        let Some(target) = self
-            .ns
-            .lock()
-            .live(ino)
-            .map(|n| upload_target(n, n.path(), &bytes))
-        else {
+        let Some(target) = self.ns.lock().live(ino).map(|n| {
+            let target = upload_target(n, n.path(), &bytes);
+            let headers = target.staged_headers(n);
+            (target, headers)
+        }) else {
             return true;
         };
-        let staged = wb.journal.stage(
-            &target.path,
-            &target.content_type,
-            target.cache_control.as_deref(),
-            &bytes,
-        );
+        let (target, headers) = target;
+        let staged = wb.journal.stage(&target.path, &headers, &bytes);
         match staged {
             Ok(seq) => {
                 wb.staged_one();
@@ -440,19 +435,16 @@ impl MediaFs {
                 (st.data.freeze(), st.generation)
             },
         )?;
-        let target = {
+        let (target, headers) = {
             let ns = self.ns.lock();
             let n = ns.live(src).ok_or(FsError::NotFound)?;
-            upload_target(n, new_path, &bytes)
+            let target = upload_target(n, new_path, &bytes);
+            let headers = target.staged_headers(n);
+            (target, headers)
         };
         let staged = wb
             .journal
-            .stage(
-                &target.path,
-                &target.content_type,
-                target.cache_control.as_deref(),
-                &bytes,
-            )
+            .stage(&target.path, &headers, &bytes)
             .and_then(|put| match wb.journal.stage_delete(old_path, Some(put)) {
                 Ok(delete) => Ok((put, delete)),
                 Err(e) => {
@@ -471,7 +463,13 @@ impl MediaFs {
         wb.staged_one();
         let (dst, newparent, newname) = to;
         self.finish_rename(src, dst, newparent, newname, old_path, None);
-        self.ns.lock().not_on_server(src);
+        self.ns.lock().renamed_not_uploaded(
+            src,
+            StoredHeaders {
+                content_type: Some(target.content_type.clone()),
+                cache_control: target.cache_control.clone(),
+            },
+        );
         let older = buf.state.lock().staged(generation, put);
         if older.is_some_and(|o| o != put) {
             self.relink_deletes(src, put);
@@ -756,19 +754,27 @@ impl MediaFs {
         }
     }
 
-    /// The headers a replayed version was staged with, where they are not the ones its name
-    /// implies (set through the xattrs, or implied by its bytes): kept for its upload.
+    /// The headers a replayed version was staged with: those set on the file become its own
+    /// again (as they were); the others are what the server held or the bytes implied, and are
+    /// kept as the server's, so that a later rename to another extension changes the type as it
+    /// would have without the crash.
     fn restore_headers(&self, ino: Ino, e: &Entry) {
+        let c = &e.change;
         let mut ns = self.ns.lock();
-        if e.change.content_type != crate::api::content_type_for(&e.change.name) {
-            let _ = ns.set_header(
-                ino,
-                Header::ContentType,
-                Some(e.change.content_type.clone()),
-            );
+        let mut held = StoredHeaders::default();
+        if c.content_type_set {
+            let _ = ns.set_header(ino, Header::ContentType, Some(c.content_type.clone()));
+        } else if c.content_type != crate::api::content_type_for(&c.name) {
+            held.content_type = Some(c.content_type.clone());
         }
-        if let Some(cc) = &e.change.cache_control {
-            let _ = ns.set_header(ino, Header::CacheControl, Some(cc.clone()));
+        match &c.cache_control {
+            Some(cc) if c.cache_control_set => {
+                let _ = ns.set_header(ino, Header::CacheControl, Some(cc.clone()));
+            }
+            cc => held.cache_control = cc.clone(),
+        }
+        if held.content_type.is_some() || held.cache_control.is_some() {
+            ns.held_headers(ino, held);
         }
     }
 }

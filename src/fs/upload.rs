@@ -33,6 +33,18 @@ pub(crate) struct UploadTarget {
     pub cache_control: Option<String>,
 }
 
+impl UploadTarget {
+    /// The headers the journal stages for it, with whether `n` set each itself.
+    pub(crate) fn staged_headers(&self, n: &Node) -> crate::fs::writeback::journal::Headers {
+        crate::fs::writeback::journal::Headers {
+            content_type: self.content_type.clone(),
+            cache_control: self.cache_control.clone(),
+            content_type_set: n.content_type_override().is_some(),
+            cache_control_set: n.cache_control_override().is_some(),
+        }
+    }
+}
+
 /// The one rule for the headers of `n` uploaded under `path` (its own name, or the new one of a
 /// rename), which the xattrs also show: the value set through the xattr; else, for the content
 /// type, the one a new name implies (renaming to a known extension changes the type); else the

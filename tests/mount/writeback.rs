@@ -972,6 +972,9 @@ fn headers_set_on_a_staged_file_outlast_a_kill_9() {
         let mut first = Mount::with_env(emulator.clone(), &args, &env);
         server_down(&emulator);
         write_file(&first.path("clip.bin"), b"not a guessable type").expect("staged");
+        // A type its bytes imply, set by nobody.
+        let png = [&b"\x89PNG\r\n\x1a\n"[..], &[0u8; 64]].concat();
+        write_file(&first.path("photo"), &png).expect("staged");
         sh_ok(&format!(
             "setfattr -n user.bandwidth.content_type -v video/mp4 {f} && \
              setfattr -n user.bandwidth.cache_control -v no-store {f}",
@@ -990,6 +993,18 @@ fn headers_set_on_a_staged_file_outlast_a_kill_9() {
     assert_eq!(&held.body[..], b"not a guessable type");
     assert_eq!(held.content_type, "video/mp4");
     assert_eq!(held.cache_control.as_deref(), Some("no-store"));
+    assert_eq!(
+        emulator.store().get("photo").unwrap().content_type,
+        "image/png"
+    );
+    // Renamed to a known extension: the type set on the file stays; the one its bytes implied
+    // follows the name, as without the crash.
+    std::fs::rename(second.path("clip.bin"), second.path("clip.txt")).unwrap();
+    std::fs::rename(second.path("photo"), second.path("photo.txt")).unwrap();
+    sh_ok(&format!("sync {}", q(&second.path(""))));
+    let store = emulator.store();
+    assert_eq!(store.get("clip.txt").unwrap().content_type, "video/mp4");
+    assert_eq!(store.get("photo.txt").unwrap().content_type, "text/plain");
 }
 
 #[test]

@@ -479,11 +479,21 @@ impl Namespace {
         v
     }
 
-    /// `ino` was renamed and its bytes are staged under the new name (write-back): the server
-    /// holds nothing under that name yet. The headers it was stored with stay its own.
-    pub(crate) fn not_on_server(&mut self, ino: Ino) {
+    /// The headers the server held for `ino`'s media, as a replayed journal version recorded
+    /// them (write-back): its next upload keeps them, as a rewrite does.
+    pub(crate) fn held_headers(&mut self, ino: Ino, headers: StoredHeaders) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.stored = Some(Box::new(headers));
+        }
+    }
+
+    /// `ino` was renamed and its bytes are staged under the new name with `headers`
+    /// (write-back): the server holds nothing under that name yet, and its upload carries the
+    /// headers the rename decided (a new extension's type, say), as a copy made at once would.
+    pub(crate) fn renamed_not_uploaded(&mut self, ino: Ino, headers: StoredHeaders) {
         if let Some(n) = self.nodes.get_mut(&ino) {
             n.remote = false;
+            n.stored = Some(Box::new(headers));
         }
     }
 

@@ -65,10 +65,28 @@ pub struct Change {
     pub len: u64,
     /// CRC-32 of the bytes.
     pub crc: u32,
+    /// Whether the content type was set on the file (its `user.bandwidth.content_type`), not
+    /// implied or the one the server held: a replay makes it the file's own only then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub content_type_set: bool,
+    /// The same for the cache control.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cache_control_set: bool,
     /// A deletion that waits for the upload of this version first (a rename: the old name
     /// goes once the new one is stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<u64>,
+}
+
+/// The headers a version is staged with, and whether each was set on the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    pub content_type: String,
+    pub cache_control: Option<String>,
+    /// The content type is the file's own (set through its attribute).
+    pub content_type_set: bool,
+    /// The cache control is the file's own.
+    pub cache_control_set: bool,
 }
 
 /// A staged version found when the journal was opened.
@@ -212,13 +230,7 @@ impl Journal {
 
     /// Stage `body` as `name` with its headers: durable on this machine's disk when this
     /// returns. Its sequence number, which orders it after every version staged before.
-    pub fn stage(
-        &self,
-        name: &str,
-        content_type: &str,
-        cache_control: Option<&str>,
-        body: &[u8],
-    ) -> Result<u64, StageError> {
+    pub fn stage(&self, name: &str, headers: &Headers, body: &[u8]) -> Result<u64, StageError> {
         let len = body.len() as u64;
         let held = self.held.fetch_add(len, Ordering::Relaxed);
         if held + len > self.limit && held > 0 {
@@ -232,10 +244,12 @@ impl Journal {
         let version = Change {
             op: Op::Put,
             name: name.to_string(),
-            content_type: content_type.to_string(),
-            cache_control: cache_control.map(str::to_string),
+            content_type: headers.content_type.clone(),
+            cache_control: headers.cache_control.clone(),
             len,
             crc: crc32fast::hash(body),
+            content_type_set: headers.content_type_set,
+            cache_control_set: headers.cache_control_set,
             after: None,
         };
         match self.write_version(seq, &version, body) {
@@ -261,6 +275,8 @@ impl Journal {
             cache_control: None,
             len: 0,
             crc: crc32fast::hash(&[]),
+            content_type_set: false,
+            cache_control_set: false,
             after,
         };
         self.write_version(seq, &change, &[])?;

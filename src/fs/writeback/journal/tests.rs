@@ -1,6 +1,15 @@
 use super::*;
 use crate::durable::DAMAGED_DIR;
 
+/// Headers nothing set on the file.
+fn h(content_type: &str, cache_control: Option<&str>) -> Headers {
+    Headers {
+        content_type: content_type.to_string(),
+        cache_control: cache_control.map(str::to_string),
+        ..Headers::default()
+    }
+}
+
 fn open(dir: &Path) -> Opened {
     Journal::open(dir, 1 << 30).expect("open the journal")
 }
@@ -27,9 +36,9 @@ fn staged_versions_come_back_in_order_with_their_bytes_and_headers() {
     let dir = tmp.path().join("journal");
     let (a, b) = {
         let j = open(&dir).journal;
-        let a = j.stage("a/x.png", "image/png", None, b"first").unwrap();
+        let a = j.stage("a/x.png", &h("image/png", None), b"first").unwrap();
         let b = j
-            .stage("b.txt", "text/plain", Some("no-cache"), b"second bytes")
+            .stage("b.txt", &h("text/plain", Some("no-cache")), b"second bytes")
             .unwrap();
         assert!(b > a);
         assert_eq!(j.held(), 5 + 12);
@@ -46,7 +55,10 @@ fn staged_versions_come_back_in_order_with_their_bytes_and_headers() {
     assert_eq!(&again.journal.body(b).unwrap()[..], b"second bytes");
     assert_eq!(again.journal.held(), 17);
     // Numbers go on after the ones found.
-    let c = again.journal.stage("c", "text/plain", None, b"").unwrap();
+    let c = again
+        .journal
+        .stage("c", &h("text/plain", None), b"")
+        .unwrap();
     assert!(c > b);
     assert!(again.damaged.is_empty());
     // A deletion comes back with the version it waits for (a rename's old name).
@@ -71,8 +83,8 @@ fn staged_versions_come_back_in_order_with_their_bytes_and_headers() {
 fn a_forgotten_version_is_gone_for_good() {
     let tmp = tempfile::tempdir().unwrap();
     let j = open(tmp.path()).journal;
-    let a = j.stage("a", "text/plain", None, b"aaa").unwrap();
-    let b = j.stage("b", "text/plain", None, b"bbbb").unwrap();
+    let a = j.stage("a", &h("text/plain", None), b"aaa").unwrap();
+    let b = j.stage("b", &h("text/plain", None), b"bbbb").unwrap();
     j.forget(&[a]).unwrap();
     assert_eq!(j.held(), 4);
     j.forget(&[a]).unwrap(); // twice is nothing
@@ -95,6 +107,8 @@ fn a_crash_at_every_step_of_staging_keeps_exactly_the_acknowledged_versions() {
         cache_control: None,
         len: body.len() as u64,
         crc: crc32fast::hash(&body),
+        content_type_set: false,
+        cache_control_set: false,
         after: None,
     };
     let header = format!("{MAGIC}\n{}\n", serde_json::to_string(&version).unwrap());
@@ -112,7 +126,7 @@ fn a_crash_at_every_step_of_staging_keeps_exactly_the_acknowledged_versions() {
         let tmp = tempfile::tempdir().unwrap();
         {
             let j = open(tmp.path()).journal;
-            j.stage("kept", "text/plain", None, b"acknowledged")
+            j.stage("kept", &h("text/plain", None), b"acknowledged")
                 .unwrap();
         }
         std::fs::write(tmp.path().join("00000000000000ff.tmp"), &whole[..cut]).unwrap();
@@ -121,7 +135,10 @@ fn a_crash_at_every_step_of_staging_keeps_exactly_the_acknowledged_versions() {
         assert!(again.damaged.is_empty());
         assert_eq!(files(tmp.path()), ["0000000000000001.put"], "cut at {cut}");
         // ...and its number is not given again.
-        let next = again.journal.stage("n", "text/plain", None, b"").unwrap();
+        let next = again
+            .journal
+            .stage("n", &h("text/plain", None), b"")
+            .unwrap();
         assert!(next > 0xff);
     }
     // After the rename: the whole version.
@@ -143,8 +160,10 @@ fn damage_a_crash_cannot_cause_is_kept_aside_and_reported_never_deleted() {
     let tmp = tempfile::tempdir().unwrap();
     let (good, short) = {
         let j = open(tmp.path()).journal;
-        let good = j.stage("good", "text/plain", None, b"fine").unwrap();
-        let short = j.stage("short", "text/plain", None, b"0123456789").unwrap();
+        let good = j.stage("good", &h("text/plain", None), b"fine").unwrap();
+        let short = j
+            .stage("short", &h("text/plain", None), b"0123456789")
+            .unwrap();
         (good, short)
     };
     std::fs::write(
@@ -176,7 +195,9 @@ fn damage_a_crash_cannot_cause_is_kept_aside_and_reported_never_deleted() {
 fn bytes_that_do_not_match_their_checksum_are_an_error_and_kept_aside() {
     let tmp = tempfile::tempdir().unwrap();
     let j = open(tmp.path()).journal;
-    let seq = j.stage("flip", "text/plain", None, b"the bytes").unwrap();
+    let seq = j
+        .stage("flip", &h("text/plain", None), b"the bytes")
+        .unwrap();
     let path = tmp.path().join(format!("{seq:016x}.put"));
     let mut bytes = std::fs::read(&path).unwrap();
     let last = bytes.len() - 1;
@@ -208,17 +229,17 @@ fn one_mount_at_a_time_holds_a_journal() {
 fn a_full_journal_refuses_a_version_and_takes_it_once_there_is_room() {
     let tmp = tempfile::tempdir().unwrap();
     let j = Journal::open(tmp.path(), 10).unwrap().journal;
-    let a = j.stage("a", "text/plain", None, b"12345678").unwrap();
-    match j.stage("b", "text/plain", None, b"123") {
+    let a = j.stage("a", &h("text/plain", None), b"12345678").unwrap();
+    match j.stage("b", &h("text/plain", None), b"123") {
         Err(StageError::Full { held: 8, limit: 10 }) => {}
         other => panic!("{other:?}"),
     }
     j.forget(&[a]).unwrap();
-    j.stage("b", "text/plain", None, b"123").unwrap();
+    j.stage("b", &h("text/plain", None), b"123").unwrap();
     // One version larger than the whole limit still goes into an empty journal.
     let tmp = tempfile::tempdir().unwrap();
     let j = Journal::open(tmp.path(), 10).unwrap().journal;
-    j.stage("big", "text/plain", None, &[0; 100]).unwrap();
+    j.stage("big", &h("text/plain", None), &[0; 100]).unwrap();
 }
 
 #[test]
