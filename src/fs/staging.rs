@@ -21,7 +21,7 @@ use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use super::namespace::{Header, Ino, StoredHeaders};
-use super::upload::upload_target;
+use super::upload::staged_target;
 use super::write::unload;
 use super::write_buffer::{UploadCause, WriteBuf, WriteState};
 use super::writeback::journal::{Entry, Journal, Op};
@@ -81,14 +81,14 @@ impl MediaFs {
             );
             return false;
         }
-        let Some(target) = self.ns.lock().live(ino).map(|n| {
-            let target = upload_target(n, n.path(), &bytes);
-            let headers = target.staged_headers(n);
-            (target, headers)
-        }) else {
+        let Some((target, headers)) = self
+            .ns
+            .lock()
+            .live(ino)
+            .map(|n| staged_target(n, n.path(), &bytes))
+        else {
             return true;
         };
-        let (target, headers) = target;
         let staged = wb.journal.stage(&target.path, &headers, &bytes);
         match staged {
             Ok(seq) => {
@@ -438,9 +438,7 @@ impl MediaFs {
         let (target, headers) = {
             let ns = self.ns.lock();
             let n = ns.live(src).ok_or(FsError::NotFound)?;
-            let target = upload_target(n, new_path, &bytes);
-            let headers = target.staged_headers(n);
-            (target, headers)
+            staged_target(n, new_path, &bytes)
         };
         let staged = wb
             .journal

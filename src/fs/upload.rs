@@ -33,16 +33,21 @@ pub(crate) struct UploadTarget {
     pub cache_control: Option<String>,
 }
 
-impl UploadTarget {
-    /// The headers the journal stages for it, with whether `n` set each itself.
-    pub(crate) fn staged_headers(&self, n: &Node) -> crate::fs::writeback::journal::Headers {
-        crate::fs::writeback::journal::Headers {
-            content_type: self.content_type.clone(),
-            cache_control: self.cache_control.clone(),
-            content_type_set: n.content_type_override().is_some(),
-            cache_control_set: n.cache_control_override().is_some(),
-        }
-    }
+/// [`upload_target`], with the headers the write-back journal stages for it: the same values,
+/// and whether `n` set each itself (a replay makes only those the file's own).
+pub(crate) fn staged_target(
+    n: &Node,
+    path: &str,
+    head: &[u8],
+) -> (UploadTarget, crate::fs::writeback::journal::Headers) {
+    let target = upload_target(n, path, head);
+    let headers = crate::fs::writeback::journal::Headers {
+        content_type: target.content_type.clone(),
+        cache_control: target.cache_control.clone(),
+        content_type_set: n.content_type_override().is_some(),
+        cache_control_set: n.cache_control_override().is_some(),
+    };
+    (target, headers)
 }
 
 /// The one rule for the headers of `n` uploaded under `path` (its own name, or the new one of a
