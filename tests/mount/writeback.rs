@@ -156,7 +156,10 @@ fn a_failed_close_or_truncate_goes_back_to_the_version_staged_before_it() {
     // Once the kernel releases the handle (it does so after close returns, in the background).
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::fs::read(m.path("f.txt")).unwrap() != b"acknowledged" {
-        assert!(Instant::now() < deadline, "the failed bytes are still shown");
+        assert!(
+            Instant::now() < deadline,
+            "the failed bytes are still shown"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let recovered: Vec<Vec<u8>> = walkdir(&m.dir.path().join("recovery"));
