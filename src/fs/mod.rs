@@ -54,7 +54,8 @@
 //! namespace only hands out the records). With write-back, the journal's, the uploader's and the
 //! staged deletions' own locks are taken last and held over no other; an upload waits for a
 //! staged deletion of its name being sent (`Deletes::hold`) holding only its upload lock and a
-//! fence mark, which that deletion never needs.
+//! fence mark, which that deletion never needs: a rename's deletion uploads the file it waits
+//! for before it is taken (being sent), never after.
 
 mod attr;
 mod content;

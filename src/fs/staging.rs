@@ -116,7 +116,14 @@ impl MediaFs {
         let Some(wb) = &self.writeback else {
             return;
         };
+        let staged_as = self.path_of(ino);
         for (name, old) in wb.deletes.waiting_on(ino) {
+            if name == staged_as {
+                // Back under its old name (`mv a b; mv b a`): the upload replaces the old media,
+                // and ends the deletion when it stores; left older than the upload in the
+                // journal, a replay keeps the upload.
+                continue;
+            }
             match wb.journal.stage_delete(&name, Some(seq)) {
                 Ok(new) => {
                     let replaced = wb.deletes.add(&name, new, Some(ino));
@@ -231,6 +238,13 @@ impl Upload for MediaFs {
                 if let Some(wb) = &self.writeback {
                     wb.failed.lock().insert(self.path_of(ino), e.to_string());
                 }
+                // A rename's old name stays (its deletion ends first, so a crash now cannot
+                // find the deletion without the upload it waited for).
+                if let Some(wb) = &self.writeback {
+                    for (name, deletion) in wb.deletes.waiting_on(ino) {
+                        self.keep_old_name(&name, deletion);
+                    }
+                }
                 // Kept in the recovery folder by the upload; no journal copy besides it.
                 let seq = buf.state.lock().unstage();
                 self.forget_versions(seq.as_slice());
@@ -335,6 +349,17 @@ impl MediaFs {
         let mut newest: HashMap<String, Entry> = HashMap::new();
         let mut older = Vec::new();
         for e in entries {
+            // A rename's deletion of a name never wins over a version of that name, even a
+            // staged one older than it: the upload replaces the old media (and, live, ends that
+            // deletion when it stores).
+            let renamed_away = e.change.op == Op::Delete && e.change.after.is_some();
+            let put_kept = newest
+                .get(&e.change.name)
+                .is_some_and(|kept| kept.change.op == Op::Put);
+            if renamed_away && put_kept {
+                older.push(e.seq);
+                continue;
+            }
             if let Some(old) = newest.insert(e.change.name.clone(), e) {
                 older.push(old.seq);
             }
@@ -513,25 +538,26 @@ impl MediaFs {
         let Some(wb) = &self.writeback else {
             return Outcome::Stored;
         };
-        let Some(name) = wb.deletes.take(seq) else {
-            // Done by a new upload of the name, held by one under way, or replaced.
-            return Outcome::Skipped;
-        };
-        // A rename's old name goes only once the new one is stored (uploaded now if staged).
+        // A rename's old name goes only once the new one is stored: it is uploaded now if
+        // staged, before the deletion is taken (an upload of that very name holds the
+        // deletion, and would wait for it forever if this turn had taken it: `mv a b; mv b a`).
         if let Some(ino) = wb.deletes.after(seq) {
             self.upload_staged(ino);
             match self.new_name(ino) {
                 NewName::Stored => {}
-                NewName::Pending => {
-                    wb.deletes.give_back(&name, seq);
-                    return Outcome::Again;
-                }
+                NewName::Pending => return Outcome::Again,
                 NewName::Refused => {
-                    self.keep_old_name(&name, seq);
+                    if let Some(name) = wb.deletes.name_of(seq) {
+                        self.keep_old_name(&name, seq);
+                    }
                     return Outcome::Failed;
                 }
             }
         }
+        let Some(name) = wb.deletes.take(seq) else {
+            // Done by a new upload of the name, held by one under way, or replaced.
+            return Outcome::Skipped;
+        };
         match self.send_delete(&name, seq) {
             Ok(()) => {
                 wb.uploads_recovered();
@@ -640,10 +666,8 @@ impl MediaFs {
         };
         let mut first = Ok(());
         for (name, seq) in wb.deletes.under(prefix) {
-            if !wb.deletes.take_or_wait(&name, seq) {
-                continue; // sent meanwhile
-            }
-            // A rename's old name goes only once the new one is stored (uploaded now if staged).
+            // A rename's old name goes only once the new one is stored: uploaded now if staged,
+            // before the deletion is taken (see `delete_staged`).
             if let Some(ino) = wb.deletes.after(seq) {
                 let uploaded = self.upload_if_staged(ino);
                 let new_name = self.new_name(ino);
@@ -651,14 +675,16 @@ impl MediaFs {
                     let e = uploaded.err().unwrap_or_else(|| {
                         FsError::Io(format!("the new name of {name:?} is not stored"))
                     });
-                    match new_name {
-                        NewName::Refused => self.keep_old_name(&name, seq),
-                        _ => wb.deletes.give_back(&name, seq),
+                    if new_name == NewName::Refused {
+                        self.keep_old_name(&name, seq);
                     }
                     log::error!("sync: {name:?} is not deleted: {e}");
                     first = first.and(Err(e));
                     continue;
                 }
+            }
+            if !wb.deletes.take_or_wait(&name, seq) {
+                continue; // sent meanwhile, or ended by an upload of the name
             }
             if let Err(e) = self.send_delete(&name, seq) {
                 wb.deletes.give_back(&name, seq);

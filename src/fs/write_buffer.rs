@@ -294,7 +294,7 @@ impl WriteState {
         let (generation, seq) = self.staged?;
         let failed = self.handles == 0
             && self.generation != generation
-            && self.saved_generation() == Some(self.generation);
+            && (self.saved_generation() == Some(self.generation) || self.oversize.is_some());
         failed.then_some(seq)
     }
 
@@ -409,9 +409,14 @@ impl WriteState {
         }
         match cause {
             UploadCause::Sync => true,
-            // Bytes whose close failed are the next close's or fsync's to try, not the
-            // background's: what the background sends is what a close acknowledged.
-            UploadCause::Background => self.saved_generation() != Some(self.generation),
+            // What the background sends is what a close acknowledged: the staged version (an
+            // fsync of it may have failed), never bytes whose close failed nor a file a write
+            // made too large (those are the next close's, or go back to the staged version).
+            UploadCause::Background => {
+                self.oversize.is_none()
+                    && (self.saved_generation() != Some(self.generation)
+                        || self.staged_generation() == Some(self.generation))
+            }
             // The close that failed for these very bytes was their last try; they are kept. An
             // incomplete (oversize) file was refused at its write and its close already.
             UploadCause::Release => {

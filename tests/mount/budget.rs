@@ -226,8 +226,10 @@ fn with_writeback_rm_and_mv_cost_only_what_is_left_to_send() {
             "--writeback",
             "--metadata-ttl",
             "1h",
+            // The closes stage while the first background upload still retries (uploads are
+            // not failing yet): a retry time well over what the commands take.
             "--retry-time",
-            "300ms",
+            "3s",
         ],
     );
     let mnt = q(&m.mnt);

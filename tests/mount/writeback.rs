@@ -406,10 +406,40 @@ fn a_rename_whose_new_name_is_refused_keeps_the_old_name() {
     assert!(err.contains("File too large"), "{err}");
     assert!(m.stored("moved.bin") == Some(big), "moved.bin is not kept");
     assert_eq!(m.stored("again.bin"), None);
-    assert!(
-        m.log_text().contains("\"moved.bin\" stays"),
-        "{}",
-        m.log_text()
+    // Said once the refusal is known, by the sync or the background, whichever came first.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !m.log_text().contains("\"moved.bin\" stays") {
+        assert!(Instant::now() < deadline, "{}", m.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A name renamed away then written again, and the renamed file written again (which stages
+/// the old name's deletion again, newer than the new file of that name): after a kill -9 the
+/// next mount keeps the new file, whose upload replaces the old media.
+#[test]
+fn a_name_renamed_away_and_written_again_keeps_its_new_bytes_after_a_kill_9() {
+    let emulator = std::sync::Arc::new(emulator_with(&[("a.txt", b"stored")]));
+    let state = tempfile::tempdir().unwrap();
+    let env = env_keeping(&emulator, state.path());
+    let args = ["--writeback", "--retry-time", "3s"];
+    {
+        let mut first = Mount::with_env(emulator.clone(), &args, &env);
+        assert_eq!(std::fs::read(first.path("a.txt")).unwrap(), b"stored");
+        server_down(&emulator);
+        std::fs::rename(first.path("a.txt"), first.path("b.txt")).expect("mv");
+        write_file(&first.path("a.txt"), b"a new file").expect("staged");
+        write_file(&first.path("b.txt"), b"b written again").expect("staged");
+        first.signal(libc::SIGKILL);
+        first.wait_exit(Duration::from_secs(10)).expect("killed");
+    }
+    server_up(&emulator);
+    let second = Mount::with_env(emulator.clone(), &args, &env);
+    sh_ok(&format!("sync {}", q(&second.path(""))));
+    assert_eq!(second.stored("a.txt").as_deref(), Some(&b"a new file"[..]));
+    assert_eq!(
+        second.stored("b.txt").as_deref(),
+        Some(&b"b written again"[..])
     );
 }
 

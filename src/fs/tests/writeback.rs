@@ -414,3 +414,31 @@ fn a_deletion_waits_for_the_newest_upload_of_a_file_renamed_twice() {
     assert_eq!(t.stored("a.txt"), None);
     assert_eq!(t.stored("b.txt"), None);
 }
+
+/// `mv a b; mv b a` of a stored file before any upload: the deletion of `a` waits for the file's
+/// upload, which is now under `a` itself and ends that deletion when it stores. Neither the
+/// background nor `sync` may wait on itself for it, and `a` keeps its bytes.
+#[test]
+fn a_file_renamed_back_before_its_upload_keeps_its_name_and_nothing_hangs() {
+    let store = new_store(1000);
+    seed(&store, "a.txt", b"stored");
+    let t = mount_writeback(store);
+    assert_eq!(t.cat("a.txt").unwrap(), b"stored");
+    *t.faults.put.lock() = Some(e503());
+    t.mv("a.txt", "b.txt").expect("mv a b");
+    t.mv("b.txt", "a.txt").expect("mv b a");
+    *t.faults.put.lock() = None;
+    let (done, finished) = std::sync::mpsc::channel();
+    let fs = t.fs.clone();
+    std::thread::spawn(move || {
+        let _ = done.send(fs.fsyncdir(ROOT_INO));
+    });
+    let synced = finished
+        .recv_timeout(Duration::from_secs(20))
+        .expect("sync hangs");
+    synced.expect("sync");
+    std::thread::sleep(Duration::from_millis(1500)); // past the deletion's backoff
+    assert_eq!(t.stored("a.txt").unwrap(), b"stored");
+    assert_eq!(t.stored("b.txt"), None);
+    assert_eq!(t.ls("").unwrap(), ["a.txt"]);
+}

@@ -159,6 +159,11 @@ impl Deletes {
         old
     }
 
+    /// The name deletion `seq` removes, while it is pending.
+    pub(crate) fn name_of(&self, seq: u64) -> Option<String> {
+        self.st.lock().by_seq.get(&seq).cloned()
+    }
+
     /// The file whose upload deletion `seq` waits for, if any.
     pub(crate) fn after(&self, seq: u64) -> Option<u64> {
         self.st.lock().after.get(&seq).copied()
