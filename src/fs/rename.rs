@@ -194,6 +194,11 @@ impl MediaFs {
             // Never uploaded: nothing to copy.
             self.upload_under_new_name(src);
             self.finish_rename(src, dst, newparent, newname, &old_path, None);
+            if replaces {
+                // The media it replaces is on the server until the upload: a `rm` before it
+                // must delete that media.
+                self.ns.lock().on_server_already(src);
+            }
             drop(uploading);
             self.restage(src);
             return Ok(());

@@ -485,6 +485,7 @@ impl MediaFs {
         };
         wb.staged_one();
         let (dst, newparent, newname) = to;
+        let replaces = dst.is_some_and(|d| self.ns.lock().live(d).is_some_and(|n| n.remote()));
         self.finish_rename(src, dst, newparent, newname, old_path, None);
         self.ns.lock().renamed_not_uploaded(
             src,
@@ -493,6 +494,11 @@ impl MediaFs {
                 cache_control: target.cache_control.clone(),
             },
         );
+        if replaces {
+            // The media it replaces is on the server until the upload: a `rm` before it must
+            // delete that media.
+            self.ns.lock().on_server_already(src);
+        }
         let older = buf.state.lock().staged(generation, put);
         if older.is_some_and(|o| o != put) {
             self.relink_deletes(src, put);

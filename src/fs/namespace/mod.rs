@@ -487,6 +487,14 @@ impl Namespace {
         }
     }
 
+    /// `ino` was renamed over a media the server holds, and its upload is still to come: the
+    /// server holds a media under its name (the one it replaces), which a `rm` must delete.
+    pub(crate) fn on_server_already(&mut self, ino: Ino) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.remote = true;
+        }
+    }
+
     /// `ino` was renamed and its bytes are staged under the new name with `headers`
     /// (write-back): the server holds nothing under that name yet, and its upload carries the
     /// headers the rename decided (a new extension's type, say), as a copy made at once would.

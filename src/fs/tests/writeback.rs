@@ -442,3 +442,30 @@ fn a_file_renamed_back_before_its_upload_keeps_its_name_and_nothing_hangs() {
     assert_eq!(t.stored("b.txt"), None);
     assert_eq!(t.ls("").unwrap(), ["a.txt"]);
 }
+
+/// A file renamed over a media the server holds, then removed before its upload: the media it
+/// replaced is deleted too, not shown again at the next listing.
+#[test]
+fn a_file_renamed_over_a_stored_media_then_removed_leaves_neither() {
+    let store = new_store(1000);
+    seed(&store, "a.txt", b"stored a");
+    seed(&store, "b.txt", b"stored b");
+    seed(&store, "d.txt", b"stored d");
+    let t = mount_writeback(store);
+    assert_eq!(t.cat("a.txt").unwrap(), b"stored a");
+    *t.faults.put.lock() = Some(e503());
+    // A stored file over another, and a new file over another.
+    t.mv("a.txt", "b.txt").expect("mv a b");
+    t.write_file("c.txt", b"new c").expect("staged");
+    t.mv("c.txt", "d.txt").expect("mv c d");
+    t.rm("b.txt").expect("rm b");
+    t.rm("d.txt").expect("rm d");
+    *t.faults.put.lock() = None;
+    t.fs.fsyncdir(ROOT_INO).expect("sync");
+    std::thread::sleep(Duration::from_millis(1500)); // past any backoff
+    t.fs.fsyncdir(ROOT_INO).expect("sync");
+    for gone in ["a.txt", "b.txt", "c.txt", "d.txt"] {
+        assert_eq!(t.stored(gone), None, "{gone}");
+    }
+    assert!(t.ls("").unwrap().is_empty(), "{:?}", t.ls(""));
+}
