@@ -18,7 +18,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::error::FsError;
-use super::namespace::{Ino, Kind};
+use super::namespace::{Ino, Kind, StoredHeaders};
 use super::recovery::remove_recovery;
 use super::types::{RENAME_EXCHANGE, RENAME_NOREPLACE};
 use super::upload::upload_target;
@@ -191,9 +191,27 @@ impl MediaFs {
             self.preload_readers(d);
         }
         if !remote {
-            // Never uploaded: nothing to copy.
+            // Never uploaded: nothing to copy. A file a journaled rename left with the headers
+            // it decided gets those the new name decides (a new extension's type), as a copy
+            // would.
+            let head = self.buffer_head(src);
+            let decided = {
+                let ns = self.ns.lock();
+                ns.live(src)
+                    .filter(|n| n.stored().is_some())
+                    .map(|n| upload_target(n, &new_path, &head))
+            };
             self.upload_under_new_name(src);
             self.finish_rename(src, dst, newparent, newname, &old_path, None);
+            if let Some(target) = decided {
+                self.ns.lock().renamed_not_uploaded(
+                    src,
+                    StoredHeaders {
+                        content_type: Some(target.content_type),
+                        cache_control: target.cache_control,
+                    },
+                );
+            }
             if replaces {
                 // The media it replaces is on the server until the upload: a `rm` before it
                 // must delete that media.

@@ -469,3 +469,27 @@ fn a_file_renamed_over_a_stored_media_then_removed_leaves_neither() {
     }
     assert!(t.ls("").unwrap().is_empty(), "{:?}", t.ls(""));
 }
+
+/// A stored file renamed twice before its upload gets the type of its last name, as two copies
+/// made at once would.
+#[test]
+fn a_file_renamed_twice_before_its_upload_gets_its_last_names_type() {
+    let store = new_store(1000);
+    Store::put(
+        &store,
+        "a.jpg",
+        Bytes::from_static(b"jpeg"),
+        "image/jpeg",
+        None,
+    )
+    .unwrap();
+    let t = mount_writeback(store);
+    assert_eq!(t.cat("a.jpg").unwrap(), b"jpeg");
+    *t.faults.put.lock() = Some(e503());
+    t.mv("a.jpg", "b.png").expect("mv a b");
+    t.mv("b.png", "c.gif").expect("mv b c");
+    *t.faults.put.lock() = None;
+    t.fs.fsyncdir(ROOT_INO).expect("sync");
+    assert_eq!(t.store.get("c.gif").unwrap().content_type, "image/gif");
+    assert_eq!(t.stored("a.jpg"), None);
+}
