@@ -129,6 +129,12 @@ pub enum InboundError {
     Store(StoreError),
 }
 
+impl From<StoreError> for InboundError {
+    fn from(e: StoreError) -> InboundError {
+        InboundError::Store(e)
+    }
+}
+
 /// A message id as Bandwidth makes them (its example: `14762070468292kw2fuqty55yp2b2`): the
 /// time in milliseconds, then 16 lowercase letters and digits.
 pub fn message_id() -> String {

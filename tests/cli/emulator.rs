@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use serde::Deserialize;
@@ -77,15 +77,13 @@ impl EmulatorProcess {
 
     /// Wait (up to 20 s) until the log says `text`; the log.
     fn until_logged(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let log = self.log_text();
-            if log.contains(text) {
-                return log;
-            }
-            assert!(Instant::now() < deadline, "no {text:?} in:\n{log}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for(
+            &format!("no {text:?} in the log"),
+            Duration::from_secs(20),
+            || self.log_text().contains(text),
+            || self.log_text(),
+        );
+        self.log_text()
     }
 
     fn media_url(&self, name: &str) -> String {
@@ -174,15 +172,12 @@ impl Receiver {
 
     /// Wait until `n` requests came (up to `limit`).
     fn until(&self, n: usize, limit: Duration) -> Vec<Received> {
-        let deadline = Instant::now() + limit;
-        while self.received().len() < n {
-            assert!(
-                Instant::now() < deadline,
-                "{} requests after {limit:?}, not {n}",
-                self.received().len()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for(
+            &format!("not {n} requests"),
+            limit,
+            || self.received().len() >= n,
+            || format!("{} requests", self.received().len()),
+        );
         self.received()
     }
 }

@@ -423,6 +423,25 @@ pub fn env_keeping(emulator: &Emulator, state: &Path) -> Vec<(String, String)> {
     env
 }
 
+/// Wait until `done` holds, asking every 20 ms; fail the test, saying `what` (and the
+/// message `why` gives then), when it does not within `limit`.
+pub fn wait_for(
+    what: &str,
+    limit: Duration,
+    mut done: impl FnMut() -> bool,
+    why: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} after {limit:?}:\n{}",
+            why()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// `close(2)` of `f`, with its result (dropping a `File` ignores it).
 pub fn close(f: std::fs::File) -> std::io::Result<()> {
     use std::os::unix::io::IntoRawFd;

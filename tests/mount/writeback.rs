@@ -23,15 +23,22 @@ fn write_file(p: &Path, data: &[u8]) -> std::io::Result<()> {
 
 /// Wait (up to 20 s) until the server holds `data` under `name`.
 fn until_stored(m: &Mount, name: &str, data: &[u8]) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while m.stored(name).as_deref() != Some(data) {
-        assert!(
-            Instant::now() < deadline,
-            "{name} is not on the server after 20 s:\n{}",
-            m.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(
+        &format!("{name} is not on the server"),
+        Duration::from_secs(20),
+        || m.stored(name).as_deref() == Some(data),
+        || m.log_text(),
+    );
+}
+
+/// Wait until the mount says its uploads are failing (`bwmediafs status --json`).
+fn until_failing(m: &Mount) {
+    wait_for(
+        "uploads never said failing",
+        Duration::from_secs(10),
+        || status(m, true).1.contains("\"failing\":true"),
+        || m.log_text(),
+    );
 }
 
 /// The staged versions in the journal under the state directory `state`.
@@ -85,15 +92,12 @@ fn closes_fall_back_to_uploading_themselves_while_uploads_fail() {
     server_down(&m.emulator);
     write_file(&m.path("first.txt"), b"staged").expect("staged");
     // Wait for the background upload to have failed once: the mount's uploads are failing.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !m.log_text().contains("put \"first.txt\": attempt") {
-        assert!(
-            Instant::now() < deadline,
-            "no upload was tried:\n{}",
-            m.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(
+        "no upload was tried",
+        Duration::from_secs(10),
+        || m.log_text().contains("put \"first.txt\": attempt"),
+        || m.log_text(),
+    );
     std::thread::sleep(Duration::from_millis(600));
     // A fast acknowledgement is given only while uploads succeed: this close reports the truth.
     let err = write_file(&m.path("second.txt"), b"not staged").unwrap_err();
@@ -111,11 +115,7 @@ fn closes_stage_again_once_a_sync_has_sent_what_was_failing() {
     let m = Mount::with(emulator, &["--writeback", "--retry-time", "300ms"]);
     server_down(&m.emulator);
     write_file(&m.path("first.txt"), b"staged").expect("staged");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !status(&m, true).1.contains("\"failing\":true") {
-        assert!(Instant::now() < deadline, "uploads never said failing");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    until_failing(&m);
     // The server is back; the sync sends the file before the background tries again.
     server_up(&m.emulator);
     sh_ok(&format!("sync {}", q(&m.path(""))));
@@ -140,11 +140,7 @@ fn a_failed_close_or_truncate_goes_back_to_the_version_staged_before_it() {
     let m = Mount::with(emulator, &["--writeback", "--retry-time", "300ms"]);
     server_down(&m.emulator);
     write_file(&m.path("f.txt"), b"acknowledged").expect("staged");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !status(&m, true).1.contains("\"failing\":true") {
-        assert!(Instant::now() < deadline, "uploads never said failing");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    until_failing(&m);
     let p = m.path("f.txt");
     let err = timed("a rewrite", move || -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new().write(true).open(p)?;
@@ -154,14 +150,12 @@ fn a_failed_close_or_truncate_goes_back_to_the_version_staged_before_it() {
     .unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EIO));
     // Once the kernel releases the handle (it does so after close returns, in the background).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read(m.path("f.txt")).unwrap() != b"acknowledged" {
-        assert!(
-            Instant::now() < deadline,
-            "the failed bytes are still shown"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(
+        "the failed bytes are still shown",
+        Duration::from_secs(10),
+        || std::fs::read(m.path("f.txt")).unwrap() == b"acknowledged",
+        || m.log_text(),
+    );
     let recovered: Vec<Vec<u8>> = walkdir(&m.dir.path().join("recovery"));
     assert!(
         recovered
@@ -255,14 +249,12 @@ fn files_staged_when_the_daemon_is_killed_are_uploaded_by_the_next_mount() {
     for (name, data) in &files {
         until_stored(&second, name, data);
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !journal_versions(state.path()).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the journal keeps uploaded versions"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(
+        "the journal keeps uploaded versions",
+        Duration::from_secs(10),
+        || journal_versions(state.path()).is_empty(),
+        || second.log_text(),
+    );
 }
 
 #[test]
@@ -407,11 +399,12 @@ fn a_rename_whose_new_name_is_refused_keeps_the_old_name() {
     assert!(m.stored("moved.bin") == Some(big), "moved.bin is not kept");
     assert_eq!(m.stored("again.bin"), None);
     // Said once the refusal is known, by the sync or the background, whichever came first.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !m.log_text().contains("\"moved.bin\" stays") {
-        assert!(Instant::now() < deadline, "{}", m.log_text());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(
+        "no line says moved.bin stays",
+        Duration::from_secs(20),
+        || m.log_text().contains("\"moved.bin\" stays"),
+        || m.log_text(),
+    );
 }
 
 /// A name renamed away then written again, and the renamed file written again (which stages
@@ -736,15 +729,12 @@ fn status_and_the_state_attribute_say_what_is_pending_and_what_was_refused() {
     config.max_size = 1000;
     m.emulator.store().set_config(config);
     write_file(&m.path("big.bin"), &bytes(5000, 3)).expect("staged");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while status(&m, false).0 != 2 {
-        assert!(
-            Instant::now() < deadline,
-            "no failure after 10 s:\n{}",
-            m.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(
+        "no failure",
+        Duration::from_secs(10),
+        || status(&m, false).0 == 2,
+        || m.log_text(),
+    );
     let (_, out) = status(&m, false);
     assert!(out.contains("big.bin"), "{out}");
     assert_eq!(
@@ -916,11 +906,12 @@ fn sigterm_unmounts_at_once_then_uploads_what_is_pending_telling_systemd() {
         "{progress:?}"
     );
     // The mount is gone while the uploads go on.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while m.is_mounted() {
-        assert!(Instant::now() < deadline, "still mounted 5 s after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(
+        "still mounted after SIGTERM",
+        Duration::from_secs(5),
+        || !m.is_mounted(),
+        || m.log_text(),
+    );
     let status = m.wait_exit(Duration::from_secs(30)).expect("it ends");
     assert!(status.success(), "{status}:\n{}", m.log_text());
     for (name, data) in &files {

@@ -186,12 +186,12 @@ pub(super) fn header_text(headers: &HeaderMap, name: HeaderName) -> Result<Optio
 
 /// Run a change of the store (which writes and `fsync`s the data directory, if there is one)
 /// on a thread made for blocking, so the runtime's threads go on serving meanwhile.
-pub(super) async fn off_the_runtime<T: Send + 'static>(
-    change: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
+pub(super) async fn off_the_runtime<T: Send + 'static, E: From<StoreError> + Send + 'static>(
+    change: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, E> {
     tokio::task::spawn_blocking(change)
         .await
-        .unwrap_or_else(|e| Err(StoreError::Disk(format!("the write stopped: {e}"))))
+        .unwrap_or_else(|e| Err(StoreError::Disk(format!("the write stopped: {e}")).into()))
 }
 
 pub(super) async fn put_media(sh: &Shared, id: &str, req: Request, cut: bool) -> Reply {

@@ -41,7 +41,7 @@ use reply::{injected_error, unknown_path, Reply};
 use super::auth::{Auth, TokenError};
 use super::faults::{ConnCtl, Fault, FaultIo, Faults};
 use super::inbound::{self, CallbackConfig, InboundAnswer, InboundError, InboundRequest};
-use super::store::{Store, StoreError};
+use super::store::Store;
 use crate::api::path::decode_media_id;
 use crate::api::MediaApi;
 
@@ -334,16 +334,11 @@ async fn inbound_post(State(sh): State<Arc<Shared>>, body: Bytes) -> Response {
     };
     let id = inbound::message_id();
     let req = Arc::new(req);
-    let stored = tokio::task::spawn_blocking({
+    let stored = off_the_runtime({
         let (store, id, req) = (sh.store.clone(), id.clone(), req.clone());
         move || inbound::store_media(&store, &id, &req)
     })
-    .await
-    .unwrap_or_else(|e| {
-        Err(InboundError::Store(StoreError::Disk(format!(
-            "the write stopped: {e}"
-        ))))
-    });
+    .await;
     let names = match stored {
         Ok(names) => names,
         Err(InboundError::Invalid(why)) => return Reply::bad_request(why).into_response(),
